@@ -1,0 +1,91 @@
+/* main.c - the `nasc` command: find the verb and hand it its arguments. */
+#include <string.h>
+
+#include "nasc_ir.h"
+#include "opts.h"
+#include "verbs.h"
+
+typedef struct verb {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+    void (*help)(FILE *out);
+} verb;
+
+static const verb verbs[] = {
+    {"check", "verify a model and report its parameters and cost", nasc_cli_check,
+     nasc_cli_check_help},
+    {"dump", "print a model's IR after a pass (text or graphviz)", nasc_cli_dump,
+     nasc_cli_dump_help},
+};
+#define N_VERBS (sizeof verbs / sizeof verbs[0])
+
+static void short_usage(FILE *out) {
+    fputs("usage: nasc [--version] [--help] VERB [ARGS...]\n"
+          "       nasc help VERB\n",
+          out);
+}
+
+static void help(FILE *out) {
+    fputs("nasc - a neural architecture search compiler\n\n", out);
+    short_usage(out);
+    fputs("\nVerbs:\n", out);
+    for (size_t i = 0; i < N_VERBS; i++) fprintf(out, "  %-8s %s\n", verbs[i].name, verbs[i].summary);
+    fputs("  help     show the help of a verb\n"
+          "\nExit codes: 0 success, 1 bad input (file:line:col: error: ...),\n"
+          "2 bad command line.\n"
+          "\nSearch, training and ONNX export are not part of this build yet.\n",
+          out);
+}
+
+static const verb *find_verb(const char *name) {
+    for (size_t i = 0; i < N_VERBS; i++)
+        if (strcmp(verbs[i].name, name) == 0) return &verbs[i];
+    return NULL;
+}
+
+static int usage_error(const char *fmt, const char *arg) {
+    fputs("nasc: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    short_usage(stderr);
+    fputs("Try 'nasc --help' for the list of verbs.\n", stderr);
+    return NASC_EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs("nasc: missing VERB\n", stderr);
+        short_usage(stderr);
+        fputs("Try 'nasc --help' for the list of verbs.\n", stderr);
+        return NASC_EXIT_USAGE;
+    }
+    const char *first = argv[1];
+    if (strcmp(first, "--version") == 0 || strcmp(first, "-V") == 0) {
+        printf("nasc %s\n", NASC_VERSION);
+        return NASC_EXIT_OK;
+    }
+    if (nasc_cli_is_help(first)) {
+        help(stdout);
+        return NASC_EXIT_OK;
+    }
+    if (strcmp(first, "help") == 0) {
+        if (argc == 2) {
+            help(stdout);
+            return NASC_EXIT_OK;
+        }
+        if (argc > 3) return usage_error("help takes one verb, got '%s' too", argv[3]);
+        if (strcmp(argv[2], "help") == 0) {
+            help(stdout);
+            return NASC_EXIT_OK;
+        }
+        const verb *v = find_verb(argv[2]);
+        if (!v) return usage_error("unknown verb '%s'", argv[2]);
+        v->help(stdout);
+        return NASC_EXIT_OK;
+    }
+    if (first[0] == '-') return usage_error("unknown option '%s'", first);
+    const verb *v = find_verb(first);
+    if (!v) return usage_error("unknown verb '%s'", first);
+    return v->run(argc - 1, argv + 1);
+}

@@ -1,0 +1,188 @@
+/* opts.c - option parsing and formatting shared by the verbs. */
+#include "opts.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <string.h>
+
+void nasc_cli_args_init(nasc_cli_args *a, int argc, char **argv, void (*usage)(FILE *)) {
+    a->verb = argc > 0 ? argv[0] : "?";
+    a->usage = usage;
+    a->argc = argc;
+    a->argv = argv;
+    a->i = 1;
+    a->positional = false;
+}
+
+int nasc_cli_usage_error(const nasc_cli_args *a, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "nasc %s: ", a->verb);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    if (a->usage) a->usage(stderr);
+    fprintf(stderr, "Try 'nasc help %s' for more.\n", a->verb);
+    return NASC_EXIT_USAGE;
+}
+
+bool nasc_cli_is_help(const char *arg) {
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+/* "--name value" or "--name=value" (long options), "-o value" (short). */
+int nasc_cli_value_opt(nasc_cli_args *a, const char *name, const char *short_name,
+                       const char **value) {
+    if (a->positional || a->i >= a->argc) return 0;
+    const char *arg = a->argv[a->i];
+    size_t n = strlen(name);
+    bool exact = strcmp(arg, name) == 0 || (short_name && strcmp(arg, short_name) == 0);
+    if (!exact && strncmp(arg, name, n) == 0 && arg[n] == '=') {
+        *value = arg + n + 1;
+        a->i++;
+        return 1;
+    }
+    if (!exact) return 0;
+    if (a->i + 1 >= a->argc) {
+        nasc_cli_usage_error(a, "option '%s' needs a value", arg);
+        return -1;
+    }
+    *value = a->argv[a->i + 1];
+    a->i += 2;
+    return 1;
+}
+
+int nasc_cli_flag(nasc_cli_args *a, const char *name) {
+    if (a->positional || a->i >= a->argc) return 0;
+    const char *arg = a->argv[a->i];
+    size_t n = strlen(name);
+    if (strncmp(arg, name, n) == 0 && arg[n] == '=') {
+        nasc_cli_usage_error(a, "option '%s' takes no value", name);
+        return -1;
+    }
+    if (strcmp(arg, name) != 0) return 0;
+    a->i++;
+    return 1;
+}
+
+int nasc_cli_model_opt(nasc_cli_args *a, nasc_cli_model *mo) {
+    const char *kv = NULL;
+    int r = nasc_cli_value_opt(a, "--set", NULL, &kv);
+    if (r <= 0) return r;
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv) {
+        nasc_cli_usage_error(a, "--set needs key=value, got '%s'", kv);
+        return -1;
+    }
+    if (mo->n_ov == NASC_CLI_MAX_SET) {
+        nasc_cli_usage_error(a, "too many --set options (at most %d)", NASC_CLI_MAX_SET);
+        return -1;
+    }
+    /* Split in place: the key ends where '=' was. argv strings are ours to modify. */
+    char *mut = (char *)eq;
+    *mut = 0;
+    mo->ov[mo->n_ov].key = kv;
+    mo->ov[mo->n_ov].value = eq + 1;
+    mo->n_ov++;
+    return 1;
+}
+
+const char *nasc_cli_positional(nasc_cli_args *a) {
+    if (a->i >= a->argc) return NULL;
+    const char *arg = a->argv[a->i];
+    if (!a->positional && strcmp(arg, "--") == 0) {
+        a->positional = true;
+        a->i++;
+        if (a->i >= a->argc) return NULL;
+        arg = a->argv[a->i];
+    }
+    if (!a->positional && arg[0] == '-' && arg[1] != 0) return NULL;
+    a->i++;
+    return arg;
+}
+
+int nasc_cli_fail(const nasc_ctx *ctx) {
+    if (ctx->diag.status == NASC_OK) {
+        fprintf(stderr, "nasc: error: unknown failure\n");
+    } else {
+        nasc_diag_print(&ctx->diag, stderr);
+    }
+    return NASC_EXIT_INPUT;
+}
+
+int nasc_cli_load(nasc_ctx *ctx, const nasc_cli_model *mo, nasc_module **out) {
+    *out = NULL;
+    if (nasc_model_load(ctx, mo->path, mo->ov, mo->n_ov, out) != NASC_OK || !*out) {
+        if (*out) {
+            nasc_module_destroy(*out);
+            *out = NULL;
+        }
+        return nasc_cli_fail(ctx);
+    }
+    return NASC_EXIT_OK;
+}
+
+void nasc_cli_model_help(FILE *out) {
+    fputs("\nModel options:\n"
+          "  MODEL               a YAML model (.yaml, .yml) or a text IR file (.nir)\n"
+          "  --set KEY=VALUE     override a skeleton value (repeatable): input (CxHxW,\n"
+          "                      or N for recurrent nets), classes, channels,\n"
+          "                      cells_per_stage, stages, stem_multiplier\n",
+          out);
+}
+
+void nasc_cli_fmt_int(int64_t v, char *buf, size_t size) {
+    char digits[32];
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    int n = snprintf(digits, sizeof digits, "%" PRIu64, u);
+    char tmp[48];
+    size_t k = 0;
+    if (v < 0) tmp[k++] = '-';
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && (n - i) % 3 == 0) tmp[k++] = ',';
+        tmp[k++] = digits[i];
+    }
+    tmp[k] = 0;
+    snprintf(buf, size, "%s", tmp);
+}
+
+void nasc_cli_fmt_si(int64_t v, char *buf, size_t size) {
+    static const char suffix[] = "KMGTP";
+    double x = (double)v;
+    double ax = x < 0 ? -x : x;
+    if (ax < 1000.0) {
+        snprintf(buf, size, "%" PRId64, v);
+        return;
+    }
+    int s = -1;
+    while (ax >= 999.5 && s < 4) {
+        x /= 1000.0;
+        ax /= 1000.0;
+        s++;
+    }
+    if (ax >= 99.95)
+        snprintf(buf, size, "%.0f%c", x, suffix[s]);
+    else if (ax >= 9.995)
+        snprintf(buf, size, "%.1f%c", x, suffix[s]);
+    else
+        snprintf(buf, size, "%.2f%c", x, suffix[s]);
+}
+
+void nasc_cli_json_str(FILE *out, const char *s) {
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", out); break;
+        case '\\': fputs("\\\\", out); break;
+        case '\n': fputs("\\n", out); break;
+        case '\t': fputs("\\t", out); break;
+        case '\r': fputs("\\r", out); break;
+        default:
+            if (*p < 0x20)
+                fprintf(out, "\\u%04x", *p);
+            else
+                fputc(*p, out);
+        }
+    }
+    fputc('"', out);
+}

@@ -1,0 +1,398 @@
+/* Lowering arch -> prim.
+ *
+ * The net scaffold follows DARTS/NASNet: a 3x3 stem conv + BN; stages of
+ * normal cells separated by reduction cells that double the channels; each
+ * cell preprocesses h_{i-1} with ReLU-conv1x1-BN and h_{i-2} with either the
+ * same or, when h_{i-2} is twice the spatial size, a factorized reduction;
+ * ops applied directly to the inputs of a reduction cell have stride 2; the
+ * head is global average pooling and a linear layer. A macro net is the stem,
+ * its body cell and the head.
+ *
+ * Each arch op lowers through one row of `lowerings` below. Shape errors
+ * are reported at the arch node being lowered.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "nasc_ir.h"
+
+typedef struct lower {
+    const nasc_module *arch;
+    nasc_module *p;
+    nasc_ctx *ctx;
+    char group[64];   /* cost-report group of the ops being emitted */
+    char prefix[192]; /* name prefix of the values being emitted */
+    nasc_loc loc;     /* arch location reported on errors */
+    nasc_status status;
+} lower;
+
+#define BAD UINT32_MAX
+
+static const nasc_type *ty(lower *l, uint32_t v) { return &l->p->values[v].type; }
+
+static void name_of(lower *l, char *buf, size_t size, const char *suffix) {
+    snprintf(buf, size, "%s%s%s", l->prefix, suffix[0] ? "." : "", suffix);
+}
+
+static uint32_t emit(lower *l, nasc_prim_op op, const uint32_t *args, uint32_t n, const nasc_prim_attrs *a,
+                     const char *suffix) {
+    if (l->status) return BAD;
+    for (uint32_t i = 0; i < n; i++)
+        if (args[i] == BAD) return BAD;
+    char name[256];
+    name_of(l, name, sizeof name, suffix);
+    uint32_t v = nasc_prim_add_op(l->p, op, args, n, a, name, l->group, l->loc);
+    if (v == BAD) l->status = l->ctx->diag.status ? l->ctx->diag.status : NASC_EINTERNAL;
+    return v;
+}
+
+static uint32_t param(lower *l, const char *suffix, int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    if (l->status) return BAD;
+    nasc_type t = {NASC_F32, rank, {d0, d1, d2, d3}};
+    char name[256];
+    name_of(l, name, sizeof name, suffix);
+    uint32_t v = nasc_prim_add_param(l->p, name, &t);
+    if (v == BAD) l->status = l->ctx->diag.status ? l->ctx->diag.status : NASC_EINTERNAL;
+    return v;
+}
+
+static uint32_t relu(lower *l, uint32_t x, const char *suffix) {
+    return emit(l, NASC_PRIM_RELU, &x, 1, NULL, suffix);
+}
+
+/* Convolution with "same"-style padding: total pad = effective kernel - 1,
+ * the extra pixel (even kernels) at the bottom/right. */
+static uint32_t conv(lower *l, uint32_t x, const char *suffix, int64_t cout, int kh, int kw, int sh, int sw, int dil,
+                     int groups) {
+    if (l->status || x == BAD) return BAD;
+    int64_t cin = ty(l, x)->dims[1];
+    char wname[128];
+    snprintf(wname, sizeof wname, "%s.w", suffix);
+    uint32_t w = param(l, wname, 4, cout, cin / groups, kh, kw);
+    nasc_prim_attrs a = nasc_prim_attrs_default();
+    a.kh = kh;
+    a.kw = kw;
+    a.sh = sh;
+    a.sw = sw;
+    a.dh = a.dw = dil;
+    a.groups = groups;
+    int th = (kh - 1) * dil, tw = (kw - 1) * dil;
+    a.pt = th / 2;
+    a.pb = th - th / 2;
+    a.pl = tw / 2;
+    a.pr = tw - tw / 2;
+    uint32_t args[2] = {x, w};
+    return emit(l, NASC_PRIM_CONV, args, 2, &a, suffix);
+}
+
+static uint32_t bn(lower *l, uint32_t x, const char *suffix) {
+    if (l->status || x == BAD) return BAD;
+    int64_t c = ty(l, x)->dims[1];
+    char n1[128], n2[128];
+    snprintf(n1, sizeof n1, "%s.scale", suffix);
+    snprintf(n2, sizeof n2, "%s.shift", suffix);
+    uint32_t args[3] = {x, param(l, n1, 1, c, 0, 0, 0), param(l, n2, 1, c, 0, 0, 0)};
+    return emit(l, NASC_PRIM_BATCH_NORM, args, 3, NULL, suffix);
+}
+
+static uint32_t relu_conv_bn(lower *l, uint32_t x, int64_t cout, int kh, int kw, int stride) {
+    uint32_t r = relu(l, x, "relu");
+    uint32_t c = conv(l, r, "conv", cout, kh, kw, stride, stride, 1, 1);
+    return bn(l, c, "bn");
+}
+
+/* Halve H and W: two 1x1 stride-2 convs, one on the input and one on the
+ * input shifted by one pixel, concatenated (NASNet's factorized reduction). */
+static uint32_t factorized_reduce(lower *l, uint32_t x, int64_t cout) {
+    if (cout < 2) {
+        if (!l->status)
+            l->status = nasc_error(l->ctx, NASC_EINPUT, l->arch->source, l->loc,
+                                   "a factorized reduction needs at least 2 output channels");
+        return BAD;
+    }
+    uint32_t r = relu(l, x, "relu");
+    uint32_t a = conv(l, r, "path1", cout / 2, 1, 1, 2, 2, 1, 1);
+    nasc_prim_attrs sa = nasc_prim_attrs_default();
+    sa.dy = sa.dx = 1;
+    uint32_t s = emit(l, NASC_PRIM_SHIFT, &r, 1, &sa, "shift");
+    uint32_t b = conv(l, s, "path2", cout - cout / 2, 1, 1, 2, 2, 1, 1);
+    uint32_t cat[2] = {a, b};
+    uint32_t c = emit(l, NASC_PRIM_CONCAT, cat, 2, NULL, "concat");
+    return bn(l, c, "bn");
+}
+
+/* ---------------------------------------------------------------- */
+/* One lowering per arch op                                          */
+/* ---------------------------------------------------------------- */
+
+typedef struct op_ctx {
+    const nasc_node *node;
+    const uint32_t *in; /* operand values */
+    int64_t channels;   /* filters attr, or the cell's channel count */
+    int stride;
+    int k;        /* the row's kernel size */
+    int dil;      /* the row's dilation */
+} op_ctx;
+
+typedef uint32_t (*lower_fn)(lower *l, const op_ctx *o);
+
+static uint32_t lower_identity(lower *l, const op_ctx *o) {
+    if (o->stride == 1) return o->in[0];
+    return factorized_reduce(l, o->in[0], o->channels);
+}
+
+static uint32_t lower_conv_kxk(lower *l, const op_ctx *o) {
+    int kh = o->k, kw = o->k;
+    if (o->node->attrs.kh) {
+        kh = o->node->attrs.kh;
+        kw = o->node->attrs.kw;
+    }
+    return relu_conv_bn(l, o->in[0], o->channels, kh, kw, o->stride);
+}
+
+static uint32_t lower_conv_1xk_kx1(lower *l, const op_ctx *o) {
+    uint32_t r = relu(l, o->in[0], "relu");
+    uint32_t a = conv(l, r, "conv1", o->channels, 1, o->k, 1, o->stride, 1, 1);
+    uint32_t b = conv(l, a, "conv2", o->channels, o->k, 1, o->stride, 1, 1, 1);
+    return bn(l, b, "bn");
+}
+
+static uint32_t lower_dil_conv(lower *l, const op_ctx *o) {
+    uint32_t x = o->in[0];
+    if (x == BAD) return BAD;
+    int64_t cin = ty(l, x)->dims[1];
+    uint32_t r = relu(l, x, "relu");
+    uint32_t d = conv(l, r, "dw", cin, o->k, o->k, o->stride, o->stride, o->dil, (int)cin);
+    uint32_t p = conv(l, d, "pw", o->channels, 1, 1, 1, 1, 1, 1);
+    return bn(l, p, "bn");
+}
+
+static uint32_t lower_sep_conv(lower *l, const op_ctx *o) {
+    uint32_t x = o->in[0];
+    if (x == BAD) return BAD;
+    int64_t cin = ty(l, x)->dims[1];
+    uint32_t r1 = relu(l, x, "relu1");
+    uint32_t d1 = conv(l, r1, "dw1", cin, o->k, o->k, o->stride, o->stride, 1, (int)cin);
+    uint32_t p1 = conv(l, d1, "pw1", o->channels, 1, 1, 1, 1, 1, 1);
+    uint32_t b1 = bn(l, p1, "bn1");
+    uint32_t r2 = relu(l, b1, "relu2");
+    uint32_t d2 = conv(l, r2, "dw2", o->channels, o->k, o->k, 1, 1, 1, (int)o->channels);
+    uint32_t p2 = conv(l, d2, "pw2", o->channels, 1, 1, 1, 1, 1, 1);
+    return bn(l, p2, "bn2");
+}
+
+static uint32_t lower_pool(lower *l, const op_ctx *o, nasc_prim_op op) {
+    nasc_prim_attrs a = nasc_prim_attrs_default();
+    a.kh = a.kw = o->k;
+    a.sh = a.sw = o->stride;
+    a.pt = a.pl = (o->k - 1) / 2;
+    a.pb = a.pr = (o->k - 1) - (o->k - 1) / 2;
+    a.count_include_pad = 0;
+    return emit(l, op, o->in, 1, &a, op == NASC_PRIM_MAX_POOL ? "maxpool" : "avgpool");
+}
+
+static uint32_t lower_max_pool(lower *l, const op_ctx *o) { return lower_pool(l, o, NASC_PRIM_MAX_POOL); }
+static uint32_t lower_avg_pool(lower *l, const op_ctx *o) { return lower_pool(l, o, NASC_PRIM_AVG_POOL); }
+
+static uint32_t lower_factorized_reduce(lower *l, const op_ctx *o) {
+    if (o->in[0] == BAD) return BAD;
+    int64_t c = o->node->attrs.filters ? o->node->attrs.filters : ty(l, o->in[0])->dims[1];
+    return factorized_reduce(l, o->in[0], c);
+}
+
+static uint32_t lower_add(lower *l, const op_ctx *o) {
+    if (o->node->n_args == 1) return o->in[0];
+    return emit(l, NASC_PRIM_ADD, o->in, o->node->n_args, NULL, "add");
+}
+
+static uint32_t lower_concat(lower *l, const op_ctx *o) {
+    if (o->node->n_args == 1) return o->in[0];
+    return emit(l, NASC_PRIM_CONCAT, o->in, o->node->n_args, NULL, "concat");
+}
+
+static const struct lowering {
+    lower_fn fn; /* NULL: not lowered (recurrent ops) */
+    int k, dil;
+} lowerings[NASC_OP_COUNT] = {
+    [NASC_OP_IDENTITY] = {lower_identity, 0, 1},
+    [NASC_OP_CONV_1X7_7X1] = {lower_conv_1xk_kx1, 7, 1},
+    [NASC_OP_CONV_1X3_3X1] = {lower_conv_1xk_kx1, 3, 1},
+    [NASC_OP_CONV_1X1] = {lower_conv_kxk, 1, 1},
+    [NASC_OP_CONV_3X3] = {lower_conv_kxk, 3, 1},
+    [NASC_OP_DIL_CONV_3X3] = {lower_dil_conv, 3, 2},
+    [NASC_OP_SEP_CONV_3X3] = {lower_sep_conv, 3, 1},
+    [NASC_OP_SEP_CONV_5X5] = {lower_sep_conv, 5, 1},
+    [NASC_OP_SEP_CONV_7X7] = {lower_sep_conv, 7, 1},
+    [NASC_OP_AVG_POOL_3X3] = {lower_avg_pool, 3, 1},
+    [NASC_OP_MAX_POOL_3X3] = {lower_max_pool, 3, 1},
+    [NASC_OP_MAX_POOL_5X5] = {lower_max_pool, 5, 1},
+    [NASC_OP_MAX_POOL_7X7] = {lower_max_pool, 7, 1},
+    [NASC_OP_DIL_CONV_5X5] = {lower_dil_conv, 5, 2},
+    [NASC_OP_CONV_5X5] = {lower_conv_kxk, 5, 1},
+    [NASC_OP_CONV] = {lower_conv_kxk, 0, 1},
+    [NASC_OP_FACTORIZED_REDUCE] = {lower_factorized_reduce, 1, 1},
+    [NASC_OP_ADD] = {lower_add, 0, 1},
+    [NASC_OP_CONCAT] = {lower_concat, 0, 1},
+};
+
+/* ---------------------------------------------------------------- */
+/* Cells and the net                                                 */
+/* ---------------------------------------------------------------- */
+
+static nasc_status lower_cell(lower *l, const nasc_cell *c, const uint32_t *inputs, int64_t channels,
+                              const char *inst, uint32_t *out) {
+    const nasc_module *a = l->arch;
+    uint32_t nv = c->n_inputs + c->n_nodes;
+    uint32_t *vals = nasc_alloc(l->ctx, (nv + 1) * sizeof *vals);
+    if (!vals) return NASC_ENOMEM;
+    for (uint32_t i = 0; i < c->n_inputs; i++) vals[i] = inputs[i];
+    bool reduction = c->kind == NASC_CELL_REDUCTION;
+    for (uint32_t j = 0; j < c->n_nodes && !l->status; j++) {
+        const nasc_node *nd = &a->nodes[c->first_node + j];
+        const struct lowering *row = &lowerings[nd->op];
+        l->loc = nd->loc;
+        if (!row->fn) {
+            l->status = nasc_error(l->ctx, NASC_EINPUT, a->source, nd->loc, "op '%s' cannot be lowered in a %s cell",
+                                   nasc_arch_op_info_get(nd->op)->name, nasc_cell_kind_name(c->kind));
+            break;
+        }
+        uint32_t in[16], n = nd->n_args < 16 ? nd->n_args : 16;
+        if (nd->n_args > 16) {
+            l->status = nasc_error(l->ctx, NASC_EINPUT, a->source, nd->loc, "node '%s' has more than 16 operands",
+                                   nasc_str(a, nd->name));
+            break;
+        }
+        bool on_inputs = true;
+        for (uint32_t k = 0; k < n; k++) {
+            uint32_t v = a->args[nd->first_arg + k];
+            in[k] = vals[v];
+            if (v >= c->n_inputs) on_inputs = false;
+        }
+        op_ctx o = {nd, in, nd->attrs.filters ? nd->attrs.filters : channels, 1, row->k, row->dil};
+        if (nd->attrs.stride)
+            o.stride = nd->attrs.stride;
+        else if (reduction && on_inputs && (nasc_arch_op_info_get(nd->op)->attrs & NASC_ATTR_STRIDE))
+            o.stride = 2;
+        snprintf(l->prefix, sizeof l->prefix, "%s.%s", inst, nasc_str(a, nd->name));
+        vals[c->n_inputs + j] = row->fn(l, &o);
+        if (vals[c->n_inputs + j] == BAD && !l->status) l->status = NASC_EINTERNAL;
+    }
+    if (!l->status) {
+        uint32_t outs[64];
+        uint32_t n = nasc_cell_out_values(a, c, outs, 64);
+        l->loc = c->n_outs ? c->out_loc : c->loc;
+        snprintf(l->prefix, sizeof l->prefix, "%s", inst);
+        if (n == 0 || n > 64) {
+            l->status = nasc_error(l->ctx, NASC_EINPUT, a->source, l->loc, "cell '%s' has %u outputs (1..64 supported)",
+                                   nasc_str(a, c->name), n);
+        } else {
+            uint32_t ov[64];
+            for (uint32_t i = 0; i < n; i++) ov[i] = vals[outs[i]];
+            if (n == 1)
+                *out = ov[0];
+            else if (c->out_rule == NASC_OUT_CONCAT)
+                *out = emit(l, NASC_PRIM_CONCAT, ov, n, NULL, "out");
+            else if (c->out_rule == NASC_OUT_SUM)
+                *out = emit(l, NASC_PRIM_ADD, ov, n, NULL, "out");
+            else
+                l->status = nasc_error(l->ctx, NASC_EINPUT, a->source, l->loc,
+                                       "cell '%s': the '%s' output rule is not supported in CNN cells (use concat or sum)",
+                                       nasc_str(a, c->name), nasc_out_rule_name(c->out_rule));
+        }
+    }
+    nasc_free(l->ctx, vals);
+    return l->status;
+}
+
+/* Preprocess (h_{i-2}, h_{i-1}) to the cell's channel count. */
+static void preprocess(lower *l, const char *inst, uint32_t s0, uint32_t s1, int64_t channels, uint32_t pre[2]) {
+    if (s0 == BAD || s1 == BAD) {
+        pre[0] = pre[1] = BAD;
+        return;
+    }
+    snprintf(l->prefix, sizeof l->prefix, "%s.h2", inst);
+    if (ty(l, s0)->dims[2] != ty(l, s1)->dims[2] || ty(l, s0)->dims[3] != ty(l, s1)->dims[3])
+        pre[0] = factorized_reduce(l, s0, channels);
+    else
+        pre[0] = relu_conv_bn(l, s0, channels, 1, 1, 1);
+    snprintf(l->prefix, sizeof l->prefix, "%s.h1", inst);
+    pre[1] = relu_conv_bn(l, s1, channels, 1, 1, 1);
+}
+
+static uint32_t lower_head(lower *l, uint32_t x, int classes) {
+    snprintf(l->group, sizeof l->group, "head");
+    snprintf(l->prefix, sizeof l->prefix, "head");
+    l->loc = l->arch->skel.loc;
+    uint32_t g = emit(l, NASC_PRIM_GLOBAL_AVG_POOL, &x, 1, NULL, "gap");
+    uint32_t f = emit(l, NASC_PRIM_FLATTEN, &g, 1, NULL, "flatten");
+    if (f == BAD) return BAD;
+    int64_t feat = ty(l, f)->dims[1];
+    uint32_t args[3] = {f, param(l, "fc.w", 2, classes, feat, 0, 0), param(l, "fc.b", 1, classes, 0, 0, 0)};
+    snprintf(l->prefix, sizeof l->prefix, "logits");
+    return emit(l, NASC_PRIM_INNER_PRODUCT, args, 3, NULL, "");
+}
+
+nasc_status nasc_lower(const nasc_module *arch, nasc_module **out_prim) {
+    nasc_ctx *ctx = arch->ctx;
+    *out_prim = NULL;
+    nasc_status s = nasc_arch_verify(arch);
+    if (s) return s;
+    const nasc_skeleton *sk = &arch->skel;
+    if (sk->kind == NASC_NET_RECURRENT)
+        return nasc_error(ctx, NASC_EINTERNAL, arch->source, sk->loc,
+                          "recurrent nets are not lowered to the prim dialect yet (nasc check reports their cost from the arch)");
+    lower l;
+    memset(&l, 0, sizeof l);
+    l.arch = arch;
+    l.ctx = ctx;
+    l.p = nasc_module_create(ctx, NASC_DIALECT_PRIM, arch->source);
+    if (!l.p) return NASC_ENOMEM;
+    l.loc = sk->loc;
+
+    nasc_type xt = {NASC_F32, 4, {NASC_BATCH, sk->in_c, sk->in_h, sk->in_w}};
+    uint32_t x = nasc_prim_add_input(l.p, "x", &xt);
+    if (x == BAD) l.status = ctx->diag.status;
+
+    snprintf(l.group, sizeof l.group, "stem");
+    snprintf(l.prefix, sizeof l.prefix, "stem");
+    int64_t stem_c = (int64_t)sk->stem_multiplier * sk->channels;
+    uint32_t stem = bn(&l, conv(&l, x, "conv", stem_c, 3, 3, 1, 1, 1, 1), "bn");
+
+    uint32_t body = stem;
+    char inst[32];
+    if (sk->kind == NASC_NET_MACRO) {
+        snprintf(inst, sizeof inst, "body");
+        snprintf(l.group, sizeof l.group, "body.%s", nasc_str(arch, arch->cells[sk->normal_cell].name));
+        if (!l.status) lower_cell(&l, &arch->cells[sk->normal_cell], &stem, sk->channels, inst, &body);
+    } else {
+        uint32_t s0 = stem, s1 = stem;
+        int64_t channels = sk->channels;
+        int idx = 0;
+        for (int stage = 0; stage < sk->stages && !l.status; stage++) {
+            for (int k = -1; k < sk->cells_per_stage && !l.status; k++) {
+                if (k < 0 && stage == 0) continue;
+                int ci = k < 0 ? sk->reduction_cell : sk->normal_cell;
+                if (k < 0) channels *= 2;
+                const nasc_cell *c = &arch->cells[ci];
+                snprintf(inst, sizeof inst, "cell%d", idx++);
+                snprintf(l.group, sizeof l.group, "%s.%s", inst, nasc_str(arch, c->name));
+                l.loc = c->loc;
+                uint32_t pre[2], out = BAD;
+                preprocess(&l, inst, s0, s1, channels, pre);
+                if (!l.status) lower_cell(&l, c, pre, channels, inst, &out);
+                s0 = s1;
+                s1 = out;
+            }
+        }
+        body = s1;
+    }
+    uint32_t logits = l.status ? BAD : lower_head(&l, body, sk->classes);
+    if (!l.status && logits != BAD) l.status = nasc_prim_add_output(l.p, logits);
+    if (!l.status) l.status = nasc_prim_verify(l.p);
+    if (l.status) {
+        nasc_module_destroy(l.p);
+        return l.status;
+    }
+    *out_prim = l.p;
+    return NASC_OK;
+}

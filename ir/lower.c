@@ -157,6 +157,22 @@ static uint32_t lower_conv_1xk_kx1(lower *l, const op_ctx *o) {
     return bn(l, b, "bn");
 }
 
+/* AmoebaNet (tensorflow/tpu amoeba_net network_utils.py): ReLU, 1x1 to
+ * C/4, BN, ReLU, 1x7, BN, ReLU, 7x1, BN, ReLU, 1x1 back to C, BN. Without
+ * room for a bottleneck (C < 4) it is the plain 1x7-then-7x1 op. */
+static uint32_t lower_bottleneck_1xk_kx1(lower *l, const op_ctx *o) {
+    int64_t mid = o->channels / 4;
+    if (mid < 1) return lower_conv_1xk_kx1(l, o);
+    uint32_t r0 = relu(l, o->in[0], "relu0");
+    uint32_t b0 = bn(l, conv(l, r0, "pre", mid, 1, 1, 1, 1, 1, 1), "pre_bn");
+    uint32_t r1 = relu(l, b0, "relu1");
+    uint32_t b1 = bn(l, conv(l, r1, "conv1", mid, 1, o->k, 1, o->stride, 1, 1), "bn1");
+    uint32_t r2 = relu(l, b1, "relu2");
+    uint32_t b2 = bn(l, conv(l, r2, "conv2", mid, o->k, 1, o->stride, 1, 1, 1), "bn2");
+    uint32_t r3 = relu(l, b2, "relu3");
+    return bn(l, conv(l, r3, "post", o->channels, 1, 1, 1, 1, 1, 1), "post_bn");
+}
+
 static uint32_t lower_dil_conv(lower *l, const op_ctx *o) {
     uint32_t x = o->in[0];
     if (x == BAD) return BAD;
@@ -229,6 +245,7 @@ static const struct lowering {
     [NASC_OP_MAX_POOL_7X7] = {lower_max_pool, 7, 1},
     [NASC_OP_DIL_CONV_5X5] = {lower_dil_conv, 5, 2},
     [NASC_OP_CONV_5X5] = {lower_conv_kxk, 5, 1},
+    [NASC_OP_BOTTLENECK_1X7_7X1] = {lower_bottleneck_1xk_kx1, 7, 1},
     [NASC_OP_CONV] = {lower_conv_kxk, 0, 1},
     [NASC_OP_FACTORIZED_REDUCE] = {lower_factorized_reduce, 1, 1},
     [NASC_OP_ADD] = {lower_add, 0, 1},

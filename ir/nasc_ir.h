@@ -446,4 +446,95 @@ nasc_status nasc_text_print(const nasc_module *m, nasc_buf *out);
 nasc_status nasc_text_parse(nasc_ctx *ctx, const char *text, size_t len, const char *file,
                             nasc_module **out);
 
+/* ------------------------------------------------------------------ */
+/* Random numbers                                                      */
+/* ------------------------------------------------------------------ */
+
+/* xoshiro256** seeded through splitmix64: the same seed gives the same
+ * stream on every machine. Everything random in nasc (initialisation,
+ * shuffling, augmentation, sampling) draws from one of these. */
+typedef struct nasc_rng {
+    uint64_t s[4];
+} nasc_rng;
+
+void nasc_rng_seed(nasc_rng *r, uint64_t seed);
+uint64_t nasc_rng_next(nasc_rng *r);
+/* Uniform in [0, n), without modulo bias; n > 0. */
+uint64_t nasc_rng_below(nasc_rng *r, uint64_t n);
+/* Uniform in [0, 1) with 24 random bits. */
+float nasc_rng_uniform(nasc_rng *r);
+/* Standard normal (Box-Muller). */
+float nasc_rng_normal(nasc_rng *r);
+/* 64-bit FNV-1a of a string, for per-name seeds. */
+uint64_t nasc_hash_str(const char *s);
+
+/* ------------------------------------------------------------------ */
+/* Parameter store                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Weights are data: named float tensors that may outlive any net. A net
+ * binds its parameters to a store by name (ENAS children share one store,
+ * SMASH writes generated weights into one), optimizers keep their state in
+ * one (names under "opt/"), and a checkpoint is a store on disk. Tensors are
+ * plain row-major, without a batch dimension: conv weights (C_out,
+ * C_in/groups, kh, kw), inner-product weights (O, I), vectors (C). */
+typedef struct nasc_tensor {
+    char *name;                  /* owned, unique in the store */
+    int rank;                    /* 1..NASC_MAX_RANK */
+    int64_t dims[NASC_MAX_RANK];
+    int64_t numel;
+    float *data;                 /* owned, numel floats, 64-byte aligned */
+} nasc_tensor;
+
+typedef struct nasc_param_store {
+    nasc_ctx *ctx;
+    nasc_tensor **tensors;       /* in insertion order; each owned */
+    uint32_t n, cap;
+    uint32_t *index;             /* open-addressing hash of names: slot = tensor index + 1 */
+    uint32_t index_cap;          /* a power of two, or 0 */
+    char **meta_keys, **meta_vals; /* string metadata (arch hash, epoch, ...), owned */
+    uint32_t n_meta, cap_meta;
+} nasc_param_store;
+
+nasc_param_store *nasc_params_create(nasc_ctx *ctx); /* NULL + diag when out of memory */
+void nasc_params_destroy(nasc_param_store *s);
+nasc_tensor *nasc_params_find(const nasc_param_store *s, const char *name);
+/* The tensor of that name, created zero-filled when missing. Fails
+ * (NASC_EINPUT, NULL) when it exists with other dims. */
+nasc_tensor *nasc_params_get(nasc_param_store *s, const char *name, int rank, const int64_t *dims);
+nasc_status nasc_params_set_meta(nasc_param_store *s, const char *key, const char *value);
+const char *nasc_params_meta(const nasc_param_store *s, const char *key); /* NULL when unset */
+
+/* Create and initialise every parameter of a prim module that the store
+ * does not hold yet: conv and inner-product weights He-normal
+ * (std = sqrt(2 / fan_in)), inner-product biases 0, batch-norm scales 1 and
+ * shifts 0. Each tensor draws from its own stream seeded by
+ * seed ^ nasc_hash_str(name), so the values do not depend on the order in
+ * which parameters are created. Existing tensors must have matching dims. */
+nasc_status nasc_params_init(nasc_param_store *s, const nasc_module *prim, uint64_t seed);
+
+/* Serialised form (the checkpoint format, docs/checkpoint.md): magic
+ * "NASCPRM1", a format version, the metadata, the tensors, and a CRC-32 of
+ * everything before it. Deserialising checks all of it and names what is
+ * wrong (file and byte offset). */
+nasc_status nasc_params_serialize(const nasc_param_store *s, nasc_buf *out);
+nasc_status nasc_params_deserialize(nasc_ctx *ctx, const void *data, size_t len, const char *file,
+                                    nasc_param_store **out);
+
+/* ------------------------------------------------------------------ */
+/* Data sets                                                           */
+/* ------------------------------------------------------------------ */
+
+/* An image classification set held in memory as bytes (frontend/ reads it,
+ * backend/ batches it). */
+typedef struct nasc_dataset {
+    int64_t n;          /* number of images */
+    int c, h, w;        /* image shape */
+    int classes;        /* labels are in [0, classes) */
+    uint8_t *images;    /* (n, c, h, w), owned */
+    uint8_t *labels;    /* (n), owned */
+} nasc_dataset;
+
+void nasc_dataset_free(nasc_ctx *ctx, nasc_dataset *d);
+
 #endif /* NASC_IR_H */

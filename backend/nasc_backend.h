@@ -1,0 +1,160 @@
+/* nasc_backend.h - compile a prim module into a net that trains and runs on
+ * oneDNN, in process, on the CPU.
+ *
+ * A net is compiled for one batch size and one mode. It holds the oneDNN
+ * engine and stream, the forward (and, when training, backward) primitives
+ * in execution order, and one arena for activations and gradients planned by
+ * liveness. Parameters are not owned by the net: it binds each parameter
+ * value to the tensor of the same name in a nasc_param_store, which may be
+ * shared by many nets.
+ *
+ * Tensors cross this interface in plain row-major layout with the batch
+ * first (NCHW, or (N, K) for vectors); inside, oneDNN picks its layouts.
+ *
+ * Worked example (one training step):
+ *
+ *     nasc_param_store *ps = nasc_params_create(&ctx);
+ *     nasc_params_init(ps, prim, 1);
+ *     nasc_net_options o = nasc_net_options_default();
+ *     o.batch = 64;
+ *     nasc_net *net = NULL;
+ *     if (nasc_net_compile(&ctx, prim, ps, &o, &net)) nasc_diag_print(&ctx.diag, stderr);
+ *     nasc_net_set_input(net, 0, images);          // (64, C, H, W) floats
+ *     nasc_net_forward(net);
+ *     float loss; int correct;
+ *     nasc_net_loss(net, labels, &loss, &correct);  // softmax cross-entropy
+ *     nasc_net_backward(net);
+ *     const nasc_param_grad *g; uint32_t n = nasc_net_grads(net, &g);
+ *     nasc_optim_step(opt, g, n, lr);
+ *     nasc_net_destroy(net);
+ */
+#ifndef NASC_BACKEND_H
+#define NASC_BACKEND_H
+
+#include "nasc_ir.h"
+
+typedef struct nasc_net nasc_net;
+
+typedef enum nasc_net_mode {
+    NASC_MODE_TRAIN, /* batch statistics, backward pass, gradients */
+    NASC_MODE_INFER, /* running statistics, forward only */
+} nasc_net_mode;
+
+typedef struct nasc_net_options {
+    int batch;           /* the symbolic batch dimension N */
+    nasc_net_mode mode;
+    bool input_grad;     /* also compute d/d(net input) (tests); off: the first layer skips it */
+    bool fuse;           /* inference: fold batch norm into conv, relu as a post-op */
+    float bn_momentum;   /* running = (1 - m) * running + m * batch; default 0.1 */
+    int threads;         /* 0: oneDNN's default (all cores) */
+} nasc_net_options;
+
+nasc_net_options nasc_net_options_default(void);
+
+/* Verify prim, bind every parameter to the tensor of that name in params
+ * (which must exist with matching dims: see nasc_params_init), create the
+ * primitives and plan memory. */
+nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *params,
+                             const nasc_net_options *opt, nasc_net **out);
+void nasc_net_destroy(nasc_net *net);
+
+/* Copy net input i (in the module's input order) in. data holds batch *
+ * numel floats. */
+nasc_status nasc_net_set_input(nasc_net *net, uint32_t i, const float *data);
+nasc_status nasc_net_forward(nasc_net *net);
+/* Copy any value out after forward (results of ops, inputs): batch * numel
+ * floats. Values that the planner let share memory with a later one are
+ * only readable when the net was compiled with every value kept alive;
+ * NASC_EINPUT tells when it is not readable. */
+nasc_status nasc_net_read(nasc_net *net, const char *value, float *out);
+
+/* Softmax cross-entropy of output 0 (logits (N, K)) against labels; seeds
+ * the backward pass with its gradient (mean over the batch). */
+nasc_status nasc_net_loss(nasc_net *net, const int32_t *labels, float *loss, int *correct);
+/* Seed the backward pass with a given gradient of output i instead. */
+nasc_status nasc_net_set_output_grad(nasc_net *net, uint32_t i, const float *grad);
+nasc_status nasc_net_backward(nasc_net *net);
+/* Gradient of a value after backward: a parameter (param numel floats) or
+ * an activation / the input (batch * numel floats). */
+nasc_status nasc_net_read_grad(nasc_net *net, const char *value, float *out);
+
+/* The net's parameter gradients after backward, plain layout. */
+typedef struct nasc_param_grad {
+    nasc_tensor *param; /* in the store */
+    const float *grad;  /* param->numel floats, owned by the net */
+} nasc_param_grad;
+uint32_t nasc_net_grads(const nasc_net *net, const nasc_param_grad **out);
+
+/* Figures of a compiled net. */
+typedef struct nasc_net_stats {
+    int64_t arena_bytes;     /* planned activations and gradients */
+    int64_t unplanned_bytes; /* the same buffers each in its own allocation */
+    int n_forward, n_backward; /* primitives executed per step */
+    int n_reorders;          /* layout conversions per training step */
+} nasc_net_stats;
+void nasc_net_get_stats(const nasc_net *net, nasc_net_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* Optimizers                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef enum nasc_optim_kind { NASC_OPTIM_SGD, NASC_OPTIM_ADAM } nasc_optim_kind;
+
+typedef struct nasc_optim_options {
+    nasc_optim_kind kind;
+    float momentum;     /* SGD */
+    bool nesterov;      /* SGD */
+    float weight_decay; /* L2, added to the gradient; not applied to batch-norm or bias vectors */
+    float beta1, beta2, eps; /* Adam */
+} nasc_optim_options;
+
+nasc_optim_options nasc_optim_options_default(nasc_optim_kind kind);
+
+typedef struct nasc_optimizer nasc_optimizer;
+/* State (momentum, Adam moments, step count) lives in store under "opt/". */
+nasc_optimizer *nasc_optim_create(nasc_ctx *ctx, const nasc_optim_options *o, nasc_param_store *store);
+void nasc_optim_destroy(nasc_optimizer *o);
+nasc_status nasc_optim_step(nasc_optimizer *o, const nasc_param_grad *g, uint32_t n, float lr);
+
+/* Cosine learning rate with linear warm-up: lr * step/warmup for the first
+ * warmup steps, then lr * (1 + cos(pi * t)) / 2 over the rest. */
+float nasc_lr_cosine(float lr, int64_t step, int64_t total, int64_t warmup);
+
+/* ------------------------------------------------------------------ */
+/* Batches                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Turns a byte data set (or a range of it: the validation split is the
+ * last images of the training set) into float batches: scaled to [0, 1],
+ * normalised with (x - mean) / std, optionally shuffled and augmented, all
+ * from one seed so that a run can be repeated exactly. */
+typedef struct nasc_batcher_options {
+    int batch;
+    uint64_t seed;
+    bool shuffle;    /* a new permutation each epoch, from (seed, epoch) */
+    bool drop_last;  /* training: only full batches */
+    int crop_pad;    /* random crop after zero padding by this many pixels; 0 off */
+    bool flip;       /* random horizontal flip */
+    int cutout;      /* zero a random square of this side; 0 off */
+    float mean, std; /* normalisation, applied to every channel */
+} nasc_batcher_options;
+
+nasc_batcher_options nasc_batcher_options_default(void);
+
+typedef struct nasc_batcher nasc_batcher;
+/* Batches over images [begin, end) of d (d must outlive the batcher). */
+nasc_status nasc_batcher_create(nasc_ctx *ctx, const nasc_dataset *d, int64_t begin, int64_t end,
+                                const nasc_batcher_options *o, nasc_batcher **out);
+void nasc_batcher_destroy(nasc_batcher *b);
+/* Start epoch e (reshuffles when shuffling). */
+void nasc_batcher_start(nasc_batcher *b, int64_t epoch);
+/* The next batch: x gets (batch, c, h, w) floats, y batch labels; returns the
+ * number of images filled (the last batch may be short unless drop_last;
+ * the rest of x and y is zeroed), 0 at the end of the epoch. */
+int nasc_batcher_next(nasc_batcher *b, float *x, int32_t *y);
+/* Batches per epoch. */
+int64_t nasc_batcher_count(const nasc_batcher *b);
+/* Mean and standard deviation of the pixels of images [begin, end), in [0, 1] units. */
+void nasc_dataset_stats(const nasc_dataset *d, int64_t begin, int64_t end, float *mean, float *std);
+
+#endif /* NASC_BACKEND_H */

@@ -47,6 +47,7 @@ typedef struct nasc_net_options {
     bool fuse;           /* inference: fold batch norm into conv, relu as a post-op */
     float bn_momentum;   /* running = (1 - m) * running + m * batch; default 0.1 */
     int threads;         /* 0: oneDNN's default (all cores) */
+    bool profile;        /* time every step (nasc_net_profile_print) */
 } nasc_net_options;
 
 nasc_net_options nasc_net_options_default(void);
@@ -91,8 +92,16 @@ typedef struct nasc_net_stats {
     int64_t unplanned_bytes; /* the same buffers each in its own allocation */
     int n_forward, n_backward; /* primitives executed per step */
     int n_reorders;          /* layout conversions per training step */
+    int64_t flops_forward;   /* convolution and inner-product FLOPs of one forward pass */
+    int64_t flops_backward;  /* the same for the backward pass (data and weights) */
 } nasc_net_stats;
 void nasc_net_get_stats(const nasc_net *net, nasc_net_stats *out);
+
+/* Per-primitive profile: compile with the environment variable
+ * NASC_PROFILE set (or opt.profile), run some steps, then print the time
+ * per step kind (conv fwd, conv bwd-weights, reorder, ...) with GFLOP/s. */
+void nasc_net_profile_print(const nasc_net *net, FILE *out);
+void nasc_net_profile_reset(nasc_net *net);
 
 /* ------------------------------------------------------------------ */
 /* Optimizers                                                          */
@@ -115,6 +124,10 @@ typedef struct nasc_optimizer nasc_optimizer;
 nasc_optimizer *nasc_optim_create(nasc_ctx *ctx, const nasc_optim_options *o, nasc_param_store *store);
 void nasc_optim_destroy(nasc_optimizer *o);
 nasc_status nasc_optim_step(nasc_optimizer *o, const nasc_param_grad *g, uint32_t n, float lr);
+
+/* The machine's practical peak: GFLOP/s of dnnl_sgemm on an n x n x n
+ * product with the given threads (0: all), best of a few runs. */
+double nasc_sgemm_gflops(int n, int threads);
 
 /* Cosine learning rate with linear warm-up: lr * step/warmup for the first
  * warmup steps, then lr * (1 + cos(pi * t)) / 2 over the rest. */
@@ -156,5 +169,68 @@ int nasc_batcher_next(nasc_batcher *b, float *x, int32_t *y);
 int64_t nasc_batcher_count(const nasc_batcher *b);
 /* Mean and standard deviation of the pixels of images [begin, end), in [0, 1] units. */
 void nasc_dataset_stats(const nasc_dataset *d, int64_t begin, int64_t end, float *mean, float *std);
+
+/* ------------------------------------------------------------------ */
+/* Training and evaluation                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct nasc_train_progress {
+    int epoch, epochs;          /* 0-based epoch being run, of epochs */
+    int64_t step, steps;        /* step within the epoch, steps per epoch */
+    int64_t global_step;
+    float loss, acc;            /* running means over the epoch so far */
+    double images_per_s;        /* since the start of this run */
+    double eta_s;               /* seconds left for the whole run */
+    bool epoch_end;             /* the epoch is done: val_* are set */
+    float val_loss, val_acc;    /* NaN when there is no validation split */
+    float lr;
+} nasc_train_progress;
+
+/* Called after every step and at the end of every epoch; a non-zero
+ * return stops training with that status (the callback sets the diagnostic). */
+typedef nasc_status (*nasc_train_cb)(void *ud, const nasc_train_progress *p);
+
+typedef struct nasc_train_options {
+    int epochs;
+    int batch;
+    float lr;                 /* peak learning rate */
+    int warmup_epochs;        /* linear warm-up, then cosine to 0 */
+    uint64_t seed;            /* initialisation, shuffling, augmentation */
+    int threads;              /* 0: all cores */
+    nasc_optim_options optim;
+    int crop_pad, cutout;     /* augmentation, 0 off */
+    bool flip;
+    int64_t val_size;         /* the last val_size training images are held out */
+    int64_t train_subset;     /* train on the first K images only; 0 all */
+    int64_t max_steps;        /* stop after this many steps in all; 0 no limit */
+    nasc_train_cb progress;   /* may be NULL */
+    void *ud;
+} nasc_train_options;
+
+nasc_train_options nasc_train_options_default(void);
+
+typedef struct nasc_train_result {
+    int epochs_run;
+    float train_loss, train_acc; /* last epoch */
+    float val_loss, val_acc;     /* NaN without a validation split */
+    double seconds, images_per_s;
+} nasc_train_result;
+
+/* Train the net of prim on train (minus the validation split) with SGD or
+ * Adam, a cosine schedule and the options' augmentation. Parameters,
+ * optimizer state and progress live in store: meta "train/epoch" says how
+ * many epochs are done, so calling again with the same store resumes after
+ * the last finished epoch (shuffles and augmentation depend only on seed and
+ * epoch, so a resumed run repeats an uninterrupted one). Normalisation
+ * (meta "data/mean", "data/std") is measured on the training split once.
+ * A NaN or infinite loss stops with NASC_EINPUT naming the step. */
+nasc_status nasc_train(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *store,
+                       const nasc_dataset *train, const nasc_train_options *o, nasc_train_result *out);
+
+/* Accuracy and mean loss of the net in inference mode on images [begin,
+ * end) of d, normalised as the store's meta says. */
+nasc_status nasc_evaluate(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *store,
+                          const nasc_dataset *d, int64_t begin, int64_t end, int batch, int threads,
+                          float *acc, float *loss);
 
 #endif /* NASC_BACKEND_H */

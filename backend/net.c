@@ -1,7 +1,27 @@
-/* net.c - compile a prim module into a oneDNN net (forward, backward). */
-#include <oneapi/dnnl/dnnl.h>
+/* net.c - compile a prim module into a oneDNN net: the pass pipeline,
+ * gradient bookkeeping, memory planning and execution.
+ *
+ * nasc_net_compile runs, in order:
+ *   check_module     verify the prim module, bind parameters to the store
+ *   choose_layout    one layout for every 4-D activation (nChw8c when all
+ *                    channel counts allow it, else nchw), so that no
+ *                    reorder is ever needed between two primitives
+ *   emit_forward     one or more steps per prim op (ops.c)
+ *   emit_backward    the same, in reverse, with gradient contributions
+ *                    summed where a value fans out (training only)
+ *   plan_memory      one arena; each buffer's lifetime is the range of
+ *                    steps that touch it; greedy first-fit by size
+ *   bind_memory      oneDNN memory objects over the arena
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
-#include "nasc_backend.h"
+#include <oneapi/dnnl/dnnl_debug.h>
+
+#include "net_internal.h"
 
 nasc_net_options nasc_net_options_default(void) {
     nasc_net_options o = {0};
@@ -9,4 +29,915 @@ nasc_net_options nasc_net_options_default(void) {
     o.mode = NASC_MODE_TRAIN;
     o.bn_momentum = 0.1f;
     return o;
+}
+
+/* ---------------------------------------------------------------- */
+/* Growable arrays                                                  */
+/* ---------------------------------------------------------------- */
+
+static bool grow(nasc_net *net, void **p, int *cap, int need, size_t elem) {
+    if (need <= *cap) return true;
+    int nc = *cap ? *cap * 2 : 64;
+    while (nc < need) nc *= 2;
+    void *q = nasc_realloc(net->ctx, *p, (size_t)nc * elem);
+    if (!q) {
+        if (!net->status) net->status = NASC_ENOMEM;
+        return false;
+    }
+    *p = q;
+    *cap = nc;
+    return true;
+}
+
+nasc_status nb_fail(nasc_net *net, dnnl_status_t st, const char *call) {
+    const char *what = "?";
+    if (net->cur_prim >= 0 && (uint32_t)net->cur_prim < net->m->n_prims) {
+        const nasc_prim *p = &net->m->prims[net->cur_prim];
+        what = nasc_str(net->m, net->m->values[p->result].name);
+    }
+    nasc_status s = nasc_error(net->ctx, NASC_EINTERNAL, net->m->source, NASC_NOLOC,
+                               "oneDNN call %s failed: %s (compiling '%s'; run with ONEDNN_VERBOSE=check "
+                               "for details)",
+                               call, dnnl_status2str(st), what);
+    if (!net->status) net->status = s;
+    return s;
+}
+
+int nb_buffer_new(nasc_net *net, size_t bytes) {
+    if (!grow(net, (void **)&net->bufs, &net->cap_bufs, net->n_bufs + 1, sizeof *net->bufs)) return -1;
+    nb_buffer *b = &net->bufs[net->n_bufs];
+    memset(b, 0, sizeof *b);
+    b->bytes = (bytes + 63) & ~(size_t)63;
+    b->first = 1 << 30;
+    b->last = -1;
+    return net->n_bufs++;
+}
+
+int nb_tref_new(nasc_net *net, int buf, const dnnl_memory_desc_t *md) {
+    if (buf < 0) return -1;
+    if (!grow(net, (void **)&net->trefs, &net->cap_trefs, net->n_trefs + 1, sizeof *net->trefs)) return -1;
+    net->trefs[net->n_trefs].buf = buf;
+    net->trefs[net->n_trefs].md = *md;
+    return net->n_trefs++;
+}
+
+int nb_tensor_new(nasc_net *net, const dnnl_memory_desc_t *md) {
+    return nb_tref_new(net, nb_buffer_new(net, dnnl_memory_desc_get_size(md)), md);
+}
+
+static int add_step(nasc_net *net, const char *what, int n, const nb_arg *args) {
+    if (net->status) return -1;
+    for (int i = 0; i < n; i++)
+        if (args[i].tref < 0) {
+            if (!net->status) net->status = NASC_EINTERNAL;
+            return -1;
+        }
+    if (!grow(net, (void **)&net->steps, &net->cap_steps, net->n_steps + 1, sizeof *net->steps)) return -1;
+    if (!grow(net, (void **)&net->args, &net->cap_args, net->n_args + n, sizeof *net->args)) return -1;
+    nb_step *s = &net->steps[net->n_steps];
+    memset(s, 0, sizeof *s);
+    s->first_arg = net->n_args;
+    s->n_args = n;
+    s->prim_index = net->cur_prim;
+    s->what = what;
+    memcpy(net->args + net->n_args, args, (size_t)n * sizeof *args);
+    net->n_args += n;
+    return net->n_steps++;
+}
+
+int nb_step_prim(nasc_net *net, dnnl_primitive_desc_t pd, const char *what, int64_t flops, int n,
+                 const nb_arg *args) {
+    int i = add_step(net, what, n, args);
+    if (i < 0) return -1;
+    dnnl_status_t st = dnnl_primitive_create(&net->steps[i].prim, pd);
+    if (st != dnnl_success) {
+        net->steps[i].prim = NULL;
+        net->n_steps--;
+        nb_fail(net, st, "dnnl_primitive_create");
+        return -1;
+    }
+    net->steps[i].flops = flops;
+    return i;
+}
+
+int nb_step_kernel(nasc_net *net, nb_kernel_fn fn, const char *what, int n, const nb_arg *args) {
+    int i = add_step(net, what, n, args);
+    if (i >= 0) net->steps[i].fn = fn;
+    return i;
+}
+
+int nb_reorder(nasc_net *net, int src, const dnnl_memory_desc_t *md, int dst) {
+    if (net->status || src < 0) return -1;
+    if (dst < 0) dst = nb_tensor_new(net, md);
+    if (dst < 0) return -1;
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, &net->trefs[src].md, net->engine,
+                                                          &net->trefs[dst].md, net->engine, NULL);
+    if (st != dnnl_success) {
+        nb_fail(net, st, "dnnl_reorder_primitive_desc_create");
+        return -1;
+    }
+    nb_arg a[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+    int s = nb_step_prim(net, pd, "reorder", 0, 2, a);
+    dnnl_primitive_desc_destroy(pd);
+    if (s < 0) return -1;
+    net->n_reorders++;
+    return dst;
+}
+
+static bool md_is_dense(const dnnl_memory_desc_t *md) {
+    if (md->format_kind != dnnl_blocked) return true;
+    return md->offset0 == 0 && dnnl_memory_desc_get_size(md) ==
+                                   (size_t)md->padded_dims[0] * (size_t)md->format_desc.blocking.strides[0] *
+                                       sizeof(float);
+}
+
+int nb_match(nasc_net *net, int g, const dnnl_memory_desc_t *md) {
+    if (g < 0) return -1;
+    if (dnnl_memory_desc_equal(&net->trefs[g].md, md)) return g;
+    return nb_reorder(net, g, md, -1);
+}
+
+int nb_dense(nasc_net *net, int tref) {
+    if (tref < 0) return -1;
+    const dnnl_memory_desc_t *md = &net->trefs[tref].md;
+    if (md_is_dense(md)) return tref;
+    /* a view: copy it into a dense tensor of the same logical shape and layout tag */
+    dnnl_memory_desc_t d;
+    dnnl_dims_t dims;
+    memcpy(dims, md->dims, sizeof dims);
+    dnnl_format_tag_t tag = md->ndims == 4 ? net->act_tag : dnnl_nc;
+    if (dnnl_memory_desc_init_by_tag(&d, md->ndims, dims, dnnl_f32, tag) != dnnl_success) return -1;
+    return nb_reorder(net, tref, &d, -1);
+}
+
+void *nb_ptr(const nasc_net *net, int tref) {
+    const nb_buffer *b = &net->bufs[net->trefs[tref].buf];
+    return b->ext ? b->ext : net->arena + b->offset;
+}
+
+void nb_plain_md(const nasc_net *net, const nasc_type *t, dnnl_memory_desc_t *md) {
+    dnnl_dims_t d = {0};
+    for (int i = 0; i < t->rank; i++) d[i] = t->dims[i] == NASC_BATCH ? net->opt.batch : t->dims[i];
+    static const dnnl_format_tag_t tags[] = {dnnl_format_tag_undef, dnnl_a, dnnl_ab, dnnl_abc, dnnl_abcd};
+    dnnl_memory_desc_init_by_tag(md, t->rank, d, dnnl_f32, tags[t->rank]);
+}
+
+void nb_act_md(const nasc_net *net, const nasc_type *t, dnnl_memory_desc_t *md) {
+    nb_plain_md(net, t, md);
+    if (t->rank == 4 && net->act_tag != dnnl_nchw) {
+        dnnl_dims_t d;
+        memcpy(d, md->dims, sizeof d);
+        dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, net->act_tag);
+    }
+}
+
+void nb_contribute(nasc_net *net, uint32_t v, int g) {
+    nb_value *nv = &net->vals[v];
+    if (g < 0 || !nv->needs_grad) return;
+    if (nv->got >= nv->n_contrib) {
+        if (!net->status)
+            net->status = nasc_error(net->ctx, NASC_EINTERNAL, net->m->source, NASC_NOLOC,
+                                     "gradient bookkeeping: more contributions to '%s' than uses",
+                                     nasc_str(net->m, net->m->values[v].name));
+        return;
+    }
+    nv->contrib[nv->got++] = g;
+}
+
+/* Parameter gradients: the first use reorders into the plain gradient
+ * array; later uses (shared weights) reorder into a scratch tensor and a
+ * kernel adds it. */
+static void k_accumulate(nasc_net *net, const nb_step *s) {
+    float *dst = nb_ptr(net, net->args[s->first_arg].tref);
+    const float *src = nb_ptr(net, net->args[s->first_arg + 1].tref);
+    int64_t n = (int64_t)s->i[0];
+    for (int64_t k = 0; k < n; k++) dst[k] += src[k];
+}
+
+void nb_param_grad(nasc_net *net, uint32_t v, int g, const dnnl_memory_desc_t *plain) {
+    if (net->status || g < 0) return;
+    nb_value *nv = &net->vals[v];
+    nasc_param_grad *pg = &net->grads[nv->param_index];
+    int dst = net->vals[v].grad;
+    if (plain) dst = nb_tref_new(net, net->trefs[dst].buf, plain);
+    if (dst < 0) return;
+    if (net->grad_uses[nv->param_index]++ == 0) {
+        if (dnnl_memory_desc_equal(&net->trefs[g].md, &net->trefs[dst].md)) {
+            /* the primitive can write straight into the gradient array */
+            net->trefs[g].buf = net->trefs[dst].buf;
+            return;
+        }
+        nb_reorder(net, g, &net->trefs[dst].md, dst);
+        return;
+    }
+    int tmp = nb_reorder(net, g, &net->trefs[dst].md, -1);
+    nb_arg a[2] = {{0, dst}, {1, tmp}};
+    int s = nb_step_kernel(net, k_accumulate, "grad accumulate", 2, a);
+    if (s >= 0) net->steps[s].i[0] = (int)pg->param->numel;
+}
+
+/* ---------------------------------------------------------------- */
+/* Passes                                                           */
+/* ---------------------------------------------------------------- */
+
+static nasc_status check_module(nasc_net *net) {
+    const nasc_module *m = net->m;
+    if (m->dialect != NASC_DIALECT_PRIM)
+        return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC, "only prim modules compile into a net");
+    nasc_status st = nasc_prim_verify(m);
+    if (st) return st;
+    if (net->opt.batch < 1)
+        return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "batch size must be at least 1, not %d",
+                          net->opt.batch);
+    if (m->n_outputs == 0)
+        return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC, "the module has no outputs");
+    net->vals = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *net->vals);
+    net->grads = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *net->grads);
+    net->grad_uses = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *net->grad_uses);
+    net->ps = nasc_alloc(net->ctx, (m->n_prims + 1) * sizeof *net->ps);
+    if (!net->vals || !net->grads || !net->grad_uses || !net->ps) return NASC_ENOMEM;
+    memset(net->ps, 0, (m->n_prims + 1) * sizeof *net->ps);
+    memset(net->vals, 0, (m->n_values + 1) * sizeof *net->vals);
+    memset(net->grad_uses, 0, (m->n_values + 1) * sizeof *net->grad_uses);
+    for (uint32_t v = 0; v < m->n_values; v++) {
+        nb_value *nv = &net->vals[v];
+        nv->fwd = nv->fwd_plain = nv->grad = -1;
+        const nasc_value *val = &m->values[v];
+        if (val->kind != NASC_VAL_PARAM) continue;
+        if (val->type.dims[0] == NASC_BATCH)
+            return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC,
+                              "parameter '%s' has a batch dimension", nasc_str(m, val->name));
+        const char *name = nasc_str(m, val->name);
+        nasc_tensor *t = nasc_params_find(net->store, name);
+        if (!t)
+            return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC,
+                              "parameter '%s' is not in the parameter store (initialise it with "
+                              "nasc_params_init or load a checkpoint)",
+                              name);
+        bool same = t->rank == val->type.rank;
+        for (int i = 0; same && i < t->rank; i++) same = t->dims[i] == val->type.dims[i];
+        if (!same) {
+            char a[64], b[64];
+            nasc_type tt = {NASC_F32, t->rank, {0}};
+            memcpy(tt.dims, t->dims, sizeof tt.dims);
+            nasc_type_format(&val->type, a, sizeof a);
+            nasc_type_format(&tt, b, sizeof b);
+            return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC,
+                              "parameter '%s' is %s in the net but %s in the parameter store", name, a, b);
+        }
+        nv->param = t;
+    }
+    return NASC_OK;
+}
+
+static void choose_layout(nasc_net *net) {
+    const nasc_module *m = net->m;
+    net->act_tag = dnnl_nChw8c;
+    for (uint32_t p = 0; p < m->n_prims; p++) {
+        const nasc_type *t = &m->values[m->prims[p].result].type;
+        if (t->rank == 4 && t->dims[1] % 8 != 0) net->act_tag = dnnl_nchw;
+    }
+    const char *env = getenv("NASC_LAYOUT");
+    if (env && strcmp(env, "nchw") == 0) net->act_tag = dnnl_nchw;
+}
+
+/* Values, parameters and inputs get their forward tensors. */
+static nasc_status bind_values(nasc_net *net) {
+    const nasc_module *m = net->m;
+    for (uint32_t v = 0; v < m->n_values; v++) {
+        const nasc_value *val = &m->values[v];
+        nb_value *nv = &net->vals[v];
+        dnnl_memory_desc_t md;
+        if (val->kind == NASC_VAL_PARAM) {
+            nb_plain_md(net, &val->type, &md);
+            int b = nb_buffer_new(net, 0);
+            if (b < 0) return NASC_ENOMEM;
+            net->bufs[b].ext = nv->param->data;
+            nv->fwd = nb_tref_new(net, b, &md);
+        } else if (val->kind == NASC_VAL_INPUT) {
+            nb_plain_md(net, &val->type, &md);
+            size_t bytes = dnnl_memory_desc_get_size(&md);
+            int b = nb_buffer_new(net, bytes);
+            if (b < 0) return NASC_ENOMEM;
+            net->bufs[b].ext = nasc_alloc(net->ctx, net->bufs[b].bytes);
+            if (!net->bufs[b].ext) return NASC_ENOMEM;
+            memset(net->bufs[b].ext, 0, net->bufs[b].bytes);
+            nv->fwd_plain = nb_tref_new(net, b, &md);
+            nv->fwd = -1; /* the layout the consumers want: made on demand (ops.c) */
+        }
+        if (nv->fwd < 0 && val->kind == NASC_VAL_PARAM) return NASC_ENOMEM;
+    }
+    return net->status;
+}
+
+static void mark_grads(nasc_net *net) {
+    const nasc_module *m = net->m;
+    bool train = net->opt.mode == NASC_MODE_TRAIN;
+    for (uint32_t v = 0; v < m->n_values; v++) {
+        const nasc_value *val = &m->values[v];
+        net->vals[v].needs_grad = train && (val->kind == NASC_VAL_PARAM ||
+                                            (val->kind == NASC_VAL_INPUT && net->opt.input_grad));
+    }
+    if (!train) return;
+    for (uint32_t p = 0; p < m->n_prims; p++) {
+        const nasc_prim *pr = &m->prims[p];
+        bool any = false;
+        for (uint32_t j = 0; j < pr->n_args; j++) any |= net->vals[m->args[pr->first_arg + j]].needs_grad;
+        net->vals[pr->result].needs_grad = any;
+    }
+    /* contributions each activation gradient will receive */
+    for (uint32_t p = 0; p < m->n_prims; p++) {
+        const nasc_prim *pr = &m->prims[p];
+        if (!net->vals[pr->result].needs_grad) continue;
+        for (uint32_t j = 0; j < pr->n_args; j++) {
+            uint32_t a = m->args[pr->first_arg + j];
+            if (net->vals[a].needs_grad && m->values[a].kind != NASC_VAL_PARAM) net->vals[a].n_contrib++;
+        }
+    }
+    for (uint32_t o = 0; o < m->n_outputs; o++)
+        if (net->vals[m->outputs[o]].needs_grad) net->vals[m->outputs[o]].n_contrib++;
+}
+
+static nasc_status emit_forward(nasc_net *net) {
+    for (uint32_t p = 0; p < net->m->n_prims && !net->status; p++) {
+        net->cur_prim = (int)p;
+        nasc_status st = nb_emit_forward(net, p);
+        if (st) return st;
+    }
+    net->cur_prim = -1;
+    /* outputs must survive the step */
+    for (uint32_t o = 0; o < net->m->n_outputs; o++) {
+        int t = net->vals[net->m->outputs[o]].fwd;
+        if (t < 0) t = net->vals[net->m->outputs[o]].fwd_plain;
+        if (t >= 0) net->bufs[net->trefs[t].buf].keep = true;
+    }
+    net->n_fwd = net->n_steps;
+    return net->status;
+}
+
+/* Resolve the gradient of value v from its contributions. */
+static int resolve_grad(nasc_net *net, uint32_t v) {
+    nb_value *nv = &net->vals[v];
+    if (nv->got == 0) return -1;
+    if (nv->got == 1) return nv->contrib[0];
+    const nasc_type *t = &net->m->values[v].type;
+    dnnl_memory_desc_t md;
+    if (net->m->values[v].kind == NASC_VAL_INPUT)
+        nb_plain_md(net, t, &md);
+    else
+        md = net->trefs[nv->fwd].md;
+    dnnl_memory_desc_t srcs[64];
+    if (nv->got > 64) {
+        /* sum in chunks of 64 */
+        int acc = -1;
+        for (int i = 0; i < nv->got; i += 63) {
+            int n = nv->got - i < 63 ? nv->got - i : 63;
+            int k = 0;
+            nb_arg a[65];
+            if (acc >= 0) {
+                srcs[k] = net->trefs[acc].md;
+                a[k] = (nb_arg){DNNL_ARG_MULTIPLE_SRC + k, acc};
+                k++;
+            }
+            for (int j = 0; j < n; j++, k++) {
+                srcs[k] = net->trefs[nv->contrib[i + j]].md;
+                a[k] = (nb_arg){DNNL_ARG_MULTIPLE_SRC + k, nv->contrib[i + j]};
+            }
+            int dst = nb_tensor_new(net, &md);
+            float scales[65];
+            for (int j = 0; j < k; j++) scales[j] = 1;
+            dnnl_primitive_desc_t pd;
+            dnnl_status_t st = dnnl_sum_primitive_desc_create(&pd, &md, k, scales, srcs, NULL, net->engine);
+            if (st != dnnl_success) {
+                nb_fail(net, st, "dnnl_sum_primitive_desc_create");
+                return -1;
+            }
+            a[k] = (nb_arg){DNNL_ARG_DST, dst};
+            nb_step_prim(net, pd, "grad sum", 0, k + 1, a);
+            dnnl_primitive_desc_destroy(pd);
+            acc = dst;
+        }
+        return acc;
+    }
+    nb_arg a[65];
+    float scales[64];
+    for (int i = 0; i < nv->got; i++) {
+        srcs[i] = net->trefs[nv->contrib[i]].md;
+        a[i] = (nb_arg){DNNL_ARG_MULTIPLE_SRC + i, nv->contrib[i]};
+        scales[i] = 1;
+    }
+    int dst = nb_tensor_new(net, &md);
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_sum_primitive_desc_create(&pd, &md, nv->got, scales, srcs, NULL, net->engine);
+    if (st != dnnl_success) {
+        nb_fail(net, st, "dnnl_sum_primitive_desc_create");
+        return -1;
+    }
+    a[nv->got] = (nb_arg){DNNL_ARG_DST, dst};
+    nb_step_prim(net, pd, "grad sum", 0, nv->got + 1, a);
+    dnnl_primitive_desc_destroy(pd);
+    return dst;
+}
+
+static nasc_status emit_backward(nasc_net *net) {
+    const nasc_module *m = net->m;
+    /* gradient slots */
+    for (uint32_t v = 0; v < m->n_values; v++) {
+        nb_value *nv = &net->vals[v];
+        if (nv->n_contrib) {
+            nv->contrib = nasc_alloc(net->ctx, (size_t)nv->n_contrib * sizeof *nv->contrib);
+            if (!nv->contrib) return NASC_ENOMEM;
+        }
+        if (nv->needs_grad && m->values[v].kind == NASC_VAL_PARAM) {
+            dnnl_memory_desc_t md;
+            nb_plain_md(net, &m->values[v].type, &md);
+            int b = nb_buffer_new(net, dnnl_memory_desc_get_size(&md));
+            if (b < 0) return NASC_ENOMEM;
+            net->bufs[b].ext = nasc_alloc(net->ctx, net->bufs[b].bytes);
+            if (!net->bufs[b].ext) return NASC_ENOMEM;
+            memset(net->bufs[b].ext, 0, net->bufs[b].bytes);
+            nv->grad = nb_tref_new(net, b, &md);
+            nv->param_index = (int)net->n_grads;
+            net->grads[net->n_grads].param = nv->param;
+            net->grads[net->n_grads].grad = net->bufs[b].ext;
+            net->n_grads++;
+        }
+    }
+    /* seeds: the output gradients, written by nasc_net_loss or set_output_grad */
+    for (uint32_t o = 0; o < m->n_outputs; o++) {
+        uint32_t v = m->outputs[o];
+        if (!net->vals[v].needs_grad) continue;
+        dnnl_memory_desc_t md;
+        nb_plain_md(net, &m->values[v].type, &md);
+        int b = nb_buffer_new(net, dnnl_memory_desc_get_size(&md));
+        if (b < 0) return NASC_ENOMEM;
+        net->bufs[b].ext = nasc_alloc(net->ctx, net->bufs[b].bytes);
+        if (!net->bufs[b].ext) return NASC_ENOMEM;
+        memset(net->bufs[b].ext, 0, net->bufs[b].bytes);
+        nb_contribute(net, v, nb_tref_new(net, b, &md));
+    }
+    for (uint32_t p = m->n_prims; p-- > 0 && !net->status;) {
+        net->cur_prim = (int)p;
+        uint32_t r = m->prims[p].result;
+        if (!net->vals[r].needs_grad) continue;
+        int g = resolve_grad(net, r);
+        net->vals[r].grad = g;
+        if (g < 0) continue; /* nothing downstream uses it */
+        nasc_status st = nb_emit_backward(net, p, g);
+        if (st) return st;
+    }
+    net->cur_prim = -1;
+    for (uint32_t v = 0; v < m->n_values && !net->status; v++) {
+        if (m->values[v].kind != NASC_VAL_INPUT || !net->vals[v].needs_grad) continue;
+        int g = resolve_grad(net, v);
+        if (g >= 0) {
+            /* the user reads it in plain layout */
+            dnnl_memory_desc_t md;
+            nb_plain_md(net, &m->values[v].type, &md);
+            if (!dnnl_memory_desc_equal(&md, &net->trefs[g].md)) g = nb_reorder(net, g, &md, -1);
+            if (g >= 0) net->bufs[net->trefs[g].buf].keep = true;
+        }
+        net->vals[v].grad = g;
+    }
+    return net->status;
+}
+
+static int cmp_size_desc(const void *a, const void *b, void *ud) {
+    const nb_buffer *bufs = ud;
+    size_t x = bufs[*(const int *)a].bytes, y = bufs[*(const int *)b].bytes;
+    if (x != y) return x < y ? 1 : -1;
+    return *(const int *)a - *(const int *)b;
+}
+
+/* qsort with context, portable */
+static void sort_ids(int *ids, int n, const nb_buffer *bufs) {
+    for (int i = 1; i < n; i++) { /* insertion sort is too slow for big nets: use shell sort */
+        (void)i;
+        break;
+    }
+    for (int gap = n / 2; gap > 0; gap /= 2)
+        for (int i = gap; i < n; i++) {
+            int t = ids[i], j = i;
+            while (j >= gap && cmp_size_desc(&ids[j - gap], &t, (void *)bufs) > 0) {
+                ids[j] = ids[j - gap];
+                j -= gap;
+            }
+            ids[j] = t;
+        }
+}
+
+static nasc_status plan_memory(nasc_net *net) {
+    for (int s = 0; s < net->n_steps; s++)
+        for (int a = 0; a < net->steps[s].n_args; a++) {
+            nb_buffer *b = &net->bufs[net->trefs[net->args[net->steps[s].first_arg + a].tref].buf];
+            if (s < b->first) b->first = s;
+            if (s > b->last) b->last = s;
+        }
+    int *ids = nasc_alloc(net->ctx, (size_t)(net->n_bufs + 1) * sizeof *ids);
+    int *placed = nasc_alloc(net->ctx, (size_t)(net->n_bufs + 1) * sizeof *placed);
+    if (!ids || !placed) {
+        nasc_free(net->ctx, ids);
+        nasc_free(net->ctx, placed);
+        return NASC_ENOMEM;
+    }
+    int n = 0;
+    for (int i = 0; i < net->n_bufs; i++) {
+        nb_buffer *b = &net->bufs[i];
+        if (b->ext) continue;
+        if (b->keep) b->last = net->n_steps;
+        if (b->first > b->last) continue; /* never touched */
+        net->unplanned_bytes += b->bytes;
+        ids[n++] = i;
+    }
+    sort_ids(ids, n, net->bufs);
+    /* greedy: place each buffer (largest first) at the lowest offset that
+     * does not overlap a placed buffer whose lifetime intersects its own */
+    size_t total = 0;
+    int n_placed = 0;
+    for (int k = 0; k < n; k++) {
+        nb_buffer *b = &net->bufs[ids[k]];
+        size_t off = 0;
+        bool moved = true;
+        while (moved) {
+            moved = false;
+            for (int q = 0; q < n_placed; q++) {
+                const nb_buffer *o = &net->bufs[placed[q]];
+                if (o->last < b->first || b->last < o->first) continue;
+                if (off < o->offset + o->bytes && o->offset < off + b->bytes) {
+                    off = o->offset + o->bytes;
+                    moved = true;
+                }
+            }
+        }
+        b->offset = off;
+        placed[n_placed++] = ids[k];
+        if (off + b->bytes > total) total = off + b->bytes;
+    }
+    nasc_free(net->ctx, ids);
+    nasc_free(net->ctx, placed);
+    net->arena_bytes = total;
+    if (total) {
+        net->arena = aligned_alloc(64, (total + 63) & ~(size_t)63);
+        if (!net->arena) return nasc_error(net->ctx, NASC_ENOMEM, NULL, NASC_NOLOC,
+                                           "out of memory: the net needs %zu bytes of activations", total);
+        memset(net->arena, 0, total);
+    }
+    return NASC_OK;
+}
+
+static nasc_status bind_memory(nasc_net *net) {
+    for (int s = 0; s < net->n_steps; s++) {
+        nb_step *st = &net->steps[s];
+        if (!st->prim) continue;
+        st->exec = nasc_alloc(net->ctx, (size_t)(st->n_args + 1) * sizeof *st->exec);
+        st->mems = nasc_alloc(net->ctx, (size_t)(st->n_args + 1) * sizeof *st->mems);
+        if (!st->exec || !st->mems) return NASC_ENOMEM;
+        memset(st->mems, 0, (size_t)(st->n_args + 1) * sizeof *st->mems);
+        for (int a = 0; a < st->n_args; a++) {
+            const nb_arg *arg = &net->args[st->first_arg + a];
+            NB_CHECK(net, dnnl_memory_create(&st->mems[a], &net->trefs[arg->tref].md, net->engine,
+                                             nb_ptr(net, arg->tref)));
+            st->exec[a].arg = arg->kind;
+            st->exec[a].memory = st->mems[a];
+        }
+    }
+    return NASC_OK;
+}
+
+nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *params,
+                             const nasc_net_options *opt, nasc_net **out) {
+    *out = NULL;
+    nasc_net *net = nasc_alloc(ctx, sizeof *net);
+    if (!net) return NASC_ENOMEM;
+    memset(net, 0, sizeof *net);
+    net->ctx = ctx;
+    net->m = prim;
+    net->store = params;
+    net->opt = opt ? *opt : nasc_net_options_default();
+    net->cur_prim = -1;
+    net->profile = net->opt.profile || getenv("NASC_PROFILE") != NULL;
+    if (net->opt.threads > 0) omp_set_num_threads(net->opt.threads);
+    if (net->opt.bn_momentum <= 0) net->opt.bn_momentum = 0.1f;
+
+    nasc_status st = check_module(net);
+    if (!st) {
+        dnnl_status_t ds = dnnl_engine_create(&net->engine, dnnl_cpu, 0);
+        if (ds == dnnl_success) ds = dnnl_stream_create(&net->stream, net->engine, dnnl_stream_default_flags);
+        if (ds != dnnl_success) st = nb_fail(net, ds, "dnnl_engine_create");
+    }
+    if (!st) {
+        choose_layout(net);
+        mark_grads(net);
+        st = bind_values(net);
+    }
+    if (!st) st = emit_forward(net);
+    if (!st && net->opt.mode == NASC_MODE_TRAIN) st = emit_backward(net);
+    if (!st) st = net->status;
+    if (!st) st = plan_memory(net);
+    if (!st) st = bind_memory(net);
+    if (st) {
+        if (!ctx->diag.status) nasc_error(ctx, st, NULL, NASC_NOLOC, "out of memory while compiling the net");
+        nasc_net_destroy(net);
+        return st;
+    }
+    *out = net;
+    return NASC_OK;
+}
+
+void nasc_net_destroy(nasc_net *net) {
+    if (!net) return;
+    for (int s = 0; s < net->n_steps; s++) {
+        nb_step *st = &net->steps[s];
+        if (st->prim) dnnl_primitive_destroy(st->prim);
+        if (st->mems)
+            for (int a = 0; a < st->n_args; a++)
+                if (st->mems[a]) dnnl_memory_destroy(st->mems[a]);
+        nasc_free(net->ctx, st->exec);
+        nasc_free(net->ctx, st->mems);
+        if (st->fn && st->i[7] == 1) nasc_free(net->ctx, st->ptr); /* kernel data owned by the step */
+    }
+    /* external buffers the net allocated (inputs, seeds, gradients); store
+     * tensors are external buffers of size 0 */
+    for (int b = 0; b < net->n_bufs; b++)
+        if (net->bufs[b].ext && net->bufs[b].bytes) nasc_free(net->ctx, net->bufs[b].ext);
+    if (net->ps) {
+        for (uint32_t p = 0; p < net->m->n_prims; p++)
+            if (net->ps[p].pd) dnnl_primitive_desc_destroy(net->ps[p].pd);
+        nasc_free(net->ctx, net->ps);
+    }
+    if (net->vals)
+        for (uint32_t v = 0; v < net->m->n_values; v++) nasc_free(net->ctx, net->vals[v].contrib);
+    free(net->arena);
+    nasc_free(net->ctx, net->vals);
+    nasc_free(net->ctx, net->grads);
+    nasc_free(net->ctx, net->grad_uses);
+    nasc_free(net->ctx, net->bufs);
+    nasc_free(net->ctx, net->trefs);
+    nasc_free(net->ctx, net->args);
+    nasc_free(net->ctx, net->steps);
+    if (net->stream) dnnl_stream_destroy(net->stream);
+    if (net->engine) dnnl_engine_destroy(net->engine);
+    nasc_free(net->ctx, net);
+}
+
+/* ---------------------------------------------------------------- */
+/* Running                                                          */
+/* ---------------------------------------------------------------- */
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static nasc_status run(nasc_net *net, int from, int to) {
+    for (int s = from; s < to; s++) {
+        nb_step *st = &net->steps[s];
+        double t0 = net->profile ? now() : 0;
+        if (st->prim) {
+            dnnl_status_t ds = dnnl_primitive_execute(st->prim, net->stream, st->n_args, st->exec);
+            if (ds != dnnl_success) {
+                net->cur_prim = st->prim_index;
+                if (getenv("NASC_DEBUG")) {
+                    const_dnnl_primitive_desc_t pd;
+                    dnnl_primitive_get_primitive_desc(st->prim, &pd);
+                    for (int a = 0; a < st->n_args; a++) {
+                        const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, st->exec[a].arg);
+                        const dnnl_memory_desc_t *have = &net->trefs[net->args[st->first_arg + a].tref].md;
+                        fprintf(stderr, "arg %d: ptr %p kind %d, equal %d, ndims %d/%d\n", a, nb_ptr(net, net->args[st->first_arg + a].tref), st->exec[a].arg,
+                                want ? dnnl_memory_desc_equal(want, have) : -1, want ? want->ndims : -1, have->ndims);
+                    }
+                }
+                return nb_fail(net, ds, st->what);
+            }
+            if (net->profile) dnnl_stream_wait(net->stream);
+        } else {
+            st->fn(net, st);
+        }
+        if (net->profile) {
+            st->seconds += now() - t0;
+            st->calls++;
+        }
+    }
+    dnnl_stream_wait(net->stream);
+    return NASC_OK;
+}
+
+nasc_status nasc_net_set_input(nasc_net *net, uint32_t i, const float *data) {
+    const nasc_module *m = net->m;
+    uint32_t k = 0;
+    for (uint32_t v = 0; v < m->n_values; v++) {
+        if (m->values[v].kind != NASC_VAL_INPUT) continue;
+        if (k++ != i) continue;
+        int t = net->vals[v].fwd_plain;
+        memcpy(nb_ptr(net, t), data, dnnl_memory_desc_get_size(&net->trefs[t].md));
+        return NASC_OK;
+    }
+    return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC, "the net has no input %u", i);
+}
+
+nasc_status nasc_net_forward(nasc_net *net) { return run(net, 0, net->n_fwd); }
+
+nasc_status nasc_net_backward(nasc_net *net) {
+    if (net->opt.mode != NASC_MODE_TRAIN)
+        return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "the net was compiled for inference");
+    return run(net, net->n_fwd, net->n_steps);
+}
+
+/* Copy tensor t out in plain layout. */
+static nasc_status copy_out(nasc_net *net, int t, const nasc_type *type, float *out) {
+    dnnl_memory_desc_t md;
+    nb_plain_md(net, type, &md);
+    if (dnnl_memory_desc_equal(&md, &net->trefs[t].md)) {
+        memcpy(out, nb_ptr(net, t), dnnl_memory_desc_get_size(&md));
+        return NASC_OK;
+    }
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t p;
+    dnnl_memory_t a, b;
+    NB_CHECK(net, dnnl_reorder_primitive_desc_create(&pd, &net->trefs[t].md, net->engine, &md, net->engine, NULL));
+    dnnl_status_t s = dnnl_primitive_create(&p, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (s != dnnl_success) return nb_fail(net, s, "dnnl_primitive_create");
+    dnnl_memory_create(&a, &net->trefs[t].md, net->engine, nb_ptr(net, t));
+    dnnl_memory_create(&b, &md, net->engine, out);
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, a}, {DNNL_ARG_TO, b}};
+    s = dnnl_primitive_execute(p, net->stream, 2, args);
+    dnnl_stream_wait(net->stream);
+    dnnl_memory_destroy(a);
+    dnnl_memory_destroy(b);
+    dnnl_primitive_destroy(p);
+    if (s != dnnl_success) return nb_fail(net, s, "dnnl_primitive_execute");
+    return NASC_OK;
+}
+
+static bool readable(const nasc_net *net, int t, int after_step) {
+    if (t < 0) return false;
+    const nb_buffer *b = &net->bufs[net->trefs[t].buf];
+    return b->ext || b->last >= after_step - 1;
+}
+
+nasc_status nasc_net_read(nasc_net *net, const char *value, float *out) {
+    int64_t v = nasc_prim_lookup(net->m, value, strlen(value));
+    if (v < 0) return nasc_error(net->ctx, NASC_EINPUT, net->m->source, NASC_NOLOC, "no value named '%s'", value);
+    int t = net->vals[v].fwd >= 0 ? net->vals[v].fwd : net->vals[v].fwd_plain;
+    if (!readable(net, t, net->n_fwd))
+        return nasc_error(net->ctx, NASC_EINPUT, net->m->source, NASC_NOLOC,
+                          "value '%s' is not kept after the forward pass (its memory is reused)", value);
+    return copy_out(net, t, &net->m->values[v].type, out);
+}
+
+nasc_status nasc_net_read_grad(nasc_net *net, const char *value, float *out) {
+    int64_t v = nasc_prim_lookup(net->m, value, strlen(value));
+    if (v < 0) return nasc_error(net->ctx, NASC_EINPUT, net->m->source, NASC_NOLOC, "no value named '%s'", value);
+    int t = net->vals[v].grad;
+    if (!readable(net, t, net->n_steps))
+        return nasc_error(net->ctx, NASC_EINPUT, net->m->source, NASC_NOLOC,
+                          "the gradient of '%s' is not computed or not kept after the backward pass", value);
+    return copy_out(net, t, &net->m->values[v].type, out);
+}
+
+static float *seed_of(nasc_net *net, uint32_t i) {
+    uint32_t v = net->m->outputs[i];
+    nb_value *nv = &net->vals[v];
+    if (!nv->needs_grad || nv->n_contrib == 0) return NULL;
+    /* the seed is the last contribution slot filled before the backward pass */
+    for (int k = 0; k < nv->got; k++) {
+        const nb_buffer *b = &net->bufs[net->trefs[nv->contrib[k]].buf];
+        if (b->ext && b->bytes) return b->ext;
+    }
+    return NULL;
+}
+
+nasc_status nasc_net_set_output_grad(nasc_net *net, uint32_t i, const float *grad) {
+    if (i >= net->m->n_outputs) return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "no output %u", i);
+    float *seed = seed_of(net, i);
+    if (!seed) return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "output %u takes no gradient", i);
+    int64_t n = nasc_type_numel(&net->m->values[net->m->outputs[i]].type) * net->opt.batch;
+    memcpy(seed, grad, (size_t)n * sizeof *seed);
+    return NASC_OK;
+}
+
+nasc_status nasc_net_loss(nasc_net *net, const int32_t *labels, float *loss, int *correct) {
+    const nasc_module *m = net->m;
+    uint32_t v = m->outputs[0];
+    const nasc_type *t = &m->values[v].type;
+    if (t->rank != 2)
+        return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC,
+                          "the loss needs logits of shape (N, classes); output 0 has rank %d", t->rank);
+    int n = net->opt.batch, k = (int)t->dims[1];
+    int ft = net->vals[v].fwd;
+    const float *z = nb_ptr(net, ft);
+    float *seed = seed_of(net, 0);
+    double total = 0;
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        const float *zi = z + (size_t)i * k;
+        int y = labels[i];
+        if (y < 0 || y >= k)
+            return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "label %d of image %d is not in [0, %d)", y, i,
+                              k);
+        float mx = zi[0];
+        int arg = 0;
+        for (int j = 1; j < k; j++)
+            if (zi[j] > mx) mx = zi[j], arg = j;
+        double s = 0;
+        for (int j = 0; j < k; j++) s += exp((double)(zi[j] - mx));
+        total += log(s) - (double)(zi[y] - mx);
+        ok += arg == y;
+        if (seed)
+            for (int j = 0; j < k; j++)
+                seed[(size_t)i * k + j] = (float)((exp((double)(zi[j] - mx)) / s - (j == y)) / n);
+    }
+    *loss = (float)(total / n);
+    if (correct) *correct = ok;
+    return NASC_OK;
+}
+
+uint32_t nasc_net_grads(const nasc_net *net, const nasc_param_grad **out) {
+    *out = net->grads;
+    return net->n_grads;
+}
+
+void nasc_net_get_stats(const nasc_net *net, nasc_net_stats *out) {
+    out->arena_bytes = (int64_t)net->arena_bytes;
+    out->unplanned_bytes = (int64_t)net->unplanned_bytes;
+    out->n_forward = net->n_fwd;
+    out->n_backward = net->n_steps - net->n_fwd;
+    out->n_reorders = net->n_reorders;
+    out->flops_forward = out->flops_backward = 0;
+    for (int s = 0; s < net->n_steps; s++) {
+        if (s < net->n_fwd)
+            out->flops_forward += net->steps[s].flops;
+        else
+            out->flops_backward += net->steps[s].flops;
+    }
+}
+
+double nasc_sgemm_gflops(int n, int threads) {
+    if (threads > 0) omp_set_num_threads(threads);
+    float *a = aligned_alloc(64, (size_t)n * n * sizeof *a), *b = aligned_alloc(64, (size_t)n * n * sizeof *b),
+          *c = aligned_alloc(64, (size_t)n * n * sizeof *c);
+    double best = 0;
+    if (a && b && c) {
+        for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f, c[i] = 0;
+        dnnl_sgemm('N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm up */
+        for (int r = 0; r < 3; r++) {
+            double t0 = now();
+            dnnl_sgemm('N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+            double dt = now() - t0;
+            double g = 2.0 * n * (double)n * n / dt / 1e9;
+            if (g > best) best = g;
+        }
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best;
+}
+
+void nasc_net_profile_reset(nasc_net *net) {
+    for (int s = 0; s < net->n_steps; s++) net->steps[s].seconds = 0, net->steps[s].calls = 0;
+}
+
+void nasc_net_profile_print(const nasc_net *net, FILE *out) {
+    /* group steps by kind, in first-seen order */
+    enum { MAXK = 48 };
+    const char *kind[MAXK];
+    double sec[MAXK] = {0}, flops[MAXK] = {0};
+    int count[MAXK] = {0}, nk = 0;
+    double total = 0;
+    int64_t calls = 0;
+    for (int s = 0; s < net->n_steps; s++) {
+        const nb_step *st = &net->steps[s];
+        int k = 0;
+        while (k < nk && strcmp(kind[k], st->what) != 0) k++;
+        if (k == nk) {
+            if (nk == MAXK) continue;
+            kind[nk++] = st->what;
+        }
+        sec[k] += st->seconds;
+        flops[k] += (double)st->flops * (double)st->calls;
+        count[k]++;
+        total += st->seconds;
+        if (st->calls > calls) calls = st->calls;
+    }
+    if (calls == 0 || total <= 0) {
+        fputs("no profile (compile with profiling on and run a step)\n", out);
+        return;
+    }
+    fprintf(out, "%-28s %6s %10s %6s %9s\n", "step kind", "count", "ms/iter", "share", "GFLOP/s");
+    for (;;) { /* largest first */
+        int best = -1;
+        for (int k = 0; k < nk; k++)
+            if (count[k] && (best < 0 || sec[k] > sec[best])) best = k;
+        if (best < 0) break;
+        fprintf(out, "%-28s %6d %10.3f %5.1f%%", kind[best], count[best], 1e3 * sec[best] / (double)calls,
+                100 * sec[best] / total);
+        if (flops[best] > 0) fprintf(out, " %9.1f", flops[best] / sec[best] / 1e9);
+        fputc('\n', out);
+        count[best] = 0;
+    }
+    fprintf(out, "%-28s %6d %10.3f\n", "total", net->n_steps, 1e3 * total / (double)calls);
 }

@@ -47,4 +47,11 @@ nasc_status nasc_dot_arch(const nasc_module *arch, nasc_buf *out);
 /* Graphviz digraph of a prim module (ops clustered by cost group), appended to out. */
 nasc_status nasc_dot_prim(const nasc_module *prim, nasc_buf *out);
 
+/* Write a parameter store to path in the checkpoint format
+ * (docs/checkpoint.md), atomically: the bytes go to "<path>.tmp", which is
+ * fsynced and renamed over path, and then the directory is fsynced. A crash
+ * leaves the old file or the new one. I/O errors are NASC_EINPUT naming the
+ * file and the failing call. */
+nasc_status nasc_params_save(const nasc_param_store *s, const char *path);
+
 #endif /* NASC_EXPORT_H */

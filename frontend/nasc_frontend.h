@@ -37,4 +37,25 @@ nasc_status nasc_model_load(nasc_ctx *ctx, const char *path, const nasc_override
 /* Read a whole file; the result is NUL-terminated and freed with nasc_free. */
 nasc_status nasc_file_read(nasc_ctx *ctx, const char *path, char **data, size_t *len);
 
+/* Data sets (frontend/idx.c). nasc_idx_load reads an IDX image file
+ * (magic 0x00000803: u8, n x rows x columns) and its IDX label file (magic
+ * 0x00000801: u8, n), each plain or gzipped, into out: images (n, 1, rows,
+ * columns), every label checked against classes (1..256). Errors name the
+ * file; out is zeroed on failure and freed with nasc_dataset_free.
+ *
+ * nasc_data_load: spec "fashion-mnist" (the Debian package
+ * dataset-fashion-mnist, /usr/share/datasets/fashion-mnist) or a directory
+ * holding train-images-idx3-ubyte, train-labels-idx1-ubyte,
+ * t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each optionally .gz;
+ * MNIST's train-images.idx3-ubyte names work too). 10 classes. */
+nasc_status nasc_idx_load(nasc_ctx *ctx, const char *images_path, const char *labels_path,
+                          int classes, nasc_dataset *out);
+nasc_status nasc_data_load(nasc_ctx *ctx, const char *spec, nasc_dataset *train,
+                           nasc_dataset *test);
+
+/* Read a checkpoint written by nasc_params_save (docs/checkpoint.md) into a
+ * new store on ctx. Every error names path and the byte offset; *out is NULL
+ * on failure. */
+nasc_status nasc_params_load(nasc_ctx *ctx, const char *path, nasc_param_store **out);
+
 #endif /* NASC_FRONTEND_H */

@@ -30,8 +30,16 @@ typedef struct lower {
 
 static const nasc_type *ty(lower *l, uint32_t v) { return &l->p->values[v].type; }
 
+/* Value names are prefix.suffix; a name too long for the buffer is an error
+ * (cell and node names are short, so this only guards the invariant). */
 static void name_of(lower *l, char *buf, size_t size, const char *suffix) {
-    snprintf(buf, size, "%s%s%s", l->prefix, suffix[0] ? "." : "", suffix);
+    int n = snprintf(buf, size, "%s%s%s", l->prefix, suffix[0] ? "." : "", suffix);
+    if (n < 0 || (size_t)n >= size) {
+        buf[0] = 0;
+        if (!l->status)
+            l->status = nasc_error(l->ctx, NASC_EINPUT, l->arch->source, l->loc, "value name '%s.%s' is too long",
+                                   l->prefix, suffix);
+    }
 }
 
 static uint32_t emit(lower *l, nasc_prim_op op, const uint32_t *args, uint32_t n, const nasc_prim_attrs *a,

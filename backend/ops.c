@@ -1,0 +1,808 @@
+/* ops.c - forward and backward emitters, one pair per prim op.
+ *
+ * A forward emitter turns one prim op into steps and gives its result a
+ * tensor; a backward emitter receives the gradient of the result and adds
+ * a contribution to each operand that needs one (parameters go to the
+ * net's gradient arrays). Every 4-D activation is in the net's layout, so
+ * the only reorders are of weights (plain in the store), of the net input,
+ * around flatten, and of gradients arriving in another layout.
+ */
+#include <math.h>
+#include <string.h>
+
+#if __has_include("dwconv.h")
+#include "dwconv.h"
+#define NASC_HAVE_DW 1
+#endif
+#include "net_internal.h"
+
+static const nasc_module *M(nasc_net *n) { return n->m; }
+static uint32_t arg(nasc_net *net, const nasc_prim *p, uint32_t j) { return M(net)->args[p->first_arg + j]; }
+static const nasc_type *vtype(nasc_net *net, uint32_t v) { return &M(net)->values[v].type; }
+static dnnl_prop_kind_t fwd_prop(nasc_net *net) {
+    return net->opt.mode == NASC_MODE_TRAIN ? dnnl_forward_training : dnnl_forward_inference;
+}
+static const dnnl_memory_desc_t *md_of(nasc_net *net, int t) { return &net->trefs[t].md; }
+
+/* The forward tensor of value v. Net inputs are plain; consumers that
+ * cannot read plain activations get (once) a copy in the net's layout. */
+static int src_of(nasc_net *net, uint32_t v, bool plain_ok) {
+    nb_value *nv = &net->vals[v];
+    if (M(net)->values[v].kind != NASC_VAL_INPUT) return nv->fwd;
+    if (plain_ok || vtype(net, v)->rank != 4 || net->act_tag == dnnl_nchw) return nv->fwd_plain;
+    if (nv->fwd < 0) {
+        dnnl_memory_desc_t md;
+        nb_act_md(net, vtype(net, v), &md);
+        nv->fwd = nb_reorder(net, nv->fwd_plain, &md, -1);
+    }
+    return nv->fwd;
+}
+
+static int new_result(nasc_net *net, const nasc_prim *p, const dnnl_memory_desc_t *md) {
+    int t = nb_tensor_new(net, md);
+    net->vals[p->result].fwd = t;
+    return t;
+}
+
+static nasc_status pd_create(nasc_net *net, dnnl_primitive_desc_t *pd, const void *desc, const_dnnl_primitive_desc_t hint,
+                             const char *what) {
+    dnnl_status_t st = dnnl_primitive_desc_create(pd, desc, NULL, net->engine, hint);
+    if (st != dnnl_success) return nb_fail(net, st, what);
+    return NASC_OK;
+}
+
+static const dnnl_memory_desc_t *q(const_dnnl_primitive_desc_t pd, dnnl_query_t what) {
+    return dnnl_primitive_desc_query_md(pd, what, 0);
+}
+
+/* ---------------------------------------------------------------- */
+/* Convolution                                                      */
+/* ---------------------------------------------------------------- */
+
+typedef struct conv_geom {
+    dnnl_dims_t strides, dil, pl, pr;
+    dnnl_memory_desc_t w_any;  /* weights, format any */
+    dnnl_memory_desc_t w_plain; /* the store's layout (oihw or goihw) */
+    int64_t flops;
+} conv_geom;
+
+static void conv_geometry(nasc_net *net, const nasc_prim *p, conv_geom *g) {
+    const nasc_prim_attrs *a = &p->a;
+    const nasc_type *w = vtype(net, arg(net, p, 1));
+    const nasc_type *y = vtype(net, p->result);
+    g->strides[0] = a->sh, g->strides[1] = a->sw;
+    g->dil[0] = a->dh - 1, g->dil[1] = a->dw - 1;
+    g->pl[0] = a->pt, g->pl[1] = a->pl;
+    g->pr[0] = a->pb, g->pr[1] = a->pr;
+    if (a->groups > 1) {
+        dnnl_dims_t d = {a->groups, w->dims[0] / a->groups, w->dims[1], w->dims[2], w->dims[3]};
+        dnnl_memory_desc_init_by_tag(&g->w_any, 5, d, dnnl_f32, dnnl_format_tag_any);
+        dnnl_memory_desc_init_by_tag(&g->w_plain, 5, d, dnnl_f32, dnnl_goihw);
+    } else {
+        dnnl_dims_t d = {w->dims[0], w->dims[1], w->dims[2], w->dims[3]};
+        dnnl_memory_desc_init_by_tag(&g->w_any, 4, d, dnnl_f32, dnnl_format_tag_any);
+        dnnl_memory_desc_init_by_tag(&g->w_plain, 4, d, dnnl_f32, dnnl_oihw);
+    }
+    g->flops = 2 * (int64_t)net->opt.batch * y->dims[1] * y->dims[2] * y->dims[3] * w->dims[1] * w->dims[2] * w->dims[3];
+}
+
+/* The weights of a conv/inner product in the layout a primitive chose. */
+static int weights_in(nasc_net *net, uint32_t w, const dnnl_memory_desc_t *plain, const dnnl_memory_desc_t *want) {
+    int t = nb_tref_new(net, net->trefs[net->vals[w].fwd].buf, plain);
+    return nb_match(net, t, want);
+}
+
+static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    uint32_t x = arg(net, p, 0), w = arg(net, p, 1);
+    conv_geom g;
+    conv_geometry(net, p, &g);
+    int xs = src_of(net, x, true);
+    dnnl_memory_desc_t dst;
+    nb_act_md(net, vtype(net, p->result), &dst);
+    dnnl_convolution_desc_t d;
+    NB_CHECK(net, dnnl_dilated_convolution_forward_desc_init(&d, fwd_prop(net), dnnl_convolution_direct, md_of(net, xs), &g.w_any,
+                                                     NULL, &dst, g.strides, g.dil, g.pl, g.pr));
+    dnnl_primitive_desc_t pd;
+    if (pd_create(net, &pd, &d, NULL, "conv forward")) return net->status;
+    net->ps[pi].pd = pd;
+    if (!dnnl_memory_desc_equal(q(pd, dnnl_query_src_md), md_of(net, xs))) xs = nb_reorder(net, xs, q(pd, dnnl_query_src_md), -1);
+    int wt = weights_in(net, w, &g.w_plain, q(pd, dnnl_query_weights_md));
+    int y = new_result(net, p, q(pd, dnnl_query_dst_md));
+    nb_arg a[3] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DST, y}};
+    nb_step_prim(net, pd, "conv fwd", g.flops, 3, a);
+    net->ps[pi].t[0] = xs;
+    net->ps[pi].t[1] = wt;
+    return net->status;
+}
+
+/* Channels per pixel block of a dense 4-D tensor: 8 (nChw8c), 1 (nchw), 0 other. */
+static int block_of(const dnnl_memory_desc_t *md) {
+    if (md->ndims != 4 || md->format_kind != dnnl_blocked || md->offset0 != 0) return 0;
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    if (b->inner_nblks == 0) {
+        bool nchw = b->strides[3] == 1 && b->strides[2] == md->dims[3] && b->strides[1] == md->dims[2] * md->dims[3] &&
+                    b->strides[0] == md->dims[1] * md->dims[2] * md->dims[3];
+        return nchw ? 1 : 0;
+    }
+    if (b->inner_nblks == 1 && b->inner_idxs[0] == 1 && b->inner_blks[0] == 8 && md->padded_dims[1] == md->dims[1])
+        return 8;
+    return 0;
+}
+
+/* Depthwise backward-weights with our own kernel (oneDNN 2.6 falls back
+ * to a slow gemm path for kernels larger than 3x3). */
+#ifdef NASC_HAVE_DW
+static void k_dw_bwd_weights(nasc_net *net, const nb_step *s) {
+    const nasc_dw_shape *sh = s->ptr;
+    nasc_dw_bwd_weights(sh, (nasc_dw_layout)s->i[0], nb_ptr(net, net->args[s->first_arg].tref),
+                        nb_ptr(net, net->args[s->first_arg + 1].tref), nb_ptr(net, net->args[s->first_arg + 2].tref));
+}
+
+static bool use_own_dw(nasc_net *net, const nasc_prim *p, const_dnnl_primitive_desc_t bwd_w, int xs, int G) {
+    const nasc_type *x = vtype(net, arg(net, p, 0));
+    if (p->a.groups <= 1 || p->a.groups != x->dims[1] || vtype(net, p->result)->dims[1] != x->dims[1]) return false;
+    if (getenv("NASC_ONEDNN_DW")) return false;
+    int bx = block_of(md_of(net, xs)), bg = block_of(md_of(net, G));
+    if (bx == 0 || bx != bg) return false;
+    const char *impl = NULL;
+    dnnl_primitive_desc_query(bwd_w, dnnl_query_impl_info_str, 0, &impl);
+    return impl && strstr(impl, "jit") == NULL;
+}
+#endif
+
+static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    uint32_t x = arg(net, p, 0), w = arg(net, p, 1);
+    conv_geom g;
+    conv_geometry(net, p, &g);
+    int xs = net->ps[pi].t[0];
+    G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    const dnnl_memory_desc_t dy_md = *md_of(net, G), *dy = &dy_md; /* trefs may move */
+    if (net->vals[x].needs_grad) {
+        dnnl_convolution_desc_t d;
+        NB_CHECK(net, dnnl_dilated_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, md_of(net, xs), &g.w_any, dy,
+                                                               g.strides, g.dil, g.pl, g.pr));
+        dnnl_primitive_desc_t pd;
+        if (pd_create(net, &pd, &d, net->ps[pi].pd, "conv backward data")) return net->status;
+        int wt = weights_in(net, w, &g.w_plain, q(pd, dnnl_query_weights_md));
+        int gd = nb_match(net, G, q(pd, dnnl_query_diff_dst_md));
+        int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
+        nb_arg a[3] = {{DNNL_ARG_DIFF_DST, gd}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DIFF_SRC, dx}};
+        nb_step_prim(net, pd, "conv bwd-data", g.flops, 3, a);
+        dnnl_primitive_desc_destroy(pd);
+        nb_contribute(net, x, dx);
+    }
+    if (net->vals[w].needs_grad) {
+        /* a plain source (the net input) may not have a fast backward-weights
+         * kernel: let oneDNN pick its layout and reorder the input once */
+        dnnl_memory_desc_t src_md = *md_of(net, xs);
+        if (block_of(&src_md) == 1 && net->act_tag != dnnl_nchw) {
+            dnnl_dims_t dd;
+            memcpy(dd, src_md.dims, sizeof dd);
+            dnnl_memory_desc_init_by_tag(&src_md, 4, dd, dnnl_f32, dnnl_format_tag_any);
+        }
+        dnnl_convolution_desc_t d;
+        NB_CHECK(net, dnnl_dilated_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &src_md, &g.w_any,
+                                                                  NULL, dy, g.strides, g.dil, g.pl, g.pr));
+        dnnl_primitive_desc_t pd;
+        if (pd_create(net, &pd, &d, net->ps[pi].pd, "conv backward weights")) return net->status;
+#ifdef NASC_HAVE_DW
+        if (use_own_dw(net, p, pd, xs, G)) {
+            dnnl_primitive_desc_destroy(pd);
+            nasc_dw_shape *sh = nasc_alloc(net->ctx, sizeof *sh);
+            if (!sh) return NASC_ENOMEM;
+            const nasc_type *xt = vtype(net, x), *yt = vtype(net, p->result);
+            *sh = (nasc_dw_shape){net->opt.batch, (int)xt->dims[1], (int)xt->dims[2], (int)xt->dims[3],
+                                  (int)yt->dims[2], (int)yt->dims[3], p->a.kh, p->a.kw, p->a.sh, p->a.sw,
+                                  p->a.pt, p->a.pl, p->a.dh, p->a.dw};
+            int dw = nb_tensor_new(net, &g.w_plain);
+            nb_arg a[3] = {{0, xs}, {1, G}, {2, dw}};
+            int s = nb_step_kernel(net, k_dw_bwd_weights, "dwconv bwd-weights (nasc)", 3, a);
+            if (s < 0) {
+                nasc_free(net->ctx, sh);
+                return net->status;
+            }
+            net->steps[s].ptr = sh;
+            net->steps[s].i[0] = block_of(md_of(net, xs)) == 8 ? NASC_DW_NCHW8C : NASC_DW_NCHW;
+            net->steps[s].i[7] = 1; /* the step owns ptr */
+            net->steps[s].flops = g.flops;
+            nb_param_grad(net, w, dw, &g.w_plain); /* on the first use, dw becomes the gradient array */
+            return net->status;
+        }
+#endif
+        int xw = nb_match(net, xs, q(pd, dnnl_query_src_md));
+        int gd = nb_match(net, G, q(pd, dnnl_query_diff_dst_md));
+        int dw = nb_tensor_new(net, q(pd, dnnl_query_diff_weights_md));
+        nb_arg a[3] = {{DNNL_ARG_SRC, xw}, {DNNL_ARG_DIFF_DST, gd}, {DNNL_ARG_DIFF_WEIGHTS, dw}};
+        nb_step_prim(net, pd, "conv bwd-weights", g.flops, 3, a);
+        dnnl_primitive_desc_destroy(pd);
+        /* diff weights come in the primitive's layout, grouped 5-D or 4-D */
+        nb_param_grad(net, w, dw, &g.w_plain);
+    }
+    return net->status;
+}
+
+/* ---------------------------------------------------------------- */
+/* Batch normalisation                                              */
+/* ---------------------------------------------------------------- */
+
+static void k_bn_running(nasc_net *net, const nb_step *s) {
+    const float *mean = nb_ptr(net, net->args[s->first_arg].tref);
+    const float *var = nb_ptr(net, net->args[s->first_arg + 1].tref);
+    float *rm = nb_ptr(net, net->args[s->first_arg + 2].tref);
+    float *rv = nb_ptr(net, net->args[s->first_arg + 3].tref);
+    float m = s->f[0], unbias = s->f[1];
+    for (int c = 0; c < s->i[0]; c++) {
+        rm[c] = (1 - m) * rm[c] + m * mean[c];
+        rv[c] = (1 - m) * rv[c] + m * var[c] * unbias;
+    }
+}
+
+static int store_vec(nasc_net *net, const nasc_prim *p, const char *suffix, int64_t c, float fill) {
+    char name[512];
+    snprintf(name, sizeof name, "%s.%s", nasc_str(M(net), M(net)->values[p->result].name), suffix);
+    nasc_tensor *t = nasc_params_find(net->store, name);
+    if (!t) {
+        t = nasc_params_get(net->store, name, 1, &c);
+        if (!t) {
+            if (!net->status) net->status = net->ctx->diag.status ? net->ctx->diag.status : NASC_ENOMEM;
+            return -1;
+        }
+        for (int64_t i = 0; i < c; i++) t->data[i] = fill;
+    } else if (t->rank != 1 || t->dims[0] != c) {
+        net->status = nasc_error(net->ctx, NASC_EINPUT, M(net)->source, NASC_NOLOC,
+                                 "running statistics '%s' in the parameter store have the wrong size", name);
+        return -1;
+    }
+    dnnl_memory_desc_t md;
+    dnnl_dims_t d = {c};
+    dnnl_memory_desc_init_by_tag(&md, 1, d, dnnl_f32, dnnl_a);
+    int b = nb_buffer_new(net, 0);
+    if (b < 0) return -1;
+    net->bufs[b].ext = t->data;
+    return nb_tref_new(net, b, &md);
+}
+
+static unsigned bn_flags(nasc_net *net) {
+    unsigned f = dnnl_use_scale | dnnl_use_shift;
+    if (net->opt.mode != NASC_MODE_TRAIN) f |= dnnl_use_global_stats;
+    return f;
+}
+
+static nasc_status bn_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    uint32_t x = arg(net, p, 0);
+    int xs = src_of(net, x, false);
+    int64_t c = vtype(net, x)->dims[1];
+    dnnl_batch_normalization_desc_t d;
+    NB_CHECK(net, dnnl_batch_normalization_forward_desc_init(&d, fwd_prop(net), md_of(net, xs), p->a.eps, bn_flags(net)));
+    dnnl_primitive_desc_t pd;
+    if (pd_create(net, &pd, &d, NULL, "batch norm forward")) return net->status;
+    net->ps[pi].pd = pd;
+    int y = new_result(net, p, q(pd, dnnl_query_dst_md));
+    int rm = store_vec(net, p, "mean", c, 0), rv = store_vec(net, p, "var", c, 1);
+    dnnl_memory_desc_t vmd;
+    dnnl_dims_t vd = {c};
+    dnnl_memory_desc_init_by_tag(&vmd, 1, vd, dnnl_f32, dnnl_a);
+    int sc = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 1)].fwd].buf, &vmd);
+    int sf = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 2)].fwd].buf, &vmd);
+    if (net->opt.mode == NASC_MODE_TRAIN) {
+        int mean = nb_tensor_new(net, &vmd), var = nb_tensor_new(net, &vmd);
+        nb_arg a[6] = {{DNNL_ARG_SRC, xs},  {DNNL_ARG_DST, y},       {DNNL_ARG_SCALE, sc},
+                       {DNNL_ARG_SHIFT, sf}, {DNNL_ARG_MEAN, mean}, {DNNL_ARG_VARIANCE, var}};
+        nb_step_prim(net, pd, "bnorm fwd", 0, 6, a);
+        nb_arg r[4] = {{0, mean}, {1, var}, {2, rm}, {3, rv}};
+        int s = nb_step_kernel(net, k_bn_running, "bnorm running stats", 4, r);
+        if (s >= 0) {
+            const nasc_type *t = vtype(net, x);
+            double n = (double)net->opt.batch * (double)(t->rank == 4 ? t->dims[2] * t->dims[3] : 1);
+            net->steps[s].f[0] = net->opt.bn_momentum;
+            net->steps[s].f[1] = n > 1 ? (float)(n / (n - 1)) : 1.0f;
+            net->steps[s].i[0] = (int)c;
+        }
+        net->ps[pi].t[0] = xs;
+        net->ps[pi].t[1] = mean;
+        net->ps[pi].t[2] = var;
+        net->ps[pi].t[3] = sc;
+        net->ps[pi].t[4] = sf;
+    } else {
+        nb_arg a[6] = {{DNNL_ARG_SRC, xs},  {DNNL_ARG_DST, y},     {DNNL_ARG_SCALE, sc},
+                       {DNNL_ARG_SHIFT, sf}, {DNNL_ARG_MEAN, rm}, {DNNL_ARG_VARIANCE, rv}};
+        nb_step_prim(net, pd, "bnorm fwd", 0, 6, a);
+    }
+    return net->status;
+}
+
+static nasc_status bn_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    uint32_t x = arg(net, p, 0);
+    int xs = net->ps[pi].t[0];
+    G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    dnnl_batch_normalization_desc_t d;
+    NB_CHECK(net, dnnl_batch_normalization_backward_desc_init(&d, dnnl_backward, md_of(net, G), md_of(net, xs), p->a.eps,
+                                                              bn_flags(net)));
+    dnnl_primitive_desc_t pd;
+    if (pd_create(net, &pd, &d, net->ps[pi].pd, "batch norm backward")) return net->status;
+    int64_t c = vtype(net, x)->dims[1];
+    dnnl_memory_desc_t vmd;
+    dnnl_dims_t vd = {c};
+    dnnl_memory_desc_init_by_tag(&vmd, 1, vd, dnnl_f32, dnnl_a);
+    int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
+    int dsc = nb_tensor_new(net, &vmd), dsf = nb_tensor_new(net, &vmd);
+    /* oneDNN 2.6 wants the shift too when use_shift is set, although the
+     * backward pass does not read it */
+    nb_arg a[9] = {{DNNL_ARG_SRC, xs},        {DNNL_ARG_MEAN, net->ps[pi].t[1]}, {DNNL_ARG_VARIANCE, net->ps[pi].t[2]},
+                   {DNNL_ARG_DIFF_DST, G},    {DNNL_ARG_SCALE, net->ps[pi].t[3]}, {DNNL_ARG_SHIFT, net->ps[pi].t[4]},
+                   {DNNL_ARG_DIFF_SRC, dx},   {DNNL_ARG_DIFF_SCALE, dsc},       {DNNL_ARG_DIFF_SHIFT, dsf}};
+    nb_step_prim(net, pd, "bnorm bwd", 0, 9, a);
+    dnnl_primitive_desc_destroy(pd);
+    nb_contribute(net, x, dx);
+    if (net->vals[arg(net, p, 1)].needs_grad) nb_param_grad(net, arg(net, p, 1), dsc, NULL);
+    if (net->vals[arg(net, p, 2)].needs_grad) nb_param_grad(net, arg(net, p, 2), dsf, NULL);
+    return net->status;
+}
+
+/* ---------------------------------------------------------------- */
+/* Elementwise, pooling, softmax                                    */
+/* ---------------------------------------------------------------- */
+
+static dnnl_alg_kind_t eltwise_alg(nasc_prim_op op) {
+    switch (op) {
+    case NASC_PRIM_RELU: return dnnl_eltwise_relu;
+    case NASC_PRIM_TANH: return dnnl_eltwise_tanh;
+    case NASC_PRIM_SIGMOID: return dnnl_eltwise_logistic;
+    default: return dnnl_eltwise_linear;
+    }
+}
+static float eltwise_alpha(nasc_prim_op op) { return op == NASC_PRIM_IDENTITY ? 1.0f : 0.0f; }
+
+static nasc_status eltwise_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    int xs = src_of(net, arg(net, p, 0), false);
+    dnnl_eltwise_desc_t d;
+    NB_CHECK(net, dnnl_eltwise_forward_desc_init(&d, fwd_prop(net), eltwise_alg(p->op), md_of(net, xs), eltwise_alpha(p->op), 0));
+    dnnl_primitive_desc_t pd;
+    if (pd_create(net, &pd, &d, NULL, "eltwise forward")) return net->status;
+    net->ps[pi].pd = pd;
+    int y = new_result(net, p, q(pd, dnnl_query_dst_md));
+    nb_arg a[2] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_DST, y}};
+    nb_step_prim(net, pd, p->op == NASC_PRIM_RELU ? "relu fwd" : "eltwise fwd", 0, 2, a);
+    net->ps[pi].t[0] = xs;
+    return net->status;
+}
+
+static nasc_status eltwise_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    int xs = net->ps[pi].t[0];
+    G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    dnnl_eltwise_desc_t d;
+    NB_CHECK(net, dnnl_eltwise_backward_desc_init(&d, eltwise_alg(p->op), md_of(net, G), md_of(net, xs), eltwise_alpha(p->op), 0));
+    dnnl_primitive_desc_t pd;
+    if (pd_create(net, &pd, &d, net->ps[pi].pd, "eltwise backward")) return net->status;
+    int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
+    nb_arg a[3] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_DIFF_DST, G}, {DNNL_ARG_DIFF_SRC, dx}};
+    nb_step_prim(net, pd, p->op == NASC_PRIM_RELU ? "relu bwd" : "eltwise bwd", 0, 3, a);
+    dnnl_primitive_desc_destroy(pd);
+    nb_contribute(net, arg(net, p, 0), dx);
+    return net->status;
+}
+
+typedef struct pool_geom {
+    dnnl_alg_kind_t alg;
+    dnnl_dims_t strides, kernel, dil, pl, pr;
+} pool_geom;
+
+static void pool_geometry(nasc_net *net, const nasc_prim *p, pool_geom *g) {
+    const nasc_prim_attrs *a = &p->a;
+    memset(g, 0, sizeof *g);
+    if (p->op == NASC_PRIM_GLOBAL_AVG_POOL) {
+        const nasc_type *x = vtype(net, arg(net, p, 0));
+        g->alg = dnnl_pooling_avg_exclude_padding;
+        g->kernel[0] = x->dims[2], g->kernel[1] = x->dims[3];
+        g->strides[0] = g->strides[1] = 1;
+        return;
+    }
+    g->alg = p->op == NASC_PRIM_MAX_POOL ? dnnl_pooling_max
+             : a->count_include_pad      ? dnnl_pooling_avg_include_padding
+                                         : dnnl_pooling_avg_exclude_padding;
+    g->strides[0] = a->sh, g->strides[1] = a->sw;
+    g->kernel[0] = a->kh, g->kernel[1] = a->kw;
+    g->pl[0] = a->pt, g->pl[1] = a->pl;
+    g->pr[0] = a->pb, g->pr[1] = a->pr;
+}
+
+static nasc_status pool_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    int xs = src_of(net, arg(net, p, 0), false);
+    pool_geom g;
+    pool_geometry(net, p, &g);
+    dnnl_memory_desc_t dst;
+    nb_act_md(net, vtype(net, p->result), &dst);
+    if (md_of(net, xs)->format_desc.blocking.inner_nblks == 0 && net->act_tag != dnnl_nchw) {
+        /* a plain source keeps a plain result */
+        nb_plain_md(net, vtype(net, p->result), &dst);
+    }
+    dnnl_pooling_v2_desc_t d;
+    NB_CHECK(net, dnnl_pooling_v2_forward_desc_init(&d, fwd_prop(net), g.alg, md_of(net, xs), &dst, g.strides, g.kernel,
+                                                    g.dil, g.pl, g.pr));
+    dnnl_primitive_desc_t pd;
+    if (pd_create(net, &pd, &d, NULL, "pooling forward")) return net->status;
+    net->ps[pi].pd = pd;
+    int y = new_result(net, p, q(pd, dnnl_query_dst_md));
+    const dnnl_memory_desc_t *ws = q(pd, dnnl_query_workspace_md);
+    int wt = -1;
+    if (ws && ws->ndims > 0) wt = nb_tensor_new(net, ws);
+    nb_arg a[3] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_DST, y}, {DNNL_ARG_WORKSPACE, wt}};
+    nb_step_prim(net, pd, p->op == NASC_PRIM_MAX_POOL ? "maxpool fwd" : "avgpool fwd", 0, wt >= 0 ? 3 : 2, a);
+    net->ps[pi].t[0] = xs;
+    net->ps[pi].t[1] = wt;
+    return net->status;
+}
+
+static nasc_status pool_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    pool_geom g;
+    pool_geometry(net, p, &g);
+    G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    dnnl_pooling_v2_desc_t d;
+    NB_CHECK(net, dnnl_pooling_v2_backward_desc_init(&d, g.alg, md_of(net, net->ps[pi].t[0]), md_of(net, G), g.strides,
+                                                     g.kernel, g.dil, g.pl, g.pr));
+    dnnl_primitive_desc_t pd;
+    if (pd_create(net, &pd, &d, net->ps[pi].pd, "pooling backward")) return net->status;
+    int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
+    int wt = net->ps[pi].t[1];
+    nb_arg a[3] = {{DNNL_ARG_DIFF_DST, G}, {DNNL_ARG_DIFF_SRC, dx}, {DNNL_ARG_WORKSPACE, wt}};
+    nb_step_prim(net, pd, p->op == NASC_PRIM_MAX_POOL ? "maxpool bwd" : "avgpool bwd", 0, wt >= 0 ? 3 : 2, a);
+    dnnl_primitive_desc_destroy(pd);
+    nb_contribute(net, arg(net, p, 0), dx);
+    return net->status;
+}
+
+static nasc_status softmax_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    int xs = src_of(net, arg(net, p, 0), false);
+    dnnl_softmax_desc_t d;
+    NB_CHECK(net, dnnl_softmax_forward_desc_init(&d, fwd_prop(net), md_of(net, xs), p->a.axis));
+    dnnl_primitive_desc_t pd;
+    if (pd_create(net, &pd, &d, NULL, "softmax forward")) return net->status;
+    net->ps[pi].pd = pd;
+    int y = new_result(net, p, q(pd, dnnl_query_dst_md));
+    nb_arg a[2] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_DST, y}};
+    nb_step_prim(net, pd, "softmax fwd", 0, 2, a);
+    return net->status;
+}
+
+static nasc_status softmax_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    int y = net->vals[p->result].fwd;
+    G = nb_match(net, G, md_of(net, y));
+    dnnl_softmax_desc_t d;
+    NB_CHECK(net, dnnl_softmax_backward_desc_init(&d, md_of(net, G), md_of(net, y), p->a.axis));
+    dnnl_primitive_desc_t pd;
+    if (pd_create(net, &pd, &d, net->ps[pi].pd, "softmax backward")) return net->status;
+    int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
+    nb_arg a[3] = {{DNNL_ARG_DST, y}, {DNNL_ARG_DIFF_DST, G}, {DNNL_ARG_DIFF_SRC, dx}};
+    nb_step_prim(net, pd, "softmax bwd", 0, 3, a);
+    dnnl_primitive_desc_destroy(pd);
+    nb_contribute(net, arg(net, p, 0), dx);
+    return net->status;
+}
+
+/* ---------------------------------------------------------------- */
+/* Shift (the odd path of a factorized reduction)                   */
+/* ---------------------------------------------------------------- */
+
+/* y[i, j] = x[i + dy, j + dx] (zero outside) per channel plane; V = 8 for
+ * nChw8c (8 channels per pixel), 1 for nchw. sign -1 runs the adjoint. */
+static void shift_run(const float *x, float *y, int64_t planes, int h, int w, int v, int dy, int dx) {
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; p++) {
+        const float *xp = x + p * h * w * v;
+        float *yp = y + p * h * w * v;
+        for (int i = 0; i < h; i++) {
+            int si = i + dy;
+            float *row = yp + (int64_t)i * w * v;
+            if (si < 0 || si >= h) {
+                memset(row, 0, (size_t)w * v * sizeof *row);
+                continue;
+            }
+            for (int j = 0; j < w; j++) {
+                int sj = j + dx;
+                if (sj < 0 || sj >= w)
+                    memset(row + (int64_t)j * v, 0, (size_t)v * sizeof *row);
+                else
+                    memcpy(row + (int64_t)j * v, xp + ((int64_t)si * w + sj) * v, (size_t)v * sizeof *row);
+            }
+        }
+    }
+}
+
+static void k_shift(nasc_net *net, const nb_step *s) {
+    shift_run(nb_ptr(net, net->args[s->first_arg].tref), nb_ptr(net, net->args[s->first_arg + 1].tref), s->i[0], s->i[1],
+              s->i[2], s->i[3], s->i[4], s->i[5]);
+}
+
+static int shift_step(nasc_net *net, int from, int to, const nasc_type *t, int dy, int dx) {
+    const dnnl_memory_desc_t *md = md_of(net, from);
+    int v = md->format_desc.blocking.inner_nblks ? (int)md->format_desc.blocking.inner_blks[0] : 1;
+    int64_t cpad = md->padded_dims[1];
+    nb_arg a[2] = {{0, from}, {1, to}};
+    int s = nb_step_kernel(net, k_shift, "shift", 2, a);
+    if (s >= 0) {
+        int *i = net->steps[s].i;
+        i[0] = (int)((int64_t)net->opt.batch * cpad / v), i[1] = (int)t->dims[2], i[2] = (int)t->dims[3];
+        i[3] = v, i[4] = dy, i[5] = dx;
+    }
+    return s;
+}
+
+static nasc_status shift_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    (void)pi;
+    int xs = src_of(net, arg(net, p, 0), false);
+    int y = new_result(net, p, md_of(net, xs));
+    net->trefs[y].md = *md_of(net, xs);
+    shift_step(net, xs, y, vtype(net, p->result), p->a.dy, p->a.dx);
+    return net->status;
+}
+
+static nasc_status shift_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    (void)pi;
+    G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    int dx = nb_tensor_new(net, md_of(net, G));
+    shift_step(net, G, dx, vtype(net, p->result), -p->a.dy, -p->a.dx);
+    nb_contribute(net, arg(net, p, 0), dx);
+    return net->status;
+}
+
+/* ---------------------------------------------------------------- */
+/* Add, mul, concat                                                 */
+/* ---------------------------------------------------------------- */
+
+static nasc_status add_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    (void)pi;
+    dnnl_memory_desc_t srcs[64], dst;
+    nb_arg a[65];
+    if (p->n_args > 64)
+        return nasc_error(net->ctx, NASC_EINPUT, M(net)->source, p->loc, "add of more than 64 operands");
+    for (uint32_t j = 0; j < p->n_args; j++) {
+        int t = src_of(net, arg(net, p, j), false);
+        if (t < 0) return net->status ? net->status : NASC_EINTERNAL;
+        srcs[j] = *md_of(net, t);
+        a[j] = (nb_arg){DNNL_ARG_MULTIPLE_SRC + (int)j, t};
+    }
+    nb_act_md(net, vtype(net, p->result), &dst);
+    float scales[64];
+    for (uint32_t j = 0; j < p->n_args; j++) scales[j] = 1;
+    dnnl_primitive_desc_t pd;
+    NB_CHECK(net, dnnl_sum_primitive_desc_create(&pd, &dst, (int)p->n_args, scales, srcs, NULL, net->engine));
+    int y = new_result(net, p, &dst);
+    a[p->n_args] = (nb_arg){DNNL_ARG_DST, y};
+    nb_step_prim(net, pd, "add fwd", 0, (int)p->n_args + 1, a);
+    dnnl_primitive_desc_destroy(pd);
+    return net->status;
+}
+
+static nasc_status add_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    (void)pi;
+    /* every operand receives the gradient itself: no step */
+    for (uint32_t j = 0; j < p->n_args; j++) nb_contribute(net, arg(net, p, j), G);
+    return net->status;
+}
+
+static int binary_step(nasc_net *net, int a0, int a1, const dnnl_memory_desc_t *dst_md, int dst, const char *what) {
+    dnnl_binary_desc_t d;
+    dnnl_status_t st = dnnl_binary_desc_init(&d, dnnl_binary_mul, md_of(net, a0), md_of(net, a1), dst_md);
+    if (st != dnnl_success) {
+        nb_fail(net, st, "dnnl_binary_desc_init");
+        return -1;
+    }
+    dnnl_primitive_desc_t pd;
+    if (pd_create(net, &pd, &d, NULL, "binary mul")) return -1;
+    if (dst < 0) dst = nb_tensor_new(net, q(pd, dnnl_query_dst_md));
+    nb_arg a[3] = {{DNNL_ARG_SRC_0, a0}, {DNNL_ARG_SRC_1, a1}, {DNNL_ARG_DST, dst}};
+    nb_step_prim(net, pd, what, 0, 3, a);
+    dnnl_primitive_desc_destroy(pd);
+    return dst;
+}
+
+static nasc_status mul_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    int a0 = src_of(net, arg(net, p, 0), false), a1 = src_of(net, arg(net, p, 1), false);
+    a1 = nb_match(net, a1, md_of(net, a0));
+    net->ps[pi].t[0] = a0;
+    net->ps[pi].t[1] = a1;
+    int y = new_result(net, p, md_of(net, a0));
+    binary_step(net, a0, a1, md_of(net, a0), y, "mul fwd");
+    return net->status;
+}
+
+static nasc_status mul_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    int a0 = net->ps[pi].t[0], a1 = net->ps[pi].t[1];
+    G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    if (net->vals[arg(net, p, 0)].needs_grad) nb_contribute(net, arg(net, p, 0), binary_step(net, G, a1, md_of(net, G), -1, "mul bwd"));
+    if (net->vals[arg(net, p, 1)].needs_grad) nb_contribute(net, arg(net, p, 1), binary_step(net, G, a0, md_of(net, G), -1, "mul bwd"));
+    return net->status;
+}
+
+static nasc_status concat_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    (void)pi;
+    dnnl_memory_desc_t srcs[64], dst;
+    nb_arg a[65];
+    if (p->n_args > 64)
+        return nasc_error(net->ctx, NASC_EINPUT, M(net)->source, p->loc, "concat of more than 64 operands");
+    for (uint32_t j = 0; j < p->n_args; j++) {
+        int t = src_of(net, arg(net, p, j), false);
+        if (t < 0) return net->status ? net->status : NASC_EINTERNAL;
+        srcs[j] = *md_of(net, t);
+        a[j] = (nb_arg){DNNL_ARG_MULTIPLE_SRC + (int)j, t};
+    }
+    nb_act_md(net, vtype(net, p->result), &dst);
+    if (vtype(net, p->result)->rank != 4 || p->a.axis != 1) nb_plain_md(net, vtype(net, p->result), &dst);
+    dnnl_primitive_desc_t pd;
+    NB_CHECK(net, dnnl_concat_primitive_desc_create(&pd, &dst, (int)p->n_args, p->a.axis, srcs, NULL, net->engine));
+    int y = new_result(net, p, &dst);
+    a[p->n_args] = (nb_arg){DNNL_ARG_DST, y};
+    nb_step_prim(net, pd, "concat fwd", 0, (int)p->n_args + 1, a);
+    dnnl_primitive_desc_destroy(pd);
+    return net->status;
+}
+
+static nasc_status concat_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    (void)pi;
+    G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    /* each operand's gradient is a view into the result's gradient; a
+     * blocked layout whose blocks straddle operands cannot be viewed, so
+     * such a gradient is first converted to the plain layout */
+    bool straddle = false;
+    int64_t at = 0;
+    for (uint32_t j = 0; j < p->n_args; j++) {
+        int64_t c = vtype(net, arg(net, p, j))->dims[p->a.axis];
+        if (md_of(net, G)->format_desc.blocking.inner_nblks && (at % 8 || (c % 8 && j + 1 < p->n_args))) straddle = true;
+        at += c;
+    }
+    if (straddle) {
+        dnnl_memory_desc_t plain;
+        nb_plain_md(net, vtype(net, p->result), &plain);
+        G = nb_match(net, G, &plain);
+    }
+    int64_t off = 0;
+    for (uint32_t j = 0; j < p->n_args; j++) {
+        uint32_t v = arg(net, p, j);
+        const nasc_type *t = vtype(net, v);
+        dnnl_dims_t dims = {0}, offs = {0};
+        for (int k = 0; k < t->rank; k++) dims[k] = t->dims[k] == NASC_BATCH ? net->opt.batch : t->dims[k];
+        offs[p->a.axis] = off;
+        off += t->dims[p->a.axis];
+        if (!net->vals[v].needs_grad) continue;
+        dnnl_memory_desc_t sub;
+        NB_CHECK(net, dnnl_memory_desc_init_submemory(&sub, md_of(net, G), dims, offs));
+        nb_contribute(net, v, nb_tref_new(net, net->trefs[G].buf, &sub));
+    }
+    return net->status;
+}
+
+/* ---------------------------------------------------------------- */
+/* Flatten and inner product                                        */
+/* ---------------------------------------------------------------- */
+
+static nasc_status flatten_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    uint32_t x = arg(net, p, 0);
+    int xs = src_of(net, x, true);
+    dnnl_memory_desc_t plain4, plain2;
+    nb_plain_md(net, vtype(net, x), &plain4);
+    nb_plain_md(net, vtype(net, p->result), &plain2);
+    int flat = nb_match(net, xs, &plain4);
+    net->ps[pi].t[0] = xs;
+    net->vals[p->result].fwd = nb_tref_new(net, net->trefs[flat].buf, &plain2);
+    return net->status;
+}
+
+static nasc_status flatten_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    uint32_t x = arg(net, p, 0);
+    dnnl_memory_desc_t plain4;
+    nb_plain_md(net, vtype(net, x), &plain4);
+    G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    G = nb_dense(net, G);
+    int g4 = nb_tref_new(net, net->trefs[G].buf, &plain4);
+    nb_contribute(net, x, nb_match(net, g4, md_of(net, net->ps[pi].t[0])));
+    return net->status;
+}
+
+static nasc_status ip_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    uint32_t x = arg(net, p, 0), w = arg(net, p, 1), b = arg(net, p, 2);
+    int xs = src_of(net, x, true);
+    const nasc_type *wt = vtype(net, w);
+    dnnl_memory_desc_t w_any, w_plain, dst;
+    dnnl_dims_t wd = {wt->dims[0], wt->dims[1]};
+    dnnl_memory_desc_init_by_tag(&w_any, 2, wd, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&w_plain, 2, wd, dnnl_f32, dnnl_ab);
+    nb_plain_md(net, vtype(net, p->result), &dst);
+    dnnl_inner_product_desc_t d;
+    NB_CHECK(net, dnnl_inner_product_forward_desc_init(&d, fwd_prop(net), md_of(net, xs), &w_any, md_of(net, net->vals[b].fwd),
+                                                       &dst));
+    dnnl_primitive_desc_t pd;
+    if (pd_create(net, &pd, &d, NULL, "inner product forward")) return net->status;
+    net->ps[pi].pd = pd;
+    xs = nb_match(net, xs, q(pd, dnnl_query_src_md));
+    int wm = weights_in(net, w, &w_plain, q(pd, dnnl_query_weights_md));
+    int y = new_result(net, p, q(pd, dnnl_query_dst_md));
+    int64_t flops = 2 * (int64_t)net->opt.batch * wt->dims[0] * wt->dims[1];
+    nb_arg a[4] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_BIAS, net->vals[b].fwd}, {DNNL_ARG_DST, y}};
+    nb_step_prim(net, pd, "inner product fwd", flops, 4, a);
+    net->ps[pi].t[0] = xs;
+    return net->status;
+}
+
+static nasc_status ip_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    uint32_t x = arg(net, p, 0), w = arg(net, p, 1), b = arg(net, p, 2);
+    int xs = net->ps[pi].t[0];
+    const nasc_type *wt = vtype(net, w);
+    int64_t flops = 2 * (int64_t)net->opt.batch * wt->dims[0] * wt->dims[1];
+    dnnl_memory_desc_t w_any, w_plain;
+    dnnl_dims_t wd = {wt->dims[0], wt->dims[1]};
+    dnnl_memory_desc_init_by_tag(&w_any, 2, wd, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&w_plain, 2, wd, dnnl_f32, dnnl_ab);
+    G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    if (net->vals[x].needs_grad) {
+        dnnl_inner_product_desc_t d;
+        NB_CHECK(net, dnnl_inner_product_backward_data_desc_init(&d, md_of(net, xs), &w_any, md_of(net, G)));
+        dnnl_primitive_desc_t pd;
+        if (pd_create(net, &pd, &d, net->ps[pi].pd, "inner product backward data")) return net->status;
+        int wm = weights_in(net, w, &w_plain, q(pd, dnnl_query_weights_md));
+        int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
+        nb_arg a[3] = {{DNNL_ARG_DIFF_DST, G}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dx}};
+        nb_step_prim(net, pd, "inner product bwd-data", flops, 3, a);
+        dnnl_primitive_desc_destroy(pd);
+        nb_contribute(net, x, dx);
+    }
+    if (net->vals[w].needs_grad) {
+        dnnl_inner_product_desc_t d;
+        NB_CHECK(net, dnnl_inner_product_backward_weights_desc_init(&d, md_of(net, xs), &w_any, md_of(net, net->vals[b].fwd),
+                                                                    md_of(net, G)));
+        dnnl_primitive_desc_t pd;
+        if (pd_create(net, &pd, &d, net->ps[pi].pd, "inner product backward weights")) return net->status;
+        int dw = nb_tensor_new(net, q(pd, dnnl_query_diff_weights_md));
+        int db = nb_tensor_new(net, md_of(net, net->vals[b].fwd));
+        nb_arg a[4] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_DIFF_DST, G}, {DNNL_ARG_DIFF_WEIGHTS, dw}, {DNNL_ARG_DIFF_BIAS, db}};
+        nb_step_prim(net, pd, "inner product bwd-weights", flops, 4, a);
+        dnnl_primitive_desc_destroy(pd);
+        nb_param_grad(net, w, dw, NULL);
+        nb_param_grad(net, b, db, NULL);
+    }
+    return net->status;
+}
+
+/* ---------------------------------------------------------------- */
+/* The table                                                        */
+/* ---------------------------------------------------------------- */
+
+typedef nasc_status (*fwd_fn)(nasc_net *, uint32_t, const nasc_prim *);
+typedef nasc_status (*bwd_fn)(nasc_net *, uint32_t, const nasc_prim *, int);
+
+static const struct emitter {
+    fwd_fn fwd;
+    bwd_fn bwd;
+} emitters[NASC_PRIM_COUNT] = {
+    [NASC_PRIM_CONV] = {conv_fwd, conv_bwd},
+    [NASC_PRIM_BATCH_NORM] = {bn_fwd, bn_bwd},
+    [NASC_PRIM_RELU] = {eltwise_fwd, eltwise_bwd},
+    [NASC_PRIM_TANH] = {eltwise_fwd, eltwise_bwd},
+    [NASC_PRIM_SIGMOID] = {eltwise_fwd, eltwise_bwd},
+    [NASC_PRIM_IDENTITY] = {eltwise_fwd, eltwise_bwd},
+    [NASC_PRIM_MAX_POOL] = {pool_fwd, pool_bwd},
+    [NASC_PRIM_AVG_POOL] = {pool_fwd, pool_bwd},
+    [NASC_PRIM_GLOBAL_AVG_POOL] = {pool_fwd, pool_bwd},
+    [NASC_PRIM_SHIFT] = {shift_fwd, shift_bwd},
+    [NASC_PRIM_ADD] = {add_fwd, add_bwd},
+    [NASC_PRIM_MUL] = {mul_fwd, mul_bwd},
+    [NASC_PRIM_CONCAT] = {concat_fwd, concat_bwd},
+    [NASC_PRIM_INNER_PRODUCT] = {ip_fwd, ip_bwd},
+    [NASC_PRIM_FLATTEN] = {flatten_fwd, flatten_bwd},
+    [NASC_PRIM_SOFTMAX] = {softmax_fwd, softmax_bwd},
+};
+
+nasc_status nb_emit_forward(nasc_net *net, uint32_t pi) {
+    const nasc_prim *p = &M(net)->prims[pi];
+    const struct emitter *e = &emitters[p->op];
+    if (!e->fwd)
+        return nasc_error(net->ctx, NASC_EINTERNAL, M(net)->source, p->loc, "prim op '%s' has no oneDNN lowering",
+                          nasc_prim_op_info_get(p->op)->name);
+    nasc_status st = e->fwd(net, pi, p);
+    if (!st && net->vals[p->result].fwd < 0) st = net->status ? net->status : NASC_ENOMEM;
+    return st;
+}
+
+nasc_status nb_emit_backward(nasc_net *net, uint32_t pi, int grad) {
+    const nasc_prim *p = &M(net)->prims[pi];
+    return emitters[p->op].bwd(net, pi, p, grad);
+}

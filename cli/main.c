@@ -17,6 +17,11 @@ static const verb verbs[] = {
      nasc_cli_check_help},
     {"dump", "print a model's IR after a pass (text or graphviz)", nasc_cli_dump,
      nasc_cli_dump_help},
+    {"train", "train a model on Fashion-MNIST (or IDX files) on the CPU", nasc_cli_train,
+     nasc_cli_train_help},
+    {"eval", "test accuracy of a trained checkpoint", nasc_cli_eval, nasc_cli_eval_help},
+    {"bench", "training and inference speed against the machine's sgemm peak", nasc_cli_bench,
+     nasc_cli_bench_help},
 };
 #define N_VERBS (sizeof verbs / sizeof verbs[0])
 
@@ -34,7 +39,7 @@ static void help(FILE *out) {
     fputs("  help     show the help of a verb\n"
           "\nExit codes: 0 success, 1 bad input (file:line:col: error: ...),\n"
           "2 bad command line.\n"
-          "\nSearch, training and ONNX export are not part of this build yet.\n",
+          "\nSearch and ONNX export are not part of this build yet.\n",
           out);
 }
 

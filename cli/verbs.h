@@ -12,4 +12,13 @@ void nasc_cli_dump_help(FILE *out);
 int nasc_cli_check(int argc, char **argv);
 void nasc_cli_check_help(FILE *out);
 
+int nasc_cli_train(int argc, char **argv);
+void nasc_cli_train_help(FILE *out);
+
+int nasc_cli_eval(int argc, char **argv);
+void nasc_cli_eval_help(FILE *out);
+
+int nasc_cli_bench(int argc, char **argv);
+void nasc_cli_bench_help(FILE *out);
+
 #endif /* NASC_CLI_VERBS_H */

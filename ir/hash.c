@@ -6,6 +6,14 @@
  * a multiset: reordering a concatenation permutes channels, which the
  * following 1x1 convolutions and the linear head absorb; only the ordered
  * (h_t, c_t) state of a recurrent cell keeps its order.
+ *
+ * Merkle hashes see the cell as a tree: "X read by two blocks" and "two
+ * identical copies of X, each read once" would look alike. So the cell hash
+ * also covers the graph itself: nodes are numbered in the order of their
+ * Merkle hashes, each written as (hash, operand numbers), and the smallest
+ * such encoding over all orderings of nodes with equal Merkle hashes is
+ * taken (ties are rare and small in cells; past 5040 orderings the first
+ * one is used, which can only make two equal cells hash apart).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +38,93 @@ static int cmp_u64(const void *a, const void *b) {
 
 /* Sorting small operand lists in place keeps this allocation-free. */
 static void sort_small(uint64_t *v, uint32_t n) { qsort(v, n, sizeof *v, cmp_u64); }
+
+typedef struct graph_key {
+    const nasc_module *m;
+    const nasc_cell *c;
+    const uint64_t *h;  /* Merkle hash per cell-local value */
+    uint32_t *order;    /* node values in canonical order */
+    uint32_t *pos;      /* canonical number per cell-local value */
+    const uint32_t *outs;
+    uint32_t n_out;
+} graph_key;
+
+static uint64_t encode(graph_key *g) {
+    const nasc_cell *c = g->c;
+    uint32_t n = c->n_nodes;
+    for (uint32_t k = 0; k < n; k++) g->pos[g->order[k]] = c->n_inputs + k;
+    uint64_t e = 0x9a7f;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t v = g->order[k];
+        const nasc_node *nd = &g->m->nodes[c->first_node + (v - c->n_inputs)];
+        e = mix(e, g->h[v]);
+        uint64_t ops[64];
+        uint32_t na = nd->n_args < 64 ? nd->n_args : 64;
+        for (uint32_t a = 0; a < na; a++) ops[a] = g->pos[g->m->args[nd->first_arg + a]];
+        if (nasc_arch_op_commutative(nd->op)) sort_small(ops, na);
+        for (uint32_t a = 0; a < na; a++) e = mix(e, ops[a]);
+    }
+    uint64_t o[256];
+    for (uint32_t i = 0; i < g->n_out; i++) o[i] = g->pos[g->outs[i]];
+    if (c->out_rule != NASC_OUT_STATE) sort_small(o, g->n_out);
+    for (uint32_t i = 0; i < g->n_out; i++) e = mix(e, o[i]);
+    return e;
+}
+
+/* Next permutation of a[0..n) in increasing order of values; false after the last. */
+static bool next_perm(uint32_t *a, uint32_t n) {
+    if (n < 2) return false;
+    uint32_t i = n - 1;
+    while (i > 0 && a[i - 1] >= a[i]) i--;
+    if (i == 0) {
+        for (uint32_t l = 0, r = n - 1; l < r; l++, r--) { uint32_t t = a[l]; a[l] = a[r]; a[r] = t; }
+        return false;
+    }
+    uint32_t j = n - 1;
+    while (a[j] <= a[i - 1]) j--;
+    uint32_t t = a[i - 1]; a[i - 1] = a[j]; a[j] = t;
+    for (uint32_t l = i, r = n - 1; l < r; l++, r--) { t = a[l]; a[l] = a[r]; a[r] = t; }
+    return true;
+}
+
+/* The smallest graph encoding over the orderings of tied nodes. */
+static uint64_t graph_hash(graph_key *g) {
+    uint32_t n = g->c->n_nodes;
+    for (uint32_t k = 0; k < n; k++) g->order[k] = g->c->n_inputs + k;
+    /* insertion sort by Merkle hash (cells are small) */
+    for (uint32_t i = 1; i < n; i++) {
+        uint32_t t = g->order[i], j = i;
+        while (j > 0 && (g->h[g->order[j - 1]] > g->h[t] || (g->h[g->order[j - 1]] == g->h[t] && g->order[j - 1] > t))) {
+            g->order[j] = g->order[j - 1];
+            j--;
+        }
+        g->order[j] = t;
+    }
+    /* tie groups and the number of orderings */
+    double orderings = 1;
+    for (uint32_t i = 0; i < n;) {
+        uint32_t j = i + 1;
+        while (j < n && g->h[g->order[j]] == g->h[g->order[i]]) j++;
+        for (uint32_t k = 2; k <= j - i; k++) orderings *= k;
+        i = j;
+    }
+    uint64_t best = encode(g);
+    if (orderings <= 1 || orderings > 5040) return best;
+    /* odometer over the groups: each group steps through its permutations */
+    for (;;) {
+        bool advanced = false;
+        for (uint32_t i = 0; i < n && !advanced;) {
+            uint32_t j = i + 1;
+            while (j < n && g->h[g->order[j]] == g->h[g->order[i]]) j++;
+            if (j - i > 1 && next_perm(g->order + i, j - i)) advanced = true;
+            i = j;
+        }
+        if (!advanced) break;
+        uint64_t e = encode(g);
+        if (e < best) best = e;
+    }
+    return best;
+}
 
 uint64_t nasc_cell_hash(const nasc_module *m, uint32_t cell) {
     if (cell >= m->n_cells) return 0;
@@ -65,6 +160,18 @@ uint64_t nasc_cell_hash(const nasc_module *m, uint32_t cell) {
     for (uint32_t i = 0; i < n_out; i++) oh_stack[i] = h[outs[i]];
     if (c->out_rule != NASC_OUT_STATE) sort_small(oh_stack, n_out);
     for (uint32_t i = 0; i < n_out; i++) res = mix(res, oh_stack[i]);
+    uint32_t ord_stack[256], pos_stack[256];
+    uint32_t *ord = nv <= 256 ? ord_stack : nasc_alloc(m->ctx, nv * sizeof *ord);
+    uint32_t *pos = nv <= 256 ? pos_stack : nasc_alloc(m->ctx, nv * sizeof *pos);
+    if (ord && pos) {
+        for (uint32_t i = 0; i < c->n_inputs; i++) pos[i] = i;
+        graph_key g = {m, c, h, ord, pos, outs, n_out};
+        res = mix(res, graph_hash(&g));
+    } else {
+        res = 0;
+    }
+    if (ord != ord_stack) nasc_free(m->ctx, ord);
+    if (pos != pos_stack) nasc_free(m->ctx, pos);
     if (h != stack) nasc_free(m->ctx, h);
     return res;
 }

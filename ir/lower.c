@@ -21,7 +21,7 @@ typedef struct lower {
     nasc_module *p;
     nasc_ctx *ctx;
     char group[64];   /* cost-report group of the ops being emitted */
-    char prefix[192]; /* name prefix of the values being emitted */
+    char prefix[8320]; /* name prefix of the values being emitted (node names are < 4096 bytes) */
     nasc_loc loc;     /* arch location reported on errors */
     nasc_status status;
 } lower;
@@ -47,7 +47,7 @@ static uint32_t emit(lower *l, nasc_prim_op op, const uint32_t *args, uint32_t n
     if (l->status) return BAD;
     for (uint32_t i = 0; i < n; i++)
         if (args[i] == BAD) return BAD;
-    char name[256];
+    char name[8448];
     name_of(l, name, sizeof name, suffix);
     uint32_t v = nasc_prim_add_op(l->p, op, args, n, a, name, l->group, l->loc);
     if (v == BAD) l->status = l->ctx->diag.status ? l->ctx->diag.status : NASC_EINTERNAL;
@@ -57,7 +57,7 @@ static uint32_t emit(lower *l, nasc_prim_op op, const uint32_t *args, uint32_t n
 static uint32_t param(lower *l, const char *suffix, int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
     if (l->status) return BAD;
     nasc_type t = {NASC_F32, rank, {d0, d1, d2, d3}};
-    char name[256];
+    char name[8448];
     name_of(l, name, sizeof name, suffix);
     uint32_t v = nasc_prim_add_param(l->p, name, &t);
     if (v == BAD) l->status = l->ctx->diag.status ? l->ctx->diag.status : NASC_EINTERNAL;
@@ -269,7 +269,7 @@ static nasc_status lower_cell(lower *l, const nasc_cell *c, const uint32_t *inpu
     const nasc_module *a = l->arch;
     uint32_t nv = c->n_inputs + c->n_nodes;
     uint32_t *vals = nasc_alloc(l->ctx, (nv + 1) * sizeof *vals);
-    if (!vals) return NASC_ENOMEM;
+    if (!vals) return l->status = NASC_ENOMEM;
     for (uint32_t i = 0; i < c->n_inputs; i++) vals[i] = inputs[i];
     bool reduction = c->kind == NASC_CELL_REDUCTION;
     for (uint32_t j = 0; j < c->n_nodes && !l->status; j++) {

@@ -417,11 +417,23 @@ static int run_op(const nasc_module *m, const nasc_param_store *params, ref_mode
     }
 }
 
-int ref_run(const nasc_module *prim, const nasc_param_store *params, ref_mode mode, int batch, double **values) {
+int ref_run_from(const nasc_module *prim, const nasc_param_store *params, ref_mode mode, int batch, double **values,
+                 uint32_t first_prim) {
     if (prim->dialect != NASC_DIALECT_PRIM) return REF_FAIL("not a prim module");
-    for (uint32_t i = 0; i < prim->n_prims; i++)
+    for (uint32_t i = first_prim; i < prim->n_prims; i++)
         if (run_op(prim, params, mode, batch, values, &prim->prims[i])) return -1;
     return 0;
+}
+
+int ref_run(const nasc_module *prim, const nasc_param_store *params, ref_mode mode, int batch, double **values) {
+    return ref_run_from(prim, params, mode, batch, values, 0);
+}
+
+uint32_t ref_first_use(const nasc_module *prim, uint32_t v) {
+    for (uint32_t i = 0; i < prim->n_prims; i++)
+        for (uint32_t k = 0; k < prim->prims[i].n_args; k++)
+            if (prim->args[prim->prims[i].first_arg + k] == v) return i;
+    return prim->n_prims;
 }
 
 int ref_forward(const nasc_module *prim, const nasc_param_store *params, int batch, const double *const *inputs,

@@ -77,6 +77,12 @@ int ref_load(const nasc_module *prim, const nasc_param_store *params, int batch,
  * re-run). params is only read for the running statistics (REF_INFER; may
  * be NULL for REF_TRAIN). Returns 0 or -1 with a message on stderr. */
 int ref_run(const nasc_module *prim, const nasc_param_store *params, ref_mode mode, int batch, double **values);
+/* The same from op first_prim on: after changing only values that no
+ * earlier op reads (finite differences re-run from the first use). */
+int ref_run_from(const nasc_module *prim, const nasc_param_store *params, ref_mode mode, int batch, double **values,
+                 uint32_t first_prim);
+/* The first op that reads value v (prim->n_prims when none does). */
+uint32_t ref_first_use(const nasc_module *prim, uint32_t v);
 
 /* ref_load + ref_run: the whole module in training mode (batch statistics). */
 int ref_forward(const nasc_module *prim, const nasc_param_store *params, int batch, const double *const *inputs,

@@ -1,0 +1,104 @@
+/* model.c - what train, eval and bench share: a model as a prim module,
+ * its identity in checkpoints, and the data set. */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "model.h"
+
+int nasc_cli_load_prim(nasc_ctx *ctx, const nasc_cli_model *mo, nasc_cli_net *out) {
+    memset(out, 0, sizeof *out);
+    int rc = nasc_cli_load(ctx, mo, &out->loaded);
+    if (rc) return rc;
+    if (out->loaded->dialect == NASC_DIALECT_PRIM) {
+        out->prim = out->loaded;
+    } else if (nasc_lower(out->loaded, &out->lowered) != NASC_OK || nasc_prim_verify(out->lowered) != NASC_OK) {
+        nasc_cli_net_free(out);
+        return nasc_cli_fail(ctx);
+    } else {
+        out->prim = out->lowered;
+    }
+    /* identity: the canonical arch hash, or a hash of the prim text */
+    if (out->loaded->dialect == NASC_DIALECT_ARCH) {
+        snprintf(out->hash, sizeof out->hash, "arch:%016llx", (unsigned long long)nasc_arch_hash(out->loaded));
+    } else {
+        nasc_buf b;
+        nasc_buf_init(&b, ctx);
+        nasc_text_print(out->prim, &b);
+        snprintf(out->hash, sizeof out->hash, "prim:%016llx",
+                 (unsigned long long)(b.data ? nasc_hash_str(b.data) : 0));
+        nasc_buf_free(&b);
+    }
+    return NASC_EXIT_OK;
+}
+
+void nasc_cli_net_free(nasc_cli_net *n) {
+    nasc_module_destroy(n->lowered);
+    nasc_module_destroy(n->loaded);
+    memset(n, 0, sizeof *n);
+}
+
+int nasc_cli_check_weights(nasc_ctx *ctx, const nasc_cli_net *n, const nasc_param_store *s, const char *path) {
+    const char *h = nasc_params_meta(s, "model/hash");
+    if (!h) {
+        nasc_error(ctx, NASC_EINPUT, path, NASC_NOLOC, "the checkpoint does not say which model it belongs to");
+        return nasc_cli_fail(ctx);
+    }
+    if (strcmp(h, n->hash) != 0) {
+        const char *m = nasc_params_meta(s, "model/path");
+        nasc_error(ctx, NASC_EINPUT, path, NASC_NOLOC,
+                   "the checkpoint is for another architecture (%s, from %s) than %s (%s)", h, m ? m : "?",
+                   n->loaded->source ? n->loaded->source : "the model", n->hash);
+        return nasc_cli_fail(ctx);
+    }
+    return NASC_EXIT_OK;
+}
+
+int nasc_cli_load_data(nasc_ctx *ctx, const char *spec, nasc_dataset *train, nasc_dataset *test) {
+    if (nasc_data_load(ctx, spec, train, test) != NASC_OK) return nasc_cli_fail(ctx);
+    return NASC_EXIT_OK;
+}
+
+int nasc_cli_mkdirs(nasc_ctx *ctx, const char *path) {
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        nasc_error(ctx, NASC_EINPUT, path, NASC_NOLOC, "bad output directory name");
+        return nasc_cli_fail(ctx);
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char c = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            nasc_error(ctx, NASC_EINPUT, buf, NASC_NOLOC, "cannot create the directory: %s", strerror(errno));
+            return nasc_cli_fail(ctx);
+        }
+        buf[i] = c;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        nasc_error(ctx, NASC_EINPUT, path, NASC_NOLOC, "not a directory");
+        return nasc_cli_fail(ctx);
+    }
+    return NASC_EXIT_OK;
+}
+
+bool nasc_cli_parse_int(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+bool nasc_cli_parse_float(const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
+}

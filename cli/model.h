@@ -1,0 +1,30 @@
+/* model.h - helpers shared by the verbs that run nets (train, eval, bench). */
+#ifndef NASC_CLI_MODEL_H
+#define NASC_CLI_MODEL_H
+
+#include <stdlib.h>
+
+#include "nasc_backend.h"
+#include "opts.h"
+
+/* A model file as a runnable prim module. */
+typedef struct nasc_cli_net {
+    nasc_module *loaded;  /* what the file holds (arch or prim) */
+    nasc_module *lowered; /* owned when the file held an arch module */
+    const nasc_module *prim;
+    char hash[40];        /* "arch:<canonical hash>" or "prim:<hash of the text>" */
+} nasc_cli_net;
+
+/* Load, lower and verify; on failure print the diagnostic and return NASC_EXIT_INPUT. */
+int nasc_cli_load_prim(nasc_ctx *ctx, const nasc_cli_model *mo, nasc_cli_net *out);
+void nasc_cli_net_free(nasc_cli_net *n);
+/* The checkpoint's meta "model/hash" must name this model. */
+int nasc_cli_check_weights(nasc_ctx *ctx, const nasc_cli_net *n, const nasc_param_store *s, const char *path);
+/* "fashion-mnist" or a directory of IDX files. */
+int nasc_cli_load_data(nasc_ctx *ctx, const char *spec, nasc_dataset *train, nasc_dataset *test);
+/* mkdir -p */
+int nasc_cli_mkdirs(nasc_ctx *ctx, const char *path);
+bool nasc_cli_parse_int(const char *s, long lo, long hi, long *out);
+bool nasc_cli_parse_float(const char *s, double lo, double hi, double *out);
+
+#endif /* NASC_CLI_MODEL_H */

@@ -75,9 +75,10 @@ int nb_buffer_new(nasc_net *net, size_t bytes) {
 
 int nb_tref_new(nasc_net *net, int buf, const dnnl_memory_desc_t *md) {
     if (buf < 0) return -1;
+    dnnl_memory_desc_t copy = *md; /* md may point into trefs, which grow() moves */
     if (!grow(net, (void **)&net->trefs, &net->cap_trefs, net->n_trefs + 1, sizeof *net->trefs)) return -1;
     net->trefs[net->n_trefs].buf = buf;
-    net->trefs[net->n_trefs].md = *md;
+    net->trefs[net->n_trefs].md = copy;
     return net->n_trefs++;
 }
 
@@ -359,6 +360,50 @@ static void mark_grads(nasc_net *net) {
         if (net->vals[m->outputs[o]].needs_grad) net->vals[m->outputs[o]].n_contrib++;
 }
 
+/* Inference: fold a batch norm into the convolution that feeds it (the
+ * conv's result has no other use) and run a following relu as the
+ * convolution's post-op. */
+static void plan_fusion(nasc_net *net) {
+    const nasc_module *m = net->m;
+    for (uint32_t p = 0; p < m->n_prims; p++) net->ps[p].fold_bn = net->ps[p].post_relu = -1;
+    if (net->opt.mode != NASC_MODE_INFER || !net->opt.fuse) return;
+    uint32_t *uses = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *uses);
+    int *user = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *user);
+    if (!uses || !user) {
+        nasc_free(net->ctx, uses);
+        nasc_free(net->ctx, user);
+        return; /* no fusion: still correct */
+    }
+    memset(uses, 0, (m->n_values + 1) * sizeof *uses);
+    for (uint32_t p = 0; p < m->n_prims; p++)
+        for (uint32_t j = 0; j < m->prims[p].n_args; j++) {
+            uint32_t a = m->args[m->prims[p].first_arg + j];
+            uses[a]++;
+            user[a] = (int)p;
+        }
+    for (uint32_t o = 0; o < m->n_outputs; o++) uses[m->outputs[o]] += 2; /* outputs stay visible */
+    for (uint32_t p = 0; p < m->n_prims; p++) {
+        if (m->prims[p].op != NASC_PRIM_CONV) continue;
+        uint32_t last = m->prims[p].result;
+        if (uses[last] == 1 && m->prims[user[last]].op == NASC_PRIM_BATCH_NORM &&
+            m->args[m->prims[user[last]].first_arg] == last) {
+            int q = user[last];
+            net->ps[p].fold_bn = q;
+            net->ps[q].skip = true;
+            net->vals[last].fused = true;
+            last = m->prims[q].result;
+        }
+        if (uses[last] == 1 && m->prims[user[last]].op == NASC_PRIM_RELU) {
+            int q = user[last];
+            net->ps[p].post_relu = q;
+            net->ps[q].skip = true;
+            net->vals[last].fused = true;
+        }
+    }
+    nasc_free(net->ctx, uses);
+    nasc_free(net->ctx, user);
+}
+
 static nasc_status emit_forward(nasc_net *net) {
     for (uint32_t p = 0; p < net->m->n_prims && !net->status; p++) {
         net->cur_prim = (int)p;
@@ -629,6 +674,7 @@ nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_
     if (!st) {
         choose_layout(net);
         mark_grads(net);
+        plan_fusion(net);
         st = bind_values(net);
     }
     if (!st) st = emit_forward(net);
@@ -781,6 +827,10 @@ static bool readable(const nasc_net *net, int t, int after_step) {
 nasc_status nasc_net_read(nasc_net *net, const char *value, float *out) {
     int64_t v = nasc_prim_lookup(net->m, value, strlen(value));
     if (v < 0) return nasc_error(net->ctx, NASC_EINPUT, net->m->source, NASC_NOLOC, "no value named '%s'", value);
+    if (net->vals[v].fused)
+        return nasc_error(net->ctx, NASC_EINPUT, net->m->source, NASC_NOLOC,
+                          "value '%s' was fused into the primitive that computes it (compile without fuse to read it)",
+                          value);
     int t = net->vals[v].fwd >= 0 ? net->vals[v].fwd : net->vals[v].fwd_plain;
     if (!readable(net, t, net->n_fwd))
         return nasc_error(net->ctx, NASC_EINPUT, net->m->source, NASC_NOLOC,

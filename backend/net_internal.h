@@ -57,6 +57,7 @@ typedef struct nb_value {
     int *contrib;       /* trefs written so far (n_contrib slots) */
     int got;
     nasc_tensor *param; /* parameters: the store tensor */
+    bool fused;         /* inference: computed inside another primitive, not readable */
     int param_index;    /* parameters: index into net->grads */
 } nb_value;
 
@@ -83,6 +84,9 @@ struct nasc_net {
     struct nb_prim_state {
         dnnl_primitive_desc_t pd; /* forward pd: the hint of the backward pds */
         int t[6];                 /* emitter-specific trefs (weights, mean, var, workspace) */
+        int fold_bn;              /* conv: the batch norm folded into it, -1 none */
+        int post_relu;            /* conv: the relu run as its post-op, -1 none */
+        bool skip;                /* fused into an earlier op: emits nothing */
     } *ps;                        /* one per prim op */
     nasc_param_grad *grads;
     uint32_t n_grads;

@@ -8,6 +8,7 @@
  * around flatten, and of gradients arriving in another layout.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if __has_include("dwconv.h")
@@ -92,26 +93,81 @@ static int weights_in(nasc_net *net, uint32_t w, const dnnl_memory_desc_t *plain
     return nb_match(net, t, want);
 }
 
+/* Fold batch norm into the conv weights and a bias, before every forward
+ * pass (so that a store updated between passes is honoured):
+ * s = scale / sqrt(var + eps), W' = W * s (per output channel),
+ * b = shift - mean * s. */
+static void k_fold_bn(nasc_net *net, const nb_step *s) {
+    const nb_arg *a = net->args + s->first_arg;
+    const float *w = nb_ptr(net, a[0].tref), *sc = nb_ptr(net, a[1].tref), *sh = nb_ptr(net, a[2].tref);
+    const float *mean = nb_ptr(net, a[3].tref), *var = nb_ptr(net, a[4].tref);
+    float *wo = nb_ptr(net, a[5].tref), *bo = nb_ptr(net, a[6].tref);
+    int64_t cout = s->i[0], per = (int64_t)s->i[1];
+    for (int64_t o = 0; o < cout; o++) {
+        float k = sc[o] / sqrtf(var[o] + s->f[0]);
+        for (int64_t e = 0; e < per; e++) wo[o * per + e] = w[o * per + e] * k;
+        bo[o] = sh[o] - mean[o] * k;
+    }
+}
+
+static int store_vec(nasc_net *net, const nasc_prim *p, const char *suffix, int64_t c, float fill);
+
 static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     uint32_t x = arg(net, p, 0), w = arg(net, p, 1);
     conv_geom g;
     conv_geometry(net, p, &g);
     int xs = src_of(net, x, true);
-    dnnl_memory_desc_t dst;
+    dnnl_memory_desc_t dst, bias_md;
     nb_act_md(net, vtype(net, p->result), &dst);
+    int64_t cout = vtype(net, p->result)->dims[1];
+    dnnl_dims_t bd = {cout};
+    dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_a);
+    int fold = net->ps[pi].fold_bn, relu = net->ps[pi].post_relu;
     dnnl_convolution_desc_t d;
-    NB_CHECK(net, dnnl_dilated_convolution_forward_desc_init(&d, fwd_prop(net), dnnl_convolution_direct, md_of(net, xs), &g.w_any,
-                                                     NULL, &dst, g.strides, g.dil, g.pl, g.pr));
+    NB_CHECK(net, dnnl_dilated_convolution_forward_desc_init(&d, fwd_prop(net), dnnl_convolution_direct, md_of(net, xs),
+                                                             &g.w_any, fold >= 0 ? &bias_md : NULL, &dst, g.strides,
+                                                             g.dil, g.pl, g.pr));
+    dnnl_primitive_attr_t attr = NULL;
+    if (relu >= 0) {
+        dnnl_post_ops_t po;
+        NB_CHECK(net, dnnl_post_ops_create(&po));
+        dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0, 0);
+        dnnl_primitive_attr_create(&attr);
+        dnnl_primitive_attr_set_post_ops(attr, po);
+        dnnl_post_ops_destroy(po);
+    }
     dnnl_primitive_desc_t pd;
-    if (pd_create(net, &pd, &d, NULL, "conv forward")) return net->status;
+    dnnl_status_t ds = dnnl_primitive_desc_create(&pd, &d, attr, net->engine, NULL);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (ds != dnnl_success) return nb_fail(net, ds, "conv forward");
     net->ps[pi].pd = pd;
     if (!dnnl_memory_desc_equal(q(pd, dnnl_query_src_md), md_of(net, xs))) xs = nb_reorder(net, xs, q(pd, dnnl_query_src_md), -1);
-    int wt = weights_in(net, w, &g.w_plain, q(pd, dnnl_query_weights_md));
+    int wsrc = nb_tref_new(net, net->trefs[net->vals[w].fwd].buf, &g.w_plain), bias = -1;
+    if (fold >= 0) {
+        const nasc_prim *bn = &M(net)->prims[fold];
+        int wf = nb_tensor_new(net, &g.w_plain);
+        bias = nb_tensor_new(net, &bias_md);
+        int sc = nb_tref_new(net, net->trefs[net->vals[arg(net, bn, 1)].fwd].buf, &bias_md);
+        int sf = nb_tref_new(net, net->trefs[net->vals[arg(net, bn, 2)].fwd].buf, &bias_md);
+        int rm = store_vec(net, bn, "mean", cout, 0), rv = store_vec(net, bn, "var", cout, 1);
+        nb_arg fa[7] = {{0, wsrc}, {1, sc}, {2, sf}, {3, rm}, {4, rv}, {5, wf}, {6, bias}};
+        int s = nb_step_kernel(net, k_fold_bn, "fold bnorm", 7, fa);
+        if (s >= 0) {
+            net->steps[s].i[0] = (int)cout;
+            net->steps[s].i[1] = (int)(nasc_type_numel(vtype(net, w)) / cout);
+            net->steps[s].f[0] = bn->a.eps;
+        }
+        wsrc = wf;
+    }
+    int wt = nb_match(net, wsrc, q(pd, dnnl_query_weights_md));
     int y = new_result(net, p, q(pd, dnnl_query_dst_md));
-    nb_arg a[3] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DST, y}};
-    nb_step_prim(net, pd, "conv fwd", g.flops, 3, a);
+    nb_arg a[4] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DST, y}, {DNNL_ARG_BIAS, bias}};
+    nb_step_prim(net, pd, "conv fwd", g.flops, fold >= 0 ? 4 : 3, a);
     net->ps[pi].t[0] = xs;
     net->ps[pi].t[1] = wt;
+    /* the fused ops' results are the conv's */
+    if (fold >= 0) net->vals[M(net)->prims[fold].result].fwd = y;
+    if (relu >= 0) net->vals[M(net)->prims[relu].result].fwd = y;
     return net->status;
 }
 
@@ -146,7 +202,9 @@ static bool use_own_dw(nasc_net *net, const nasc_prim *p, const_dnnl_primitive_d
     if (bx == 0 || bx != bg) return false;
     const char *impl = NULL;
     dnnl_primitive_desc_query(bwd_w, dnnl_query_impl_info_str, 0, &impl);
-    return impl && strstr(impl, "jit") == NULL;
+    /* oneDNN's own depthwise kernel (jit_dw) is fast; anything else it
+     * falls back to (gemm, ref) is far slower than ours */
+    return impl && strncmp(impl, "jit_dw", 6) != 0;
 }
 #endif
 
@@ -793,6 +851,7 @@ static const struct emitter {
 
 nasc_status nb_emit_forward(nasc_net *net, uint32_t pi) {
     const nasc_prim *p = &M(net)->prims[pi];
+    if (net->ps[pi].skip) return net->status; /* computed by the conv it was fused into */
     const struct emitter *e = &emitters[p->op];
     if (!e->fwd)
         return nasc_error(net->ctx, NASC_EINTERNAL, M(net)->source, p->loc, "prim op '%s' has no oneDNN lowering",

@@ -139,18 +139,19 @@ static void axis_fit(axis *a, int max_ticks) {
             lo = c - mag * 0.1, hi = c + mag * 0.1;
         }
     }
+    /* k0 starts a step below (hi - lo) / max_ticks, which always needs too
+     * many ticks; 10^(k0 + 4) is far above it and always fits. */
     int k0 = (int)floor(log10((hi - lo) / max_ticks)) - 1;
-    for (int k = k0; k <= k0 + 4; k++) {
-        for (int j = 0; j < 3; j++) {
+    bool done = false;
+    for (int k = k0; k <= k0 + 4 && !done; k++) {
+        for (int j = 0; j < 3 && !done; j++) {
             double step = ms[j] * pow(10, k);
             double f = floor(lo / step + 1e-9), l = ceil(hi / step - 1e-9);
-            if (l - f + 1 > max_ticks && k < k0 + 4) continue;
+            done = l - f + 1 <= max_ticks;
             a->m = ms[j], a->k = k;
             a->first = (long long)f, a->last = (long long)l;
-            goto found;
         }
     }
-found:
     a->lo = tick_value(a, a->first);
     a->hi = tick_value(a, a->last);
     double big = fmax(fabs(a->lo), fabs(a->hi));

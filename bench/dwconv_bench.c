@@ -1,0 +1,275 @@
+/* dwconv_bench - depthwise convolution backward-weights: oneDNN 2.6's own
+ * primitive against nasc's kernel (backend/dwconv.c), in the same run.
+ *
+ * For each case (batch 64, 64 channels, 14x14, kernels 3/5/7, stride 1 and
+ * 2, "same" padding, 1 and 2 threads) it creates oneDNN's backward-weights
+ * primitive the way the backend does (format_tag_any everywhere, hinted by a
+ * forward-training primitive), prints the implementation oneDNN chose, times
+ * it and our kernel on nChw8c and on plain NCHW activations, and prints
+ * GFLOP/s (FLOPs = 2*N*C*OH*OW*kh*kw), the ratio ours(nChw8c)/oneDNN, and the
+ * largest difference between the two results relative to the largest |dW|.
+ * Layout conversions for oneDNN are done once, outside the timing.
+ *
+ *     dwconv_bench                 the default table
+ *     dwconv_bench N C H W k s d   one case (k x k, stride s, dilation d), 1 and 2 threads
+ *
+ * Exits 1 if a oneDNN call fails or the two results disagree (> 1e-4).
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+
+#include "dwconv.h"
+
+#define CHECK(call)                                                                                                    \
+    do {                                                                                                               \
+        dnnl_status_t st_ = (call);                                                                                    \
+        if (st_ != dnnl_success) {                                                                                     \
+            fprintf(stderr, "%s:%d: %s failed: %s (try ONEDNN_VERBOSE=check)\n", __FILE__, __LINE__, #call,           \
+                    dnnl_status2str(st_));                                                                             \
+            exit(1);                                                                                                   \
+        }                                                                                                              \
+    } while (0)
+
+typedef struct bench_case {
+    int n, c, h, w, k, s, d;
+} bench_case;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Seconds per call: the best of 5 rounds, each >= 0.1 s of calls. */
+typedef void (*bench_fn)(void *ud);
+static double time_it(bench_fn f, void *ud) {
+    for (int i = 0; i < 3; i++) f(ud);
+    double best = 1e30;
+    for (int round = 0; round < 5; round++) {
+        int iters = 0;
+        double t0 = now(), t;
+        do {
+            f(ud);
+            iters++;
+            t = now() - t0;
+        } while (t < 0.1);
+        if (t / iters < best) best = t / iters;
+    }
+    return best;
+}
+
+typedef struct onednn_run {
+    dnnl_primitive_t prim;
+    dnnl_stream_t stream;
+    dnnl_exec_arg_t args[3];
+} onednn_run;
+
+static void run_onednn(void *ud) {
+    onednn_run *r = ud;
+    CHECK(dnnl_primitive_execute(r->prim, r->stream, 3, r->args));
+    CHECK(dnnl_stream_wait(r->stream));
+}
+
+typedef struct ours_run {
+    nasc_dw_shape s;
+    nasc_dw_layout layout;
+    const float *x, *dy;
+    float *dw;
+} ours_run;
+
+static void run_ours(void *ud) {
+    ours_run *r = ud;
+    nasc_dw_bwd_weights(&r->s, r->layout, r->x, r->dy, r->dw);
+}
+
+/* A memory in md, with its data copied (reordered) from user memory src. */
+static dnnl_memory_t like(dnnl_engine_t eng, dnnl_stream_t st, dnnl_memory_t src, const dnnl_memory_desc_t *md) {
+    const dnnl_memory_desc_t *smd;
+    CHECK(dnnl_memory_get_memory_desc(src, &smd));
+    if (dnnl_memory_desc_equal(smd, md)) return NULL;
+    dnnl_memory_t m;
+    CHECK(dnnl_memory_create(&m, md, eng, DNNL_MEMORY_ALLOCATE));
+    dnnl_primitive_desc_t rpd;
+    CHECK(dnnl_reorder_primitive_desc_create(&rpd, smd, eng, md, eng, NULL));
+    dnnl_primitive_t r;
+    CHECK(dnnl_primitive_create(&r, rpd));
+    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, m}};
+    CHECK(dnnl_primitive_execute(r, st, 2, a));
+    CHECK(dnnl_stream_wait(st));
+    CHECK(dnnl_primitive_destroy(r));
+    CHECK(dnnl_primitive_desc_destroy(rpd));
+    return m;
+}
+
+static void *data_of(dnnl_memory_t m) {
+    void *p;
+    CHECK(dnnl_memory_get_data_handle(m, &p));
+    return p;
+}
+
+static float frand(unsigned *state) {
+    *state = *state * 1664525u + 1013904223u;
+    return (float)((*state >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+}
+
+/* oneDNN's backward-weights for case bc with activations in src_md/dst_md
+ * (format_tag_any or fixed), hinted by a forward-training primitive with the
+ * same descriptors. Times it on x8/dy8 (nChw8c; reordered once if oneDNN
+ * wants another layout), sets *impl (static string), writes dW as goihw into
+ * dw_out, returns seconds per call. */
+static double time_onednn(dnnl_engine_t eng, dnnl_stream_t st, const nasc_dw_shape *s, const dnnl_memory_desc_t *src_md,
+                          const dnnl_memory_desc_t *dst_md, dnnl_memory_t x8, dnnl_memory_t dy8, const char **impl,
+                          bool *reordered, float *dw_out) {
+    dnnl_dims_t wei_d = {s->c, 1, 1, s->kh, s->kw};
+    dnnl_dims_t strides = {s->sh, s->sw}, dil = {s->dh - 1, s->dw - 1}, pad = {s->pt, s->pl};
+    dnnl_dims_t pad_r = {(s->oh - 1) * s->sh + s->dh * (s->kh - 1) - s->pt - s->h + 1,
+                         (s->ow - 1) * s->sw + s->dw * (s->kw - 1) - s->pl - s->w + 1};
+    dnnl_memory_desc_t wei_any, wei_plain;
+    CHECK(dnnl_memory_desc_init_by_tag(&wei_any, 5, wei_d, dnnl_f32, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&wei_plain, 5, wei_d, dnnl_f32, dnnl_goihw));
+    dnnl_convolution_desc_t fd, bd;
+    CHECK(dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, src_md,
+                                                     &wei_any, NULL, dst_md, strides, dil, pad, pad_r));
+    dnnl_primitive_desc_t fpd, bpd;
+    CHECK(dnnl_primitive_desc_create(&fpd, &fd, NULL, eng, NULL));
+    CHECK(dnnl_dilated_convolution_backward_weights_desc_init(&bd, dnnl_convolution_direct, src_md, &wei_any, NULL,
+                                                              dst_md, strides, dil, pad, pad_r));
+    CHECK(dnnl_primitive_desc_create(&bpd, &bd, NULL, eng, fpd));
+    CHECK(dnnl_primitive_desc_query(bpd, dnnl_query_impl_info_str, 0, impl));
+
+    dnnl_memory_t xs = like(eng, st, x8, dnnl_primitive_desc_query_md(bpd, dnnl_query_src_md, 0));
+    dnnl_memory_t gs = like(eng, st, dy8, dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_dst_md, 0));
+    *reordered = xs || gs;
+    dnnl_memory_t dwm;
+    CHECK(dnnl_memory_create(&dwm, dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_weights_md, 0), eng,
+                             DNNL_MEMORY_ALLOCATE));
+    onednn_run od = {NULL, st, {{DNNL_ARG_SRC, xs ? xs : x8}, {DNNL_ARG_DIFF_DST, gs ? gs : dy8}, {DNNL_ARG_DIFF_WEIGHTS, dwm}}};
+    CHECK(dnnl_primitive_create(&od.prim, bpd));
+    double t = time_it(run_onednn, &od);
+    dnnl_memory_t dwr = like(eng, st, dwm, &wei_plain);
+    memcpy(dw_out, data_of(dwr ? dwr : dwm), (size_t)s->c * s->kh * s->kw * sizeof *dw_out);
+
+    CHECK(dnnl_primitive_destroy(od.prim));
+    dnnl_memory_t mems[] = {xs, gs, dwm, dwr};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        if (mems[i]) CHECK(dnnl_memory_destroy(mems[i]));
+    CHECK(dnnl_primitive_desc_destroy(bpd));
+    CHECK(dnnl_primitive_desc_destroy(fpd));
+    return t;
+}
+
+/* max |a - b| / max |b| */
+static double rel_err(const float *a, const float *b, size_t n) {
+    double scale = 0, err = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(b[i]));
+    for (size_t i = 0; i < n; i++) err = fmax(err, fabs((double)a[i] - b[i]));
+    return err / (scale > 0 ? scale : 1);
+}
+
+/* One case at the current thread count; returns 0 when the results agree. */
+static int bench_one(dnnl_engine_t eng, dnnl_stream_t st, const bench_case *bc, int threads) {
+    int p = bc->d * (bc->k - 1) / 2;
+    int oh = (bc->h + 2 * p - bc->d * (bc->k - 1) - 1) / bc->s + 1;
+    int ow = (bc->w + 2 * p - bc->d * (bc->k - 1) - 1) / bc->s + 1;
+    nasc_dw_shape s = {bc->n, bc->c, bc->h, bc->w, oh, ow, bc->k, bc->k, bc->s, bc->s, p, p, bc->d, bc->d};
+    dnnl_dims_t src_d = {bc->n, bc->c, bc->h, bc->w}, dst_d = {bc->n, bc->c, oh, ow};
+    dnnl_memory_desc_t src_any, dst_any, src_8c, dst_8c;
+    CHECK(dnnl_memory_desc_init_by_tag(&src_any, 4, src_d, dnnl_f32, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_d, dnnl_f32, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&src_8c, 4, src_d, dnnl_f32, dnnl_nChw8c));
+    CHECK(dnnl_memory_desc_init_by_tag(&dst_8c, 4, dst_d, dnnl_f32, dnnl_nChw8c));
+
+    /* inputs in nChw8c, random */
+    dnnl_memory_t x8, dy8;
+    CHECK(dnnl_memory_create(&x8, &src_8c, eng, DNNL_MEMORY_ALLOCATE));
+    CHECK(dnnl_memory_create(&dy8, &dst_8c, eng, DNNL_MEMORY_ALLOCATE));
+    float *xv = data_of(x8), *dyv = data_of(dy8);
+    size_t xn = dnnl_memory_desc_get_size(&src_8c) / sizeof(float);
+    size_t yn = dnnl_memory_desc_get_size(&dst_8c) / sizeof(float);
+    unsigned seed = 12345;
+    for (size_t i = 0; i < xn; i++) xv[i] = frand(&seed);
+    for (size_t i = 0; i < yn; i++) dyv[i] = frand(&seed);
+    /* the same values in NCHW, for our plain path */
+    int cb = (bc->c + 7) / 8;
+    float *xp = malloc((size_t)bc->n * bc->c * bc->h * bc->w * sizeof *xp);
+    float *dyp = malloc((size_t)bc->n * bc->c * oh * ow * sizeof *dyp);
+    for (int n = 0; n < bc->n; n++)
+        for (int c = 0; c < bc->c; c++) {
+            for (int i = 0; i < bc->h * bc->w; i++)
+                xp[((size_t)n * bc->c + c) * bc->h * bc->w + i] =
+                    xv[(((size_t)n * cb + c / 8) * bc->h * bc->w + i) * 8 + c % 8];
+            for (int i = 0; i < oh * ow; i++)
+                dyp[((size_t)n * bc->c + c) * oh * ow + i] = dyv[(((size_t)n * cb + c / 8) * oh * ow + i) * 8 + c % 8];
+        }
+
+    size_t wn = (size_t)bc->c * bc->k * bc->k;
+    float *ref_any = malloc(wn * sizeof(float)), *ref_8c = malloc(wn * sizeof(float));
+    float *dw8 = malloc(wn * sizeof *dw8), *dwp = malloc(wn * sizeof *dwp);
+    const char *impl_any, *impl_8c;
+    bool reo_any, reo_8c;
+    double t_any = time_onednn(eng, st, &s, &src_any, &dst_any, x8, dy8, &impl_any, &reo_any, ref_any);
+    double t_8c = time_onednn(eng, st, &s, &src_8c, &dst_8c, x8, dy8, &impl_8c, &reo_8c, ref_8c);
+
+    ours_run o8 = {s, NASC_DW_NCHW8C, xv, dyv, dw8};
+    ours_run op = {s, NASC_DW_NCHW, xp, dyp, dwp};
+    double t8 = time_it(run_ours, &o8), tp = time_it(run_ours, &op);
+
+    double err = fmax(fmax(rel_err(dw8, ref_any, wn), rel_err(dwp, ref_any, wn)), rel_err(ref_8c, ref_any, wn));
+    double flops = 2.0 * bc->n * bc->c * oh * ow * bc->k * bc->k;
+    char name[32], ia[48], i8[48];
+    snprintf(name, sizeof name, "%dx%d s%d d%d", bc->k, bc->k, bc->s, bc->d);
+    snprintf(ia, sizeof ia, "%s%s", impl_any, reo_any ? " (any)" : "");
+    snprintf(i8, sizeof i8, "%s", impl_8c);
+    printf("%-3d %-10s %-26s %7.1f  %-20s %7.1f  %8.1f %8.1f  %6.1fx %6.1fx  %7.1e\n", threads, name, ia,
+           flops / t_any * 1e-9, i8, flops / t_8c * 1e-9, flops / t8 * 1e-9, flops / tp * 1e-9, t_any / t8,
+           t_8c / t8, err);
+    fflush(stdout);
+
+    free(ref_any), free(ref_8c), free(dw8), free(dwp), free(xp), free(dyp);
+    CHECK(dnnl_memory_destroy(x8));
+    CHECK(dnnl_memory_destroy(dy8));
+    return err > 1e-4;
+}
+
+int main(int argc, char **argv) {
+    bench_case def[] = {{64, 64, 14, 14, 3, 1, 1}, {64, 64, 14, 14, 5, 1, 1}, {64, 64, 14, 14, 7, 1, 1},
+                        {64, 64, 14, 14, 3, 2, 1}, {64, 64, 14, 14, 5, 2, 1}, {64, 64, 14, 14, 7, 2, 1}};
+    bench_case one;
+    bench_case *cases = def;
+    int n_cases = (int)(sizeof def / sizeof def[0]);
+    if (argc == 8) {
+        one = (bench_case){atoi(argv[1]), atoi(argv[2]), atoi(argv[3]), atoi(argv[4]),
+                           atoi(argv[5]), atoi(argv[6]), atoi(argv[7])};
+        cases = &one, n_cases = 1;
+    } else if (argc != 1) {
+        fprintf(stderr, "usage: %s [N C H W k stride dilation]\n", argv[0]);
+        return 2;
+    }
+    const dnnl_version_t *v = dnnl_version();
+    printf("depthwise conv backward-weights, GFLOP/s; oneDNN %d.%d.%d, nasc kernel path %s\n", v->major, v->minor,
+           v->patch, nasc_dw_isa_best() == NASC_DW_ISA_AVX2 ? "avx2" : "scalar");
+    printf("N=%d C=%d %dx%d\n", cases[0].n, cases[0].c, cases[0].h, cases[0].w);
+    printf("%-3s %-10s %-26s %7s  %-20s %7s  %8s %8s  %7s %7s  %7s\n", "thr", "kernel", "oneDNN, layouts any",
+           "GF/s", "oneDNN on nChw8c", "GF/s", "nasc 8c", "nasc nchw", "vs any", "vs 8c", "max err");
+    dnnl_engine_t eng;
+    dnnl_stream_t st;
+    CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
+    CHECK(dnnl_stream_create(&st, eng, dnnl_stream_default_flags));
+    int bad = 0;
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        for (int i = 0; i < n_cases; i++) bad += bench_one(eng, st, &cases[i], threads);
+    }
+    CHECK(dnnl_stream_destroy(st));
+    CHECK(dnnl_engine_destroy(eng));
+    if (bad) fprintf(stderr, "dwconv_bench: %d case(s) disagree with oneDNN\n", bad);
+    return bad ? 1 : 0;
+}

@@ -1,0 +1,371 @@
+/* Depthwise convolution backward-weights (backend/dwconv.c) against a naive
+ * double-precision reference written here, and against finite differences of
+ * the forward convolution.
+ *
+ *  - random: randomised shapes (fixed seeds): N 1..4, C 1..20 (mostly not a
+ *    multiple of 8), odd and even H, W, kernels {1,3,5,7} square and
+ *    asymmetric (1x7, 7x1, 3x5...), strides and dilations 1/2 per axis, pads
+ *    from 0 to the "same" pad and beyond, output sizes from any right pad.
+ *    Each shape runs in both layouts, on both code paths (scalar, AVX2 when
+ *    the CPU has it) and with 1, 2 and 3 threads; the padding lanes of
+ *    nChw8c hold NaN to show they never reach a result.
+ *  - fixed: the benchmark shapes (64 channels, 14x14, 3/5/7, stride 1/2) at
+ *    a small batch, kernels wider than 7 (tiled in column groups), kernels
+ *    larger than the input, negative pads (cropping), a single pixel.
+ *  - finite differences: dW against central differences in double of
+ *    L(W) = sum(conv(x, W) * dy) for a small dilated, strided case.
+ *  - api: invalid shapes and layouts are refused without touching dW; a
+ *    result is bit-identical run to run at a fixed thread count.
+ *
+ * Error: max |ours - ref| / max |ref| over dW, must be <= 1e-4.
+ * NASC_TEST_FILTER=<cmocka pattern> runs a subset.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "dwconv.h"
+#include "testutil.h"
+
+#define TOL 1e-4
+#define N_RANDOM 120
+
+/* ---------------------------------------------------------------- */
+/* Reference and helpers                                            */
+/* ---------------------------------------------------------------- */
+
+/* A depthwise case: plain double tensors and the shape. */
+typedef struct dcase {
+    nasc_dw_shape s;
+    double *x;  /* (N, C, H, W) */
+    double *dy; /* (N, C, OH, OW) */
+} dcase;
+
+static int ri(nasc_rng *r, int lo, int hi) { return lo + (int)nasc_rng_below(r, (uint64_t)(hi - lo + 1)); }
+
+/* Output size for input n, kernel k, stride s, dilation d, pads a and b. */
+static int out_size(int n, int k, int s, int d, int a, int b) { return (n + a + b - d * (k - 1) - 1) / s + 1; }
+
+static size_t x_numel(const nasc_dw_shape *s) { return (size_t)s->n * s->c * s->h * s->w; }
+static size_t y_numel(const nasc_dw_shape *s) { return (size_t)s->n * s->c * s->oh * s->ow; }
+static size_t w_numel(const nasc_dw_shape *s) { return (size_t)s->c * s->kh * s->kw; }
+
+static void dcase_init(dcase *t, const nasc_dw_shape *s, uint64_t seed) {
+    nasc_rng r;
+    nasc_rng_seed(&r, seed);
+    t->s = *s;
+    t->x = malloc(x_numel(s) * sizeof *t->x);
+    t->dy = malloc(y_numel(s) * sizeof *t->dy);
+    assert_non_null(t->x);
+    assert_non_null(t->dy);
+    for (size_t i = 0; i < x_numel(s); i++) t->x[i] = 2.0 * nasc_rng_uniform(&r) - 1.0;
+    for (size_t i = 0; i < y_numel(s); i++) t->dy[i] = 2.0 * nasc_rng_uniform(&r) - 1.0;
+}
+
+static void dcase_free(dcase *t) {
+    free(t->x);
+    free(t->dy);
+}
+
+/* The definition, in double: dW[c,i,j] = sum x[n,c,ih,iw] * dy[n,c,oh,ow]. */
+static void ref_dw(const nasc_dw_shape *s, const double *x, const double *dy, double *dw) {
+    for (int c = 0; c < s->c; c++)
+        for (int i = 0; i < s->kh; i++)
+            for (int j = 0; j < s->kw; j++) {
+                double sum = 0;
+                for (int n = 0; n < s->n; n++)
+                    for (int oh = 0; oh < s->oh; oh++)
+                        for (int ow = 0; ow < s->ow; ow++) {
+                            int ih = oh * s->sh - s->pt + i * s->dh, iw = ow * s->sw - s->pl + j * s->dw;
+                            if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w) continue;
+                            sum += x[(((size_t)n * s->c + c) * s->h + ih) * s->w + iw] *
+                                   dy[(((size_t)n * s->c + c) * s->oh + oh) * s->ow + ow];
+                        }
+                dw[((size_t)c * s->kh + i) * s->kw + j] = sum;
+            }
+}
+
+/* Forward depthwise conv in double: y (N, C, OH, OW) from x and w (C, 1, kh, kw). */
+static void ref_fwd(const nasc_dw_shape *s, const double *x, const double *w, double *y) {
+    for (int n = 0; n < s->n; n++)
+        for (int c = 0; c < s->c; c++)
+            for (int oh = 0; oh < s->oh; oh++)
+                for (int ow = 0; ow < s->ow; ow++) {
+                    double sum = 0;
+                    for (int i = 0; i < s->kh; i++)
+                        for (int j = 0; j < s->kw; j++) {
+                            int ih = oh * s->sh - s->pt + i * s->dh, iw = ow * s->sw - s->pl + j * s->dw;
+                            if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w) continue;
+                            sum += x[(((size_t)n * s->c + c) * s->h + ih) * s->w + iw] *
+                                   w[((size_t)c * s->kh + i) * s->kw + j];
+                        }
+                    y[(((size_t)n * s->c + c) * s->oh + oh) * s->ow + ow] = sum;
+                }
+}
+
+/* t (N, C, hh, ww) double -> float in `layout`; nChw8c padding lanes get NaN. */
+static float *to_layout(const double *t, int n, int c, int hh, int ww, nasc_dw_layout layout) {
+    int cb = (c + 7) / 8;
+    size_t numel = layout == NASC_DW_NCHW ? (size_t)n * c * hh * ww : (size_t)n * cb * hh * ww * 8;
+    float *f = malloc(numel * sizeof *f);
+    assert_non_null(f);
+    if (layout == NASC_DW_NCHW) {
+        for (size_t i = 0; i < numel; i++) f[i] = (float)t[i];
+        return f;
+    }
+    for (size_t i = 0; i < numel; i++) f[i] = NAN;
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++)
+            for (int h = 0; h < hh; h++)
+                for (int w = 0; w < ww; w++)
+                    f[((((size_t)b * cb + ch / 8) * hh + h) * ww + w) * 8 + ch % 8] =
+                        (float)t[(((size_t)b * c + ch) * hh + h) * ww + w];
+    return f;
+}
+
+static const char *layout_name(nasc_dw_layout l) { return l == NASC_DW_NCHW ? "nchw" : "nChw8c"; }
+static const char *isa_name(nasc_dw_isa i) { return i == NASC_DW_ISA_AVX2 ? "avx2" : "scalar"; }
+
+static void shape_str(const nasc_dw_shape *s, char *buf, size_t n) {
+    snprintf(buf, n, "N%d C%d %dx%d -> %dx%d k%dx%d s%d,%d p%d,%d d%d,%d", s->n, s->c, s->h, s->w, s->oh, s->ow,
+             s->kh, s->kw, s->sh, s->sw, s->pt, s->pl, s->dh, s->dw);
+}
+
+/* max |got - want| / max |want| (absolute when want is all zero). */
+static double rel_err(const float *got, const double *want, size_t n) {
+    double scale = 0, err = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - want[i]);
+        if (!(e <= err)) err = e; /* NaN propagates */
+    }
+    return scale > 0 ? err / scale : err;
+}
+
+/* The worst error of the kernel on t over layouts, paths and thread counts;
+ * prints one line when verbose or when it fails. */
+static double check_case(const dcase *t, bool verbose) {
+    const nasc_dw_shape *s = &t->s;
+    size_t wn = w_numel(s);
+    double *want = malloc(wn * sizeof *want);
+    float *got = malloc(wn * sizeof *got);
+    assert_non_null(want);
+    assert_non_null(got);
+    ref_dw(s, t->x, t->dy, want);
+    nasc_dw_isa isas[2] = {NASC_DW_ISA_SCALAR, nasc_dw_isa_best()};
+    int n_isa = isas[1] == NASC_DW_ISA_SCALAR ? 1 : 2;
+    int saved = omp_get_max_threads();
+    double worst = 0;
+    char name[128];
+    shape_str(s, name, sizeof name);
+    for (int l = 0; l < 2; l++) {
+        nasc_dw_layout layout = l ? NASC_DW_NCHW8C : NASC_DW_NCHW;
+        float *x = to_layout(t->x, s->n, s->c, s->h, s->w, layout);
+        float *dy = to_layout(t->dy, s->n, s->c, s->oh, s->ow, layout);
+        for (int k = 0; k < n_isa; k++)
+            for (int thr = 1; thr <= 3; thr++) {
+                omp_set_num_threads(thr);
+                for (size_t i = 0; i < wn; i++) got[i] = NAN;
+                assert_int_equal(nasc_dw_bwd_weights_isa(s, layout, x, dy, got, isas[k]), NASC_OK);
+                double e = rel_err(got, want, wn);
+                if (!(e <= TOL) || verbose)
+                    printf("  %-48s %-6s %-6s thr %d  err %.2e%s\n", name, layout_name(layout), isa_name(isas[k]), thr,
+                           e, e <= TOL ? "" : "  FAIL");
+                if (!(e <= worst)) worst = e;
+            }
+        free(x);
+        free(dy);
+    }
+    omp_set_num_threads(saved);
+    free(want);
+    free(got);
+    return worst;
+}
+
+static double run_shape(const nasc_dw_shape *s, uint64_t seed, bool verbose) {
+    dcase t;
+    dcase_init(&t, s, seed);
+    double e = check_case(&t, verbose);
+    dcase_free(&t);
+    return e;
+}
+
+/* A shape from input, kernel, stride, dilation and pads (top, left, bottom, right). */
+static nasc_dw_shape mk(int n, int c, int h, int w, int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl,
+                        int pb, int pr) {
+    nasc_dw_shape s = {n, c, h, w, out_size(h, kh, sh, dh, pt, pb), out_size(w, kw, sw, dw, pl, pr), kh, kw, sh, sw,
+                       pt, pl, dh, dw};
+    return s;
+}
+
+/* ---------------------------------------------------------------- */
+/* Tests                                                            */
+/* ---------------------------------------------------------------- */
+
+static void test_random(void **state) {
+    (void)state;
+    static const int ks[][2] = {{3, 3}, {5, 5}, {7, 7}, {1, 7}, {7, 1}, {3, 5}, {5, 3}, {1, 1}, {3, 1}, {1, 3}};
+    nasc_rng r;
+    nasc_rng_seed(&r, 20240611);
+    double worst = 0;
+    int done = 0;
+    while (done < N_RANDOM) {
+        int k = ri(&r, 0, (int)(sizeof ks / sizeof ks[0]) - 1);
+        int kh = ks[k][0], kw = ks[k][1];
+        int sh = ri(&r, 1, 2), sw = ri(&r, 1, 2), dh = ri(&r, 1, 2), dw = ri(&r, 1, 2);
+        if (ri(&r, 0, 2) == 0) sw = sh, dw = dh; /* often symmetric */
+        int n = ri(&r, 1, 4), c = ri(&r, 0, 3) == 0 ? 8 * ri(&r, 1, 2) : ri(&r, 1, 20);
+        int h = ri(&r, 1, 17), w = ri(&r, 1, 17);
+        /* pads up to one more than "same" */
+        int pt = ri(&r, 0, dh * (kh - 1) / 2 + 1), pl = ri(&r, 0, dw * (kw - 1) / 2 + 1);
+        int pb = ri(&r, 0, dh * (kh - 1) / 2 + 1), pr = ri(&r, 0, dw * (kw - 1) / 2 + 1);
+        if (h + pt + pb < dh * (kh - 1) + 1 || w + pl + pr < dw * (kw - 1) + 1) continue; /* no output */
+        nasc_dw_shape s = mk(n, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr);
+        double e = run_shape(&s, 1000 + (uint64_t)done, false);
+        if (!(e <= worst)) worst = e;
+        done++;
+    }
+    printf("  %d random shapes x 2 layouts x paths x 1-3 threads: worst error %.2e\n", done, worst);
+    assert_true(worst <= TOL);
+}
+
+static void test_fixed(void **state) {
+    (void)state;
+    nasc_dw_shape shapes[] = {
+        /* the benchmark's layers, batch 2 */
+        mk(2, 64, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1),
+        mk(2, 64, 14, 14, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2),
+        mk(2, 64, 14, 14, 7, 7, 1, 1, 1, 1, 3, 3, 3, 3),
+        mk(2, 64, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),
+        mk(2, 64, 14, 14, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2),
+        mk(2, 64, 14, 14, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3),
+        /* dil_conv_3x3 / 5x5 of NASNet, ENAS */
+        mk(3, 20, 15, 15, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2),
+        mk(2, 36, 11, 11, 5, 5, 2, 2, 2, 2, 4, 4, 4, 4),
+        /* conv_1x7_7x1 halves */
+        mk(2, 12, 13, 9, 1, 7, 1, 1, 1, 1, 0, 3, 0, 3),
+        mk(2, 12, 13, 9, 7, 1, 1, 1, 1, 1, 3, 0, 3, 0),
+        /* wider than one column group, taller than one row group */
+        mk(2, 9, 17, 23, 9, 9, 1, 1, 1, 1, 4, 4, 4, 4),
+        mk(1, 5, 12, 30, 3, 11, 1, 2, 1, 1, 1, 5, 1, 5),
+        mk(1, 3, 30, 8, 15, 2, 1, 1, 1, 1, 7, 0, 7, 1),
+        /* kernel bigger than the input; a single pixel */
+        mk(2, 8, 3, 3, 7, 7, 1, 1, 1, 1, 3, 3, 3, 3),
+        mk(1, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1),
+        mk(4, 17, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0),
+        /* negative pads crop the input; stride larger than the kernel */
+        mk(2, 10, 12, 12, 3, 3, 1, 1, 1, 1, -1, -2, -1, 0),
+        mk(2, 10, 12, 13, 3, 3, 4, 3, 1, 1, 0, 1, 0, 1),
+        /* large batch, few channel blocks: the batch is split between threads */
+        mk(37, 8, 6, 6, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2),
+        mk(9, 24, 7, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),
+    };
+    double worst = 0;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        double e = run_shape(&shapes[i], 77 + i, false);
+        char name[128];
+        shape_str(&shapes[i], name, sizeof name);
+        printf("  %-48s worst err %.2e\n", name, e);
+        if (!(e <= worst)) worst = e;
+    }
+    assert_true(worst <= TOL);
+}
+
+/* L(W) = sum(conv(x, W) * dy) is linear in W, so its central difference in
+ * double is dW up to rounding; our float dW must match it. */
+static void test_finite_difference(void **state) {
+    (void)state;
+    nasc_dw_shape s = mk(2, 11, 9, 8, 5, 3, 2, 1, 1, 2, 2, 2, 1, 2);
+    dcase t;
+    dcase_init(&t, &s, 4242);
+    size_t wn = w_numel(&s), yn = y_numel(&s);
+    double *w = calloc(wn, sizeof *w), *y = malloc(yn * sizeof *y), *fd = malloc(wn * sizeof *fd);
+    float *got = malloc(wn * sizeof *got);
+    assert_non_null(w);
+    assert_non_null(y);
+    assert_non_null(fd);
+    assert_non_null(got);
+    nasc_rng r;
+    nasc_rng_seed(&r, 7);
+    for (size_t i = 0; i < wn; i++) w[i] = nasc_rng_normal(&r);
+    const double eps = 1e-3;
+    for (size_t k = 0; k < wn; k++) {
+        double l[2], w0 = w[k];
+        for (int side = 0; side < 2; side++) {
+            w[k] = w0 + (side ? eps : -eps);
+            ref_fwd(&s, t.x, w, y);
+            l[side] = 0;
+            for (size_t i = 0; i < yn; i++) l[side] += y[i] * t.dy[i];
+        }
+        w[k] = w0;
+        fd[k] = (l[1] - l[0]) / (2 * eps);
+    }
+    for (int lay = 0; lay < 2; lay++) {
+        nasc_dw_layout layout = lay ? NASC_DW_NCHW8C : NASC_DW_NCHW;
+        float *x = to_layout(t.x, s.n, s.c, s.h, s.w, layout);
+        float *dy = to_layout(t.dy, s.n, s.c, s.oh, s.ow, layout);
+        assert_int_equal(nasc_dw_bwd_weights(&s, layout, x, dy, got), NASC_OK);
+        double e = rel_err(got, fd, wn);
+        printf("  finite differences, %s: err %.2e\n", layout_name(layout), e);
+        assert_true(e <= TOL);
+        free(x);
+        free(dy);
+    }
+    free(w);
+    free(y);
+    free(fd);
+    free(got);
+    dcase_free(&t);
+}
+
+static void test_api(void **state) {
+    (void)state;
+    nasc_dw_shape good = mk(2, 16, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+    float x[2 * 16 * 49], dy[2 * 16 * 49], dw[16 * 9], again[16 * 9];
+    nasc_rng r;
+    nasc_rng_seed(&r, 99);
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = nasc_rng_normal(&r), dy[i] = nasc_rng_normal(&r);
+    /* bad shapes, layouts and pointers: refused, dW untouched (pads may be anything) */
+    static const size_t must_be_positive[] = {
+        offsetof(nasc_dw_shape, n),  offsetof(nasc_dw_shape, c),  offsetof(nasc_dw_shape, h),
+        offsetof(nasc_dw_shape, w),  offsetof(nasc_dw_shape, oh), offsetof(nasc_dw_shape, ow),
+        offsetof(nasc_dw_shape, kh), offsetof(nasc_dw_shape, kw), offsetof(nasc_dw_shape, sh),
+        offsetof(nasc_dw_shape, sw), offsetof(nasc_dw_shape, dh), offsetof(nasc_dw_shape, dw),
+    };
+    for (size_t f = 0; f < sizeof must_be_positive / sizeof must_be_positive[0]; f++) {
+        nasc_dw_shape bad = good;
+        *(int *)((char *)&bad + must_be_positive[f]) = 0;
+        assert_false(nasc_dw_shape_valid(&bad));
+        dw[0] = 12345.0f;
+        assert_int_equal(nasc_dw_bwd_weights(&bad, NASC_DW_NCHW, x, dy, dw), NASC_EINPUT);
+        assert_true(dw[0] == 12345.0f);
+    }
+    assert_true(nasc_dw_shape_valid(&good));
+    assert_int_equal(nasc_dw_bwd_weights(&good, (nasc_dw_layout)7, x, dy, dw), NASC_EINPUT);
+    assert_int_equal(nasc_dw_bwd_weights(NULL, NASC_DW_NCHW, x, dy, dw), NASC_EINPUT);
+    assert_int_equal(nasc_dw_bwd_weights(&good, NASC_DW_NCHW, NULL, dy, dw), NASC_EINPUT);
+    /* the same inputs give the same bits */
+    for (int l = 0; l < 2; l++) {
+        nasc_dw_layout layout = l ? NASC_DW_NCHW8C : NASC_DW_NCHW;
+        assert_int_equal(nasc_dw_bwd_weights(&good, layout, x, dy, dw), NASC_OK);
+        assert_int_equal(nasc_dw_bwd_weights(&good, layout, x, dy, again), NASC_OK);
+        assert_memory_equal(dw, again, sizeof dw);
+    }
+    printf("  best path on this CPU: %s\n", isa_name(nasc_dw_isa_best()));
+}
+
+int main(void) {
+    const char *filter = getenv("NASC_TEST_FILTER");
+    if (filter && *filter) cmocka_set_test_filter(filter);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_api),
+        cmocka_unit_test(test_fixed),
+        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_finite_difference),
+    };
+    return cmocka_run_group_tests_name("dwconv", tests, NULL, NULL) ? 1 : 0;
+}

@@ -1,30 +1,24 @@
 /* dwconv.c - depthwise convolution backward-weights (see dwconv.h).
  *
- * One register-tiled inner kernel serves both layouts. It sees an input
- * buffer of rows of 8-float vectors and an output-gradient buffer of rows of
- * 8-float vectors, and adds, for a tile of up to 15 filter taps (R kernel
- * rows x J tap columns, held in 8-lane registers), x-vector * dy-vector over
- * every output vector: one dy load and one fused load+FMA per tap. Tiles with
- * 7 taps or fewer keep a second accumulator set over odd output vectors so
- * that at least 8 independent FMA chains hide the FMA latency.
+ * A unit of work is one block of 8 channels of one image. Its x plane goes
+ * into a zero-padded, channel-interleaved buffer (Hp, Wp, 8), so that every
+ * tap reads in bounds without a branch: a row copy for nChw8c, an 8x8
+ * register transpose for NCHW (zero lanes past C). Its dy plane is used in
+ * place for nChw8c and transposed into (OH, OW, 8) for NCHW.
  *
- *  - nChw8c ("blocked"): a vector is the 8 channels of one pixel. A unit of
- *    work is one block of 8 channels of one image; its x plane is copied
- *    into a zero-padded buffer (Hp, Wp, 8) so that every tap reads in
- *    bounds; dy is used in place. Lanes are channels: no reduction at the end.
- *  - NCHW ("plain"): a vector is 8 consecutive output columns of one channel.
- *    A unit is one channel of one image; its x plane is copied into zero-
- *    padded rows split into sw column phases (phase q holds padded columns
- *    q, q+sw, q+2sw, ...), so the input of 8 consecutive outputs for one tap
- *    is 8 consecutive floats of one phase; taps of one phase are evenly
- *    spaced. dy rows are padded with zeros to a multiple of 8 (in place when
- *    OW already is). Lanes are output columns: summed at the end.
+ * The inner kernel adds, for a tile of up to 15 filter taps (R kernel rows x
+ * J kernel columns, one 8-lane register each), x * dy over every output
+ * pixel: one dy load and one fused load+FMA per tap (x loads 32-byte
+ * aligned). Tiles of 7 taps or fewer keep a second accumulator set over odd
+ * output columns so that at least 8 independent FMA chains hide the FMA
+ * latency. (A kernel on NCHW that vectorises along output columns instead
+ * avoids the transposes but loses more to misaligned loads, short rows and
+ * idle lanes on 7x7 and 14x14 planes: it measured 1.4x to 2.4x slower.)
  *
- * Parallel split: T batch chunks x G unit groups, T*G >= threads; each task
- * accumulates into its own partial (units, kh, kw, 8), then the partials are
- * added in chunk order, so results depend only on shape and thread count.
- * Each thread streams through whole images (all units of image n, then
- * n+1), which is contiguous memory in both layouts.
+ * Parallel split: the N*CB planes, in image-major order (contiguous memory
+ * in both layouts), are cut into one equal run per thread; each thread sums
+ * into its own partial (CB, kh, kw, 8), and the partials are then added in
+ * thread order, so a result depends only on the shape and the thread count.
  */
 #include "dwconv.h"
 
@@ -34,7 +28,9 @@
 
 #include <omp.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+/* NASC_DW_PORTABLE builds only the portable path (what other CPUs get). */
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(NASC_DW_PORTABLE)
 #define DW_X86 1
 #include <immintrin.h>
 #define DW_AVX2 __attribute__((target("avx2,fma")))
@@ -46,35 +42,24 @@
 #define DW_MAX_J 7     /* tap columns per tile */
 #define DW_MAX_R 7     /* kernel rows per tile */
 
-/* One register tile of taps: kernel rows [i0, i0+R), tap columns j0,
- * j0+jstep, ..., J of them; xoff is where tap (i0, j0) of output vector
- * (0, 0) reads in its phase of the x buffer. */
+/* One register tile of taps: kernel rows [i0, i0+r), columns [j0, j0+j). */
 typedef struct dw_tile_spec {
-    int i0, r, j0, j, jstep;
-    int phase;
-    size_t xoff;   /* floats from the phase start: i0*dh rows and the column offset */
-    size_t cstep;  /* floats between consecutive tap columns */
+    int i0, r, j0, j;
 } dw_tile_spec;
 
 /* Everything a task needs, computed once per call. */
 typedef struct dw_plan {
     nasc_dw_shape s;
-    bool blocked;     /* nChw8c, else NCHW */
+    bool blocked;   /* x and dy are nChw8c, else NCHW */
     bool avx2;
-    int units;        /* channel blocks (blocked) or channels (plain) per image */
-    int taps;         /* kh*kw */
-    int hp;           /* padded x rows: (OH-1)*sh + (kh-1)*dh + 1 */
-    int xw;           /* x buffer row width in vectors (blocked) or floats (plain, per phase) */
-    int phases;       /* column phases of the x buffer: 1 (blocked) or sw (plain) */
-    size_t xbuf;      /* floats of the x buffer */
-    int nv;           /* output vectors per row: OW (blocked) or ceil(OW/8) (plain) */
-    size_t dy_row;    /* floats per dy row as the kernel reads it */
-    bool dy_copy;     /* plain with OW % 8 != 0: dy rows padded into a buffer */
-    size_t dybuf;     /* floats of that buffer */
+    int cb;         /* channel blocks, ceil(C/8) */
+    int taps;       /* kh*kw */
+    int hp, wp;     /* x buffer: (OH-1)*sh + (kh-1)*dh + 1 rows, (OW-1)*sw + (kw-1)*dw + 1 columns */
+    size_t xbuf;    /* floats of the x buffer, hp*wp*8 */
+    size_t dybuf;   /* floats of the dy buffer: OH*OW*8 (NCHW), 0 (nChw8c) */
     int n_tiles;
     dw_tile_spec *tiles;
-    int t, g;         /* batch chunks, unit groups */
-    size_t per_thr;   /* scratch floats per thread: x buffer, dy buffer */
+    size_t per_thr; /* scratch floats per thread */
 } dw_plan;
 
 bool nasc_dw_shape_valid(const nasc_dw_shape *s) {
@@ -92,15 +77,6 @@ nasc_dw_isa nasc_dw_isa_best(void) {
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-static int gcd(int a, int b) {
-    while (b) {
-        int r = a % b;
-        a = b;
-        b = r;
-    }
-    return a;
-}
-
 static int imin(int a, int b) { return a < b ? a : b; }
 static int imax(int a, int b) { return a > b ? a : b; }
 
@@ -108,70 +84,111 @@ static int imax(int a, int b) { return a > b ? a : b; }
 /* Packing                                                          */
 /* ---------------------------------------------------------------- */
 
-/* The interior of the blocked x buffer (hp, xw, 8) from the nChw8c plane
- * src (h, w, 8). The border stays as it is: zeroed once per task. */
-static void pack_blocked(const dw_plan *p, float *xb, const float *src) {
-    const nasc_dw_shape *s = &p->s;
-    int lo = imax(s->pl, 0), hi = imin(s->pl + s->w, p->xw);
-    if (lo >= hi) return;
-    for (int r = imax(s->pt, 0); r < p->hp && r - s->pt < s->h; r++)
-        memcpy(xb + ((size_t)r * p->xw + lo) * DW_V, src + ((size_t)(r - s->pt) * s->w + (lo - s->pl)) * DW_V,
+/* Input columns [lo, hi) of a buffer row: those with iw = col - pl in [0, w). */
+static void buf_cols(int wp, int pl, int w, int *lo, int *hi) {
+    *lo = imin(imax(pl, 0), wp);
+    *hi = imax(imin(pl + w, wp), *lo);
+}
+
+/* The interior of a buffer (hp, wp, 8) from the nChw8c plane src (h, w, 8).
+ * The border stays as it is: zeroed once per task. */
+static void pack_blocked(float *xb, int hp, int wp, const float *src, int h, int w, int pt, int pl) {
+    int lo, hi;
+    buf_cols(wp, pl, w, &lo, &hi);
+    if (lo == hi) return;
+    for (int r = imax(pt, 0); r < hp && r - pt < h; r++)
+        memcpy(xb + ((size_t)r * wp + lo) * DW_V, src + ((size_t)(r - pt) * w + (lo - pl)) * DW_V,
                (size_t)(hi - lo) * DW_V * sizeof *xb);
 }
 
-/* Phase q of the plain x buffer holds padded columns q + m*sw, m < xw; the
- * range of m that falls inside the input. */
-static void phase_cols(const dw_plan *p, int q, int *lo, int *hi) {
-    const nasc_dw_shape *s = &p->s;
-    /* iw = m*sw + q - pl in [0, w) */
-    int a = s->pl - q; /* m*sw >= a */
-    *lo = a <= 0 ? 0 : (a + s->sw - 1) / s->sw;
-    int b = s->w - 1 + s->pl - q; /* m*sw <= b */
-    *hi = b < 0 ? 0 : imin(b / s->sw + 1, p->xw);
-    if (*hi < *lo) *hi = *lo;
-}
-
-/* The interior of the plain x buffer (phases, hp, xw) from the plane src (h, w). */
-static void pack_plain_scalar(const dw_plan *p, float *xb, const float *src) {
-    const nasc_dw_shape *s = &p->s;
-    for (int q = 0; q < p->phases; q++) {
-        int lo, hi;
-        phase_cols(p, q, &lo, &hi);
-        if (lo >= hi) continue;
-        for (int r = imax(s->pt, 0); r < p->hp && r - s->pt < s->h; r++) {
-            float *d = xb + ((size_t)q * p->hp + r) * p->xw;
-            const float *row = src + (size_t)(r - s->pt) * s->w + q - s->pl;
-            if (s->sw == 1)
-                memcpy(d + lo, row + lo, (size_t)(hi - lo) * sizeof *d);
-            else
-                for (int m = lo; m < hi; m++) d[m] = row[(size_t)m * s->sw];
-        }
+/* The interior of a buffer (hp, wp, 8) from cn <= 8 NCHW planes src +
+ * c*plane, each (h, w); lanes >= cn are zero. Packs dy too (hp = h, wp = w,
+ * no padding). */
+static void pack_plain_scalar(float *xb, int hp, int wp, const float *src, size_t plane, int cn, int h, int w, int pt,
+                              int pl) {
+    int lo, hi;
+    buf_cols(wp, pl, w, &lo, &hi);
+    for (int r = imax(pt, 0); r < hp && r - pt < h; r++) {
+        float *d = xb + (size_t)r * wp * DW_V;
+        const float *row = src + (size_t)(r - pt) * w; /* input column col - pl */
+        for (int col = lo; col < hi; col++)
+            for (int c = 0; c < DW_V; c++) d[(size_t)col * DW_V + c] = c < cn ? row[c * plane + (col - pl)] : 0.0f;
     }
 }
 
 #ifdef DW_X86
-/* Stride 2: both phases from 16 input floats at a time. */
-DW_AVX2 static void pack_plain_s2_avx2(const dw_plan *p, float *xb, const float *src) {
-    const nasc_dw_shape *s = &p->s;
-    int lo[2], hi[2];
-    phase_cols(p, 0, &lo[0], &hi[0]);
-    phase_cols(p, 1, &lo[1], &hi[1]);
-    for (int r = imax(s->pt, 0); r < p->hp && r - s->pt < s->h; r++) {
-        const float *row = src + (size_t)(r - s->pt) * s->w;
-        for (int q = 0; q < 2; q++) {
-            /* phase q, column m reads row[2m + q - pl]; go 8 m at a time while
-             * the 16 floats from row[2m + q - pl] stay inside the row */
-            float *d = xb + ((size_t)q * p->hp + r) * p->xw;
-            const float *base = row + q - s->pl;
-            int m = lo[q];
-            for (; m + 8 <= hi[q] && 2 * m + q - s->pl + 16 <= s->w; m += 8) {
-                __m256 a = _mm256_loadu_ps(base + 2 * m), b = _mm256_loadu_ps(base + 2 * m + 8);
-                __m256 e = _mm256_shuffle_ps(a, b, 0x88); /* a0 a2 b0 b2 | a4 a6 b4 b6 */
-                e = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
-                _mm256_storeu_ps(d + m, e);
-            }
-            for (; m < hi[q]; m++) d[m] = base[2 * m];
+/* pack_blocked with inline vector copies: rows are a few hundred bytes, and
+ * a memcpy call per row costs as much as the copy. */
+DW_AVX2 static void pack_blocked_avx2(float *xb, int hp, int wp, const float *src, int h, int w, int pt, int pl) {
+    int lo, hi;
+    buf_cols(wp, pl, w, &lo, &hi);
+    for (int r = imax(pt, 0); r < hp && r - pt < h; r++) {
+        float *d = xb + ((size_t)r * wp + lo) * DW_V;
+        const float *from = src + ((size_t)(r - pt) * w + (lo - pl)) * DW_V;
+        int k = 0;
+        for (; k + 4 <= hi - lo; k += 4) {
+            __m256 a = _mm256_loadu_ps(from + k * DW_V), b = _mm256_loadu_ps(from + (k + 1) * DW_V);
+            __m256 c = _mm256_loadu_ps(from + (k + 2) * DW_V), e = _mm256_loadu_ps(from + (k + 3) * DW_V);
+            _mm256_store_ps(d + k * DW_V, a);
+            _mm256_store_ps(d + (k + 1) * DW_V, b);
+            _mm256_store_ps(d + (k + 2) * DW_V, c);
+            _mm256_store_ps(d + (k + 3) * DW_V, e);
         }
+        for (; k < hi - lo; k++) _mm256_store_ps(d + k * DW_V, _mm256_loadu_ps(from + k * DW_V));
+    }
+}
+
+/* v[c] = 8 pixels of channel c -> 8 channels of pixel k, stored at o + 8k
+ * for the first `count` pixels. */
+DW_AVX2_INLINE void transpose8_store(float *o, const __m256 *v, int count) {
+    __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+    __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+    __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    __m256 r[8] = {_mm256_permute2f128_ps(s0, s4, 0x20), _mm256_permute2f128_ps(s1, s5, 0x20),
+                   _mm256_permute2f128_ps(s2, s6, 0x20), _mm256_permute2f128_ps(s3, s7, 0x20),
+                   _mm256_permute2f128_ps(s0, s4, 0x31), _mm256_permute2f128_ps(s1, s5, 0x31),
+                   _mm256_permute2f128_ps(s2, s6, 0x31), _mm256_permute2f128_ps(s3, s7, 0x31)};
+    /* unrolled with a test per store: a loop to `count` becomes a memcpy call */
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++)
+        if (k < count) _mm256_store_ps(o + k * DW_V, r[k]);
+}
+
+/* pack_plain_scalar with an 8x8 register transpose per 8 columns. The last
+ * few columns of a row load 8 floats anyway (the extra lanes are not
+ * stored), running into the next row, unless that would go past the end of
+ * the plane: then the load is masked. */
+DW_AVX2 static void pack_plain_avx2(float *xb, int hp, int wp, const float *src, size_t plane, int cn, int h, int w,
+                                    int pt, int pl) {
+    int lo, hi;
+    buf_cols(wp, pl, w, &lo, &hi);
+    const __m256 z = _mm256_setzero_ps();
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((hi - lo) % 8), lane); /* the last columns */
+    for (int r = imax(pt, 0); r < hp && r - pt < h; r++) {
+        float *d = xb + (size_t)r * wp * DW_V;
+        const float *row = src + (size_t)(r - pt) * w; /* input column col - pl */
+        __m256 v[8];
+        int col = lo;
+        for (; col + 8 <= hi; col += 8) {
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) v[c] = c < cn ? _mm256_loadu_ps(row + c * plane + (col - pl)) : z;
+            transpose8_store(d + (size_t)col * DW_V, v, 8);
+        }
+        if (col == hi) continue;
+        if ((size_t)(r - pt) * w + (size_t)(col - pl) + 8 <= (size_t)h * w) {
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) v[c] = c < cn ? _mm256_loadu_ps(row + c * plane + (col - pl)) : z;
+        } else {
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) v[c] = c < cn ? _mm256_maskload_ps(row + c * plane + (col - pl), tail) : z;
+        }
+        transpose8_store(d + (size_t)col * DW_V, v, hi - col);
     }
 }
 #endif
@@ -180,19 +197,19 @@ DW_AVX2 static void pack_plain_s2_avx2(const dw_plan *p, float *xb, const float 
 /* Tile kernels                                                     */
 /* ---------------------------------------------------------------- */
 
-/* Arguments of one tile on one unit. */
+/* Arguments of one tile on one block of one image. */
 typedef struct dw_tile {
-    float *acc;        /* tap (i0, j0) of the unit's (kh, kw, 8) sums, added into */
-    size_t acc_row;    /* floats between kernel rows in acc: kw*8 */
-    size_t acc_col;    /* floats between tile columns in acc: jstep*8 */
-    const float *x;    /* tap (i0, j0), output vector (0, 0) */
-    size_t x_oh;       /* floats between output rows: sh input rows */
-    size_t x_kr;       /* floats between kernel rows: dh input rows */
-    size_t cstep;      /* floats between tile columns */
-    size_t ostep;      /* floats between output vectors of a row */
-    const float *dy;   /* (oh, nv vectors) */
-    size_t dy_row;     /* floats between dy rows */
-    int oh, nv;
+    float *acc;      /* tap (i0, j0) of the block's (kh, kw, 8) sums, added into */
+    size_t acc_row;  /* floats between kernel rows in acc: kw*8 */
+    size_t acc_col;  /* floats between kernel columns in acc: 8 */
+    const float *x;  /* the input of tap (i0, j0) at output pixel (0, 0) */
+    size_t x_oh;     /* floats between output rows: sh buffer rows */
+    size_t x_kr;     /* floats between kernel rows: dh buffer rows */
+    size_t cstep;    /* floats between kernel columns: dw pixels */
+    size_t ostep;    /* floats between output pixels of a row: sw pixels */
+    const float *dy; /* (oh, nv, 8) */
+    size_t dy_row;   /* floats between dy rows */
+    int oh, nv;      /* output rows, output pixels per row */
 } dw_tile;
 
 /* Portable: one tap at a time, 8 lanes in plain C. */
@@ -289,63 +306,44 @@ static void tile_avx2(const dw_tile *t, int R, int J) {
 }
 #endif
 
-/* Split the taps into register tiles: tap columns into groups of one phase
- * (plain) and at most 7, near-equal; kernel rows into near-equal groups of
- * at most 15/J. Returns the number of tiles written to out (NULL: count). */
-static int plan_tiles(const dw_plan *p, dw_tile_spec *out) {
-    const nasc_dw_shape *s = &p->s;
+/* Split the taps into register tiles: columns into near-equal groups of at
+ * most 7, rows into near-equal groups of at most 15/J (5x5: 2+3 rows of 5,
+ * 7x7: 1+2+2+2 rows of 7, 9x9: columns 4+5). Returns the number of tiles,
+ * written to out unless it is NULL. */
+static int plan_tiles(const nasc_dw_shape *s, dw_tile_spec *out) {
     int n = 0;
-    /* plain: taps j with (j*dw) % sw == q are j_q, j_q + jstep, ... and read
-     * phase q at column (j*dw)/sw, cstep apart */
-    int g = gcd(s->dw, s->sw);
-    int jstep = p->blocked ? 1 : s->sw / g;
-    size_t cstep = p->blocked ? (size_t)s->dw * DW_V : (size_t)(s->dw / g);
-    for (int j_first = 0; j_first < imin(jstep, s->kw); j_first++) {
-        int count = (s->kw - j_first + jstep - 1) / jstep;
-        int phase = p->blocked ? 0 : (j_first * s->dw) % s->sw;
-        size_t col0 = p->blocked ? 0 : (size_t)(j_first * s->dw) / s->sw;
-        int ng = (count + DW_MAX_J - 1) / DW_MAX_J;
-        for (int cg = 0; cg < ng; cg++) {
-            int k0 = cg * count / ng, J = (cg + 1) * count / ng - k0;
-            int rmax = imin(DW_MAX_TILE / J, DW_MAX_R);
-            int nr = (s->kh + rmax - 1) / rmax;
-            for (int rg = 0; rg < nr; rg++) {
-                int i0 = rg * s->kh / nr, R = (rg + 1) * s->kh / nr - i0;
-                if (out) {
-                    dw_tile_spec *t = &out[n];
-                    t->i0 = i0, t->r = R, t->j0 = j_first + k0 * jstep, t->j = J, t->jstep = jstep;
-                    t->phase = phase;
-                    t->cstep = cstep;
-                    size_t vw = p->blocked ? DW_V : 1; /* floats per buffer column */
-                    t->xoff = (size_t)i0 * s->dh * p->xw * vw + (col0 + k0 * cstep / (p->blocked ? DW_V : 1)) * vw;
-                    if (p->blocked) t->xoff = (size_t)i0 * s->dh * p->xw * DW_V + (size_t)t->j0 * s->dw * DW_V;
-                }
-                n++;
-            }
+    int ng = (s->kw + DW_MAX_J - 1) / DW_MAX_J;
+    for (int cg = 0; cg < ng; cg++) {
+        int j0 = cg * s->kw / ng, J = (cg + 1) * s->kw / ng - j0;
+        int rmax = imin(DW_MAX_TILE / J, DW_MAX_R);
+        int nr = (s->kh + rmax - 1) / rmax;
+        for (int rg = 0; rg < nr; rg++) {
+            int i0 = rg * s->kh / nr, R = (rg + 1) * s->kh / nr - i0;
+            if (out) out[n] = (dw_tile_spec){i0, R, j0, J};
+            n++;
         }
     }
     return n;
 }
 
-/* acc (kh, kw, 8) += the taps of one unit: x buffer xb, dy vectors dyv. */
-static void unit_taps(const dw_plan *p, float *acc, const float *xb, const float *dyv) {
+/* acc (kh, kw, 8) += the taps of one block of one image: x buffer xb (hp, wp, 8), dy (OH, OW, 8). */
+static void block_taps(const dw_plan *p, float *acc, const float *xb, const float *dyv) {
     const nasc_dw_shape *s = &p->s;
-    size_t vw = p->blocked ? DW_V : 1;
-    size_t row = (size_t)p->xw * vw; /* floats per x buffer row */
+    size_t row = (size_t)p->wp * DW_V;
     dw_tile t = {.acc_row = (size_t)s->kw * DW_V,
+                 .acc_col = DW_V,
                  .x_oh = (size_t)s->sh * row,
                  .x_kr = (size_t)s->dh * row,
-                 .ostep = p->blocked ? (size_t)s->sw * DW_V : DW_V,
+                 .cstep = (size_t)s->dw * DW_V,
+                 .ostep = (size_t)s->sw * DW_V,
                  .dy = dyv,
-                 .dy_row = p->dy_row,
+                 .dy_row = (size_t)s->ow * DW_V,
                  .oh = s->oh,
-                 .nv = p->nv};
+                 .nv = s->ow};
     for (int k = 0; k < p->n_tiles; k++) {
         const dw_tile_spec *ts = &p->tiles[k];
         t.acc = acc + ((size_t)ts->i0 * s->kw + ts->j0) * DW_V;
-        t.acc_col = (size_t)ts->jstep * DW_V;
-        t.x = xb + (size_t)ts->phase * p->hp * row + ts->xoff;
-        t.cstep = ts->cstep;
+        t.x = xb + (size_t)ts->i0 * s->dh * row + (size_t)ts->j0 * s->dw * DW_V;
 #ifdef DW_X86
         if (p->avx2) {
             tile_avx2(&t, ts->r, ts->j);
@@ -360,59 +358,58 @@ static void unit_taps(const dw_plan *p, float *acc, const float *xb, const float
 /* Driver                                                           */
 /* ---------------------------------------------------------------- */
 
-/* part (units, kh, kw, 8) += images [n0, n1), units [u0, u1). */
-static void run_task(const dw_plan *p, float *scratch, const float *x, const float *dy, int n0, int n1, int u0, int u1,
+/* part (CB, kh, kw, 8) += the planes [lo, hi) of the sequence (image 0,
+ * block 0), (0, 1), ..., (0, CB-1), (1, 0), ... */
+static void run_task(const dw_plan *p, float *scratch, const float *x, const float *dy, int64_t lo, int64_t hi,
                      float *part) {
     const nasc_dw_shape *s = &p->s;
     float *xb = scratch, *dyb = scratch + round16(p->xbuf);
-    size_t xplane = (size_t)s->h * s->w * (p->blocked ? DW_V : 1);
-    size_t yplane = (size_t)s->oh * s->ow * (p->blocked ? DW_V : 1);
+    size_t xplane = (size_t)s->h * s->w, yplane = (size_t)s->oh * s->ow;
     size_t acc_n = (size_t)p->taps * DW_V;
     /* the padding is the same for every plane: zero it once */
     memset(xb, 0, p->xbuf * sizeof *xb);
-    if (p->dy_copy) memset(dyb, 0, p->dybuf * sizeof *dyb);
-    for (int n = n0; n < n1; n++)
-        for (int u = u0; u < u1; u++) {
-            size_t plane = (size_t)n * p->units + u;
-            const float *xs = x + plane * xplane, *dys = dy + plane * yplane, *dyv = dys;
-            if (p->blocked) {
-                pack_blocked(p, xb, xs);
-            } else {
+    for (int64_t k = lo; k < hi; k++) {
+        int n = (int)(k / p->cb), b = (int)(k % p->cb);
+        const float *dyv;
+        if (p->blocked) {
+            size_t blk = (size_t)n * p->cb + b;
 #ifdef DW_X86
-                if (p->avx2 && s->sw == 2)
-                    pack_plain_s2_avx2(p, xb, xs);
-                else
+            if (p->avx2)
+                pack_blocked_avx2(xb, p->hp, p->wp, x + blk * xplane * DW_V, s->h, s->w, s->pt, s->pl);
+            else
 #endif
-                    pack_plain_scalar(p, xb, xs);
-                if (p->dy_copy) {
-                    for (int r = 0; r < s->oh; r++)
-                        memcpy(dyb + r * p->dy_row, dys + (size_t)r * s->ow, (size_t)s->ow * sizeof *dyb);
-                    dyv = dyb;
-                }
+                pack_blocked(xb, p->hp, p->wp, x + blk * xplane * DW_V, s->h, s->w, s->pt, s->pl);
+            dyv = dy + blk * yplane * DW_V;
+        } else {
+            int c0 = b * DW_V, cn = imin(s->c - c0, DW_V);
+            const float *xs = x + ((size_t)n * s->c + c0) * xplane, *ys = dy + ((size_t)n * s->c + c0) * yplane;
+#ifdef DW_X86
+            if (p->avx2) {
+                pack_plain_avx2(xb, p->hp, p->wp, xs, xplane, cn, s->h, s->w, s->pt, s->pl);
+                pack_plain_avx2(dyb, s->oh, s->ow, ys, yplane, cn, s->oh, s->ow, 0, 0);
+            } else
+#endif
+            {
+                pack_plain_scalar(xb, p->hp, p->wp, xs, xplane, cn, s->h, s->w, s->pt, s->pl);
+                pack_plain_scalar(dyb, s->oh, s->ow, ys, yplane, cn, s->oh, s->ow, 0, 0);
             }
-            unit_taps(p, part + (size_t)u * acc_n, xb, dyv);
+            dyv = dyb;
         }
+        block_taps(p, part + (size_t)b * acc_n, xb, dyv);
+    }
 }
 
-/* dw_out rows of unit u from its sums acc (kh, kw, 8): lanes are channels
- * (blocked) or output columns to add up (plain). */
-static void write_unit(const dw_plan *p, float *dw_out, int u, const float *acc) {
-    if (p->blocked) {
-        int c0 = u * DW_V, cn = imin(p->s.c - c0, DW_V);
-        for (int l = 0; l < cn; l++)
-            for (int k = 0; k < p->taps; k++) dw_out[(size_t)(c0 + l) * p->taps + k] = acc[(size_t)k * DW_V + l];
-        return;
-    }
-    for (int k = 0; k < p->taps; k++) {
-        const float *a = acc + (size_t)k * DW_V;
-        dw_out[(size_t)u * p->taps + k] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-    }
+/* dw_out rows of channel block b from its sums acc (kh, kw, 8). */
+static void write_block(const dw_plan *p, float *dw_out, int b, const float *acc) {
+    int c0 = b * DW_V, cn = imin(p->s.c - c0, DW_V);
+    for (int l = 0; l < cn; l++)
+        for (int k = 0; k < p->taps; k++) dw_out[(size_t)(c0 + l) * p->taps + k] = acc[(size_t)k * DW_V + l];
 }
 
 /* Element (n, c, h, w) of x or dy in the plan's layout. */
 static float at(const dw_plan *p, const float *t, int n, int c, int h, int w, int hh, int ww) {
     if (!p->blocked) return t[(((size_t)n * p->s.c + c) * hh + h) * ww + w];
-    return t[((((size_t)n * p->units + c / DW_V) * hh + h) * ww + w) * DW_V + c % DW_V];
+    return t[((((size_t)n * p->cb + c / DW_V) * hh + h) * ww + w) * DW_V + c % DW_V];
 }
 
 /* No scratch memory to be had: direct summation, one channel per thread. */
@@ -437,86 +434,56 @@ static void run_direct(const dw_plan *p, const float *x, const float *dy, float 
             }
 }
 
-/* Buffer geometry of plan p for shape s and layout. */
-static void plan_init(dw_plan *p, const nasc_dw_shape *s, bool blocked, bool avx2) {
-    memset(p, 0, sizeof *p);
-    p->s = *s;
-    p->blocked = blocked;
-    p->avx2 = avx2;
-    p->taps = s->kh * s->kw;
-    p->hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
-    if (blocked) {
-        p->units = (s->c + DW_V - 1) / DW_V;
-        p->phases = 1;
-        p->xw = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
-        p->xbuf = (size_t)p->hp * p->xw * DW_V;
-        p->nv = s->ow;
-        p->dy_row = (size_t)s->ow * DW_V;
-    } else {
-        p->units = s->c;
-        p->phases = s->sw;
-        p->nv = (s->ow + DW_V - 1) / DW_V;
-        /* phase column m of output vector v, lane l, tap j: v*8 + l + (j*dw)/sw */
-        p->xw = p->nv * DW_V + (s->kw - 1) * s->dw / s->sw + 1;
-        p->xbuf = (size_t)p->phases * p->hp * p->xw;
-        p->dy_copy = s->ow % DW_V != 0;
-        p->dy_row = (size_t)p->nv * DW_V;
-        p->dybuf = p->dy_copy ? (size_t)s->oh * p->dy_row : 0;
-    }
-    p->per_thr = round16(p->xbuf) + round16(p->dybuf);
-}
-
 nasc_status nasc_dw_bwd_weights_isa(const nasc_dw_shape *s, nasc_dw_layout layout, const float *x, const float *dy,
                                     float *dw_out, nasc_dw_isa isa) {
     if (!nasc_dw_shape_valid(s) || (layout != NASC_DW_NCHW && layout != NASC_DW_NCHW8C) || !x || !dy || !dw_out)
         return NASC_EINPUT;
-    dw_plan p;
-    plan_init(&p, s, layout == NASC_DW_NCHW8C, isa != NASC_DW_ISA_SCALAR && nasc_dw_isa_best() == NASC_DW_ISA_AVX2);
+    dw_plan p = {.s = *s, .blocked = layout == NASC_DW_NCHW8C};
+    p.avx2 = (isa == NASC_DW_ISA_AUTO || isa == NASC_DW_ISA_AVX2) && nasc_dw_isa_best() == NASC_DW_ISA_AVX2;
+    p.cb = (s->c + DW_V - 1) / DW_V;
+    p.taps = s->kh * s->kw;
+    p.hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
+    p.wp = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
+    p.xbuf = (size_t)p.hp * p.wp * DW_V;
+    p.dybuf = p.blocked ? 0 : (size_t)s->oh * s->ow * DW_V;
+    p.per_thr = round16(p.xbuf) + round16(p.dybuf);
+    p.n_tiles = plan_tiles(s, NULL);
 
+    /* thread k takes the k-th of nthr equal runs of planes in image-major
+     * order (contiguous memory in both layouts) and sums into its own
+     * partial (CB, kh, kw, 8); the partials are then added in thread order */
+    int64_t planes = (int64_t)s->n * p.cb;
     int nthr = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nthr < 1) nthr = 1;
-    /* batch chunks first (streaming whole images); units too when the
-     * batch is smaller than the team */
-    p.t = imin(nthr, s->n);
-    p.g = imin((nthr + p.t - 1) / p.t, p.units);
-    int tasks = p.t * p.g;
-    if (nthr > tasks) nthr = tasks;
+    if (nthr > planes) nthr = (int)planes;
 
-    p.n_tiles = plan_tiles(&p, NULL);
     size_t acc_n = (size_t)p.taps * DW_V;
     size_t tiles_floats = round16((size_t)p.n_tiles * sizeof(dw_tile_spec) / sizeof(float) + 1);
     size_t part_off = tiles_floats + (size_t)nthr * p.per_thr;
-    size_t total = part_off + (size_t)p.t * p.units * acc_n;
-    float *mem = aligned_alloc(64, round16(total) * sizeof(float));
+    size_t total = part_off + (size_t)nthr * p.cb * acc_n;
+    float *mem = isa == NASC_DW_ISA_DIRECT ? NULL : aligned_alloc(64, round16(total) * sizeof(float));
     if (!mem) {
         run_direct(&p, x, dy, dw_out);
         return NASC_OK;
     }
     p.tiles = (dw_tile_spec *)mem;
-    plan_tiles(&p, p.tiles);
+    plan_tiles(s, p.tiles);
     float *part = mem + part_off;
-#pragma omp parallel num_threads(nthr)
-    {
-        float *scratch = mem + tiles_floats + (size_t)omp_get_thread_num() * p.per_thr;
-#pragma omp for schedule(static)
-        for (int k = 0; k < tasks; k++) {
-            int t = k / p.g, g = k % p.g;
-            int n0 = (int)((int64_t)t * s->n / p.t), n1 = (int)((int64_t)(t + 1) * s->n / p.t);
-            int u0 = (int)((int64_t)g * p.units / p.g), u1 = (int)((int64_t)(g + 1) * p.units / p.g);
-            float *pt = part + (size_t)t * p.units * acc_n;
-            memset(pt + (size_t)u0 * acc_n, 0, (size_t)(u1 - u0) * acc_n * sizeof *pt);
-            run_task(&p, scratch, x, dy, n0, n1, u0, u1, pt);
+#pragma omp parallel for schedule(static) num_threads(nthr)
+    for (int k = 0; k < nthr; k++) {
+        float *pk = part + (size_t)k * p.cb * acc_n;
+        memset(pk, 0, (size_t)p.cb * acc_n * sizeof *pk);
+        run_task(&p, mem + tiles_floats + (size_t)k * p.per_thr, x, dy, planes * k / nthr, planes * (k + 1) / nthr,
+                 pk);
+    }
+#pragma omp parallel for schedule(static) num_threads(nthr)
+    for (int b = 0; b < p.cb; b++) {
+        float *sum = part + (size_t)b * acc_n;
+        for (int k = 1; k < nthr; k++) {
+            const float *q = part + ((size_t)k * p.cb + b) * acc_n;
+            for (size_t e = 0; e < acc_n; e++) sum[e] += q[e];
         }
-        /* the partial sums of each unit, added in chunk order */
-#pragma omp for schedule(static)
-        for (int u = 0; u < p.units; u++) {
-            float *sum = part + (size_t)u * acc_n;
-            for (int t = 1; t < p.t; t++) {
-                const float *q = part + ((size_t)t * p.units + u) * acc_n;
-                for (size_t e = 0; e < acc_n; e++) sum[e] += q[e];
-            }
-            write_unit(&p, dw_out, u, sum);
-        }
+        write_block(&p, dw_out, b, sum);
     }
     free(mem);
     return NASC_OK;

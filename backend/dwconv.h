@@ -1,10 +1,14 @@
 /* dwconv.h - depthwise convolution backward-weights, our own kernel (private
  * to backend/).
  *
- * oneDNN 2.6 has a fast jit kernel for depthwise backward-weights only for
- * 3x3 filters; 5x5 and 7x7 (sep_conv_5x5/7x7, dil_conv_5x5) fall back to
- * gemm:jit at a few GFLOP/s, which would dominate training a NASNet/ENAS
- * cell. This computes, for a depthwise convolution (groups = C, one kh x kw
+ * oneDNN 2.6 has jit kernels for depthwise backward-weights only for 3x3
+ * filters on blocked layouts. Measured (bench/dwconv_bench.c): 5x5 and 7x7
+ * run as x64:gemm:jit at 3-4 GFLOP/s in oneDNN's own layout and as ref:any
+ * at 0.1 GFLOP/s on nChw8c; on nchw every size, 3x3 too, is gemm:jit at 2-4
+ * GFLOP/s. That would dominate training any NASNet/ENAS cell with
+ * sep_conv_5x5/7x7 or dil_conv_5x5, or any net in nchw.
+ *
+ * This computes, for a depthwise convolution (groups = C, one kh x kw
  * filter per channel):
  *
  *     dW[c, 0, i, j] = sum_n sum_oh sum_ow
@@ -22,22 +26,23 @@
  *                   a result (they may hold anything).
  * dW is written plain, (C, 1, kh, kw) floats, overwritten (not accumulated).
  *
- * How: the work is split into tasks (channel block of 8, range of images),
- * run with an OpenMP parallel for. A task copies each image's x plane for its
- * 8 channels into a zero-padded, channel-interleaved buffer (transposing on
- * the way for NCHW, as it does dy) and runs a register-tiled kernel: one
- * 8-lane accumulator per filter tap, a tile of up to 15 taps in registers,
- * one dy load per output pixel and one fused load-FMA per tap. When there are
- * fewer channel blocks than threads (or they do not divide evenly), the batch
- * is also split and the per-task partial sums are reduced in a fixed order,
- * so a result depends only on the shape and the thread count.
+ * How (details in dwconv.c): for each image and block of 8 channels, x is
+ * copied into a zero-padded, channel-interleaved buffer (transposed on the
+ * way for NCHW, as dy is), and a register-tiled kernel adds x * dy for up to
+ * 15 taps at a time, one 8-lane accumulator per tap. Each thread (OpenMP,
+ * omp_get_max_threads of them; one when called inside a parallel region)
+ * takes an equal run of the N*ceil(C/8) (image, block) planes in memory
+ * order; the threads' partial sums are added in a fixed order, so a result
+ * depends only on the shape and the thread count, never on timing.
  *
  * The AVX2+FMA path is compiled with a function target attribute and chosen
  * at run time (__builtin_cpu_supports); elsewhere a portable scalar path runs
- * the same algorithm. The scratch memory (a few padded planes per thread) is
- * taken from malloc; if that fails, a slow path that needs no memory still
- * gives the right answer. Results agree with a double-precision reference to
- * about 1e-6 relative (float accumulation per task).
+ * the same algorithm. Scratch memory (per thread: one padded x plane of 8
+ * channels, one dy plane for NCHW, and ceil(C/8)*kh*kw*8 partial sums)
+ * comes from aligned_alloc and is freed before returning; if it cannot
+ * be had, a direct summation that needs none still gives the answer, slowly.
+ * Sums are float; on the test shapes they agree with a double-precision
+ * reference to about 1e-6 relative.
  *
  * Worked example (a 5x5 depthwise conv, stride 1, pad 2, on nChw8c):
  *
@@ -76,6 +81,8 @@ typedef enum nasc_dw_isa {
     NASC_DW_ISA_AUTO,   /* the best the CPU supports */
     NASC_DW_ISA_SCALAR, /* portable C (any x86-64 or other CPU) */
     NASC_DW_ISA_AVX2,   /* AVX2 + FMA; falls back to scalar when the CPU lacks them */
+    NASC_DW_ISA_DIRECT, /* direct summation in double, no scratch memory (what runs
+                           when scratch cannot be allocated); slow */
 } nasc_dw_isa;
 
 /* True when every size, stride and dilation is >= 1 (what the kernel needs;

@@ -421,68 +421,59 @@ static nasc_status emit_forward(nasc_net *net) {
     return net->status;
 }
 
-/* Resolve the gradient of value v from its contributions. */
-static int resolve_grad(nasc_net *net, uint32_t v) {
-    nb_value *nv = &net->vals[v];
-    if (nv->got == 0) return -1;
-    if (nv->got == 1) return nv->contrib[0];
-    const nasc_type *t = &net->m->values[v].type;
-    dnnl_memory_desc_t md;
-    if (net->m->values[v].kind == NASC_VAL_INPUT)
-        nb_plain_md(net, t, &md);
-    else
-        md = net->trefs[nv->fwd].md;
+/* One sum step: dst (new tensor of md) = the sum of n trefs. */
+static int sum_step(nasc_net *net, const int *src, int n, const dnnl_memory_desc_t *md) {
     dnnl_memory_desc_t srcs[64];
-    if (nv->got > 64) {
-        /* sum in chunks of 64 */
-        int acc = -1;
-        for (int i = 0; i < nv->got; i += 63) {
-            int n = nv->got - i < 63 ? nv->got - i : 63;
-            int k = 0;
-            nb_arg a[65];
-            if (acc >= 0) {
-                srcs[k] = net->trefs[acc].md;
-                a[k] = (nb_arg){DNNL_ARG_MULTIPLE_SRC + k, acc};
-                k++;
-            }
-            for (int j = 0; j < n; j++, k++) {
-                srcs[k] = net->trefs[nv->contrib[i + j]].md;
-                a[k] = (nb_arg){DNNL_ARG_MULTIPLE_SRC + k, nv->contrib[i + j]};
-            }
-            int dst = nb_tensor_new(net, &md);
-            float scales[65];
-            for (int j = 0; j < k; j++) scales[j] = 1;
-            dnnl_primitive_desc_t pd;
-            dnnl_status_t st = dnnl_sum_primitive_desc_create(&pd, &md, k, scales, srcs, NULL, net->engine);
-            if (st != dnnl_success) {
-                nb_fail(net, st, "dnnl_sum_primitive_desc_create");
-                return -1;
-            }
-            a[k] = (nb_arg){DNNL_ARG_DST, dst};
-            nb_step_prim(net, pd, "grad sum", 0, k + 1, a);
-            dnnl_primitive_desc_destroy(pd);
-            acc = dst;
-        }
-        return acc;
-    }
     nb_arg a[65];
     float scales[64];
-    for (int i = 0; i < nv->got; i++) {
-        srcs[i] = net->trefs[nv->contrib[i]].md;
-        a[i] = (nb_arg){DNNL_ARG_MULTIPLE_SRC + i, nv->contrib[i]};
+    for (int i = 0; i < n; i++) {
+        srcs[i] = net->trefs[src[i]].md;
+        a[i] = (nb_arg){DNNL_ARG_MULTIPLE_SRC + i, src[i]};
         scales[i] = 1;
     }
-    int dst = nb_tensor_new(net, &md);
+    int dst = nb_tensor_new(net, md);
     dnnl_primitive_desc_t pd;
-    dnnl_status_t st = dnnl_sum_primitive_desc_create(&pd, &md, nv->got, scales, srcs, NULL, net->engine);
+    dnnl_status_t st = dnnl_sum_primitive_desc_create(&pd, md, n, scales, srcs, NULL, net->engine);
     if (st != dnnl_success) {
         nb_fail(net, st, "dnnl_sum_primitive_desc_create");
         return -1;
     }
-    a[nv->got] = (nb_arg){DNNL_ARG_DST, dst};
-    nb_step_prim(net, pd, "grad sum", 0, nv->got + 1, a);
+    a[n] = (nb_arg){DNNL_ARG_DST, dst};
+    nb_step_prim(net, pd, "grad sum", 0, n + 1, a);
     dnnl_primitive_desc_destroy(pd);
     return dst;
+}
+
+/* Resolve the gradient of value v from its contributions: one of them, or
+ * their sum (in chunks of at most 64 sources). */
+static int resolve_grad(nasc_net *net, uint32_t v) {
+    nb_value *nv = &net->vals[v];
+    if (nv->got == 0) return -1;
+    if (nv->got == 1) return nv->contrib[0];
+    dnnl_memory_desc_t md;
+    if (net->m->values[v].kind == NASC_VAL_INPUT)
+        nb_plain_md(net, &net->m->values[v].type, &md);
+    else
+        md = net->trefs[nv->fwd].md;
+    int acc = -1;
+    for (int i = 0; i < nv->got && !net->status;) {
+        int chunk[64], k = 0;
+        if (acc >= 0) chunk[k++] = acc;
+        while (k < 64 && i < nv->got) chunk[k++] = nv->contrib[i++];
+        acc = sum_step(net, chunk, k, &md);
+    }
+    return acc;
+}
+
+/* A zeroed buffer the net owns outside the arena (parameter gradients,
+ * output gradient seeds), seen through md. */
+static int external_tensor(nasc_net *net, const dnnl_memory_desc_t *md) {
+    int b = nb_buffer_new(net, dnnl_memory_desc_get_size(md));
+    if (b < 0) return -1;
+    net->bufs[b].ext = nasc_alloc(net->ctx, net->bufs[b].bytes);
+    if (!net->bufs[b].ext) return -1;
+    memset(net->bufs[b].ext, 0, net->bufs[b].bytes);
+    return nb_tref_new(net, b, md);
 }
 
 static nasc_status emit_backward(nasc_net *net) {
@@ -497,15 +488,11 @@ static nasc_status emit_backward(nasc_net *net) {
         if (nv->needs_grad && m->values[v].kind == NASC_VAL_PARAM) {
             dnnl_memory_desc_t md;
             nb_plain_md(net, &m->values[v].type, &md);
-            int b = nb_buffer_new(net, dnnl_memory_desc_get_size(&md));
-            if (b < 0) return NASC_ENOMEM;
-            net->bufs[b].ext = nasc_alloc(net->ctx, net->bufs[b].bytes);
-            if (!net->bufs[b].ext) return NASC_ENOMEM;
-            memset(net->bufs[b].ext, 0, net->bufs[b].bytes);
-            nv->grad = nb_tref_new(net, b, &md);
+            nv->grad = external_tensor(net, &md);
+            if (nv->grad < 0) return NASC_ENOMEM;
             nv->param_index = (int)net->n_grads;
             net->grads[net->n_grads].param = nv->param;
-            net->grads[net->n_grads].grad = net->bufs[b].ext;
+            net->grads[net->n_grads].grad = nb_ptr(net, nv->grad);
             net->n_grads++;
         }
     }
@@ -515,12 +502,9 @@ static nasc_status emit_backward(nasc_net *net) {
         if (!net->vals[v].needs_grad) continue;
         dnnl_memory_desc_t md;
         nb_plain_md(net, &m->values[v].type, &md);
-        int b = nb_buffer_new(net, dnnl_memory_desc_get_size(&md));
-        if (b < 0) return NASC_ENOMEM;
-        net->bufs[b].ext = nasc_alloc(net->ctx, net->bufs[b].bytes);
-        if (!net->bufs[b].ext) return NASC_ENOMEM;
-        memset(net->bufs[b].ext, 0, net->bufs[b].bytes);
-        nb_contribute(net, v, nb_tref_new(net, b, &md));
+        int t = external_tensor(net, &md);
+        if (t < 0) return NASC_ENOMEM;
+        nb_contribute(net, v, t);
     }
     for (uint32_t p = m->n_prims; p-- > 0 && !net->status;) {
         net->cur_prim = (int)p;
@@ -548,23 +532,18 @@ static nasc_status emit_backward(nasc_net *net) {
     return net->status;
 }
 
-static int cmp_size_desc(const void *a, const void *b, void *ud) {
-    const nb_buffer *bufs = ud;
-    size_t x = bufs[*(const int *)a].bytes, y = bufs[*(const int *)b].bytes;
-    if (x != y) return x < y ? 1 : -1;
-    return *(const int *)a - *(const int *)b;
+/* Order buffer ids by size, largest first (ties by id, so the plan is
+ * deterministic); shell sort, since qsort has no context argument. */
+static bool placed_before(const nb_buffer *bufs, int a, int b) {
+    if (bufs[a].bytes != bufs[b].bytes) return bufs[a].bytes > bufs[b].bytes;
+    return a < b;
 }
 
-/* qsort with context, portable */
 static void sort_ids(int *ids, int n, const nb_buffer *bufs) {
-    for (int i = 1; i < n; i++) { /* insertion sort is too slow for big nets: use shell sort */
-        (void)i;
-        break;
-    }
     for (int gap = n / 2; gap > 0; gap /= 2)
         for (int i = gap; i < n; i++) {
             int t = ids[i], j = i;
-            while (j >= gap && cmp_size_desc(&ids[j - gap], &t, (void *)bufs) > 0) {
+            while (j >= gap && placed_before(bufs, t, ids[j - gap])) {
                 ids[j] = ids[j - gap];
                 j -= gap;
             }

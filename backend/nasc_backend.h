@@ -202,7 +202,7 @@ typedef struct nasc_train_options {
     bool flip;
     int64_t val_size;         /* the last val_size training images are held out */
     int64_t train_subset;     /* train on the first K images only; 0 all */
-    int64_t max_steps;        /* stop after this many steps in all; 0 no limit */
+    int64_t max_steps;        /* stop after this many steps in all (a partial epoch is not recorded as done); 0 no limit */
     nasc_train_cb progress;   /* may be NULL */
     void *ud;
 } nasc_train_options;

@@ -245,6 +245,7 @@ nasc_status nasc_train(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store 
             if (!st && o->max_steps > 0 && run_steps >= o->max_steps) break;
         }
         if (st) break;
+        if (o->max_steps > 0 && run_steps >= o->max_steps && pr.step < steps) break; /* a partial epoch is not recorded */
         out->train_loss = pr.loss;
         out->train_acc = pr.acc;
         out->epochs_run++;

@@ -250,7 +250,7 @@ int nasc_cli_train(int argc, char **argv) {
     if (cutout) to.cutout = (int)v;
     to.flip = flip;
     if (lr) {
-        if (!nasc_cli_parse_float(lr, 1e-9, 100, &d)) return nasc_cli_usage_error(&a, "--lr wants a positive number, got '%s'", lr);
+        if (!nasc_cli_parse_float(lr, 1e-9, 100, &d)) return nasc_cli_usage_error(&a, "--lr wants a number in [1e-9, 100], got '%s'", lr);
         to.lr = (float)d;
     }
     if (wd) {

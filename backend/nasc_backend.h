@@ -45,7 +45,8 @@ typedef struct nasc_net_options {
     nasc_net_mode mode;
     bool input_grad;     /* also compute d/d(net input) (tests); off: the first layer skips it */
     bool fuse;           /* inference: fold batch norm into conv, relu as a post-op */
-    float bn_momentum;   /* running = (1 - m) * running + m * batch; default 0.1 */
+    float bn_momentum;   /* running = (1 - m) * running + m * batch (unbiased batch variance,
+                          * as PyTorch); stored as "<bn result>.mean" / ".var"; default 0.1 */
     int threads;         /* 0: oneDNN's default (all cores) */
     bool profile;        /* time every step (nasc_net_profile_print) */
 } nasc_net_options;

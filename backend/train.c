@@ -74,6 +74,7 @@ nasc_status nasc_evaluate(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
     nasc_net_options no = nasc_net_options_default();
     no.batch = batch;
     no.mode = NASC_MODE_INFER;
+    no.fuse = true;
     no.threads = threads;
     nasc_net *net = NULL;
     nasc_batcher *b = NULL;

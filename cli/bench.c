@@ -81,6 +81,7 @@ static nasc_status compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_st
     nasc_net_options o = nasc_net_options_default();
     o.batch = batch;
     o.mode = train ? NASC_MODE_TRAIN : NASC_MODE_INFER;
+    o.fuse = !train; /* inference: batch norm folded, relu as a post-op */
     o.threads = threads;
     o.profile = profile;
     return nasc_net_compile(ctx, prim, ps, &o, net);

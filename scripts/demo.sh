@@ -87,7 +87,7 @@ TRAIN_MODEL=${NASC_DEMO_MODEL:-models/baseline-cnn.yaml}
 EPOCHS=${NASC_DEMO_EPOCHS:-1}
 echo "== training $TRAIN_MODEL for $EPOCHS epoch(s) on Fashion-MNIST (two CPU cores: a few minutes)"
 rm -rf "$OUT/train"
-"$NASC" train "$TRAIN_MODEL" --epochs "$EPOCHS" --out "$OUT/train" | tee "$TMP/train" || exit 1
+"$NASC" train "$TRAIN_MODEL" --epochs "$EPOCHS" --warmup 0 --out "$OUT/train" | tee "$TMP/train" || exit 1
 acc=$(sed -n 's/^test accuracy \([0-9.]*%\).*/\1/p' "$TMP/train")
 echo
 echo "== training files"

@@ -367,7 +367,8 @@ int nasc_cli_train(int argc, char **argv) {
     if (!st) st = nasc_evaluate(&ctx, net.prim, store, &test, 0, test.n, to.batch, to.threads, &test_acc, &test_loss);
     if (!st) {
         printf("model %s\n", mo.path);
-        printf("epochs %d (%d this run), %.1f s, %.0f images/s\n", (int)strtol(nasc_params_meta(store, "train/epoch"), NULL, 10),
+        const char *done = nasc_params_meta(store, "train/epoch"); /* unset when no epoch finished */
+        printf("epochs %d (%d this run), %.1f s, %.0f images/s\n", done ? (int)strtol(done, NULL, 10) : 0,
                res.epochs_run, res.seconds, res.images_per_s);
         if (res.epochs_run) printf("train loss %.4f, accuracy %.2f%%\n", res.train_loss, 100 * res.train_acc);
         if (to.val_size > 0) {

@@ -146,30 +146,10 @@ int nb_reorder(nasc_net *net, int src, const dnnl_memory_desc_t *md, int dst) {
     return dst;
 }
 
-static bool md_is_dense(const dnnl_memory_desc_t *md) {
-    if (md->format_kind != dnnl_blocked) return true;
-    return md->offset0 == 0 && dnnl_memory_desc_get_size(md) ==
-                                   (size_t)md->padded_dims[0] * (size_t)md->format_desc.blocking.strides[0] *
-                                       sizeof(float);
-}
-
 int nb_match(nasc_net *net, int g, const dnnl_memory_desc_t *md) {
     if (g < 0) return -1;
     if (dnnl_memory_desc_equal(&net->trefs[g].md, md)) return g;
     return nb_reorder(net, g, md, -1);
-}
-
-int nb_dense(nasc_net *net, int tref) {
-    if (tref < 0) return -1;
-    const dnnl_memory_desc_t *md = &net->trefs[tref].md;
-    if (md_is_dense(md)) return tref;
-    /* a view: copy it into a dense tensor of the same logical shape and layout tag */
-    dnnl_memory_desc_t d;
-    dnnl_dims_t dims;
-    memcpy(dims, md->dims, sizeof dims);
-    dnnl_format_tag_t tag = md->ndims == 4 ? net->act_tag : dnnl_nc;
-    if (dnnl_memory_desc_init_by_tag(&d, md->ndims, dims, dnnl_f32, tag) != dnnl_success) return -1;
-    return nb_reorder(net, tref, &d, -1);
 }
 
 void *nb_ptr(const nasc_net *net, int tref) {
@@ -724,16 +704,6 @@ static nasc_status run(nasc_net *net, int from, int to) {
             dnnl_status_t ds = dnnl_primitive_execute(st->prim, net->stream, st->n_args, st->exec);
             if (ds != dnnl_success) {
                 net->cur_prim = st->prim_index;
-                if (getenv("NASC_DEBUG")) {
-                    const_dnnl_primitive_desc_t pd;
-                    dnnl_primitive_get_primitive_desc(st->prim, &pd);
-                    for (int a = 0; a < st->n_args; a++) {
-                        const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, st->exec[a].arg);
-                        const dnnl_memory_desc_t *have = &net->trefs[net->args[st->first_arg + a].tref].md;
-                        fprintf(stderr, "arg %d: ptr %p kind %d, equal %d, ndims %d/%d\n", a, nb_ptr(net, net->args[st->first_arg + a].tref), st->exec[a].arg,
-                                want ? dnnl_memory_desc_equal(want, have) : -1, want ? want->ndims : -1, have->ndims);
-                    }
-                }
                 return nb_fail(net, ds, st->what);
             }
             if (net->profile) dnnl_stream_wait(net->stream);
@@ -848,6 +818,23 @@ nasc_status nasc_net_set_output_grad(nasc_net *net, uint32_t i, const float *gra
     return NASC_OK;
 }
 
+double nb_xent_row(const float *z, int k, int y, int *argmax, float *grad, float scale) {
+    float mx = z[0];
+    int arg = 0;
+    for (int j = 1; j < k; j++)
+        if (z[j] > mx) mx = z[j], arg = j;
+    double s = 0;
+    for (int j = 0; j < k; j++) {
+        double e = exp((double)(z[j] - mx));
+        s += e;
+        if (grad) grad[j] = (float)e;
+    }
+    if (grad)
+        for (int j = 0; j < k; j++) grad[j] = (float)(((double)grad[j] / s - (j == y)) * scale);
+    *argmax = arg;
+    return log(s) - (double)(z[y] - mx);
+}
+
 nasc_status nasc_net_loss(nasc_net *net, const int32_t *labels, float *loss, int *correct) {
     const nasc_module *m = net->m;
     uint32_t v = m->outputs[0];
@@ -862,22 +849,12 @@ nasc_status nasc_net_loss(nasc_net *net, const int32_t *labels, float *loss, int
     double total = 0;
     int ok = 0;
     for (int i = 0; i < n; i++) {
-        const float *zi = z + (size_t)i * k;
-        int y = labels[i];
+        int y = labels[i], arg;
         if (y < 0 || y >= k)
             return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "label %d of image %d is not in [0, %d)", y, i,
                               k);
-        float mx = zi[0];
-        int arg = 0;
-        for (int j = 1; j < k; j++)
-            if (zi[j] > mx) mx = zi[j], arg = j;
-        double s = 0;
-        for (int j = 0; j < k; j++) s += exp((double)(zi[j] - mx));
-        total += log(s) - (double)(zi[y] - mx);
+        total += nb_xent_row(z + (size_t)i * k, k, y, &arg, seed ? seed + (size_t)i * k : NULL, 1.0f / (float)n);
         ok += arg == y;
-        if (seed)
-            for (int j = 0; j < k; j++)
-                seed[(size_t)i * k + j] = (float)((exp((double)(zi[j] - mx)) / s - (j == y)) / n);
     }
     *loss = (float)(total / n);
     if (correct) *correct = ok;

@@ -112,8 +112,6 @@ int nb_step_kernel(nasc_net *net, nb_kernel_fn fn, const char *what, int n, cons
 /* A reorder step from tensor src into a new tensor of descriptor md (or
  * into dst when dst >= 0); returns the destination tref. */
 int nb_reorder(nasc_net *net, int src, const dnnl_memory_desc_t *md, int dst);
-/* The tref as a dense tensor: itself, or a reorder copy of a view. */
-int nb_dense(nasc_net *net, int tref);
 void *nb_ptr(const nasc_net *net, int tref); /* after planning */
 nasc_status nb_fail(nasc_net *net, dnnl_status_t st, const char *call);
 /* Plain descriptor of a module value for the batch (NCHW or NC). */
@@ -131,6 +129,11 @@ void nb_param_grad(nasc_net *net, uint32_t v, int g, const dnnl_memory_desc_t *p
         dnnl_status_t st_ = (call);                                         \
         if (st_ != dnnl_success) return nb_fail((net), st_, #call);         \
     } while (0)
+
+/* Softmax cross-entropy of one row of logits z (k classes) against label
+ * y: returns -log softmax(z)[y], sets *argmax, and when grad is not NULL
+ * writes (softmax(z) - onehot(y)) * scale into it. */
+double nb_xent_row(const float *z, int k, int y, int *argmax, float *grad, float scale);
 
 /* g in descriptor md: itself when it already is, else a reorder copy. */
 int nb_match(nasc_net *net, int g, const dnnl_memory_desc_t *md);

@@ -470,10 +470,6 @@ static nasc_status pool_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     pool_geometry(net, p, &g);
     dnnl_memory_desc_t dst;
     nb_act_md(net, vtype(net, p->result), &dst);
-    if (md_of(net, xs)->format_desc.blocking.inner_nblks == 0 && net->act_tag != dnnl_nchw) {
-        /* a plain source keeps a plain result */
-        nb_plain_md(net, vtype(net, p->result), &dst);
-    }
     dnnl_pooling_v2_desc_t d;
     NB_CHECK(net, dnnl_pooling_v2_forward_desc_init(&d, fwd_prop(net), g.alg, md_of(net, xs), &dst, g.strides, g.kernel,
                                                     g.dil, g.pl, g.pr));
@@ -542,7 +538,8 @@ static nasc_status softmax_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, i
 /* ---------------------------------------------------------------- */
 
 /* y[i, j] = x[i + dy, j + dx] (zero outside) per channel plane; V = 8 for
- * nChw8c (8 channels per pixel), 1 for nchw. sign -1 runs the adjoint. */
+ * nChw8c (8 channels per pixel), 1 for nchw. The backward pass is the
+ * same shift with the offsets negated. */
 static void shift_run(const float *x, float *y, int64_t planes, int h, int w, int v, int dy, int dx) {
 #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < planes; p++) {
@@ -607,18 +604,27 @@ static nasc_status shift_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int
 /* Add, mul, concat                                                 */
 /* ---------------------------------------------------------------- */
 
-static nasc_status add_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
-    (void)pi;
-    dnnl_memory_desc_t srcs[64], dst;
-    nb_arg a[65];
+/* The operands of an n-ary op (add, concat) as oneDNN sources: their
+ * descriptors and DNNL_ARG_MULTIPLE_SRC arguments. */
+static nasc_status gather_srcs(nasc_net *net, const nasc_prim *p, dnnl_memory_desc_t *srcs, nb_arg *a) {
     if (p->n_args > 64)
-        return nasc_error(net->ctx, NASC_EINPUT, M(net)->source, p->loc, "add of more than 64 operands");
+        return nasc_error(net->ctx, NASC_EINPUT, M(net)->source, p->loc, "%s of more than 64 operands",
+                          nasc_prim_op_info_get(p->op)->name);
     for (uint32_t j = 0; j < p->n_args; j++) {
         int t = src_of(net, arg(net, p, j), false);
         if (t < 0) return net->status ? net->status : NASC_EINTERNAL;
         srcs[j] = *md_of(net, t);
         a[j] = (nb_arg){DNNL_ARG_MULTIPLE_SRC + (int)j, t};
     }
+    return NASC_OK;
+}
+
+static nasc_status add_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    (void)pi;
+    dnnl_memory_desc_t srcs[64], dst;
+    nb_arg a[65];
+    nasc_status st = gather_srcs(net, p, srcs, a);
+    if (st) return st;
     nb_act_md(net, vtype(net, p->result), &dst);
     float scales[64];
     for (uint32_t j = 0; j < p->n_args; j++) scales[j] = 1;
@@ -676,14 +682,8 @@ static nasc_status concat_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     (void)pi;
     dnnl_memory_desc_t srcs[64], dst;
     nb_arg a[65];
-    if (p->n_args > 64)
-        return nasc_error(net->ctx, NASC_EINPUT, M(net)->source, p->loc, "concat of more than 64 operands");
-    for (uint32_t j = 0; j < p->n_args; j++) {
-        int t = src_of(net, arg(net, p, j), false);
-        if (t < 0) return net->status ? net->status : NASC_EINTERNAL;
-        srcs[j] = *md_of(net, t);
-        a[j] = (nb_arg){DNNL_ARG_MULTIPLE_SRC + (int)j, t};
-    }
+    nasc_status st = gather_srcs(net, p, srcs, a);
+    if (st) return st;
     nb_act_md(net, vtype(net, p->result), &dst);
     if (vtype(net, p->result)->rank != 4 || p->a.axis != 1) nb_plain_md(net, vtype(net, p->result), &dst);
     dnnl_primitive_desc_t pd;
@@ -749,8 +749,7 @@ static nasc_status flatten_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, i
     uint32_t x = arg(net, p, 0);
     dnnl_memory_desc_t plain4;
     nb_plain_md(net, vtype(net, x), &plain4);
-    G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
-    G = nb_dense(net, G);
+    G = nb_match(net, G, md_of(net, net->vals[p->result].fwd)); /* dense plain (N, C*H*W) */
     int g4 = nb_tref_new(net, net->trefs[G].buf, &plain4);
     nb_contribute(net, x, nb_match(net, g4, md_of(net, net->ps[pi].t[0])));
     return net->status;

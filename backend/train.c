@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "nasc_backend.h"
+#include "net_internal.h" /* nb_xent_row */
 
 nasc_train_options nasc_train_options_default(void) {
     nasc_train_options o = {0};
@@ -107,14 +107,8 @@ nasc_status nasc_evaluate(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
         if (!st) st = nasc_net_forward(net);
         if (!st) st = nasc_net_read(net, out_name, logits);
         for (int i = 0; !st && i < n; i++) {
-            const float *z = logits + (size_t)i * k;
-            float mx = z[0];
-            int arg = 0;
-            for (int j = 1; j < k; j++)
-                if (z[j] > mx) mx = z[j], arg = j;
-            double s = 0;
-            for (int j = 0; j < k; j++) s += exp((double)(z[j] - mx));
-            total_loss += log(s) - (double)(z[y[i]] - mx);
+            int arg;
+            total_loss += nb_xent_row(logits + (size_t)i * k, k, y[i], &arg, NULL, 1);
             correct += arg == y[i];
         }
         seen += n;

@@ -44,7 +44,7 @@ typedef struct timing {
 } timing;
 
 /* Run steps until seconds have passed (after two warm-up steps). */
-static nasc_status time_net(nasc_ctx *ctx, nasc_net *net, bool train, int batch, const float *x, const int32_t *y,
+static nasc_status time_net(nasc_net *net, bool train, int batch, const float *x, const int32_t *y,
                             double seconds, timing *t) {
     nasc_net_stats s;
     nasc_net_get_stats(net, &s);
@@ -68,7 +68,6 @@ static nasc_status time_net(nasc_ctx *ctx, nasc_net *net, bool train, int batch,
         if (i >= 2) n++;
         if (i >= 4 && now() - t0 >= seconds) break;
     }
-    (void)ctx;
     double dt = now() - t0;
     t->steps = n;
     t->images_per_s = (double)n * batch / dt;
@@ -165,7 +164,7 @@ int nasc_cli_bench(int argc, char **argv) {
     double c0 = now();
     if (!st) st = compile(&ctx, net.prim, ps, (int)b, true, (int)t, profile, &tn);
     double compile_s = now() - c0;
-    if (!st) st = time_net(&ctx, tn, true, (int)b, x, y, seconds, &tt);
+    if (!st) st = time_net(tn, true, (int)b, x, y, seconds, &tt);
     if (!st) {
         nasc_net_stats s;
         nasc_net_get_stats(tn, &s);
@@ -189,13 +188,13 @@ int nasc_cli_bench(int argc, char **argv) {
         nasc_net_destroy(tn);
     }
     if (!st) st = compile(&ctx, net.prim, ps, 1, false, (int)t, false, &i1);
-    if (!st) st = time_net(&ctx, i1, false, 1, x, y, seconds, &t1);
+    if (!st) st = time_net(i1, false, 1, x, y, seconds, &t1);
     if (!st)
         printf("inference, batch 1: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", t1.images_per_s, t1.gflops,
                100 * t1.gflops / peak);
     nasc_net_destroy(i1);
     if (!st) st = compile(&ctx, net.prim, ps, (int)b, false, (int)t, false, &ib);
-    if (!st) st = time_net(&ctx, ib, false, (int)b, x, y, seconds, &tb);
+    if (!st) st = time_net(ib, false, (int)b, x, y, seconds, &tb);
     if (!st)
         printf("inference, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", b, tb.images_per_s,
                tb.gflops, 100 * tb.gflops / peak);

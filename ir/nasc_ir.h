@@ -20,7 +20,7 @@
  *     nasc_ctx ctx; nasc_ctx_init(&ctx);
  *     nasc_module *m = nasc_module_create(&ctx, NASC_DIALECT_ARCH, "demo");
  *     nasc_skeleton sk = nasc_skeleton_default(NASC_NET_MACRO);
- *     int body = nasc_cell_begin(m, "body", NASC_CELL_MACRO, NASC_NOLOC);
+ *     int body = nasc_cell_begin(m, "body", NASC_CELL_MACRO, 1, NASC_NOLOC);
  *     uint32_t x = 0;                                  // the cell's input
  *     uint32_t a = nasc_cell_add_node(m, NASC_OP_CONV_3X3, &x, 1, NULL, "l0", NASC_NOLOC);
  *     nasc_cell_set_output(m, NASC_OUT_CONCAT, NULL, 0);  // loose ends

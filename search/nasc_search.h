@@ -1,0 +1,129 @@
+/* nasc_search.h - search spaces, strategies, the evaluator and the run.
+ *
+ * A search space is an ordered list of decisions, each with a cardinality.
+ * decode() turns a decision vector into a verified arch module; encode()
+ * turns such a module back into the vector. Strategies see only decisions
+ * and rewards: they never touch tensors, nets or files.
+ *
+ * Two kinds of decision:
+ *  - CHOICE: one of card options; the value is in [0, card).
+ *  - SKIP: the anchor point of macro layer `layer` (NAS-RL, ENAS macro): the
+ *    set of earlier layers that feed it, as a bit mask over card candidates
+ *    (bit j set: layer j feeds layer `layer`); the value is in [0, 2^card).
+ *    card is the number of candidate earlier layers (0 for the first layer,
+ *    whose anchor still exists so that later layers can attend to it).
+ *
+ *     nasc_ctx ctx; nasc_ctx_init(&ctx);
+ *     nasc_space *sp = NULL;
+ *     if (nasc_space_create(&ctx, "nasnet", NULL, &sp)) nasc_diag_print(&ctx.diag, stderr);
+ *     uint32_t n = nasc_space_count(sp), *d = calloc(n, sizeof *d);
+ *     nasc_rng r; nasc_rng_seed(&r, 7);
+ *     nasc_space_sample(sp, &r, d);
+ *     nasc_module *arch = NULL;
+ *     nasc_space_decode(sp, d, &arch);         // verified, lowers
+ *     nasc_space_encode(sp, arch, d);          // the same d back
+ */
+#ifndef NASC_SEARCH_H
+#define NASC_SEARCH_H
+
+#include "nasc_ir.h"
+
+/* ------------------------------------------------------------------ */
+/* Decisions and search spaces (search/space.c)                        */
+/* ------------------------------------------------------------------ */
+
+typedef enum nasc_decision_kind {
+    NASC_DEC_CHOICE,
+    NASC_DEC_SKIP,
+} nasc_decision_kind;
+
+#define NASC_SKIP_MAX 30 /* at most this many candidate layers per anchor */
+
+typedef struct nasc_decision {
+    char name[48];             /* e.g. "normal.b0.in0", "l3.filters", "l3.skip" */
+    nasc_decision_kind kind;
+    int card;                  /* CHOICE: options (>= 1); SKIP: candidates (0..NASC_SKIP_MAX) */
+    int layer;                 /* SKIP: the layer of this anchor; CHOICE: its layer or -1 */
+    const char *const *labels; /* CHOICE: card option names (static storage) or NULL */
+} nasc_decision;
+
+/* Size options of a space; 0 means the space's default. */
+typedef struct nasc_space_options {
+    int blocks; /* nasnet, enas-micro: blocks per cell (default 5) */
+    int layers; /* enas-macro (default 12), nasrl (default 6) */
+} nasc_space_options;
+
+typedef struct nasc_space nasc_space;
+
+/* The spaces by name: "nasnet", "enas-micro", "enas-macro", "nasrl".
+ * NULL-terminated. */
+extern const char *const nasc_space_names[];
+
+/* NASC_EINPUT naming the known spaces when name is unknown, or the option
+ * when it is out of range. opt may be NULL. */
+nasc_status nasc_space_create(nasc_ctx *ctx, const char *name, const nasc_space_options *opt,
+                              nasc_space **out);
+void nasc_space_destroy(nasc_space *sp);
+const char *nasc_space_name(const nasc_space *sp);
+uint32_t nasc_space_count(const nasc_space *sp);
+const nasc_decision *nasc_space_decisions(const nasc_space *sp);
+/* log10 of the number of distinct decision vectors. */
+double nasc_space_log10_size(const nasc_space *sp);
+/* Every value within its cardinality; NASC_EINPUT naming the decision. */
+nasc_status nasc_space_check(const nasc_space *sp, const uint32_t *d);
+/* A uniformly random decision vector. */
+void nasc_space_sample(const nasc_space *sp, nasc_rng *r, uint32_t *d);
+/* A verified arch module on sp's context (skeleton defaults: Fashion-MNIST
+ * sized; callers may change it with nasc_skeleton_set before lowering). */
+nasc_status nasc_space_decode(const nasc_space *sp, const uint32_t *d, nasc_module **out);
+/* The decision vector of an arch module of this space; NASC_EINPUT naming
+ * the cell and node that does not fit the space. */
+nasc_status nasc_space_encode(const nasc_space *sp, const nasc_module *arch, uint32_t *d);
+
+/* ------------------------------------------------------------------ */
+/* Strategies (search/strategy.c, controller.c, evolution.c)           */
+/* ------------------------------------------------------------------ */
+
+typedef struct nasc_strategy_options {
+    uint64_t seed;
+    /* reinforce (NAS-RL controller) */
+    int lstm_size;        /* hidden units (default 64) */
+    int batch;            /* architectures per controller update (default 5) */
+    float lr;             /* Adam learning rate (default 0.006) */
+    float entropy;        /* entropy bonus weight (default 1e-4) */
+    float baseline_decay; /* moving-average baseline decay (default 0.9) */
+    /* evolution (regularized evolution) */
+    int population;       /* default 20 */
+    int sample_size;      /* tournament size (default 5) */
+} nasc_strategy_options;
+
+nasc_strategy_options nasc_strategy_options_default(void);
+
+typedef struct nasc_strategy nasc_strategy;
+
+/* "random", "reinforce", "evolution"; NULL-terminated. */
+extern const char *const nasc_strategy_names[];
+
+/* The strategy works on decs[0..n) (copied). NASC_EINPUT naming the known
+ * strategies when name is unknown. */
+nasc_status nasc_strategy_create(nasc_ctx *ctx, const char *name, const nasc_decision *decs,
+                                 uint32_t n, const nasc_strategy_options *opt,
+                                 nasc_strategy **out);
+void nasc_strategy_destroy(nasc_strategy *s);
+const char *nasc_strategy_name(const nasc_strategy *s);
+/* The next architecture to evaluate (n values). Deterministic given the
+ * seed and the rewards reported so far. */
+nasc_status nasc_strategy_propose(nasc_strategy *s, uint32_t *d);
+/* The reward of a proposed architecture, in proposal order; NaN marks a
+ * failed trial. */
+nasc_status nasc_strategy_report(nasc_strategy *s, const uint32_t *d, double reward);
+/* Number of rewards reported so far. */
+int64_t nasc_strategy_reported(const nasc_strategy *s);
+/* All state (random stream, counters, controller weights and Adam moments,
+ * pending batch, population) into / out of a parameter store, so that it
+ * can be checkpointed with nasc_params_save. load checks that the state is
+ * of this strategy and these decisions and names the field that is not. */
+nasc_status nasc_strategy_save(const nasc_strategy *s, nasc_param_store *st);
+nasc_status nasc_strategy_load(nasc_strategy *s, const nasc_param_store *st);
+
+#endif /* NASC_SEARCH_H */

@@ -13,7 +13,7 @@ nasc_train_options nasc_train_options_default(void) {
     o.batch = 64;
     o.lr = 0.05f;
     o.warmup_epochs = 1;
-    o.seed = 1;
+    o.seed = NASC_DEFAULT_SEED;
     o.optim = nasc_optim_options_default(NASC_OPTIM_SGD);
     o.val_size = 10000;
     return o;

@@ -130,7 +130,7 @@ int nasc_cli_bench(int argc, char **argv) {
     int rc = nasc_cli_load_prim(&ctx, &mo, &net);
     if (rc) return rc;
     nasc_param_store *ps = nasc_params_create(&ctx);
-    if (!ps || nasc_params_init(ps, net.prim, 1) != NASC_OK) {
+    if (!ps || nasc_params_init(ps, net.prim, NASC_DEFAULT_SEED) != NASC_OK) {
         nasc_params_destroy(ps);
         nasc_cli_net_free(&net);
         return nasc_cli_fail(&ctx);

@@ -33,6 +33,7 @@ int nasc_cli_load_prim(nasc_ctx *ctx, const nasc_cli_model *mo, nasc_cli_net *ou
 }
 
 void nasc_cli_net_free(nasc_cli_net *n) {
+    nasc_params_destroy(n->weights);
     nasc_module_destroy(n->lowered);
     nasc_module_destroy(n->loaded);
     memset(n, 0, sizeof *n);

@@ -13,6 +13,7 @@ typedef struct nasc_cli_net {
     nasc_module *lowered; /* owned when the file held an arch module */
     const nasc_module *prim;
     char hash[40];        /* "arch:<canonical hash>" or "prim:<hash of the text>" */
+    nasc_param_store *weights; /* owned: an .onnx file's initializers, else NULL */
 } nasc_cli_net;
 
 /* Load, lower and verify; on failure print the diagnostic and return NASC_EXIT_INPUT. */

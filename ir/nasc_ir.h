@@ -513,6 +513,11 @@ const char *nasc_params_meta(const nasc_param_store *s, const char *key); /* NUL
  * which parameters are created. Existing tensors must have matching dims. */
 nasc_status nasc_params_init(nasc_param_store *s, const nasc_module *prim, uint64_t seed);
 
+/* The seed of a model given without weights: `nasc train`, `run`, `export`
+ * and `bench` all initialise from it unless told otherwise, so a fresh
+ * model is the same net everywhere. */
+#define NASC_DEFAULT_SEED 1
+
 /* Serialised form (the checkpoint format, docs/checkpoint.md): magic
  * "NASCPRM1", a format version, the metadata, the tensors, and a CRC-32 of
  * everything before it. Deserialising checks all of it and names what is

@@ -26,6 +26,7 @@
 #ifndef NASC_SEARCH_H
 #define NASC_SEARCH_H
 
+#include "nasc_backend.h"
 #include "nasc_ir.h"
 
 /* ------------------------------------------------------------------ */
@@ -125,5 +126,157 @@ int64_t nasc_strategy_reported(const nasc_strategy *s);
  * of this strategy and these decisions and names the field that is not. */
 nasc_status nasc_strategy_save(const nasc_strategy *s, nasc_param_store *st);
 nasc_status nasc_strategy_load(nasc_strategy *s, const nasc_param_store *st);
+
+/* ------------------------------------------------------------------ */
+/* The journal (search/journal.c)                                      */
+/* ------------------------------------------------------------------ */
+
+/* One trial of a search. status: "ok" (reward = validation accuracy),
+ * "failed" (reward NaN, reason says why), "cached" (an architecture with
+ * the same canonical hash was evaluated before: its reward, not retrained). */
+typedef struct nasc_trial {
+    int64_t index;     /* 0-based */
+    uint32_t *d;       /* the decisions (owned by the journal) */
+    uint64_t hash;     /* canonical arch hash */
+    char status[8];
+    double reward;
+    double val_loss;
+    double seconds;    /* wall time of the evaluation */
+    int64_t params, macs;
+    char reason[256];
+} nasc_trial;
+
+/* The append-only journal of a run: one JSON object per line, each with a
+ * checksum of its text, appended with write + fsync. Opening reads every
+ * record; a torn last record (no newline, or a checksum that does not
+ * match on the last line) is cut off with a warning in *warning; damage
+ * anywhere else is NASC_EINPUT naming the file and line. */
+typedef struct nasc_journal {
+    nasc_ctx *ctx;
+    char *path;
+    int fd;
+    uint32_t n_decisions;
+    nasc_trial *trials;
+    int64_t n, cap;
+} nasc_journal;
+
+nasc_status nasc_journal_open(nasc_ctx *ctx, const char *path, uint32_t n_decisions,
+                              nasc_journal **out, char *warning, size_t warning_size);
+nasc_status nasc_journal_append(nasc_journal *j, const nasc_trial *t);
+void nasc_journal_close(nasc_journal *j);
+
+/* ------------------------------------------------------------------ */
+/* Evaluation and the search run (search/evaluate.c, search/run.c)     */
+/* ------------------------------------------------------------------ */
+
+typedef struct nasc_eval_result {
+    bool ok;            /* false: a failed trial, reason says why */
+    double reward;      /* validation accuracy */
+    double val_loss;
+    int64_t params, macs;
+    char reason[256];
+} nasc_eval_result;
+
+/* Evaluates one architecture. A child that fails (diverges, runs out of
+ * memory, exceeds its time limit) is out->ok = false with NASC_OK; a
+ * non-OK status stops the search (interrupted, or a bug). */
+typedef struct nasc_evaluator {
+    nasc_status (*evaluate)(void *ud, const nasc_module *arch, nasc_eval_result *out);
+    void *ud;
+} nasc_evaluator;
+
+/* The in-process evaluator: lower the arch, train it on the training split
+ * for `epochs`, reward = validation accuracy. */
+typedef struct nasc_train_eval_options {
+    const nasc_dataset *train;   /* the full training set; the validation split is its tail */
+    int epochs;
+    int64_t train_subset;        /* 0: all of the training split */
+    int64_t val_size;
+    int batch;
+    float lr;
+    uint64_t seed;
+    int threads;
+    double time_limit_s;         /* per trial; 0: none */
+    volatile int *stop;          /* set asynchronously (SIGINT): the trial is abandoned */
+} nasc_train_eval_options;
+
+nasc_evaluator nasc_train_evaluator(nasc_train_eval_options *o);
+
+/* Apply "key=value" skeleton overrides to an arch module. */
+nasc_status nasc_arch_apply_overrides(nasc_module *arch, const char *const *keys,
+                                      const char *const *vals, int n);
+
+typedef struct nasc_search_progress {
+    const nasc_trial *trial;   /* the trial just recorded */
+    int64_t budget;
+    double best_reward;        /* NaN until a trial succeeded */
+    int64_t best_index;
+} nasc_search_progress;
+
+/* Run (or continue) a search until the journal holds budget trials: propose,
+ * decode, look the hash up among earlier trials, evaluate, append to the
+ * journal, report, save the strategy state atomically to state_path. On
+ * entry, trials in the journal that the saved state has not seen are fed to
+ * the strategy again (their proposals must match) without re-evaluating. */
+typedef struct nasc_search_run {
+    nasc_space *space;
+    nasc_strategy *strategy;
+    nasc_journal *journal;
+    const char *state_path;
+    int64_t budget;
+    nasc_evaluator eval;
+    const char *const *set_keys; /* skeleton overrides applied to every decoded arch */
+    const char *const *set_vals;
+    int n_set;
+    void (*progress)(void *ud, const nasc_search_progress *p);
+    void *ud;
+    volatile int *stop;        /* checked between trials */
+} nasc_search_run;
+
+nasc_status nasc_search_loop(nasc_ctx *ctx, nasc_search_run *r);
+
+/* The best successful trial of a journal (highest reward, earliest on
+ * ties), or -1. */
+int64_t nasc_journal_best(const nasc_journal *j);
+
+/* ------------------------------------------------------------------ */
+/* After the budget (search/final.c)                                   */
+/* ------------------------------------------------------------------ */
+
+/* The best trial's architecture trained from scratch and written out into
+ * dir: best.yaml, best.nir (text IR), best.nasc (weights; the training
+ * resumes from it when it is there), best.onnx, best-cells.svg (graphviz;
+ * best-cells.dot when `dot` is missing) and search.svg (reward per trial
+ * and the running best). */
+typedef struct nasc_search_final_options {
+    const char *dir;
+    const nasc_dataset *train, *test;
+    int epochs;
+    int64_t val_size;
+    int batch;
+    float lr;
+    uint64_t seed;
+    int threads;
+    const char *const *set_keys;
+    const char *const *set_vals;
+    int n_set;
+    nasc_train_cb progress; /* per step and epoch of the final training; may be NULL */
+    void *ud;
+} nasc_search_final_options;
+
+typedef struct nasc_search_final_result {
+    int64_t best_index;
+    double best_reward;          /* validation accuracy during the search */
+    float val_acc, test_acc, test_loss; /* after the final training */
+    int64_t params, macs;
+    char cells_picture[32];      /* "best-cells.svg" or "best-cells.dot" */
+    char note[256];              /* a warning for the summary ("" when none) */
+} nasc_search_final_result;
+
+nasc_status nasc_search_finish(nasc_ctx *ctx, const nasc_space *sp, const nasc_journal *j,
+                               const nasc_search_final_options *o, nasc_search_final_result *out);
+
+/* search.svg alone (also written while the search runs). */
+nasc_status nasc_search_plot(nasc_ctx *ctx, const nasc_journal *j, const char *path);
 
 #endif /* NASC_SEARCH_H */

@@ -1,2 +1,137 @@
-/* run.c - the search run: evaluator, journal, resume (nasc search). */
+/* run.c - the search loop: propose, decode, deduplicate by canonical hash,
+ * evaluate, journal, report, checkpoint the strategy. */
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "nasc_export.h"
 #include "nasc_search.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static nasc_status save_state(nasc_ctx *ctx, const nasc_search_run *r) {
+    nasc_param_store *st = nasc_params_create(ctx);
+    if (!st) return NASC_ENOMEM;
+    nasc_status s = nasc_strategy_save(r->strategy, st);
+    if (!s) s = nasc_params_set_meta(st, "search/space", nasc_space_name(r->space));
+    if (!s) s = nasc_params_save(st, r->state_path);
+    nasc_params_destroy(st);
+    return s;
+}
+
+static const nasc_trial *find_hash(const nasc_journal *j, uint64_t h) {
+    for (int64_t i = 0; i < j->n; i++)
+        if (j->trials[i].hash == h && strcmp(j->trials[i].status, "cached") != 0) return &j->trials[i];
+    return NULL;
+}
+
+static void progress(const nasc_search_run *r, const nasc_trial *t) {
+    if (!r->progress) return;
+    nasc_search_progress p = {t, r->budget, NAN, -1};
+    int64_t b = nasc_journal_best(r->journal);
+    if (b >= 0) {
+        p.best_index = b;
+        p.best_reward = r->journal->trials[b].reward;
+    }
+    r->progress(r->ud, &p);
+}
+
+/* Propose, decode and evaluate one trial into t (t->d points at d). */
+static nasc_status run_trial(nasc_ctx *ctx, nasc_search_run *r, uint32_t *d, nasc_trial *t) {
+    memset(t, 0, sizeof *t);
+    t->index = r->journal->n;
+    t->d = d;
+    t->reward = t->val_loss = NAN;
+    t->params = t->macs = -1;
+    nasc_status st = nasc_strategy_propose(r->strategy, d);
+    if (st) return st;
+    nasc_module *arch = NULL;
+    st = nasc_space_decode(r->space, d, &arch);
+    if (!st) st = nasc_arch_apply_overrides(arch, r->set_keys, r->set_vals, r->n_set);
+    if (st) {
+        /* a decision vector the space cannot build: a failed trial, not the end of the search */
+        char msg[600];
+        nasc_diag_format(&ctx->diag, msg, sizeof msg);
+        nasc_module_destroy(arch);
+        if (st == NASC_ENOMEM) return st;
+        snprintf(t->status, sizeof t->status, "failed");
+        snprintf(t->reason, sizeof t->reason, "decode: %.200s", msg);
+        return NASC_OK;
+    }
+    t->hash = nasc_arch_hash(arch);
+    const nasc_trial *seen = find_hash(r->journal, t->hash);
+    if (seen) {
+        t->params = seen->params;
+        t->macs = seen->macs;
+        if (strcmp(seen->status, "ok") == 0) {
+            snprintf(t->status, sizeof t->status, "cached");
+            t->reward = seen->reward;
+            t->val_loss = seen->val_loss;
+            snprintf(t->reason, sizeof t->reason, "same architecture as trial %lld", (long long)seen->index);
+        } else {
+            snprintf(t->status, sizeof t->status, "failed");
+            snprintf(t->reason, sizeof t->reason, "same architecture as failed trial %lld", (long long)seen->index);
+        }
+        nasc_module_destroy(arch);
+        return NASC_OK;
+    }
+    double t0 = now_s();
+    nasc_eval_result er;
+    st = r->eval.evaluate(r->eval.ud, arch, &er);
+    t->seconds = now_s() - t0;
+    nasc_module_destroy(arch);
+    if (st) return st;
+    t->params = er.params;
+    t->macs = er.macs;
+    if (er.ok) {
+        snprintf(t->status, sizeof t->status, "ok");
+        t->reward = er.reward;
+        t->val_loss = er.val_loss;
+    } else {
+        snprintf(t->status, sizeof t->status, "failed");
+        snprintf(t->reason, sizeof t->reason, "%s", er.reason);
+    }
+    return NASC_OK;
+}
+
+nasc_status nasc_search_loop(nasc_ctx *ctx, nasc_search_run *r) {
+    uint32_t n = nasc_space_count(r->space);
+    uint32_t *d = nasc_alloc(ctx, (size_t)(n ? n : 1) * sizeof *d);
+    if (!d) return NASC_ENOMEM;
+    nasc_status st = NASC_OK;
+    nasc_journal *j = r->journal;
+
+    /* Trials the journal holds but the saved strategy state has not seen
+     * (the process died between the two writes): feed them again. */
+    int64_t seen = nasc_strategy_reported(r->strategy);
+    if (seen > j->n)
+        st = nasc_error(ctx, NASC_EINPUT, r->state_path, NASC_NOLOC,
+                        "the strategy state has seen %lld trials but the journal holds only %lld: they belong to "
+                        "different runs",
+                        (long long)seen, (long long)j->n);
+    for (int64_t i = seen; !st && i < j->n; i++) {
+        st = nasc_strategy_propose(r->strategy, d);
+        if (!st) st = nasc_strategy_report(r->strategy, j->trials[i].d, j->trials[i].reward);
+        if (!st && i + 1 == j->n) st = save_state(ctx, r);
+    }
+
+    while (!st && j->n < r->budget) {
+        if (r->stop && *r->stop) {
+            st = nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "interrupted");
+            break;
+        }
+        nasc_trial t;
+        st = run_trial(ctx, r, d, &t);
+        if (st) break;
+        st = nasc_journal_append(j, &t);
+        if (!st) st = nasc_strategy_report(r->strategy, d, t.reward);
+        if (!st) st = save_state(ctx, r);
+        if (!st) progress(r, &j->trials[j->n - 1]);
+    }
+    nasc_free(ctx, d);
+    return st;
+}

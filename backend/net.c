@@ -164,6 +164,10 @@ void nb_plain_md(const nasc_net *net, const nasc_type *t, dnnl_memory_desc_t *md
     dnnl_memory_desc_init_by_tag(md, t->rank, d, dnnl_f32, tags[t->rank]);
 }
 
+int64_t nb_dim0(const nasc_net *net, const nasc_type *t) {
+    return t->dims[0] == NASC_BATCH ? net->opt.batch : t->dims[0];
+}
+
 void nb_act_md(const nasc_net *net, const nasc_type *t, dnnl_memory_desc_t *md) {
     nb_plain_md(net, t, md);
     if (t->rank == 4 && net->act_tag != dnnl_nchw) {
@@ -813,8 +817,9 @@ nasc_status nasc_net_set_output_grad(nasc_net *net, uint32_t i, const float *gra
     if (i >= net->m->n_outputs) return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "no output %u", i);
     float *seed = seed_of(net, i);
     if (!seed) return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "output %u takes no gradient", i);
-    int64_t n = nasc_type_numel(&net->m->values[net->m->outputs[i]].type) * net->opt.batch;
-    memcpy(seed, grad, (size_t)n * sizeof *seed);
+    dnnl_memory_desc_t md;
+    nb_plain_md(net, &net->m->values[net->m->outputs[i]].type, &md);
+    memcpy(seed, grad, dnnl_memory_desc_get_size(&md));
     return NASC_OK;
 }
 
@@ -842,7 +847,7 @@ nasc_status nasc_net_loss(nasc_net *net, const int32_t *labels, float *loss, int
     if (t->rank != 2)
         return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC,
                           "the loss needs logits of shape (N, classes); output 0 has rank %d", t->rank);
-    int n = net->opt.batch, k = (int)t->dims[1];
+    int n = (int)nb_dim0(net, t), k = (int)t->dims[1];
     int ft = net->vals[v].fwd;
     const float *z = nb_ptr(net, ft);
     float *seed = seed_of(net, 0);

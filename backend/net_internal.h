@@ -116,6 +116,9 @@ void *nb_ptr(const nasc_net *net, int tref); /* after planning */
 nasc_status nb_fail(nasc_net *net, dnnl_status_t st, const char *call);
 /* Plain descriptor of a module value for the batch (NCHW or NC). */
 void nb_plain_md(const nasc_net *net, const nasc_type *t, dnnl_memory_desc_t *md);
+/* dims[0] of t in this net: the batch size when it is the symbolic N, else
+ * the fixed number (ONNX models may have static first dims). */
+int64_t nb_dim0(const nasc_net *net, const nasc_type *t);
 /* Descriptor of an activation of type t in the net's layout. */
 void nb_act_md(const nasc_net *net, const nasc_type *t, dnnl_memory_desc_t *md);
 /* Record a gradient contribution to value v (tref g). */

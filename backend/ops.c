@@ -84,7 +84,7 @@ static void conv_geometry(nasc_net *net, const nasc_prim *p, conv_geom *g) {
         dnnl_memory_desc_init_by_tag(&g->w_any, 4, d, dnnl_f32, dnnl_format_tag_any);
         dnnl_memory_desc_init_by_tag(&g->w_plain, 4, d, dnnl_f32, dnnl_oihw);
     }
-    g->flops = 2 * (int64_t)net->opt.batch * y->dims[1] * y->dims[2] * y->dims[3] * w->dims[1] * w->dims[2] * w->dims[3];
+    g->flops = 2 * nb_dim0(net, y) * y->dims[1] * y->dims[2] * y->dims[3] * w->dims[1] * w->dims[2] * w->dims[3];
 }
 
 /* The weights of a conv/inner product in the layout a primitive chose. */
@@ -249,7 +249,7 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
             nasc_dw_shape *sh = nasc_alloc(net->ctx, sizeof *sh);
             if (!sh) return NASC_ENOMEM;
             const nasc_type *xt = vtype(net, x), *yt = vtype(net, p->result);
-            *sh = (nasc_dw_shape){net->opt.batch, (int)xt->dims[1], (int)xt->dims[2], (int)xt->dims[3],
+            *sh = (nasc_dw_shape){(int)nb_dim0(net, xt), (int)xt->dims[1], (int)xt->dims[2], (int)xt->dims[3],
                                   (int)yt->dims[2], (int)yt->dims[3], p->a.kh, p->a.kw, p->a.sh, p->a.sw,
                                   p->a.pt, p->a.pl, p->a.dh, p->a.dw};
             int dw = nb_tensor_new(net, &g.w_plain);
@@ -351,7 +351,7 @@ static nasc_status bn_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         int s = nb_step_kernel(net, k_bn_running, "bnorm running stats", 4, r);
         if (s >= 0) {
             const nasc_type *t = vtype(net, x);
-            double n = (double)net->opt.batch * (double)(t->rank == 4 ? t->dims[2] * t->dims[3] : 1);
+            double n = (double)nb_dim0(net, t) * (double)(t->rank == 4 ? t->dims[2] * t->dims[3] : 1);
             net->steps[s].f[0] = net->opt.bn_momentum;
             net->steps[s].f[1] = n > 1 ? (float)(n / (n - 1)) : 1.0f;
             net->steps[s].i[0] = (int)c;
@@ -460,6 +460,7 @@ static void pool_geometry(nasc_net *net, const nasc_prim *p, pool_geom *g) {
                                          : dnnl_pooling_avg_exclude_padding;
     g->strides[0] = a->sh, g->strides[1] = a->sw;
     g->kernel[0] = a->kh, g->kernel[1] = a->kw;
+    g->dil[0] = a->dh - 1, g->dil[1] = a->dw - 1; /* oneDNN counts dilation from 0 */
     g->pl[0] = a->pt, g->pl[1] = a->pl;
     g->pr[0] = a->pb, g->pr[1] = a->pr;
 }
@@ -576,7 +577,7 @@ static int shift_step(nasc_net *net, int from, int to, const nasc_type *t, int d
     int s = nb_step_kernel(net, k_shift, "shift", 2, a);
     if (s >= 0) {
         int *i = net->steps[s].i;
-        i[0] = (int)((int64_t)net->opt.batch * cpad / v), i[1] = (int)t->dims[2], i[2] = (int)t->dims[3];
+        i[0] = (int)(nb_dim0(net, t) * cpad / v), i[1] = (int)t->dims[2], i[2] = (int)t->dims[3];
         i[3] = v, i[4] = dy, i[5] = dx;
     }
     return s;
@@ -604,55 +605,152 @@ static nasc_status shift_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int
 /* Add, mul, concat                                                 */
 /* ---------------------------------------------------------------- */
 
+/* A gradient g for operand v: parameters go to the net's gradient arrays
+ * (plain: the parameter's layout seen with g's rank, NULL its own), other
+ * values get a contribution. fresh says g is written by a step of its own
+ * op; otherwise (a gradient shared with other operands, or a view of one)
+ * a parameter gets a copy, since nb_param_grad may move g's buffer into the
+ * gradient array. */
+static void give_grad(nasc_net *net, uint32_t v, int g, const dnnl_memory_desc_t *plain, bool fresh) {
+    if (g < 0 || !net->vals[v].needs_grad) return;
+    if (M(net)->values[v].kind != NASC_VAL_PARAM) {
+        nb_contribute(net, v, g);
+        return;
+    }
+    if (!fresh) {
+        dnnl_memory_desc_t md = net->trefs[g].md;
+        g = nb_reorder(net, g, &md, -1);
+    }
+    nb_param_grad(net, v, g, plain);
+}
+
+/* Broadcasting (add, mul): operand 1 has the result's shape; any other
+ * operand has it too, or has a lower rank and/or dims of 1 and broadcasts
+ * (oneDNN binary broadcasts its second source). */
+
+static void plain_md_dims(int rank, const dnnl_dims_t d, dnnl_memory_desc_t *md) {
+    static const dnnl_format_tag_t tags[] = {dnnl_format_tag_undef, dnnl_a, dnnl_ab, dnnl_abc, dnnl_abcd};
+    dnnl_memory_desc_init_by_tag(md, rank, d, dnnl_f32, tags[rank]);
+}
+
+/* The dims of value v aligned on the last dim of a rank-r result: leading 1s. */
+static void padded_dims(nasc_net *net, uint32_t v, int r, dnnl_dims_t d) {
+    const nasc_type *t = vtype(net, v);
+    for (int i = 0; i < r; i++) d[i] = 1;
+    for (int i = 0; i < t->rank; i++) d[r - t->rank + i] = t->dims[i] == NASC_BATCH ? net->opt.batch : t->dims[i];
+}
+
+/* How operand v of a broadcasting op relates to the op's result. */
+typedef enum bcast_kind {
+    BC_SAME,   /* same type */
+    BC_ALIGN,  /* lower rank, but the same dims once aligned: a view */
+    BC_SPREAD, /* some dim of 1 spreads over the result's */
+} bcast_kind;
+
+static bcast_kind bcast_of(nasc_net *net, uint32_t v, const nasc_type *y) {
+    dnnl_dims_t d;
+    padded_dims(net, v, y->rank, d);
+    for (int i = 0; i < y->rank; i++)
+        if (d[i] != (y->dims[i] == NASC_BATCH ? net->opt.batch : y->dims[i])) return BC_SPREAD;
+    return vtype(net, v)->rank == y->rank ? BC_SAME : BC_ALIGN;
+}
+
+/* Plain tensor t of value v seen with the dims padded to rank r. */
+static int padded_view(nasc_net *net, uint32_t v, int t, int r) {
+    dnnl_memory_desc_t own, md;
+    nb_plain_md(net, vtype(net, v), &own);
+    t = nb_match(net, t, &own);
+    if (t < 0) return -1;
+    dnnl_dims_t d;
+    padded_dims(net, v, r, d);
+    plain_md_dims(r, d, &md);
+    return nb_tref_new(net, net->trefs[t].buf, &md);
+}
+
+/* Operand v as a source of a broadcasting op with a rank-r result. */
+static int bcast_src(nasc_net *net, uint32_t v, const nasc_type *y) {
+    if (bcast_of(net, v, y) == BC_SAME) return src_of(net, v, false);
+    return padded_view(net, v, src_of(net, v, true), y->rank);
+}
+
+/* Hand operand v its gradient from a gradient G of the result's shape:
+ * G itself, a plain view of it (lower rank), or its sum over the spread
+ * dims. fresh as for give_grad. */
+static void bcast_grad(nasc_net *net, uint32_t v, int G, bool fresh, const nasc_type *y) {
+    bcast_kind k = bcast_of(net, v, y);
+    if (G < 0 || !net->vals[v].needs_grad) return;
+    if (k == BC_SAME) {
+        give_grad(net, v, G, NULL, fresh);
+        return;
+    }
+    dnnl_memory_desc_t own, pad;
+    nb_plain_md(net, vtype(net, v), &own);
+    dnnl_dims_t d;
+    padded_dims(net, v, y->rank, d);
+    plain_md_dims(y->rank, d, &pad);
+    if (k == BC_SPREAD) {
+        dnnl_memory_desc_t src = *md_of(net, G);
+        dnnl_reduction_desc_t rd;
+        dnnl_status_t st = dnnl_reduction_desc_init(&rd, dnnl_reduction_sum, &src, &pad, 0.0f, 0.0f);
+        if (st != dnnl_success) {
+            nb_fail(net, st, "dnnl_reduction_desc_init");
+            return;
+        }
+        dnnl_primitive_desc_t pd;
+        if (pd_create(net, &pd, &rd, NULL, "reduction (broadcast gradient)")) return;
+        int r = nb_tensor_new(net, &pad);
+        nb_arg a[2] = {{DNNL_ARG_SRC, G}, {DNNL_ARG_DST, r}};
+        nb_step_prim(net, pd, "broadcast grad sum", 0, 2, a);
+        dnnl_primitive_desc_destroy(pd);
+        G = r;
+        fresh = true;
+    } else {
+        G = nb_match(net, G, &pad); /* aligned: the same elements in plain order */
+    }
+    if (G < 0) return;
+    if (M(net)->values[v].kind == NASC_VAL_PARAM)
+        give_grad(net, v, G, &pad, fresh);
+    else
+        nb_contribute(net, v, nb_tref_new(net, net->trefs[G].buf, &own));
+}
+
 /* The operands of an n-ary op (add, concat) as oneDNN sources: their
- * descriptors and DNNL_ARG_MULTIPLE_SRC arguments. */
-static nasc_status gather_srcs(nasc_net *net, const nasc_prim *p, dnnl_memory_desc_t *srcs, nb_arg *a) {
+ * descriptors and DNNL_ARG_MULTIPLE_SRC arguments. For add, operands that
+ * spread are left out (n counts the ones gathered). */
+static nasc_status gather_srcs(nasc_net *net, const nasc_prim *p, dnnl_memory_desc_t *srcs, nb_arg *a, uint32_t *n) {
     if (p->n_args > 64)
         return nasc_error(net->ctx, NASC_EINPUT, M(net)->source, p->loc, "%s of more than 64 operands",
                           nasc_prim_op_info_get(p->op)->name);
+    const nasc_type *y = vtype(net, p->result);
+    *n = 0;
     for (uint32_t j = 0; j < p->n_args; j++) {
-        int t = src_of(net, arg(net, p, j), false);
+        uint32_t v = arg(net, p, j);
+        int t;
+        if (p->op == NASC_PRIM_ADD) {
+            if (bcast_of(net, v, y) == BC_SPREAD) continue;
+            t = bcast_src(net, v, y);
+        } else {
+            t = src_of(net, v, false);
+        }
         if (t < 0) return net->status ? net->status : NASC_EINTERNAL;
-        srcs[j] = *md_of(net, t);
-        a[j] = (nb_arg){DNNL_ARG_MULTIPLE_SRC + (int)j, t};
+        srcs[*n] = *md_of(net, t);
+        a[*n] = (nb_arg){DNNL_ARG_MULTIPLE_SRC + (int)*n, t};
+        (*n)++;
     }
     return NASC_OK;
 }
 
-static nasc_status add_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
-    (void)pi;
-    dnnl_memory_desc_t srcs[64], dst;
-    nb_arg a[65];
-    nasc_status st = gather_srcs(net, p, srcs, a);
-    if (st) return st;
-    nb_act_md(net, vtype(net, p->result), &dst);
-    float scales[64];
-    for (uint32_t j = 0; j < p->n_args; j++) scales[j] = 1;
-    dnnl_primitive_desc_t pd;
-    NB_CHECK(net, dnnl_sum_primitive_desc_create(&pd, &dst, (int)p->n_args, scales, srcs, NULL, net->engine));
-    int y = new_result(net, p, &dst);
-    a[p->n_args] = (nb_arg){DNNL_ARG_DST, y};
-    nb_step_prim(net, pd, "add fwd", 0, (int)p->n_args + 1, a);
-    dnnl_primitive_desc_destroy(pd);
-    return net->status;
-}
-
-static nasc_status add_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
-    (void)pi;
-    /* every operand receives the gradient itself: no step */
-    for (uint32_t j = 0; j < p->n_args; j++) nb_contribute(net, arg(net, p, j), G);
-    return net->status;
-}
-
-static int binary_step(nasc_net *net, int a0, int a1, const dnnl_memory_desc_t *dst_md, int dst, const char *what) {
+static int binary_step(nasc_net *net, dnnl_alg_kind_t alg, int a0, int a1, const dnnl_memory_desc_t *dst_md, int dst,
+                       const char *what) {
+    if (a0 < 0 || a1 < 0) return -1;
     dnnl_binary_desc_t d;
-    dnnl_status_t st = dnnl_binary_desc_init(&d, dnnl_binary_mul, md_of(net, a0), md_of(net, a1), dst_md);
+    dnnl_status_t st = dnnl_binary_desc_init(&d, alg, md_of(net, a0), md_of(net, a1), dst_md);
     if (st != dnnl_success) {
         nb_fail(net, st, "dnnl_binary_desc_init");
         return -1;
     }
     dnnl_primitive_desc_t pd;
-    if (pd_create(net, &pd, &d, NULL, "binary mul")) return -1;
+    if (pd_create(net, &pd, &d, NULL, alg == dnnl_binary_add ? "binary add" : "binary mul")) return -1;
     if (dst < 0) dst = nb_tensor_new(net, q(pd, dnnl_query_dst_md));
     nb_arg a[3] = {{DNNL_ARG_SRC_0, a0}, {DNNL_ARG_SRC_1, a1}, {DNNL_ARG_DST, dst}};
     nb_step_prim(net, pd, what, 0, 3, a);
@@ -660,21 +758,70 @@ static int binary_step(nasc_net *net, int a0, int a1, const dnnl_memory_desc_t *
     return dst;
 }
 
+/* Operands of the result's shape go through one sum; each spreading
+ * operand is then added by a binary add. */
+static nasc_status add_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    (void)pi;
+    dnnl_memory_desc_t srcs[64], dst;
+    nb_arg a[65];
+    uint32_t n;
+    nasc_status st = gather_srcs(net, p, srcs, a, &n);
+    if (st) return st;
+    const nasc_type *yt = vtype(net, p->result);
+    bool spread = n < p->n_args;
+    int acc;
+    if (n == 1 && spread) {
+        acc = a[0].tref;
+    } else {
+        nb_act_md(net, yt, &dst);
+        float scales[64];
+        for (uint32_t j = 0; j < n; j++) scales[j] = 1;
+        dnnl_primitive_desc_t pd;
+        NB_CHECK(net, dnnl_sum_primitive_desc_create(&pd, &dst, (int)n, scales, srcs, NULL, net->engine));
+        acc = nb_tensor_new(net, &dst);
+        a[n] = (nb_arg){DNNL_ARG_DST, acc};
+        nb_step_prim(net, pd, "add fwd", 0, (int)n + 1, a);
+        dnnl_primitive_desc_destroy(pd);
+    }
+    for (uint32_t j = 1; j < p->n_args && acc >= 0; j++) {
+        uint32_t v = arg(net, p, j);
+        if (bcast_of(net, v, yt) != BC_SPREAD) continue;
+        dnnl_memory_desc_t md = *md_of(net, acc);
+        acc = binary_step(net, dnnl_binary_add, acc, bcast_src(net, v, yt), &md, -1, "add fwd (broadcast)");
+    }
+    if (acc >= 0) net->vals[p->result].fwd = acc;
+    return net->status;
+}
+
+static nasc_status add_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    (void)pi;
+    /* every operand of the result's shape receives the gradient itself */
+    const nasc_type *yt = vtype(net, p->result);
+    for (uint32_t j = 0; j < p->n_args; j++) bcast_grad(net, arg(net, p, j), G, false, yt);
+    return net->status;
+}
+
 static nasc_status mul_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
-    int a0 = src_of(net, arg(net, p, 0), false), a1 = src_of(net, arg(net, p, 1), false);
-    a1 = nb_match(net, a1, md_of(net, a0));
+    const nasc_type *yt = vtype(net, p->result);
+    uint32_t v1 = arg(net, p, 1);
+    int a0 = src_of(net, arg(net, p, 0), false), a1 = bcast_src(net, v1, yt);
+    if (bcast_of(net, v1, yt) != BC_SPREAD) a1 = nb_match(net, a1, md_of(net, a0));
     net->ps[pi].t[0] = a0;
     net->ps[pi].t[1] = a1;
     int y = new_result(net, p, md_of(net, a0));
-    binary_step(net, a0, a1, md_of(net, a0), y, "mul fwd");
+    binary_step(net, dnnl_binary_mul, a0, a1, md_of(net, a0), y, "mul fwd");
     return net->status;
 }
 
 static nasc_status mul_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
     int a0 = net->ps[pi].t[0], a1 = net->ps[pi].t[1];
+    uint32_t v0 = arg(net, p, 0), v1 = arg(net, p, 1);
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
-    if (net->vals[arg(net, p, 0)].needs_grad) nb_contribute(net, arg(net, p, 0), binary_step(net, G, a1, md_of(net, G), -1, "mul bwd"));
-    if (net->vals[arg(net, p, 1)].needs_grad) nb_contribute(net, arg(net, p, 1), binary_step(net, G, a0, md_of(net, G), -1, "mul bwd"));
+    if (G < 0) return net->status;
+    dnnl_memory_desc_t gmd = *md_of(net, G);
+    if (net->vals[v0].needs_grad) give_grad(net, v0, binary_step(net, dnnl_binary_mul, G, a1, &gmd, -1, "mul bwd"), NULL, true);
+    if (net->vals[v1].needs_grad)
+        bcast_grad(net, v1, binary_step(net, dnnl_binary_mul, G, a0, &gmd, -1, "mul bwd"), true, vtype(net, p->result));
     return net->status;
 }
 
@@ -682,12 +829,13 @@ static nasc_status concat_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     (void)pi;
     dnnl_memory_desc_t srcs[64], dst;
     nb_arg a[65];
-    nasc_status st = gather_srcs(net, p, srcs, a);
+    uint32_t n;
+    nasc_status st = gather_srcs(net, p, srcs, a, &n);
     if (st) return st;
     nb_act_md(net, vtype(net, p->result), &dst);
     if (vtype(net, p->result)->rank != 4 || p->a.axis != 1) nb_plain_md(net, vtype(net, p->result), &dst);
     dnnl_primitive_desc_t pd;
-    NB_CHECK(net, dnnl_concat_primitive_desc_create(&pd, &dst, (int)p->n_args, p->a.axis, srcs, NULL, net->engine));
+    NB_CHECK(net, dnnl_concat_primitive_desc_create(&pd, &dst, (int)n, p->a.axis, srcs, NULL, net->engine));
     int y = new_result(net, p, &dst);
     a[p->n_args] = (nb_arg){DNNL_ARG_DST, y};
     nb_step_prim(net, pd, "concat fwd", 0, (int)p->n_args + 1, a);
@@ -730,7 +878,7 @@ static nasc_status concat_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, in
 }
 
 /* ---------------------------------------------------------------- */
-/* Flatten and inner product                                        */
+/* Flatten (and reshape: the same steps) and inner product          */
 /* ---------------------------------------------------------------- */
 
 static nasc_status flatten_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
@@ -751,7 +899,7 @@ static nasc_status flatten_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, i
     nb_plain_md(net, vtype(net, x), &plain4);
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd)); /* dense plain (N, C*H*W) */
     int g4 = nb_tref_new(net, net->trefs[G].buf, &plain4);
-    nb_contribute(net, x, nb_match(net, g4, md_of(net, net->ps[pi].t[0])));
+    give_grad(net, x, nb_match(net, g4, md_of(net, net->ps[pi].t[0])), NULL, false);
     return net->status;
 }
 
@@ -773,7 +921,7 @@ static nasc_status ip_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     xs = nb_match(net, xs, q(pd, dnnl_query_src_md));
     int wm = weights_in(net, w, &w_plain, q(pd, dnnl_query_weights_md));
     int y = new_result(net, p, q(pd, dnnl_query_dst_md));
-    int64_t flops = 2 * (int64_t)net->opt.batch * wt->dims[0] * wt->dims[1];
+    int64_t flops = 2 * nb_dim0(net, vtype(net, x)) * wt->dims[0] * wt->dims[1];
     nb_arg a[4] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_BIAS, net->vals[b].fwd}, {DNNL_ARG_DST, y}};
     nb_step_prim(net, pd, "inner product fwd", flops, 4, a);
     net->ps[pi].t[0] = xs;
@@ -784,7 +932,7 @@ static nasc_status ip_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G)
     uint32_t x = arg(net, p, 0), w = arg(net, p, 1), b = arg(net, p, 2);
     int xs = net->ps[pi].t[0];
     const nasc_type *wt = vtype(net, w);
-    int64_t flops = 2 * (int64_t)net->opt.batch * wt->dims[0] * wt->dims[1];
+    int64_t flops = 2 * nb_dim0(net, vtype(net, x)) * wt->dims[0] * wt->dims[1];
     dnnl_memory_desc_t w_any, w_plain;
     dnnl_dims_t wd = {wt->dims[0], wt->dims[1]};
     dnnl_memory_desc_init_by_tag(&w_any, 2, wd, dnnl_f32, dnnl_format_tag_any);
@@ -820,6 +968,141 @@ static nasc_status ip_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G)
 }
 
 /* ---------------------------------------------------------------- */
+/* Matmul                                                           */
+/* ---------------------------------------------------------------- */
+
+/* Swap the last two dims of a plain descriptor (a transposed view). */
+static void swap_last2(dnnl_memory_desc_t *md) {
+    int perm[DNNL_MAX_NDIMS];
+    for (int i = 0; i < md->ndims; i++) perm[i] = i;
+    perm[md->ndims - 1] = md->ndims - 2;
+    perm[md->ndims - 2] = md->ndims - 1;
+    dnnl_memory_desc_t out;
+    if (dnnl_memory_desc_permute_axes(&out, md, perm) == dnnl_success) *md = out;
+}
+
+/* Operand v of a matmul with a rank-r result as oneDNN sees it: plain,
+ * with leading 1s, its last two dims swapped when trans. */
+static int matmul_operand(nasc_net *net, uint32_t v, int r, bool trans) {
+    int t = padded_view(net, v, src_of(net, v, true), r);
+    if (t < 0 || !trans) return t;
+    dnnl_memory_desc_t md = *md_of(net, t);
+    swap_last2(&md);
+    return nb_tref_new(net, net->trefs[t].buf, &md);
+}
+
+static int64_t matmul_flops(nasc_net *net, const nasc_prim *p) {
+    const nasc_type *x = vtype(net, arg(net, p, 0)), *y = vtype(net, p->result);
+    int64_t k = x->dims[x->rank - (p->a.trans_a ? 2 : 1)];
+    int64_t n = nasc_type_numel(y);
+    if (y->dims[0] == NASC_BATCH) n *= net->opt.batch;
+    return 2 * n * k;
+}
+
+static int matmul_step(nasc_net *net, int src, int wei, int dst, const char *what, int64_t flops,
+                       dnnl_primitive_desc_t *keep) {
+    if (src < 0 || wei < 0 || dst < 0) return -1;
+    dnnl_matmul_desc_t d;
+    dnnl_status_t st = dnnl_matmul_desc_init(&d, md_of(net, src), md_of(net, wei), NULL, md_of(net, dst));
+    if (st != dnnl_success) {
+        nb_fail(net, st, "dnnl_matmul_desc_init");
+        return -1;
+    }
+    dnnl_primitive_desc_t pd;
+    if (pd_create(net, &pd, &d, NULL, what)) return -1;
+    nb_arg a[3] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
+    int s = nb_step_prim(net, pd, what, flops, 3, a);
+    if (keep)
+        *keep = pd;
+    else
+        dnnl_primitive_desc_destroy(pd);
+    return s < 0 ? -1 : dst;
+}
+
+static nasc_status matmul_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    const nasc_type *yt = vtype(net, p->result);
+    int a = matmul_operand(net, arg(net, p, 0), yt->rank, p->a.trans_a);
+    int b = matmul_operand(net, arg(net, p, 1), yt->rank, p->a.trans_b);
+    dnnl_memory_desc_t dst;
+    nb_plain_md(net, yt, &dst);
+    int y = new_result(net, p, &dst);
+    matmul_step(net, a, b, y, "matmul fwd", matmul_flops(net, p), &net->ps[pi].pd);
+    net->ps[pi].t[0] = a;
+    net->ps[pi].t[1] = b;
+    return net->status;
+}
+
+/* A new plain tensor of value v's dims padded to rank r. */
+static int padded_tensor(nasc_net *net, uint32_t v, int r) {
+    dnnl_dims_t d;
+    dnnl_memory_desc_t md;
+    padded_dims(net, v, r, d);
+    plain_md_dims(r, d, &md);
+    return nb_tensor_new(net, &md);
+}
+
+/* Operand v's gradient, computed into the fresh padded tensor g. */
+static void matmul_grad(nasc_net *net, uint32_t v, int g) {
+    if (g < 0) return;
+    dnnl_memory_desc_t own;
+    nb_plain_md(net, vtype(net, v), &own);
+    if (M(net)->values[v].kind == NASC_VAL_PARAM)
+        give_grad(net, v, g, md_of(net, g), true);
+    else
+        nb_contribute(net, v, nb_tref_new(net, net->trefs[g].buf, &own));
+}
+
+/* With A' = op(A), B' = op(B) the operands as oneDNN saw them:
+ * dA' = G B'^T, dB' = A'^T G, each written in its operand's own layout
+ * (dA = dA'^T = B' G^T when A was transposed, likewise for B). */
+static nasc_status matmul_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    const nasc_type *yt = vtype(net, p->result);
+    uint32_t x = arg(net, p, 0), w = arg(net, p, 1);
+    int r = yt->rank;
+    for (int k = 0; k < 2; k++) {
+        dnnl_dims_t d;
+        padded_dims(net, k ? w : x, r, d);
+        for (int i = 0; i < r - 2; i++)
+            if (d[i] != (yt->dims[i] == NASC_BATCH ? net->opt.batch : yt->dims[i]))
+                return nasc_error(net->ctx, NASC_EINPUT, M(net)->source, p->loc,
+                                  "matmul '%s': training through broadcast batch dims is not supported",
+                                  nasc_str(M(net), M(net)->values[p->result].name));
+    }
+    dnnl_memory_desc_t plain;
+    nb_plain_md(net, yt, &plain);
+    G = nb_match(net, G, &plain);
+    if (G < 0) return net->status;
+    dnnl_memory_desc_t gt_md = plain;
+    swap_last2(&gt_md);
+    int Gt = nb_tref_new(net, net->trefs[G].buf, &gt_md);
+    int a = net->ps[pi].t[0], b = net->ps[pi].t[1];
+    int64_t flops = matmul_flops(net, p);
+    if (net->vals[x].needs_grad) {
+        int da = padded_tensor(net, x, r);
+        if (!p->a.trans_a) {
+            dnnl_memory_desc_t bt = *md_of(net, b);
+            swap_last2(&bt);
+            matmul_step(net, G, nb_tref_new(net, net->trefs[b].buf, &bt), da, "matmul bwd-a", flops, NULL);
+        } else {
+            matmul_step(net, b, Gt, da, "matmul bwd-a", flops, NULL);
+        }
+        matmul_grad(net, x, da);
+    }
+    if (net->vals[w].needs_grad) {
+        int db = padded_tensor(net, w, r);
+        if (!p->a.trans_b) {
+            dnnl_memory_desc_t at = *md_of(net, a);
+            swap_last2(&at);
+            matmul_step(net, nb_tref_new(net, net->trefs[a].buf, &at), G, db, "matmul bwd-b", flops, NULL);
+        } else {
+            matmul_step(net, Gt, a, db, "matmul bwd-b", flops, NULL);
+        }
+        matmul_grad(net, w, db);
+    }
+    return net->status;
+}
+
+/* ---------------------------------------------------------------- */
 /* The table                                                        */
 /* ---------------------------------------------------------------- */
 
@@ -846,6 +1129,8 @@ static const struct emitter {
     [NASC_PRIM_INNER_PRODUCT] = {ip_fwd, ip_bwd},
     [NASC_PRIM_FLATTEN] = {flatten_fwd, flatten_bwd},
     [NASC_PRIM_SOFTMAX] = {softmax_fwd, softmax_bwd},
+    [NASC_PRIM_MATMUL] = {matmul_fwd, matmul_bwd},
+    [NASC_PRIM_RESHAPE] = {flatten_fwd, flatten_bwd},
 };
 
 nasc_status nb_emit_forward(nasc_net *net, uint32_t pi) {

@@ -129,11 +129,13 @@ int nasc_cli_bench(int argc, char **argv) {
     nasc_cli_net net;
     int rc = nasc_cli_load_prim(&ctx, &mo, &net);
     if (rc) return rc;
-    nasc_param_store *ps = nasc_params_create(&ctx);
-    if (!ps || nasc_params_init(ps, net.prim, NASC_DEFAULT_SEED) != NASC_OK) {
-        nasc_params_destroy(ps);
+    /* the model's own weights (.onnx), else fresh ones */
+    nasc_param_store *ps = NULL;
+    bool ps_owned = false;
+    rc = nasc_cli_net_weights(&ctx, &net, NULL, &ps, &ps_owned);
+    if (rc) {
         nasc_cli_net_free(&net);
-        return nasc_cli_fail(&ctx);
+        return rc;
     }
     /* random inputs of the net's input shape */
     int64_t per = -1;
@@ -201,7 +203,7 @@ int nasc_cli_bench(int argc, char **argv) {
     nasc_net_destroy(ib);
     free(x);
     free(y);
-    nasc_params_destroy(ps);
+    if (ps_owned) nasc_params_destroy(ps);
     nasc_cli_net_free(&net);
     if (st) return nasc_cli_fail(&ctx);
     return NASC_EXIT_OK;

@@ -22,6 +22,14 @@ static const verb verbs[] = {
     {"eval", "test accuracy of a trained checkpoint", nasc_cli_eval, nasc_cli_eval_help},
     {"bench", "training and inference speed against the machine's sgemm peak", nasc_cli_bench,
      nasc_cli_bench_help},
+    {"export", "write a model and its weights as an ONNX file", nasc_cli_export, nasc_cli_export_help},
+    {"run", "run a model on input tensors (ONNX TensorProto .pb files)", nasc_cli_run, nasc_cli_run_help},
+    {"test-onnx", "run ONNX node test cases through the importer and the backend", nasc_cli_test_onnx,
+     nasc_cli_test_onnx_help},
+    {"space", "list the search spaces, or one space's decisions and size", nasc_cli_space,
+     nasc_cli_space_help},
+    {"sample", "a random architecture of a search space, as a YAML model", nasc_cli_sample,
+     nasc_cli_sample_help},
 };
 #define N_VERBS (sizeof verbs / sizeof verbs[0])
 
@@ -35,8 +43,8 @@ static void help(FILE *out) {
     fputs("nasc - a neural architecture search compiler\n\n", out);
     short_usage(out);
     fputs("\nVerbs:\n", out);
-    for (size_t i = 0; i < N_VERBS; i++) fprintf(out, "  %-8s %s\n", verbs[i].name, verbs[i].summary);
-    fputs("  help     show the help of a verb\n"
+    for (size_t i = 0; i < N_VERBS; i++) fprintf(out, "  %-9s %s\n", verbs[i].name, verbs[i].summary);
+    fputs("  help      show the help of a verb\n"
           "\nExit codes: 0 success, 1 bad input (file:line:col: error: ...),\n"
           "2 bad command line.\n"
           "\nSearch and ONNX export are not part of this build yet.\n",

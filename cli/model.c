@@ -6,9 +6,29 @@
 
 #include "model.h"
 
+static bool is_onnx(const char *path) {
+    size_t n = path ? strlen(path) : 0;
+    return n >= 5 && strcmp(path + n - 5, ".onnx") == 0;
+}
+
 int nasc_cli_load_prim(nasc_ctx *ctx, const nasc_cli_model *mo, nasc_cli_net *out) {
     memset(out, 0, sizeof *out);
-    int rc = nasc_cli_load(ctx, mo, &out->loaded);
+    int rc;
+    if (is_onnx(mo->path)) {
+        /* an ONNX model: a prim module with its initializers as weights */
+        if (mo->n_ov) {
+            nasc_error(ctx, NASC_EINPUT, mo->path, NASC_NOLOC,
+                       "--set applies to YAML and arch models; an ONNX model's shapes are fixed");
+            return nasc_cli_fail(ctx);
+        }
+        if (nasc_onnx_load(ctx, mo->path, &out->loaded, &out->weights) != NASC_OK) {
+            nasc_cli_net_free(out);
+            return nasc_cli_fail(ctx);
+        }
+        rc = NASC_EXIT_OK;
+    } else {
+        rc = nasc_cli_load(ctx, mo, &out->loaded);
+    }
     if (rc) return rc;
     if (out->loaded->dialect == NASC_DIALECT_PRIM) {
         out->prim = out->loaded;
@@ -102,4 +122,38 @@ bool nasc_cli_parse_float(const char *s, double lo, double hi, double *out) {
     if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
     *out = v;
     return true;
+}
+
+int nasc_cli_net_weights(nasc_ctx *ctx, const nasc_cli_net *n, const char *ckpt, nasc_param_store **out,
+                         bool *owned) {
+    *out = NULL;
+    *owned = false;
+    if (n->weights) {
+        if (ckpt) {
+            nasc_error(ctx, NASC_EINPUT, ckpt, NASC_NOLOC, "%s carries its own weights; drop --weights",
+                       n->loaded->source ? n->loaded->source : "the model");
+            return nasc_cli_fail(ctx);
+        }
+        *out = n->weights;
+        return NASC_EXIT_OK;
+    }
+    nasc_param_store *s = NULL;
+    if (ckpt) {
+        if (nasc_params_load(ctx, ckpt, &s) != NASC_OK) return nasc_cli_fail(ctx);
+        int rc = nasc_cli_check_weights(ctx, n, s, ckpt);
+        if (rc) {
+            nasc_params_destroy(s);
+            return rc;
+        }
+    } else {
+        s = nasc_params_create(ctx);
+        if (!s) return nasc_cli_fail(ctx);
+        if (nasc_params_init(s, n->prim, NASC_DEFAULT_SEED) != NASC_OK) {
+            nasc_params_destroy(s);
+            return nasc_cli_fail(ctx);
+        }
+    }
+    *out = s;
+    *owned = true;
+    return NASC_EXIT_OK;
 }

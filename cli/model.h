@@ -28,4 +28,14 @@ int nasc_cli_mkdirs(nasc_ctx *ctx, const char *path);
 bool nasc_cli_parse_int(const char *s, long lo, long hi, long *out);
 bool nasc_cli_parse_float(const char *s, double lo, double hi, double *out);
 
+/* The weights to run or export a loaded net with: the model file's own
+ * (n->weights, an .onnx file's initializers), else the checkpoint at ckpt
+ * (checked with nasc_cli_check_weights), else a new store initialised with
+ * NASC_DEFAULT_SEED. *out is n->weights (borrowed, *owned false) or a new
+ * store the caller destroys (*owned true). A ckpt given for a model that
+ * carries weights is an error. On failure prints the diagnostic and returns
+ * NASC_EXIT_INPUT. */
+int nasc_cli_net_weights(nasc_ctx *ctx, const nasc_cli_net *n, const char *ckpt, nasc_param_store **out,
+                         bool *owned);
+
 #endif /* NASC_CLI_MODEL_H */

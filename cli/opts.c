@@ -124,7 +124,8 @@ int nasc_cli_load(nasc_ctx *ctx, const nasc_cli_model *mo, nasc_module **out) {
 
 void nasc_cli_model_help(FILE *out) {
     fputs("\nModel options:\n"
-          "  MODEL               a YAML model (.yaml, .yml) or a text IR file (.nir)\n"
+          "  MODEL               a YAML model (.yaml, .yml), a text IR file (.nir) or an\n"
+          "                      ONNX model (.onnx, with its weights)\n"
           "  --set KEY=VALUE     override a skeleton value (repeatable): input (CxHxW,\n"
           "                      or N for recurrent nets), classes, channels,\n"
           "                      cells_per_stage, stages, stem_multiplier\n",

@@ -100,4 +100,98 @@ typedef struct nasc_plot {
  * appended then; NASC_ENOMEM when the buffer could not grow. */
 nasc_status nasc_svg_plot(const nasc_plot *p, nasc_buf *out);
 
+/* ---- ONNX (export/onnx.c, export/onnx_io.c) ----
+ *
+ * nasc_onnx_export writes a prim module and its weights as one ONNX
+ * ModelProto (protobuf, default domain, opset 13..17; docs/onnx.md has the
+ * op mapping). Node and tensor names are the prim value names: a node is
+ * named after its result, an initializer after its parameter; helper
+ * tensors append a suffix (".mean", ".var", ".b", ".pads", ...). Input and
+ * output dim 0 is the symbolic "N" (any batch). Every op result that is not
+ * a graph output gets a value_info with its static shape. Batch-norm
+ * running statistics are the store's "<bn result>.mean" / ".var" tensors,
+ * mean 0 and variance 1 when missing (what the backend uses). With fold_bn a
+ * batch norm whose input is a conv used by nothing else is folded into that
+ * conv (W' = W * s, b = shift - mean * s, s = scale / sqrt(var + eps)); the
+ * Conv node then takes the batch norm's name and result.
+ *
+ * Errors (NASC_EINPUT, naming the module's source): weights NULL, an opset
+ * outside 13..17, an arch module, a parameter missing from the weights or of
+ * other dims, a prim op without an ONNX mapping (naming op and value), a
+ * duplicate or NULL metadata key. NASC_ENOMEM when out of memory. Nothing is
+ * appended to out on failure. Every allocation comes from the module's
+ * context and is freed before returning.
+ *
+ *     nasc_onnx_meta meta[] = {{"nasc.hash", "arch:0123456789abcdef"}};
+ *     nasc_onnx_options o = nasc_onnx_options_default();
+ *     o.fold_bn = true;
+ *     o.meta = meta;
+ *     o.n_meta = 1;
+ *     nasc_buf b; nasc_buf_init(&b, &ctx);
+ *     if (nasc_onnx_export(prim, store, &o, &b) == NASC_OK)
+ *         nasc_file_write_atomic(&ctx, "net.onnx", b.data, b.len);
+ *     nasc_buf_free(&b);
+ */
+typedef struct nasc_onnx_meta {
+    const char *key;   /* metadata_props key, distinct within the model */
+    const char *value; /* any UTF-8 text */
+} nasc_onnx_meta;
+
+typedef struct nasc_onnx_options {
+    int opset;                  /* ONNX opset of the default domain, 13..17 (default 13) */
+    bool fold_bn;               /* fold batch norm into the conv before it (default off) */
+    const nasc_onnx_meta *meta; /* (n_meta,) ModelProto.metadata_props, in this order */
+    size_t n_meta;
+    const char *doc;            /* ModelProto.doc_string; NULL: "nasc <version>: <params>
+                                 * parameters, <macs> multiply-adds per image" */
+    const char *graph_name;     /* GraphProto.name; NULL: the source file's base name
+                                 * without extension, or "nasc" */
+} nasc_onnx_options;
+
+nasc_onnx_options nasc_onnx_options_default(void);
+
+/* Append the ModelProto of prim (verified first) with its parameters from
+ * weights to out. */
+nasc_status nasc_onnx_export(const nasc_module *prim, const nasc_param_store *weights,
+                             const nasc_onnx_options *o, nasc_buf *out);
+
+/* The most dims a TensorProto file may have here (the net's tensors have at
+ * most NASC_MAX_RANK). */
+#ifndef NASC_TENSOR_PB_MAX_RANK
+#define NASC_TENSOR_PB_MAX_RANK 8
+#endif
+
+/* Append one ONNX TensorProto (data_type FLOAT, dims, name, the values as
+ * little-endian raw_data): the format of ONNX test data (input_0.pb) that
+ * onnx.numpy_helper and ONNX Runtime tools read. data holds the product of
+ * dims floats (row-major); rank 0..NASC_TENSOR_PB_MAX_RANK, dims >= 0; name
+ * may be NULL. NASC_EINPUT for a bad shape, NASC_ENOMEM (out->oom). */
+nasc_status nasc_tensor_pb_write(const char *name, int rank, const int64_t *dims, const float *data,
+                                 nasc_buf *out);
+
+/* Write len bytes to path atomically: "<path>.tmp" is written, fsynced and
+ * renamed over path, then the directory is fsynced. I/O errors are
+ * NASC_EINPUT naming the file and the failing call; the temporary file is
+ * removed then. */
+nasc_status nasc_file_write_atomic(nasc_ctx *ctx, const char *path, const void *data, size_t len);
+
+/* ---- YAML model files (export/yaml_write.c) ----
+ *
+ * nasc_yaml_write appends a verified arch module as a YAML model file
+ * (docs/yaml-format.md) that nasc_yaml_load_string reads back to a module
+ * with the same nasc_arch_hash and the same nasc_text_print: every skeleton
+ * value written out, cells in module order, nodes in node order, explicit
+ * output rules. Cells that are exactly blocks (b<i>a, b<i>b, b<i>) use the
+ * `blocks` form, others the general `nodes` form. NASC_EINPUT (nothing
+ * appended) for a prim module, a module without a skeleton, names the YAML
+ * reader rejects, or a recurrent net whose input is not a vector;
+ * NASC_ENOMEM when out of memory.
+ *
+ *     nasc_buf b; nasc_buf_init(&b, &ctx);
+ *     if (nasc_yaml_write(arch, &b) == NASC_OK)
+ *         nasc_file_write_atomic(&ctx, "net.yaml", b.data, b.len);
+ *     nasc_buf_free(&b);
+ */
+nasc_status nasc_yaml_write(const nasc_module *arch, nasc_buf *out);
+
 #endif /* NASC_EXPORT_H */

@@ -121,7 +121,14 @@ nasc_status nasc_model_load(nasc_ctx *ctx, const char *path, const nasc_override
     if (ends_with(path, ".yaml") || ends_with(path, ".yml"))
         return nasc_yaml_load_file(ctx, path, ov, n_ov, out);
     if (ends_with(path, ".nir")) return load_nir(ctx, path, ov, n_ov, out);
+    if (ends_with(path, ".onnx")) {
+        /* the prim module only; nasc_onnx_load also returns the weights */
+        if (n_ov > 0)
+            return nasc_error(ctx, NASC_EINPUT, path, NASC_NOLOC,
+                              "--set applies to YAML and arch models; an ONNX model's shapes are fixed");
+        return nasc_onnx_load(ctx, path, out, NULL);
+    }
     return nasc_error(ctx, NASC_EINPUT, path, NASC_NOLOC,
-                      "unknown model file type: expected .yaml, .yml (YAML model) or .nir "
-                      "(text IR)");
+                      "unknown model file type: expected .yaml, .yml (YAML model), .nir "
+                      "(text IR) or .onnx (ONNX model)");
 }

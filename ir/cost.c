@@ -57,6 +57,10 @@ nasc_status nasc_cost_compute(const nasc_module *m, nasc_cost *c) {
         else if (p->op == NASC_PRIM_INNER_PRODUCT) {
             const nasc_type *w = &m->values[m->args[p->first_arg + 1]].type;
             macs = w->dims[0] * w->dims[1];
+        } else if (p->op == NASC_PRIM_MATMUL) {
+            /* every output element is a dot product of length K */
+            const nasc_type *x = &m->values[m->args[p->first_arg]].type;
+            macs = nasc_type_numel(&m->values[p->result].type) * x->dims[x->rank - (p->a.trans_a ? 2 : 1)];
         }
         cg->macs += macs;
         cg->act_bytes += nasc_type_numel(&m->values[p->result].type) * 4;

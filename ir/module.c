@@ -480,14 +480,52 @@ nasc_prim_attrs nasc_prim_attrs_default(void) {
     return a;
 }
 
-static bool same_type(const nasc_type *a, const nasc_type *b) {
-    if (a->rank != b->rank) return false;
-    for (int i = 0; i < a->rank; i++)
-        if (a->dims[i] != b->dims[i]) return false;
+#define FAIL(...) (snprintf(msg, msg_size, __VA_ARGS__), NASC_EINPUT)
+
+/* Dim k of t counted from the last one (k = 0 is the last), 1 past its rank. */
+static int64_t dim_from_end(const nasc_type *t, int k) { return k < t->rank ? t->dims[t->rank - 1 - k] : 1; }
+
+/* b equals a or broadcasts to it: b's rank is at most a's and, aligned on
+ * the last dim, each of b's dims is a's or 1. */
+static bool broadcasts_to(const nasc_type *b, const nasc_type *a) {
+    if (b->rank > a->rank) return false;
+    for (int k = 0; k < b->rank; k++) {
+        int64_t db = dim_from_end(b, k), da = dim_from_end(a, k);
+        if (db != da && db != 1) return false;
+    }
     return true;
 }
 
-#define FAIL(...) (snprintf(msg, msg_size, __VA_ARGS__), NASC_EINPUT)
+/* matmul: (..., M, K) x (..., K, N) -> (..., M, N) after the transposes;
+ * leading dims broadcast (1 against anything), the lower rank gains leading 1s. */
+static nasc_status matmul_shape(const nasc_prim_attrs *a, const nasc_type *x, const nasc_type *w, nasc_type *out,
+                                char *msg, size_t msg_size) {
+    if (x->rank < 2 || w->rank < 2) return FAIL("matmul needs operands of rank 2 to 4");
+    if ((a->trans_a != 0 && a->trans_a != 1) || (a->trans_b != 0 && a->trans_b != 1))
+        return FAIL("matmul transposes are 0 or 1");
+    int64_t m = dim_from_end(x, a->trans_a ? 0 : 1), k = dim_from_end(x, a->trans_a ? 1 : 0);
+    int64_t k2 = dim_from_end(w, a->trans_b ? 0 : 1), nn = dim_from_end(w, a->trans_b ? 1 : 0);
+    if (k != k2 || k == NASC_BATCH || nn == NASC_BATCH) {
+        char ta[64], tb[64];
+        nasc_type_format(x, ta, sizeof ta);
+        nasc_type_format(w, tb, sizeof tb);
+        return FAIL("matmul shapes do not fit: %s%s x %s%s", ta, a->trans_a ? "^T" : "", tb, a->trans_b ? "^T" : "");
+    }
+    int r = x->rank > w->rank ? x->rank : w->rank;
+    memset(out, 0, sizeof *out);
+    out->dtype = x->dtype;
+    out->rank = r;
+    out->dims[r - 2] = m;
+    out->dims[r - 1] = nn;
+    for (int j = 2; j < r; j++) {
+        int64_t dx = dim_from_end(x, j), dw = dim_from_end(w, j);
+        if (dx != dw && dx != 1 && dw != 1) return FAIL("matmul batch dims %lld and %lld do not broadcast", (long long)dx, (long long)dw);
+        out->dims[r - 1 - j] = dx == 1 ? dw : dx;
+    }
+    for (int d = 1; d < r; d++)
+        if (out->dims[d] == NASC_BATCH) return FAIL("matmul would move the batch dimension N away from the first dim");
+    return NASC_OK;
+}
 
 static nasc_status spatial(const nasc_type *x, int kh, int kw, const nasc_prim_attrs *a, int dh, int dw,
                            nasc_type *out, char *msg, size_t msg_size) {
@@ -552,13 +590,18 @@ nasc_status nasc_prim_infer(nasc_prim_op op, const nasc_prim_attrs *a, const nas
         *out = *x;
         return NASC_OK;
     case NASC_PRIM_MAX_POOL:
-    case NASC_PRIM_AVG_POOL:
+    case NASC_PRIM_AVG_POOL: {
         if (x->rank != 4) return FAIL("pooling needs a rank-4 input");
         if (a->kh < 1 || a->kw < 1 || a->kh > 64 || a->kw > 64) return FAIL("pooling kernel must be 1..64");
-        if (a->pt >= a->kh || a->pb >= a->kh || a->pl >= a->kw || a->pr >= a->kw)
+        if (a->dh < 1 || a->dw < 1 || a->dh > 64 || a->dw > 64) return FAIL("dilations must be 1..64");
+        if (op == NASC_PRIM_AVG_POOL && (a->dh != 1 || a->dw != 1)) return FAIL("avg_pool cannot be dilated");
+        /* every window must hold a real pixel: pads smaller than the (dilated) kernel */
+        int ekh = (a->kh - 1) * a->dh + 1, ekw = (a->kw - 1) * a->dw + 1;
+        if (a->pt >= ekh || a->pb >= ekh || a->pl >= ekw || a->pr >= ekw)
             return FAIL("pooling pads must be smaller than the kernel");
         if (a->count_include_pad != 0 && a->count_include_pad != 1) return FAIL("count_include_pad must be 0 or 1");
-        return spatial(x, a->kh, a->kw, a, 1, 1, out, msg, msg_size);
+        return spatial(x, a->kh, a->kw, a, a->dh, a->dw, out, msg, msg_size);
+    }
     case NASC_PRIM_GLOBAL_AVG_POOL:
         if (x->rank != 4) return FAIL("global_avg_pool needs a rank-4 input");
         *out = *x;
@@ -574,16 +617,19 @@ nasc_status nasc_prim_infer(nasc_prim_op op, const nasc_prim_attrs *a, const nas
     case NASC_PRIM_MUL: {
         char ta[64], tb[64];
         for (uint32_t i = 1; i < n; i++)
-            if (!same_type(x, &t[i])) {
+            if (!broadcasts_to(&t[i], x)) {
                 nasc_type_format(x, ta, sizeof ta);
                 nasc_type_format(&t[i], tb, sizeof tb);
-                return FAIL("%s operands differ in shape: %s vs %s", info->name, ta, tb);
+                return FAIL("%s operands differ in shape: %s vs %s (operand %u must equal operand 1 or "
+                            "broadcast to it)",
+                            info->name, ta, tb, i + 1);
             }
         *out = *x;
         return NASC_OK;
     }
     case NASC_PRIM_CONCAT: {
         if (a->axis < 0 || a->axis >= x->rank) return FAIL("concat axis %d out of range for rank %d", a->axis, x->rank);
+        if (a->axis == 0 && x->dims[0] == NASC_BATCH) return FAIL("concat along the batch axis is not supported");
         *out = *x;
         for (uint32_t i = 1; i < n; i++) {
             if (t[i].rank != x->rank) return FAIL("concat operands differ in rank");
@@ -594,7 +640,7 @@ nasc_status nasc_prim_infer(nasc_prim_op op, const nasc_prim_attrs *a, const nas
                     nasc_type_format(&t[i], tb, sizeof tb);
                     return FAIL("concat operands differ outside axis %d: %s vs %s", a->axis, ta, tb);
                 }
-            if (a->axis == 0) return FAIL("concat along the batch axis is not supported");
+            if (a->axis == 0 && t[i].dims[0] == NASC_BATCH) return FAIL("concat along the batch axis is not supported");
             out->dims[a->axis] += t[i].dims[a->axis];
         }
         return NASC_OK;
@@ -621,6 +667,30 @@ nasc_status nasc_prim_infer(nasc_prim_op op, const nasc_prim_attrs *a, const nas
         if (a->axis < 0 || a->axis >= x->rank) return FAIL("softmax axis %d out of range", a->axis);
         *out = *x;
         return NASC_OK;
+    case NASC_PRIM_MATMUL:
+        return matmul_shape(a, x, &t[1], out, msg, msg_size);
+    case NASC_PRIM_RESHAPE: {
+        if (a->shape_rank < 1 || a->shape_rank > NASC_MAX_RANK)
+            return FAIL("reshape needs a shape of rank 1 to %d", NASC_MAX_RANK);
+        int64_t p = 1;
+        for (int d = 0; d < a->shape_rank; d++) {
+            if (a->shape[d] == NASC_BATCH && d == 0) continue;
+            if (a->shape[d] < 1 || a->shape[d] > (1 << 24)) return FAIL("reshape dim %d must be 1..16777216", d);
+            p *= a->shape[d];
+        }
+        if ((x->dims[0] == NASC_BATCH) != (a->shape[0] == NASC_BATCH))
+            return FAIL("reshape must keep the batch dimension N as the first dim");
+        if (p != nasc_type_numel(x)) {
+            char ta[64];
+            nasc_type_format(x, ta, sizeof ta);
+            return FAIL("reshape of %s to %lld elements%s", ta, (long long)p, x->dims[0] == NASC_BATCH ? " per image" : "");
+        }
+        memset(out, 0, sizeof *out);
+        out->dtype = x->dtype;
+        out->rank = a->shape_rank;
+        for (int d = 0; d < a->shape_rank; d++) out->dims[d] = a->shape[d];
+        return NASC_OK;
+    }
     default:
         return FAIL("unknown prim op");
     }

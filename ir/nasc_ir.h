@@ -135,7 +135,13 @@ enum {
     NASC_PATTR_COUNT_PAD = 1 << 6,
     NASC_PATTR_EPS = 1 << 7,
     NASC_PATTR_OFFSET = 1 << 8,
+    NASC_PATTR_TRANS = 1 << 9,  /* matmul: trans_a, trans_b */
+    NASC_PATTR_SHAPE = 1 << 10, /* reshape: shape_rank, shape */
 };
+/* An attribute an op may carry but that the text form shows only when it is
+ * not at its neutral value (max_pool dilation, matmul transposes): ops.def
+ * lists it as NASC_PATTR_OPT(NASC_PATTR_X). */
+#define NASC_PATTR_OPT(bit) ((unsigned)(bit) << 16)
 
 typedef enum nasc_op {
 #define NASC_ARCH_OP(ID, name, arity, dom, attrs) NASC_OP_##ID,
@@ -298,9 +304,13 @@ typedef struct nasc_prim_attrs {
     int count_include_pad;   /* avg_pool: 1 counts the padding in the divisor */
     float eps;               /* batch_norm */
     int dy, dx;              /* shift offset */
+    int trans_a, trans_b;    /* matmul: 1 = that operand's last two dims are swapped */
+    int shape_rank;          /* reshape: rank of the result */
+    int64_t shape[NASC_MAX_RANK]; /* reshape: the result dims; shape[0] may be NASC_BATCH */
 } nasc_prim_attrs;
 
-/* Attributes with every field at its neutral value (strides/dilations 1, groups 1, eps 1e-5, axis 1). */
+/* Attributes with every field at its neutral value (strides/dilations 1, groups 1, eps 1e-5, axis 1,
+ * no transposes, no shape). */
 nasc_prim_attrs nasc_prim_attrs_default(void);
 
 typedef struct nasc_prim {

@@ -285,15 +285,17 @@ enum init_kind {
     INIT_CONV_WEIGHT, /* He normal, fan_in = C_in/groups * kh * kw */
     INIT_FC_WEIGHT,   /* He normal, fan_in = I */
     INIT_ZERO,        /* inner-product bias, batch-norm shift */
-    INIT_ONE,         /* batch-norm scale */
+    INIT_ONE,         /* batch-norm scale, a factor of mul */
+    INIT_MATMUL_WEIGHT, /* He normal, fan_in = dims[rank-2] (K of an untransposed (..., K, N)) */
 };
 
 static const char *init_role(enum init_kind k) {
     switch (k) {
     case INIT_CONV_WEIGHT: return "a conv weight";
     case INIT_FC_WEIGHT: return "an inner_product weight";
-    case INIT_ZERO: return "a bias or batch_norm shift";
-    case INIT_ONE: return "a batch_norm scale";
+    case INIT_ZERO: return "a bias, batch_norm shift or add operand";
+    case INIT_ONE: return "a batch_norm scale or mul factor";
+    case INIT_MATMUL_WEIGHT: return "a matmul operand";
     default: return "unused";
     }
 }
@@ -306,6 +308,9 @@ static enum init_kind operand_role(nasc_prim_op op, uint32_t a) {
     if (op == NASC_PRIM_INNER_PRODUCT && a == 2) return INIT_ZERO;
     if (op == NASC_PRIM_BATCH_NORM && a == 1) return INIT_ONE;
     if (op == NASC_PRIM_BATCH_NORM && a == 2) return INIT_ZERO;
+    if (op == NASC_PRIM_ADD) return INIT_ZERO;
+    if (op == NASC_PRIM_MUL) return INIT_ONE;
+    if (op == NASC_PRIM_MATMUL) return INIT_MATMUL_WEIGHT;
     return INIT_UNUSED;
 }
 
@@ -351,7 +356,9 @@ static void init_fill(nasc_tensor *t, enum init_kind k, uint64_t seed) {
         for (int64_t i = 0; i < t->numel; i++) t->data[i] = 1.0f;
         return;
     }
-    int64_t fan_in = k == INIT_CONV_WEIGHT ? t->dims[1] * t->dims[2] * t->dims[3] : t->dims[1];
+    int64_t fan_in = k == INIT_CONV_WEIGHT     ? t->dims[1] * t->dims[2] * t->dims[3]
+                     : k == INIT_MATMUL_WEIGHT ? (t->rank >= 2 ? t->dims[t->rank - 2] : t->dims[0])
+                                               : t->dims[1];
     float std = (float)sqrt(2.0 / (double)fan_in);
     nasc_rng r;
     nasc_rng_seed(&r, seed ^ nasc_hash_str(t->name));

@@ -709,9 +709,32 @@ static nasc_status parse_type(parser *P, nasc_type *t, nasc_loc *loc) {
     }
 }
 
+/* shape=D0xD1x... with N for a batch first dim (reshape). */
+static nasc_status shape_attr(parser *P, nasc_prim_attrs *a) {
+    a->shape_rank = 0;
+    for (;;) {
+        ws(P);
+        nasc_loc dl = here(P);
+        int64_t v;
+        nasc_status st;
+        if (P->p < P->end && *P->p == 'N' && a->shape_rank == 0 &&
+            (P->p + 1 >= P->end || P->p[1] == 'x' || !nasc_text_name_char((unsigned char)P->p[1]))) {
+            P->p++;
+            v = NASC_BATCH;
+        } else if ((st = integer(P, "a dimension (an integer, or N first)", 1, INT64_MAX, &v))) {
+            return st;
+        }
+        if (a->shape_rank == NASC_MAX_RANK) return perr(P, dl, "a shape has at most %d dimensions", NASC_MAX_RANK);
+        a->shape[a->shape_rank++] = v;
+        if (P->p >= P->end || *P->p != 'x') return NASC_OK;
+        P->p++;
+    }
+}
+
 static nasc_status parse_prim_attrs(parser *P, nasc_prim_op op, nasc_prim_attrs *a) {
-    static const char *const names[] = {"kernel", "stride", "pad", "dilation", "groups",
-                                        "axis", "count_include_pad", "eps", "offset"};
+    static const char *const names[] = {"kernel", "stride", "pad", "dilation", "groups", "axis",
+                                        "count_include_pad", "eps", "offset", "trans", "shape"};
+    enum { N_NAMES = sizeof names / sizeof names[0] };
     const nasc_prim_op_info *info = nasc_prim_op_info_get(op);
     unsigned seen = 0;
     nasc_status st;
@@ -719,12 +742,12 @@ static nasc_status parse_prim_attrs(parser *P, nasc_prim_op op, nasc_prim_attrs 
         token k = word(P);
         if (k.len == 0) return expected(P, "an attribute name");
         int i = -1;
-        for (int j = 0; j < 9; j++)
+        for (int j = 0; j < N_NAMES; j++)
             if (tok_is(k, names[j])) i = j;
         if (i < 0)
             return perr(P, k.loc, "unknown attribute '%.*s'", k.len > 64 ? 64 : (int)k.len, k.s);
         unsigned bit = 1u << i;
-        if (!(info->attrs & bit))
+        if (!(info->attrs & (bit | NASC_PATTR_OPT(bit))))
             return perr(P, k.loc, "op '%s' does not take attribute '%s'", info->name, names[i]);
         if (seen & bit) return perr(P, k.loc, "duplicate attribute '%s'", names[i]);
         seen |= bit;
@@ -745,6 +768,12 @@ static nasc_status parse_prim_attrs(parser *P, nasc_prim_op op, nasc_prim_attrs 
             }
             break;
         }
+        case NASC_PATTR_TRANS:
+            st = int32v(P, "a transpose flag (trans=A,B)", &a->trans_a);
+            if (!st) st = expect_char(P, ',', "',' in trans=A,B");
+            if (!st) st = int32v(P, "a transpose flag (trans=A,B)", &a->trans_b);
+            break;
+        case NASC_PATTR_SHAPE: st = shape_attr(P, a); break;
         case NASC_PATTR_OFFSET:
             st = int32v(P, "an offset (offset=DY,DX)", &a->dy);
             if (!st) st = expect_char(P, ',', "',' in offset=DY,DX");

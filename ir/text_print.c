@@ -183,10 +183,20 @@ static nasc_status print_value_ref(printer *pr, uint32_t id, nasc_loc loc) {
     return NASC_OK;
 }
 
+/* The attributes the text shows: every one the op carries, and the
+ * optional ones (NASC_PATTR_OPT) only when they are not neutral. */
+static unsigned shown_attrs(const nasc_prim_attrs *a, unsigned attrs) {
+    unsigned shown = attrs & 0xffffu, opt = attrs >> 16;
+    if ((opt & NASC_PATTR_DILATION) && (a->dh != 1 || a->dw != 1)) shown |= NASC_PATTR_DILATION;
+    if ((opt & NASC_PATTR_TRANS) && (a->trans_a || a->trans_b)) shown |= NASC_PATTR_TRANS;
+    return shown;
+}
+
 static void print_prim_attrs(printer *pr, const nasc_prim *p, unsigned attrs) {
     nasc_buf *b = pr->out;
     const nasc_prim_attrs *a = &p->a;
     const char *sep = " {";
+    attrs = shown_attrs(a, attrs);
 #define SEP() (nasc_buf_append(b, sep, strlen(sep)), sep = ", ")
     if (attrs & NASC_PATTR_KERNEL) SEP(), nasc_buf_printf(b, "kernel=%dx%d", a->kh, a->kw);
     if (attrs & NASC_PATTR_STRIDE) SEP(), nasc_buf_printf(b, "stride=%dx%d", a->sh, a->sw);
@@ -199,6 +209,16 @@ static void print_prim_attrs(printer *pr, const nasc_prim *p, unsigned attrs) {
         SEP(), nasc_buf_printf(b, "count_include_pad=%d", a->count_include_pad);
     if (attrs & NASC_PATTR_EPS) SEP(), nasc_buf_printf(b, "eps=%.9g", (double)a->eps);
     if (attrs & NASC_PATTR_OFFSET) SEP(), nasc_buf_printf(b, "offset=%d,%d", a->dy, a->dx);
+    if (attrs & NASC_PATTR_TRANS) SEP(), nasc_buf_printf(b, "trans=%d,%d", a->trans_a, a->trans_b);
+    if (attrs & NASC_PATTR_SHAPE) {
+        SEP(), nasc_buf_append(b, "shape=", 6);
+        for (int i = 0; i < a->shape_rank && i < NASC_MAX_RANK; i++) {
+            if (a->shape[i] == NASC_BATCH)
+                nasc_buf_printf(b, "%sN", i ? "x" : "");
+            else
+                nasc_buf_printf(b, "%s%lld", i ? "x" : "", (long long)a->shape[i]);
+        }
+    }
 #undef SEP
     if (attrs) nasc_buf_append(b, "}", 1);
 }

@@ -66,6 +66,9 @@ nasc_status nasc_space_create(nasc_ctx *ctx, const char *name, const nasc_space_
                               nasc_space **out);
 void nasc_space_destroy(nasc_space *sp);
 const char *nasc_space_name(const nasc_space *sp);
+/* A few lines about the space for people (`nasc space`): the paper, the size
+ * option, how reductions and skip masks are built. */
+const char *nasc_space_summary(const nasc_space *sp);
 uint32_t nasc_space_count(const nasc_space *sp);
 const nasc_decision *nasc_space_decisions(const nasc_space *sp);
 /* log10 of the number of distinct decision vectors. */

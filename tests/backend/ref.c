@@ -185,10 +185,10 @@ static int64_t max_pool_arg(const double *x, const int64_t *xd, const nasc_prim_
                             int64_t i, int64_t j) {
     int64_t best = -1;
     for (int64_t ki = 0; ki < a->kh; ki++) {
-        int64_t ih = i * a->sh - a->pt + ki;
+        int64_t ih = i * a->sh - a->pt + ki * a->dh;
         if (ih < 0 || ih >= xd[2]) continue;
         for (int64_t kj = 0; kj < a->kw; kj++) {
-            int64_t iw = j * a->sw - a->pl + kj;
+            int64_t iw = j * a->sw - a->pl + kj * a->dw;
             if (iw < 0 || iw >= xd[3]) continue;
             int64_t xi = AT4(xd, n, c, ih, iw);
             if (best < 0 || x[xi] > x[best]) best = xi;
@@ -248,6 +248,97 @@ static void around_axis(const int64_t *d, int rank, int axis, int64_t *outer, in
     for (int i = 0; i < axis; i++) *outer *= d[i];
     for (int i = axis + 1; i < rank; i++) *inner *= d[i];
     *len = d[axis];
+}
+
+/* ---------------------------------------------------------------- */
+/* Broadcasting (add, mul) and matmul                                */
+/* ---------------------------------------------------------------- */
+
+/* The element of operand o (rank orank, dims od) that element i of a
+ * result (rank rank, dims yd) reads: aligned on the last dim, dims of 1
+ * repeat. */
+static int64_t bcast_at(const int64_t *yd, int rank, const int64_t *od, int orank, int64_t i) {
+    int64_t idx[NASC_MAX_RANK], off = 0;
+    for (int d = rank - 1; d >= 0; d--) {
+        idx[d] = i % yd[d];
+        i /= yd[d];
+    }
+    for (int d = 0; d < orank; d++) {
+        int64_t k = idx[rank - orank + d];
+        off = off * od[d] + (od[d] == 1 ? 0 : k);
+    }
+    return off;
+}
+
+/* Geometry of matmul: the result (..., M, N) over batch b, with the offset
+ * of each operand's matrix for batch b and its element strides. */
+typedef struct mm_geom {
+    int64_t batches, m, n, k;
+    int64_t yd[NASC_MAX_RANK];
+    int rank;
+    int64_t ad[NASC_MAX_RANK], bd[NASC_MAX_RANK];
+    int arank, brank;
+} mm_geom;
+
+static void mm_geometry(const nasc_module *m, const nasc_prim *p, int batch, mm_geom *g) {
+    const uint32_t *args = &m->args[p->first_arg];
+    g->rank = ref_dims(m, p->result, batch, g->yd);
+    g->arank = ref_dims(m, args[0], batch, g->ad);
+    g->brank = ref_dims(m, args[1], batch, g->bd);
+    g->m = g->yd[g->rank - 2];
+    g->n = g->yd[g->rank - 1];
+    g->k = p->a.trans_a ? g->ad[g->arank - 2] : g->ad[g->arank - 1];
+    g->batches = 1;
+    for (int d = 0; d < g->rank - 2; d++) g->batches *= g->yd[d];
+}
+
+/* Offset of the matrix of batch b in an operand (rank or, dims od) of a
+ * result with batch dims yd[0 .. rank-2). */
+static int64_t mm_matrix(const mm_geom *g, const int64_t *od, int orank, int64_t b) {
+    int64_t ybd[NASC_MAX_RANK], obd[NASC_MAX_RANK];
+    for (int d = 0; d < g->rank - 2; d++) ybd[d] = g->yd[d];
+    for (int d = 0; d < orank - 2; d++) obd[d] = od[d];
+    int64_t mat = od[orank - 2] * od[orank - 1];
+    if (g->rank == 2) return 0;
+    return bcast_at(ybd, g->rank - 2, obd, orank - 2, b) * mat;
+}
+
+/* Element (r, c) of operand matrix op(X) where X is (rows, cols) row-major. */
+static double mm_el(const double *x, int64_t cols, int trans, int64_t r, int64_t c) {
+    return trans ? x[c * cols + r] : x[r * cols + c];
+}
+
+static void matmul_fwd(double *y, const double *x, const double *w, const mm_geom *g, const nasc_prim_attrs *a) {
+    int64_t acols = g->ad[g->arank - 1], bcols = g->bd[g->brank - 1];
+    for (int64_t b = 0; b < g->batches; b++) {
+        const double *xa = x + mm_matrix(g, g->ad, g->arank, b), *wb = w + mm_matrix(g, g->bd, g->brank, b);
+        for (int64_t i = 0; i < g->m; i++)
+            for (int64_t j = 0; j < g->n; j++) {
+                double s = 0;
+                for (int64_t k = 0; k < g->k; k++) s += mm_el(xa, acols, a->trans_a, i, k) * mm_el(wb, bcols, a->trans_b, k, j);
+                y[(b * g->m + i) * g->n + j] = s;
+            }
+    }
+}
+
+/* dX += dY op(W)^T, dW += op(X)^T dY, through the transposes and broadcast batches. */
+static void matmul_bwd(double *dx, double *dw, const double *dy, const double *x, const double *w, const mm_geom *g,
+                       const nasc_prim_attrs *a) {
+    int64_t acols = g->ad[g->arank - 1], bcols = g->bd[g->brank - 1];
+    for (int64_t b = 0; b < g->batches; b++) {
+        int64_t ao = mm_matrix(g, g->ad, g->arank, b), bo = mm_matrix(g, g->bd, g->brank, b);
+        for (int64_t i = 0; i < g->m; i++)
+            for (int64_t j = 0; j < g->n; j++) {
+                double gy = dy[(b * g->m + i) * g->n + j];
+                for (int64_t k = 0; k < g->k; k++) {
+                    int64_t xi = ao + (a->trans_a ? k * acols + i : i * acols + k);
+                    int64_t wi = bo + (a->trans_b ? j * bcols + k : k * bcols + j);
+                    double xv = x[xi], wv = w[wi];
+                    dx[xi] += gy * wv; /* dx and dw may be one buffer: matmul(t, t) */
+                    dw[wi] += gy * xv;
+                }
+            }
+    }
 }
 
 /* ---------------------------------------------------------------- */
@@ -367,12 +458,28 @@ static int run_op(const nasc_module *m, const nasc_param_store *params, ref_mode
     case NASC_PRIM_ADD:
         for (int64_t i = 0; i < ny; i++) {
             double s = 0;
-            for (uint32_t k = 0; k < p->n_args; k++) s += values[args[k]][i];
+            for (uint32_t k = 0; k < p->n_args; k++) {
+                int64_t od[NASC_MAX_RANK];
+                int orank = ref_dims(m, args[k], batch, od);
+                s += values[args[k]][bcast_at(yd, rank, od, orank, i)];
+            }
             y[i] = s;
         }
         return 0;
-    case NASC_PRIM_MUL:
-        for (int64_t i = 0; i < ny; i++) y[i] = x[i] * values[args[1]][i];
+    case NASC_PRIM_MUL: {
+        int64_t od[NASC_MAX_RANK];
+        int orank = ref_dims(m, args[1], batch, od);
+        for (int64_t i = 0; i < ny; i++) y[i] = x[i] * values[args[1]][bcast_at(yd, rank, od, orank, i)];
+        return 0;
+    }
+    case NASC_PRIM_MATMUL: {
+        mm_geom g;
+        mm_geometry(m, p, batch, &g);
+        matmul_fwd(y, x, values[args[1]], &g, a);
+        return 0;
+    }
+    case NASC_PRIM_RESHAPE:
+        memcpy(y, x, (size_t)ny * sizeof *y);
         return 0;
     case NASC_PRIM_CONCAT: {
         int64_t outer, ylen, inner, off = 0;
@@ -514,8 +621,15 @@ static int backward_op(const nasc_module *m, int batch, double *const *values, d
         return 0;
     case NASC_PRIM_IDENTITY:
     case NASC_PRIM_FLATTEN:
+    case NASC_PRIM_RESHAPE:
         for (int64_t i = 0; i < ny; i++) dx[i] += dy[i];
         return 0;
+    case NASC_PRIM_MATMUL: {
+        mm_geom g;
+        mm_geometry(m, p, batch, &g);
+        matmul_bwd(dx, grads[args[1]], dy, x, values[args[1]], &g, a);
+        return 0;
+    }
     case NASC_PRIM_MAX_POOL:
         for (int64_t n = 0; n < yd[0]; n++)
             for (int64_t c = 0; c < yd[1]; c++)
@@ -540,16 +654,22 @@ static int backward_op(const nasc_module *m, int batch, double *const *values, d
                         dx[AT4(xd, n, c, i + a->dy, j + a->dx)] += dy[AT4(yd, n, c, i, j)];
         return 0;
     case NASC_PRIM_ADD:
-        for (uint32_t k = 0; k < p->n_args; k++)
-            for (int64_t i = 0; i < ny; i++) grads[args[k]][i] += dy[i];
+        for (uint32_t k = 0; k < p->n_args; k++) {
+            int64_t od[NASC_MAX_RANK];
+            int orank = ref_dims(m, args[k], batch, od);
+            for (int64_t i = 0; i < ny; i++) grads[args[k]][bcast_at(yd, rank, od, orank, i)] += dy[i];
+        }
         return 0;
     case NASC_PRIM_MUL: {
         const double *x1 = values[args[1]];
         double *dx1 = grads[args[1]];
+        int64_t od[NASC_MAX_RANK];
+        int orank = ref_dims(m, args[1], batch, od);
         for (int64_t i = 0; i < ny; i++) {
-            double g0 = dy[i] * x1[i], g1 = dy[i] * x[i];
+            int64_t j = bcast_at(yd, rank, od, orank, i);
+            double g0 = dy[i] * x1[j], g1 = dy[i] * x[i];
             dx[i] += g0; /* dx and dx1 may be the same buffer: mul(t, t) */
-            dx1[i] += g1;
+            dx1[j] += g1;
         }
         return 0;
     }

@@ -34,6 +34,15 @@
  *    window. Convolution is cross-correlation (no kernel flip), as in
  *    oneDNN, ONNX and PyTorch; dilation 1 is dense.
  *  - shift: y[n,c,i,j] = x[n,c,i+dy,j+dx], zero where that is outside x.
+ *  - add, mul: operands after the first broadcast to it (aligned on the
+ *    last dim, dims of 1 repeat); their gradients sum over the repeats.
+ *  - matmul: per batch element (leading dims, broadcast like add),
+ *    y = op(a) op(b) with op the transpose when trans_a / trans_b is set.
+ *  - reshape, flatten: the same row-major elements with other dims.
+ *  - max_pool with dilation dh, dw: window element (ki, kj) reads
+ *    x[i*sh - pt + ki*dh, j*sw - pl + kj*dw].
+ *  - Dims: a first dim may be NASC_BATCH (the batch argument) or fixed
+ *    (ONNX models with static shapes); ranks are 1 to 4.
  *  - max_pool backward sends the gradient to the first maximum of the window
  *    in row-major order (tests use inputs without ties).
  *

@@ -167,7 +167,8 @@ static void describe(const nasc_module *m, int batch, char *buf, size_t size) {
         if (info->attrs & NASC_PATTR_KERNEL) PUT(" k%dx%d", a->kh, a->kw);
         if (info->attrs & NASC_PATTR_STRIDE) PUT(" s%dx%d", a->sh, a->sw);
         if (info->attrs & NASC_PATTR_PAD) PUT(" p%d,%d,%d,%d", a->pt, a->pl, a->pb, a->pr);
-        if (info->attrs & NASC_PATTR_DILATION) PUT(" d%dx%d", a->dh, a->dw);
+        if (info->attrs & (NASC_PATTR_DILATION | NASC_PATTR_OPT(NASC_PATTR_DILATION))) PUT(" d%dx%d", a->dh, a->dw);
+        if (info->attrs & NASC_PATTR_OPT(NASC_PATTR_TRANS)) PUT(" t%d,%d", a->trans_a, a->trans_b);
         if (info->attrs & NASC_PATTR_GROUPS) PUT(" g%d", a->groups);
         if (info->attrs & NASC_PATTR_AXIS) PUT(" axis%d", a->axis);
         if (info->attrs & NASC_PATTR_COUNT_PAD) PUT(" cip%d", a->count_include_pad);
@@ -1024,6 +1025,187 @@ static void build_flatten_wide(tcase *t, int i) {
     tc_output(t, tc_op(t, NASC_PRIM_INNER_PRODUCT, args, 3, NULL, "y"));
 }
 
+/* ---------------------------------------------------------------- */
+/* ONNX-shaped cases: broadcasts, fixed first dims, matmul, reshape  */
+/* ---------------------------------------------------------------- */
+
+/* An input of any rank with the given dims (dims[0] may be NASC_BATCH or a
+ * fixed number, as an ONNX model's static first dim). */
+static uint32_t tc_input_dims(tcase *t, const char *name, int rank, const int64_t *dims) {
+    nasc_type ty = {NASC_F32, rank, {0, 0, 0, 0}};
+    for (int i = 0; i < rank; i++) ty.dims[i] = dims[i];
+    uint32_t v = nasc_prim_add_input(t->m, name, &ty);
+    if (v == UINT32_MAX) die_diag(t, "nasc_prim_add_input");
+    return v;
+}
+
+/* A parameter of any rank, left to nasc_params_init and randomize_params. */
+static uint32_t tc_param_dims(tcase *t, const char *name, int rank, const int64_t *dims) {
+    int64_t d[4] = {1, 1, 1, 1};
+    for (int i = 0; i < rank; i++) d[i] = dims[i];
+    return tc_param(t, name, rank, d[0], d[1], d[2], d[3], NULL);
+}
+
+/* Random dims of a result of rank r (the first one N when batched), and of
+ * an operand broadcasting to it: a lower rank and/or dims of 1. */
+static void bcast_shapes(tcase *t, int r, bool batched, int64_t *yd, int *orank, int64_t *od) {
+    for (int i = 0; i < r; i++) yd[i] = ri(t, 2, 4);
+    if (batched) yd[0] = NASC_BATCH;
+    *orank = ri(t, 1, r);
+    for (int i = 0; i < *orank; i++) {
+        int64_t full = yd[r - *orank + i];
+        od[i] = (full == NASC_BATCH || ri(t, 0, 2) == 0) ? 1 : full;
+    }
+}
+
+/* add(x, b) and add(x, y, b), b spreading; i selects rank, batch and
+ * whether b is a parameter (a bias). */
+static void build_add_bcast(tcase *t, int i) {
+    t->batch = ri(t, 1, 3);
+    int r = 1 + i % 4;
+    int64_t yd[4], od[4];
+    int orank;
+    bcast_shapes(t, r, i % 2 == 1, yd, &orank, od);
+    uint32_t x = tc_input_dims(t, "x", r, yd);
+    uint32_t b = i >= 4 ? tc_param_dims(t, "b", orank, od) : tc_input_dims(t, "b", orank, od);
+    uint32_t args[3] = {x, b, x};
+    if (i == 5) args[2] = tc_input_dims(t, "y", r, yd);
+    tc_output(t, tc_op(t, NASC_PRIM_ADD, args, i >= 5 ? 3 : 2, NULL, "y_"));
+}
+
+static void build_mul_bcast(tcase *t, int i) {
+    t->batch = ri(t, 1, 3);
+    int r = 1 + i % 4;
+    int64_t yd[4], od[4];
+    int orank;
+    bcast_shapes(t, r, i % 2 == 1, yd, &orank, od);
+    uint32_t x = tc_input_dims(t, "x", r, yd);
+    uint32_t b = i >= 4 ? tc_param_dims(t, "b", orank, od) : tc_input_dims(t, "b", orank, od);
+    uint32_t args[2] = {x, b};
+    tc_output(t, tc_op(t, NASC_PRIM_MUL, args, 2, NULL, "y"));
+}
+
+/* conv + a per-channel bias (C,1,1), the way ONNX Conv's B is imported;
+ * 16 channels so that the conv's result is blocked. */
+static void build_conv_bias(tcase *t, int i) {
+    t->batch = 2;
+    int c = i ? 16 : 3;
+    uint32_t x = tc_input(t, "x", 4, 3, ri(t, 3, 5), ri(t, 3, 5));
+    nasc_prim_attrs a = attrs_window(3, 3, 1, 1, 1, 1, 1, 1);
+    uint32_t args[2] = {x, tc_param(t, "w", 4, c, 3, 3, 3, NULL)};
+    uint32_t y = tc_op(t, NASC_PRIM_CONV, args, 2, &a, "conv");
+    int64_t bd[3] = {c, 1, 1};
+    uint32_t bargs[2] = {y, tc_param_dims(t, "bias", 3, bd)};
+    tc_output(t, tc_op(t, NASC_PRIM_ADD, bargs, 2, NULL, "y"));
+}
+
+/* Elementwise ops, concat and softmax on static ONNX-like shapes (fixed
+ * first dims, ranks 1 to 4), in inference as nasc test-onnx runs them. */
+static void build_static_shapes(tcase *t, int i) {
+    t->batch = 5; /* no value has N: the batch option must not matter */
+    int r = 1 + i % 4;
+    int64_t d[4];
+    for (int k = 0; k < r; k++) d[k] = ri(t, 1, 4);
+    uint32_t x = tc_input_dims(t, "x", r, d);
+    uint32_t th = tc_op(t, NASC_PRIM_TANH, &x, 1, NULL, "th");
+    uint32_t sg = tc_op(t, NASC_PRIM_SIGMOID, &x, 1, NULL, "sg");
+    uint32_t margs[2] = {th, sg};
+    uint32_t mu = tc_op(t, NASC_PRIM_MUL, margs, 2, NULL, "mu");
+    nasc_prim_attrs a = nasc_prim_attrs_default();
+    a.axis = ri(t, 0, r - 1);
+    uint32_t cargs[2] = {mu, x};
+    uint32_t ca = tc_op(t, NASC_PRIM_CONCAT, cargs, 2, &a, "cat");
+    a.axis = ri(t, 0, r - 1);
+    tc_output(t, tc_op(t, NASC_PRIM_SOFTMAX, &ca, 1, &a, "sm"));
+    tc_output(t, tc_op(t, NASC_PRIM_IDENTITY, &mu, 1, NULL, "id"));
+    if (r >= 2) tc_output(t, tc_op(t, NASC_PRIM_FLATTEN, &ca, 1, NULL, "fl"));
+}
+
+/* concat along axis 0 of fixed-first-dim tensors; then shift on a static
+ * 4-D value (its plane count comes from the fixed dim, not the batch). */
+static void build_concat_axis0(tcase *t, int i) {
+    t->batch = 3;
+    int64_t d0[4] = {ri(t, 1, 3), ri(t, 1, 3), ri(t, 2, 4), ri(t, 2, 4)}, d1[4];
+    memcpy(d1, d0, sizeof d1);
+    d1[0] = ri(t, 1, 3);
+    int r = i % 2 ? 4 : 2;
+    uint32_t x[2] = {tc_input_dims(t, "x0", r, d0), tc_input_dims(t, "x1", r, d1)};
+    nasc_prim_attrs a = nasc_prim_attrs_default();
+    a.axis = 0;
+    uint32_t c = tc_op(t, NASC_PRIM_CONCAT, x, 2, &a, "cat");
+    if (r == 4) {
+        nasc_prim_attrs s = nasc_prim_attrs_default();
+        s.dy = 1;
+        s.dx = 1;
+        c = tc_op(t, NASC_PRIM_SHIFT, &c, 1, &s, "sh");
+    }
+    tc_output(t, c);
+}
+
+static void build_reshape(tcase *t, int i) {
+    nasc_prim_attrs a = nasc_prim_attrs_default();
+    if (i % 2) {
+        /* batched: (N, C, H, W) -> (N, H*W, C) after a conv (blocked layout) */
+        t->batch = 2;
+        int c = 8, h = ri(t, 1, 3), w = ri(t, 1, 3);
+        uint32_t x = tc_input(t, "x", 4, 3, h, w);
+        nasc_prim_attrs ca = attrs_window(1, 1, 1, 1, 0, 0, 0, 0);
+        uint32_t args[2] = {x, tc_param(t, "w", 4, c, 3, 1, 1, NULL)};
+        uint32_t y = tc_op(t, NASC_PRIM_CONV, args, 2, &ca, "conv");
+        a.shape_rank = 3;
+        a.shape[0] = NASC_BATCH, a.shape[1] = h * w, a.shape[2] = c;
+        tc_output(t, tc_op(t, NASC_PRIM_RESHAPE, &y, 1, &a, "y"));
+    } else {
+        t->batch = 4;
+        int64_t d[3] = {2, 3, 4};
+        uint32_t x = tc_input_dims(t, "x", 3, d);
+        static const int64_t shapes[3][4] = {{4, 6, 0, 0}, {24, 0, 0, 0}, {2, 3, 2, 2}};
+        const int64_t *s = shapes[(i / 2) % 3];
+        a.shape_rank = s[1] == 0 ? 1 : s[2] == 0 ? 2 : 4;
+        for (int k = 0; k < a.shape_rank; k++) a.shape[k] = s[k];
+        tc_output(t, tc_op(t, NASC_PRIM_RESHAPE, &x, 1, &a, "y"));
+    }
+}
+
+/* matmul: 2-D with the batch as M, 3-D and 4-D with equal batch dims,
+ * transposes, a parameter as b; broadcast batch dims (inference only). */
+static void build_matmul(tcase *t, int i) {
+    nasc_prim_attrs a = nasc_prim_attrs_default();
+    int64_t m = ri(t, 1, 4), k = ri(t, 1, 5), n = ri(t, 1, 4);
+    a.trans_a = i == 2 || i == 5;
+    a.trans_b = i == 3 || i == 5;
+    int r = i < 4 ? 2 + i % 3 : 3;
+    int64_t ad[4], bd[4];
+    for (int d = 0; d < r - 2; d++) ad[d] = bd[d] = ri(t, 1, 3);
+    ad[r - 2] = a.trans_a ? k : m, ad[r - 1] = a.trans_a ? m : k;
+    bd[r - 2] = a.trans_b ? n : k, bd[r - 1] = a.trans_b ? k : n;
+    t->batch = ri(t, 1, 3);
+    if (r == 2 && !a.trans_a) ad[0] = NASC_BATCH;
+    if (i == 6) bd[0] = 1, t->mode = NASC_MODE_INFER; /* b's batch dim broadcasts */
+    uint32_t args[2] = {tc_input_dims(t, "a", r, ad), 0};
+    if (i == 7) {
+        args[1] = tc_param_dims(t, "b", 2, bd + r - 2); /* (K, N) weights shared by every batch */
+        t->mode = NASC_MODE_INFER;
+    } else if (i == 4 || i == 3) {
+        args[1] = tc_param_dims(t, "b", r, bd);
+    } else {
+        args[1] = tc_input_dims(t, "b", r, bd);
+    }
+    tc_output(t, tc_op(t, NASC_PRIM_MATMUL, args, 2, &a, "y"));
+}
+
+/* Dilated max pooling (ONNX MaxPool dilations), with pads. */
+static void build_max_pool_dilated(tcase *t, int i) {
+    t->batch = ri(t, 1, 2);
+    t->gen = GEN_DISTINCT;
+    int kh = ri(t, 2, 3), kw = ri(t, 2, 3);
+    nasc_prim_attrs a = attrs_window(kh, kw, ri(t, 1, 2), ri(t, 1, 2), i % 2, i % 2, 0, i % 2);
+    a.dh = ri(t, 1, 3);
+    a.dw = 2;
+    uint32_t x = tc_input(t, "x", 4, ri(t, 1, 3), ri(t, 7, 9), ri(t, 7, 9));
+    tc_output(t, tc_op(t, NASC_PRIM_MAX_POOL, &x, 1, &a, "y"));
+}
+
 typedef struct op_case {
     const char *name;
     void (*build)(tcase *t, int i);
@@ -1074,7 +1256,15 @@ typedef struct op_case {
     X(pool_wide, 3)                                                                                                    \
     X(concat_wide, 3)                                                                                                  \
     X(add_wide, 2)                                                                                                     \
-    X(flatten_wide, 2)
+    X(flatten_wide, 2)                                                                                                 \
+    X(add_bcast, 6)                                                                                                    \
+    X(mul_bcast, 6)                                                                                                    \
+    X(conv_bias, 2)                                                                                                    \
+    X(static_shapes, 8)                                                                                                \
+    X(concat_axis0, 2)                                                                                                 \
+    X(reshape, 6)                                                                                                      \
+    X(matmul, 8)                                                                                                       \
+    X(max_pool_dilated, 3)
 
 #define DEF_CASE(id, n) static op_case CASE_##id = {#id, build_##id, n};
 OP_CASES(DEF_CASE)

@@ -1,0 +1,69 @@
+#!/usr/bin/python3
+"""onnx_check.py - check an ONNX file with ONNX's own checker.
+
+    /usr/bin/python3 scripts/onnx_check.py MODEL.onnx [--opset N]
+        [--meta KEY ...] [--make-input IN.pb --batch 2 --seed 0]
+
+Runs onnx.checker.check_model(model, full_check=True) (the structural
+checks plus strict shape inference over every node), and prints a one-line
+summary. --opset checks the default-domain opset the file imports; --meta
+checks that the metadata has KEY. With --make-input it also writes a random
+standard-normal input tensor (ONNX TensorProto, float raw_data) for the
+model's first input, the symbolic batch dimension set to --batch, so one
+Python start-up serves both steps of a test. Exit 1 on any failure.
+
+Debian's python3-onnx loads only in Debian's interpreter: run this with
+/usr/bin/python3.
+"""
+import argparse
+import sys
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model")
+    ap.add_argument("--opset", type=int)
+    ap.add_argument("--meta", action="append", default=[])
+    ap.add_argument("--make-input", metavar="IN.pb")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    try:
+        import numpy as np
+        import onnx
+        from onnx import numpy_helper
+    except ImportError as e:
+        sys.exit(f"onnx_check: error: {e} (install python3-onnx and run with /usr/bin/python3)")
+
+    try:
+        model = onnx.load(a.model)
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:  # the checker raises several types
+        sys.exit(f"onnx_check: {a.model}: error: {type(e).__name__}: {e}")
+    opset = {o.domain: o.version for o in model.opset_import}.get("", None)
+    if a.opset is not None and opset != a.opset:
+        sys.exit(f"onnx_check: {a.model}: error: opset {opset}, expected {a.opset}")
+    keys = {p.key for p in model.metadata_props}
+    for k in a.meta:
+        if k not in keys:
+            sys.exit(f"onnx_check: {a.model}: error: no metadata key {k!r} (has {sorted(keys)})")
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in inits]
+    print(f"{a.model}: ok (ir {model.ir_version}, opset {opset}, {len(g.node)} nodes, "
+          f"{len(g.initializer)} initializers, {len(inputs)} inputs, {len(g.output)} outputs)")
+
+    if a.make_input:
+        if not inputs:
+            sys.exit(f"onnx_check: {a.model}: error: the model has no input")
+        dims = []
+        for d in inputs[0].type.tensor_type.shape.dim:
+            dims.append(d.dim_value if d.HasField("dim_value") else a.batch)
+        x = np.random.default_rng(a.seed).standard_normal(dims).astype(np.float32)
+        t = numpy_helper.from_array(x, inputs[0].name)
+        with open(a.make_input, "wb") as f:
+            f.write(t.SerializeToString())
+
+
+if __name__ == "__main__":
+    main()

@@ -95,7 +95,7 @@ static bool compare(const float *got, const nasc_tensor_pb *want, double *max_er
     *bad = -1;
     for (int64_t i = 0; i < want->numel; i++) {
         double g = got[i], w = want->data[i];
-        if (isnan(w) && isnan(g)) continue;
+        if ((isnan(w) && isnan(g)) || g == w) continue; /* equal infinities too */
         double e = fabs(g - w);
         if (!(e <= *max_err)) *max_err = isnan(e) ? INFINITY : e;
         if (!(e <= ATOL + RTOL * fabs(w)) && ok) {
@@ -202,8 +202,8 @@ static void run_set(nasc_ctx *ctx, const char *dir, const blob *model, const cha
         int64_t n = nasc_type_numel(ty) * (ty->dims[0] == NASC_BATCH ? batch : 1);
         if (t.numel != n) {
             v->pass = false;
-            snprintf(v->why, sizeof v->why, "%s: output %u '%.100s' has %lld values, the expected tensor %lld", set,
-                     j, info.outputs[j].name, (long long)n, (long long)t.numel);
+            snprintf(v->why, sizeof v->why, "%s: output %u '%.100s' has %lld values, the expected tensor %lld", set, j,
+                     info.outputs[j].name, (long long)n, (long long)t.numel);
             goto done;
         }
         free(got);
@@ -218,8 +218,9 @@ static void run_set(nasc_ctx *ctx, const char *dir, const blob *model, const cha
         int64_t bad;
         if (!compare(got, &t, &v->max_err, &bad)) {
             v->pass = false;
-            snprintf(v->why, sizeof v->why, "%s: output %u '%.100s' element %lld is %.9g, expected %.9g (max error %.3g)",
-                     set, j, info.outputs[j].name, (long long)bad, (double)got[bad], (double)t.data[bad], v->max_err);
+            snprintf(v->why, sizeof v->why,
+                     "%s: output %u '%.100s' element %lld is %.9g, expected %.9g (max error %.3g)", set, j,
+                     info.outputs[j].name, (long long)bad, (double)got[bad], (double)t.data[bad], v->max_err);
             goto done;
         }
         nasc_tensor_pb_free(ctx, &t);

@@ -139,7 +139,8 @@ static bool pname_taken(const ox_imp *x, const char *name) {
 }
 
 /* Rebuild an open-addressing table of cap slots over n keys. */
-static bool rehash(ox_imp *x, uint32_t **tab, uint32_t *tcap, uint32_t n, const char *(*key)(const ox_imp *, uint32_t)) {
+static bool rehash(ox_imp *x, uint32_t **tab, uint32_t *tcap, uint32_t n,
+                   const char *(*key)(const ox_imp *, uint32_t)) {
     uint32_t cap = *tcap ? *tcap : 64;
     while (cap < 2 * (n + 1)) cap *= 2;
     if (cap == *tcap) return true;
@@ -295,8 +296,8 @@ nasc_status ox_decode(ox_imp *x, const Onnx__TensorProto *t, ox_const *c) {
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: have = t->n_int64_data, size = 8; break;
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT32: have = t->n_int32_data, size = 4; break;
     default:
-        snprintf(buf, sizeof buf, "its data type is %s (%d); nasc reads FLOAT, INT64 and INT32 tensors",
-                 dtype_name(dt), (int)dt);
+        snprintf(buf, sizeof buf, "its data type is %s (%d); nasc reads FLOAT, INT64 and INT32 tensors", dtype_name(dt),
+                 (int)dt);
         c->why = ox_strdup(x, buf);
         return c->why ? NASC_OK : NASC_ENOMEM;
     }
@@ -532,8 +533,8 @@ uint32_t ox_op(ox_imp *x, nasc_prim_op op, const uint32_t *args, uint32_t n, con
     return v;
 }
 
-uint32_t ox_op_tmp(ox_imp *x, nasc_prim_op op, const uint32_t *args, uint32_t n, const nasc_prim_attrs *a,
-                   uint32_t out, const char *suffix) {
+uint32_t ox_op_tmp(ox_imp *x, nasc_prim_op op, const uint32_t *args, uint32_t n, const nasc_prim_attrs *a, uint32_t out,
+                   const char *suffix) {
     for (uint32_t i = 0; i < n; i++)
         if (args[i] == UINT32_MAX) return UINT32_MAX;
     const char *name = ox_fresh(x, ox_out_pname(x, out), suffix);
@@ -639,8 +640,7 @@ uint32_t ox_param(ox_imp *x, int k, int rank, const int64_t *dims, const char *n
 nasc_status ox_store(ox_imp *x, const char *name, int k) {
     const ox_const *c = &x->consts[k];
     if (c->dtype != OX_F32 || c->numel < 1) return ox_fail(x, "'%s' must be a float tensor", name);
-    if (nasc_params_find(x->w, name))
-        return ox_fail(x, "the store already holds a tensor named '%s'", name);
+    if (nasc_params_find(x->w, name)) return ox_fail(x, "the store already holds a tensor named '%s'", name);
     int64_t n = c->numel;
     nasc_tensor *t = nasc_params_get(x->w, name, 1, &n);
     if (!t) return x->ctx->diag.status ? x->ctx->diag.status : NASC_ENOMEM;
@@ -798,8 +798,7 @@ static nasc_status constants(ox_imp *x, const nasc_onnx_import_options *o) {
 
 /* Dims of a tensor type: dim 0 symbolic (a dim_param, 0 or unset) is the
  * batch; any other dim must be a positive number. rank 0 reads as [1]. */
-static nasc_status tensor_type(ox_imp *x, const Onnx__TypeProto *tp, const char *what, const char *name,
-                               nasc_type *t) {
+static nasc_status tensor_type(ox_imp *x, const Onnx__TypeProto *tp, const char *what, const char *name, nasc_type *t) {
     memset(t, 0, sizeof *t);
     if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
         return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC, "%s '%.100s' is not a tensor", what, name);
@@ -808,8 +807,7 @@ static nasc_status tensor_type(ox_imp *x, const Onnx__TypeProto *tp, const char 
         return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC,
                           "%s '%.100s' is a tensor of %s; nasc computes in float (FLOAT) only", what, name,
                           tt->has_elem_type ? dtype_name(tt->elem_type) : "no element type");
-    if (!tt->shape)
-        return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC, "%s '%.100s' has no shape", what, name);
+    if (!tt->shape) return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC, "%s '%.100s' has no shape", what, name);
     if (tt->shape->n_dim > NASC_MAX_RANK)
         return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC,
                           "%s '%.100s' has rank %zu; nasc tensors have rank 1 to %d", what, name, tt->shape->n_dim,
@@ -822,15 +820,26 @@ static nasc_status tensor_type(ox_imp *x, const Onnx__TypeProto *tp, const char 
         bool sym = dm->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE || dm->dim_value == 0;
         if (sym && d == 0) {
             t->dims[d] = NASC_BATCH;
+        } else if (sym && dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
+            return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC,
+                              "%s '%.100s': dim %zu is 0 (an empty tensor is not supported)", what, name, d);
         } else if (sym) {
             return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC,
                               "%s '%.100s': dim %zu is symbolic; only the first dim may be (the batch)", what, name, d);
         } else if (dm->dim_value < 0 || dm->dim_value > (1 << 24)) {
-            return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC, "%s '%.100s': dim %zu is %lld", what, name, d,
-                              (long long)dm->dim_value);
+            return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC, "%s '%.100s': dim %zu is %lld (1 to 2^24 are supported)",
+                              what, name, d, (long long)dm->dim_value);
         } else {
             t->dims[d] = dm->dim_value;
         }
+    }
+    int64_t numel = 1; /* dims are at most 2^24: check before each product */
+    for (int d = 0; d < t->rank; d++) {
+        if (t->dims[d] == NASC_BATCH) continue;
+        if (numel > MAX_NUMEL / t->dims[d])
+            return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC,
+                              "%s '%.100s' is too large (more than 2^31 elements per image)", what, name);
+        numel *= t->dims[d];
     }
     return NASC_OK;
 }

@@ -138,8 +138,7 @@ static nasc_status elementwise(ox_imp *x, nasc_prim_op op) {
     if (!ox_attrs_known(x, known)) return status_of(x);
     const Onnx__NodeProto *nd = ox_node(x);
     uint32_t n = (uint32_t)nd->n_input;
-    if (n < 1 || (op == NASC_PRIM_MUL && n != 2) || n > 64)
-        return ox_fail(x, "%u inputs is not supported", n);
+    if (n < 1 || (op == NASC_PRIM_MUL && n != 2) || n > 64) return ox_fail(x, "%u inputs is not supported", n);
     uint32_t v[64];
     for (uint32_t i = 0; i < n; i++)
         if ((v[i] = ox_value(x, i)) == UINT32_MAX) return status_of(x);
@@ -273,7 +272,8 @@ static nasc_status lower_reshape(ox_imp *x) {
         n = (int)c->numel;
         for (int i = 0; i < n; i++) s[i] = c->i[i];
     }
-    if (n > NASC_MAX_RANK) return ox_fail(x, "the result would have rank %d; nasc tensors have rank 1 to %d", n, NASC_MAX_RANK);
+    if (n > NASC_MAX_RANK)
+        return ox_fail(x, "the result would have rank %d; nasc tensors have rank 1 to %d", n, NASC_MAX_RANK);
     uint32_t v = ox_value(x, 0);
     if (v == UINT32_MAX) return status_of(x);
     const nasc_type t = *ox_type(x, v);
@@ -355,35 +355,47 @@ static nasc_status lower_gemm(ox_imp *x) {
     if (a == UINT32_MAX) return status_of(x);
     const nasc_type at = *ox_type(x, a);
     if (at.rank != 2) return ox_fail(x, "input 1 (A) must be 2-D");
-    const ox_const *bc = ox_is_const(x, 1) ? ox_const_in(x, 1, "B") : NULL;
-    const ox_const *cc = ox_in(x, 2) && ox_is_const(x, 2) ? ox_const_in(x, 2, "C") : NULL;
-    if ((ox_is_const(x, 1) && !bc) || (ox_in(x, 2) && ox_is_const(x, 2) && !cc)) return status_of(x);
+    /* constants by index: ox_const_new may move x->consts */
+    int ib = -1, ic = -1;
+    if (ox_is_const(x, 1)) {
+        const ox_const *c = ox_const_in(x, 1, "B");
+        if (!c) return status_of(x);
+        ib = (int)(c - x->consts);
+    }
+    if (ox_in(x, 2) && ox_is_const(x, 2)) {
+        const ox_const *c = ox_const_in(x, 2, "C");
+        if (!c) return status_of(x);
+        ic = (int)(c - x->consts);
+    }
+#define BC (&x->consts[ib])
+#define CC (&x->consts[ic])
     bool has_c = ox_in(x, 2) && beta != 0.0f;
 
-    if (!ta && bc && bc->dtype == OX_F32 && bc->rank == 2 && (!has_c || cc)) {
-        int64_t n = tb ? bc->dims[0] : bc->dims[1], k = tb ? bc->dims[1] : bc->dims[0];
-        bool c_vec = !has_c || (cc->dtype == OX_F32 && (cc->numel == 1 || (cc->numel == n && (cc->rank == 1 ||
-                                                       (cc->rank == 2 && cc->dims[0] == 1)))));
+    if (!ta && ib >= 0 && BC->dtype == OX_F32 && BC->rank == 2 && (!has_c || ic >= 0)) {
+        int64_t n = tb ? BC->dims[0] : BC->dims[1], k = tb ? BC->dims[1] : BC->dims[0];
+        bool c_vec =
+            !has_c || (CC->dtype == OX_F32 &&
+                       (CC->numel == 1 || (CC->numel == n && (CC->rank == 1 || (CC->rank == 2 && CC->dims[0] == 1)))));
         if (c_vec && n > 0 && k > 0) {
             uint32_t w, b;
             int64_t wd[2] = {n, k};
             if (tb && alpha == 1.0f) {
-                w = ox_param(x, (int)(bc - x->consts), 2, wd, NULL, 0);
+                w = ox_param(x, ib, 2, wd, NULL, 0);
             } else {
                 int kw = ox_const_new(x, 2, wd);
                 if (kw < 0) return NASC_ENOMEM;
-                bc = ox_const_in(x, 1, "B"); /* consts may have moved */
                 for (int64_t i = 0; i < n; i++)
-                    for (int64_t j = 0; j < k; j++) x->consts[kw].f[i * k + j] = alpha * (tb ? bc->f[i * k + j] : bc->f[j * n + i]);
+                    for (int64_t j = 0; j < k; j++)
+                        x->consts[kw].f[i * k + j] = alpha * (tb ? BC->f[i * k + j] : BC->f[j * n + i]);
                 w = ox_param(x, kw, 2, wd, "weight", 0);
             }
-            if (has_c && cc->numel == n && beta == 1.0f) {
-                b = ox_param(x, (int)(cc - x->consts), 1, &n, NULL, 0);
+            if (has_c && CC->numel == n && beta == 1.0f) {
+                b = ox_param(x, ic, 1, &n, NULL, 0);
             } else {
                 int kb = ox_const_new(x, 1, &n);
                 if (kb < 0) return NASC_ENOMEM;
-                cc = has_c ? ox_const_in(x, 2, "C") : NULL;
-                for (int64_t i = 0; i < n; i++) x->consts[kb].f[i] = cc ? beta * cc->f[cc->numel == 1 ? 0 : i] : 0.0f;
+                for (int64_t i = 0; i < n; i++)
+                    x->consts[kb].f[i] = has_c ? beta * CC->f[CC->numel == 1 ? 0 : i] : 0.0f;
                 b = ox_param(x, kb, 1, &n, "bias", 0);
             }
             uint32_t args[3] = {a, w, b};
@@ -407,16 +419,16 @@ static nasc_status lower_gemm(ox_imp *x) {
     }
     if (has_c) {
         uint32_t c;
-        if (cc && beta != 1.0f) {
+        if (ic >= 0 && beta != 1.0f) {
             int64_t d[OX_MAX_RANK];
-            int r = cc->rank ? cc->rank : 1;
+            int r = CC->rank ? CC->rank : 1;
             d[0] = 1;
-            for (int i = 0; i < cc->rank; i++) d[i] = cc->dims[i];
-            if (r > NASC_MAX_RANK || cc->dtype != OX_F32) return ox_fail(x, "input 3 (C) must be a float tensor of rank 0 to 2");
+            for (int i = 0; i < CC->rank; i++) d[i] = CC->dims[i];
+            if (r > NASC_MAX_RANK || CC->dtype != OX_F32 || CC->numel < 1)
+                return ox_fail(x, "input 3 (C) must be a float tensor of rank 0 to 2");
             int kc = ox_const_new(x, r, d);
             if (kc < 0) return NASC_ENOMEM;
-            cc = ox_const_in(x, 2, "C");
-            for (int64_t i = 0; i < cc->numel; i++) x->consts[kc].f[i] = beta * cc->f[i];
+            for (int64_t i = 0; i < CC->numel; i++) x->consts[kc].f[i] = beta * CC->f[i];
             c = ox_param(x, kc, r, d, "c", 0);
         } else {
             c = ox_value(x, 2);
@@ -430,6 +442,8 @@ static nasc_status lower_gemm(ox_imp *x) {
         y = ox_op(x, NASC_PRIM_ADD, s, 2, NULL, 0);
     }
     return ox_define(x, 0, y);
+#undef BC
+#undef CC
 }
 
 /* ---------------------------------------------------------------- */
@@ -440,12 +454,14 @@ static nasc_status lower_gemm(ox_imp *x) {
  * pads, resolved from auto_pad and ceil_mode for an input of h x w. */
 typedef struct window {
     int64_t k[2], s[2], d[2], p[4]; /* p: top, left, bottom, right */
+    bool overhang;                  /* ceil_mode added bottom/right padding */
 } window;
 
 static bool read_window(ox_imp *x, const nasc_type *in, const int64_t *kernel, bool ceil_ok, window *w) {
     int n;
     int64_t v[8];
     char autopad[32];
+    w->overhang = false;
     for (int i = 0; i < 2; i++) w->k[i] = kernel[i], w->s[i] = 1, w->d[i] = 1, w->p[i] = w->p[i + 2] = 0;
     if (!ox_attr_ints(x, "strides", v, 8, &n)) return false;
     if (n && n != 2) return ox_fail(x, "attribute 'strides' must have 2 values"), false;
@@ -457,12 +473,16 @@ static bool read_window(ox_imp *x, const nasc_type *in, const int64_t *kernel, b
     if (n && n != 4) return ox_fail(x, "attribute 'pads' must have 4 values"), false;
     for (int i = 0; i < n; i++) w->p[i] = v[i];
     for (int i = 0; i < 2; i++) {
-        if (w->s[i] < 1 || w->s[i] > 64) return ox_fail(x, "attribute 'strides' value %lld is not supported (1..64)", (long long)w->s[i]), false;
-        if (w->d[i] < 1 || w->d[i] > 64) return ox_fail(x, "attribute 'dilations' value %lld is not supported (1..64)", (long long)w->d[i]), false;
-        if (w->k[i] < 1 || w->k[i] > 64) return ox_fail(x, "kernel size %lld is not supported (1..64)", (long long)w->k[i]), false;
+        if (w->s[i] < 1 || w->s[i] > 64)
+            return ox_fail(x, "attribute 'strides' value %lld is not supported (1..64)", (long long)w->s[i]), false;
+        if (w->d[i] < 1 || w->d[i] > 64)
+            return ox_fail(x, "attribute 'dilations' value %lld is not supported (1..64)", (long long)w->d[i]), false;
+        if (w->k[i] < 1 || w->k[i] > 64)
+            return ox_fail(x, "kernel size %lld is not supported (1..64)", (long long)w->k[i]), false;
     }
     for (int i = 0; i < 4; i++)
-        if (w->p[i] < 0 || w->p[i] > 64) return ox_fail(x, "attribute 'pads' value %lld is not supported (0..64)", (long long)w->p[i]), false;
+        if (w->p[i] < 0 || w->p[i] > 64)
+            return ox_fail(x, "attribute 'pads' value %lld is not supported (0..64)", (long long)w->p[i]), false;
     if (!ox_attr_string(x, "auto_pad", "NOTSET", autopad, sizeof autopad)) return false;
     bool upper = strcmp(autopad, "SAME_UPPER") == 0, lower = strcmp(autopad, "SAME_LOWER") == 0;
     if (upper || lower || strcmp(autopad, "VALID") == 0) {
@@ -489,7 +509,7 @@ static bool read_window(ox_imp *x, const nasc_type *in, const int64_t *kernel, b
         int64_t out = (size - ek + w->s[i] - 1) / w->s[i] + 1;
         if ((out - 1) * w->s[i] >= in->dims[2 + i] + w->p[i]) out--; /* a window must start inside */
         int64_t need = (out - 1) * w->s[i] + ek - size;
-        if (need > 0) w->p[i + 2] += need;
+        if (need > 0) w->p[i + 2] += need, w->overhang = true;
     }
     return true;
 }
@@ -516,14 +536,16 @@ static nasc_status lower_conv(ox_imp *x) {
     if (!rank4(x, v, "convolution")) return status_of(x);
     const ox_const *wc = ox_const_in(x, 1, "weights W");
     if (!wc) return status_of(x);
-    if (wc->dtype != OX_F32 || wc->rank != 4) return ox_fail(x, "input 2 (the weights W) must be a rank-4 float tensor");
+    if (wc->dtype != OX_F32 || wc->rank != 4)
+        return ox_fail(x, "input 2 (the weights W) must be a rank-4 float tensor");
     int64_t ks[8], group;
     int nk;
     if (!ox_attr_ints(x, "kernel_shape", ks, 8, &nk) || !ox_attr_int(x, "group", 1, &group)) return status_of(x);
     if (nk && (nk != 2 || ks[0] != wc->dims[2] || ks[1] != wc->dims[3]))
         return ox_fail(x, "attribute 'kernel_shape' does not match the weights' %lldx%lld", (long long)wc->dims[2],
                        (long long)wc->dims[3]);
-    if (group < 1 || group > (1 << 20)) return ox_fail(x, "attribute 'group' value %lld is not supported", (long long)group);
+    if (group < 1 || group > (1 << 20))
+        return ox_fail(x, "attribute 'group' value %lld is not supported", (long long)group);
     window w;
     nasc_type in = *ox_type(x, v);
     if (!read_window(x, &in, wc->dims + 2, false, &w)) return status_of(x);
@@ -536,7 +558,8 @@ static nasc_status lower_conv(ox_imp *x) {
     const ox_const *bc = ox_const_in(x, 2, "bias B");
     if (!bc) return status_of(x);
     int64_t bd[3] = {wc->dims[0], 1, 1};
-    if (bc->dtype != OX_F32 || bc->numel != bd[0]) return ox_fail(x, "input 3 (the bias B) must hold %lld floats", (long long)bd[0]);
+    if (bc->dtype != OX_F32 || bc->numel != bd[0])
+        return ox_fail(x, "input 3 (the bias B) must hold %lld floats", (long long)bd[0]);
     uint32_t y = ox_op_tmp(x, NASC_PRIM_CONV, args, 2, &a, 0, "conv");
     uint32_t s[2] = {y, ox_param(x, (int)(bc - x->consts), 3, bd, NULL, 0)};
     return ox_define(x, 0, ox_op(x, NASC_PRIM_ADD, s, 2, NULL, 0));
@@ -550,7 +573,8 @@ static nasc_status lower_batch_norm(ox_imp *x) {
     if (!ox_attr_float(x, "epsilon", 1e-5f, &eps) || !ox_attr_int(x, "training_mode", 0, &training) ||
         !ox_attr_int(x, "spatial", 1, &spatial))
         return status_of(x);
-    if (training) return ox_fail(x, "attribute 'training_mode' = %lld is not supported (inference only)", (long long)training);
+    if (training)
+        return ox_fail(x, "attribute 'training_mode' = %lld is not supported (inference only)", (long long)training);
     if (spatial != 1) return ox_fail(x, "attribute 'spatial' = %lld is not supported", (long long)spatial);
     if (!one_output(x, "training statistics")) return status_of(x);
     uint32_t v = ox_value(x, 0);
@@ -582,8 +606,10 @@ static nasc_status lower_batch_norm(ox_imp *x) {
 }
 
 static nasc_status lower_pool(ox_imp *x, bool max) {
-    static const char *const kmax[] = {"auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides", NULL};
-    static const char *const kavg[] = {"auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides", NULL};
+    static const char *const kmax[] = {"auto_pad", "ceil_mode",     "dilations", "kernel_shape",
+                                       "pads",     "storage_order", "strides",   NULL};
+    static const char *const kavg[] = {"auto_pad",     "ceil_mode", "count_include_pad", "dilations",
+                                       "kernel_shape", "pads",      "strides",           NULL};
     if (!ox_attrs_known(x, max ? kmax : kavg)) return status_of(x);
     if (!one_output(x, "the Indices of the maxima")) return status_of(x);
     uint32_t v = ox_value(x, 0);
@@ -591,13 +617,17 @@ static nasc_status lower_pool(ox_imp *x, bool max) {
     if (!rank4(x, v, "pooling")) return status_of(x);
     int64_t ks[8], cip;
     int nk;
-    if (!ox_attr_ints(x, "kernel_shape", ks, 8, &nk) || !ox_attr_int(x, "count_include_pad", 0, &cip)) return status_of(x);
+    if (!ox_attr_ints(x, "kernel_shape", ks, 8, &nk) || !ox_attr_int(x, "count_include_pad", 0, &cip))
+        return status_of(x);
     if (nk != 2) return ox_fail(x, "attribute 'kernel_shape' must have 2 values");
     if (cip != 0 && cip != 1) return ox_fail(x, "attribute 'count_include_pad' must be 0 or 1");
     window w;
     nasc_type in = *ox_type(x, v);
     if (!read_window(x, &in, ks, true, &w)) return status_of(x);
-    if (!max && (w.d[0] != 1 || w.d[1] != 1)) return ox_fail(x, "attribute 'dilations' other than 1 is not supported for AveragePool");
+    if (!max && cip && w.overhang)
+        return ox_fail(x, "count_include_pad = 1 with a ceil_mode window past the edge is not supported");
+    if (!max && (w.d[0] != 1 || w.d[1] != 1))
+        return ox_fail(x, "attribute 'dilations' other than 1 is not supported for AveragePool");
     nasc_prim_attrs a = nasc_prim_attrs_default();
     window_attrs(&w, &a);
     a.count_include_pad = (int)cip;
@@ -753,8 +783,9 @@ static nasc_status lower_pad(ox_imp *x) {
     }
     if (ok && (lo[0] != 0 || lo[1] != 0 || (size[0] != NASC_BATCH && hi[0] != size[0]) || hi[1] != size[1] ||
                lo[2] != dy || lo[3] != dx || hi[2] != t.dims[2] + dy || hi[3] != t.dims[3] + dx))
-        ok = !ox_fail(x, "the Slice after Pad (bottom %lld, right %lld) must keep the window [%lld:%lld, %lld:%lld] "
-                         "of axes 2, 3 (the shift pattern)",
+        ok = !ox_fail(x,
+                      "the Slice after Pad (bottom %lld, right %lld) must keep the window [%lld:%lld, %lld:%lld] "
+                      "of axes 2, 3 (the shift pattern)",
                       (long long)dy, (long long)dx, (long long)dy, (long long)(t.dims[2] + dy), (long long)dx,
                       (long long)(t.dims[3] + dx));
     if (ok && !one_output(x, "")) ok = false;
@@ -774,7 +805,8 @@ static nasc_status lower_pad(ox_imp *x) {
 }
 
 static nasc_status lower_slice(ox_imp *x) {
-    return ox_fail(x, "Slice is supported only after a Pad whose result it alone reads (the shift pattern nasc exports)");
+    return ox_fail(x,
+                   "Slice is supported only after a Pad whose result it alone reads (the shift pattern nasc exports)");
 }
 
 /* ---------------------------------------------------------------- */

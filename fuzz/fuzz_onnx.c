@@ -1,8 +1,9 @@
 /* libFuzzer target: arbitrary bytes through the ONNX importer. Bad input
  * must give a diagnostic, never a crash, a sanitizer report or a leak. What
  * imports must hold together: every parameter of the module is in the
- * store with the same dims, and the module's text round-trips (print,
- * parse, print gives the same bytes); a violation aborts. */
+ * store with the same dims, the cost model runs (no overflow under UBSan),
+ * and the module's text round-trips (print, parse, print gives the same
+ * bytes); a violation aborts. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,6 +33,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (t->dims[d] != val->type.dims[d]) abort();
     }
     if (info.n_outputs != m->n_outputs) abort();
+    nasc_cost cost; /* sizes that overflow show up here under UBSan */
+    if (nasc_cost_compute(m, &cost) != NASC_OK) abort();
+    nasc_cost_free(m, &cost);
     nasc_buf b1, b2;
     nasc_buf_init(&b1, &ctx);
     nasc_buf_init(&b2, &ctx);

@@ -676,6 +676,7 @@ nasc_status nasc_prim_infer(nasc_prim_op op, const nasc_prim_attrs *a, const nas
         for (int d = 0; d < a->shape_rank; d++) {
             if (a->shape[d] == NASC_BATCH && d == 0) continue;
             if (a->shape[d] < 1 || a->shape[d] > (1 << 24)) return FAIL("reshape dim %d must be 1..16777216", d);
+            if (p > ((int64_t)1 << 40) / a->shape[d]) return FAIL("reshape to more than 2^40 elements");
             p *= a->shape[d];
         }
         if ((x->dims[0] == NASC_BATCH) != (a->shape[0] == NASC_BATCH))

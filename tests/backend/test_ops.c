@@ -15,7 +15,10 @@
  *    ("again": nothing accumulates across steps). Wide cases (8-24
  *    channels) make oneDNN use blocked layouts. Inference batch norm
  *    (running statistics, with and without fusing) is checked forward only;
- *    bn_running_stats checks their update by a training forward.
+ *    bn_running_stats checks their update by a training forward. The
+ *    ONNX-shaped cases (add_bcast ... max_pool_dilated) cover broadcasting
+ *    add/mul, static first dims (ranks 1 to 4), concat on axis 0, reshape,
+ *    matmul (broadcast batch dims forward only) and dilated max pooling.
  *  - cells: nasnet-a and enas-micro made tiny, lowered and compiled; logits
  *    and softmax cross-entropy (nasc_net_loss) against the reference,
  *    gradients of a random subset of parameter elements and of the input

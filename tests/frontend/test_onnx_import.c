@@ -275,7 +275,7 @@ static void test_feeds(void **state) {
         nasc_onnx_import_info info;
         assert_int_equal(nasc_onnx_import_ex(&ctx, model, lm, "r.onnx", &o, &m, &w, &info), NASC_OK);
         assert_int_equal(info.n_inputs, 2);
-        assert_true(info.inputs[0].value >= 0);  /* data: a value */
+        assert_true(info.inputs[0].value >= 0);     /* data: a value */
         assert_int_equal(info.inputs[1].value, -1); /* shape: read as a constant only */
         const nasc_type *t = &m->values[m->outputs[0]].type;
         assert_int_equal(t->rank, 2);
@@ -434,9 +434,10 @@ static void test_roundtrip_ops(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_corpus),    cmocka_unit_test(test_prefixes),      cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_classifier),    cmocka_unit_test(test_names_and_info), cmocka_unit_test(test_feeds),
-        cmocka_unit_test(test_roundtrip_zoo), cmocka_unit_test(test_roundtrip_ops),
+        cmocka_unit_test(test_bad_corpus),     cmocka_unit_test(test_prefixes),
+        cmocka_unit_test(test_alloc_failures), cmocka_unit_test(test_classifier),
+        cmocka_unit_test(test_names_and_info), cmocka_unit_test(test_feeds),
+        cmocka_unit_test(test_roundtrip_zoo),  cmocka_unit_test(test_roundtrip_ops),
     };
     return cmocka_run_group_tests_name("onnx_import", tests, NULL, NULL);
 }

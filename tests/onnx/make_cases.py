@@ -181,6 +181,19 @@ def main():
                        [("a", [4, 6])], [("y1", [4, 3]), ("y2", [4, 3])],
                        [init("bw", bw), init("bc", bc), init("cm", cm)], [a], [y1, y2]))
 
+    # Gemm's matmul form with every constant the import makes: transA
+    # (no inner product), alpha (a scalar parameter), beta times a constant
+    # C. Thirty unused initializers come first, so that the constants the
+    # import adds grow its table while C is still to be read.
+    a = rand(6, 4)
+    bw, cm = rand(5, 6), rand(4, 5)
+    y = 0.5 * (a.T @ bw.T) + 0.25 * cm
+    cases.append(write("nasc_gemm_matmul_constants",
+                       [helper.make_node("Gemm", ["a", "bw", "cm"], ["y"], alpha=0.5, beta=0.25, transA=1, transB=1)],
+                       [("a", [6, 4])], [("y", [4, 5])],
+                       [init("unused%d" % i, np.float32(i)) for i in range(30)] + [init("bw", bw), init("cm", cm)],
+                       [a], [y]))
+
     # Softmax of operator set 11 over axis 1 of a 4-D batch: softmax over
     # C*H*W (the input coerced to 2-D); Flatten on a batch
     x = rand(2, 3, 2, 2)

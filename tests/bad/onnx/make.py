@@ -136,6 +136,10 @@ def main():
                [init("s", np.ones(2, np.float32)), init("b", np.zeros(2, np.float32)),
                 init("m", np.zeros(2, np.float32)), init("v", np.ones(2, np.float32))], opset=15),
          "attribute 'training_mode' = 1 is not supported")
+    save("avgpool_ceil_count_pad.onnx",
+         model([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1,
+                                 count_include_pad=1)], [vi("x", ["N", 1, 4, 4])], [vi("y", ["N", 1, 2, 2])]),
+         "count_include_pad = 1 with a ceil_mode window past the edge is not supported")
     save("maxpool_indices.onnx",
          model([helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2])], [vi("x", ["N", 1, 4, 4])],
                [vi("y", ["N", 1, 3, 3]), vi("i", ["N", 1, 3, 3], TensorProto.INT64)]),
@@ -179,6 +183,13 @@ def main():
     save("symbolic_inner_dim.onnx",
          model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", ["N", "C"])], [vi("y", ["N", "C"])]),
          "dim 1 is symbolic; only the first dim may be (the batch)")
+    save("huge_input.onnx",
+         model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", ["N", 16000000, 16000000, 16000000])],
+               [vi("y", ["N", 16000000, 16000000, 16000000])]),
+         "graph input 'x' is too large")
+    save("zero_dim.onnx",
+         model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", ["N", 0, 3])], [vi("y", ["N", 0, 3])]),
+         "dim 1 is 0 (an empty tensor is not supported)")
     save("not_a_tensor.onnx",
          model([helper.make_node("Identity", ["x"], ["y"])],
                [helper.make_tensor_sequence_value_info("x", TensorProto.FLOAT, [3])],

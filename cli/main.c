@@ -20,6 +20,8 @@ static const verb verbs[] = {
     {"train", "train a model on Fashion-MNIST (or IDX files) on the CPU", nasc_cli_train,
      nasc_cli_train_help},
     {"eval", "test accuracy of a trained checkpoint", nasc_cli_eval, nasc_cli_eval_help},
+    {"search", "search an architecture, then train, export and draw the best", nasc_cli_search,
+     nasc_cli_search_help},
     {"bench", "training and inference speed against the machine's sgemm peak", nasc_cli_bench,
      nasc_cli_bench_help},
     {"export", "write a model and its weights as an ONNX file", nasc_cli_export, nasc_cli_export_help},
@@ -47,7 +49,7 @@ static void help(FILE *out) {
     fputs("  help      show the help of a verb\n"
           "\nExit codes: 0 success, 1 bad input (file:line:col: error: ...),\n"
           "2 bad command line.\n"
-          "\nSearch and ONNX export are not part of this build yet.\n",
+          "\nStart with `nasc space --list`, `nasc search --help` or `nasc check MODEL`.\n",
           out);
 }
 

@@ -108,8 +108,8 @@ nasc_status nasc_search_finish(nasc_ctx *ctx, const nasc_space *sp, const nasc_j
     snprintf(hash, sizeof hash, "arch:%016llx", (unsigned long long)best->hash);
     /* best.yaml and best.nir */
     if (!st) {
-        nasc_buf_printf(&b, "# best architecture of the search in %s: trial %lld, validation accuracy %.4f\n",
-                        o->dir, (long long)best->index, best->reward);
+        nasc_buf_printf(&b, "# best architecture of a nasc search: trial %lld, validation accuracy %.4f\n",
+                        (long long)best->index, best->reward);
         nasc_buf_printf(&b, "# space %s, canonical hash %016llx, decisions", nasc_space_name(sp),
                         (unsigned long long)best->hash);
         for (uint32_t i = 0; i < nasc_space_count(sp); i++) nasc_buf_printf(&b, " %u", best->d[i]);

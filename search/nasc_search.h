@@ -94,7 +94,7 @@ typedef struct nasc_strategy_options {
     int lstm_size;        /* hidden units (default 64) */
     int batch;            /* architectures per controller update (default 5) */
     float lr;             /* Adam learning rate (default 0.006) */
-    float entropy;        /* entropy bonus weight (default 1e-4) */
+    float entropy;        /* entropy bonus weight, on the summed entropy of all steps (default 7e-3) */
     float baseline_decay; /* moving-average baseline decay (default 0.9) */
     /* evolution (regularized evolution) */
     int population;       /* default 20 */

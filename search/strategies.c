@@ -1,0 +1,281 @@
+/* strategy.c - the search strategies behind one interface: random search,
+ * REINFORCE with the NAS-RL LSTM controller (controller.c) and regularized
+ * evolution. Strategies see decisions and rewards only. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "strategies_internal.h"
+
+const char *const nasc_strategy_names[] = {"random", "reinforce", "evolution", NULL};
+
+nasc_strategy_options nasc_strategy_options_default(void) {
+    nasc_strategy_options o;
+    memset(&o, 0, sizeof o);
+    o.seed = NASC_DEFAULT_SEED;
+    o.lstm_size = 64;
+    o.batch = 5;
+    o.lr = 0.006f;
+    o.entropy = 7e-3f;
+    o.baseline_decay = 0.9f;
+    o.population = 20;
+    o.sample_size = 5;
+    return o;
+}
+
+/* A signature of the decision list, so that a state is not loaded into a
+ * strategy over other decisions. */
+static uint64_t decisions_signature(const nasc_decision *d, uint32_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (uint32_t i = 0; i < n; i++) {
+        char buf[96];
+        int k = snprintf(buf, sizeof buf, "%s/%d/%d/%d;", d[i].name, (int)d[i].kind, d[i].card, d[i].layer);
+        for (int j = 0; j < k; j++) {
+            h ^= (unsigned char)buf[j];
+            h *= 0x100000001b3ULL;
+        }
+    }
+    return h;
+}
+
+uint32_t nasc_strategy_random_value(const nasc_decision *d, nasc_rng *r) {
+    if (d->kind == NASC_DEC_CHOICE) return d->card > 1 ? (uint32_t)nasc_rng_below(r, (uint64_t)d->card) : 0;
+    uint32_t v = 0;
+    for (int j = 0; j < d->card; j++)
+        if (nasc_rng_next(r) >> 63) v |= 1u << j;
+    return v;
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers for state in a parameter store                              */
+/* ------------------------------------------------------------------ */
+
+nasc_status nasc_strategy_meta_u64s(nasc_param_store *st, const char *key, const uint64_t *v, int n) {
+    char buf[4 * 20 + 8];
+    size_t len = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && i < 4; i++) len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%016llx", i ? " " : "", (unsigned long long)v[i]);
+    return nasc_params_set_meta(st, key, buf);
+}
+
+nasc_status nasc_strategy_read_u64s(nasc_strategy *s, const nasc_param_store *st, const char *key, uint64_t *v, int n) {
+    const char *p = nasc_params_meta(st, key);
+    if (!p) return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing '%s'", key);
+    for (int i = 0; i < n; i++) {
+        char *e;
+        unsigned long long x = strtoull(p, &e, 16);
+        if (e == p || (*e && *e != ' '))
+            return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: malformed '%s'", key);
+        v[i] = x;
+        p = e;
+    }
+    if (*p) return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: malformed '%s'", key);
+    return NASC_OK;
+}
+
+nasc_status nasc_strategy_read_i64(nasc_strategy *s, const nasc_param_store *st, const char *key, int64_t lo, int64_t hi,
+                                   int64_t *v) {
+    const char *p = nasc_params_meta(st, key);
+    if (!p) return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing '%s'", key);
+    char *e;
+    long long x = strtoll(p, &e, 10);
+    if (e == p || *e || x < lo || x > hi)
+        return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: '%s' is '%s', not in [%lld, %lld]",
+                          key, p, (long long)lo, (long long)hi);
+    *v = x;
+    return NASC_OK;
+}
+
+nasc_status nasc_strategy_read_f64(nasc_strategy *s, const nasc_param_store *st, const char *key, double *v) {
+    const char *p = nasc_params_meta(st, key);
+    if (!p) return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing '%s'", key);
+    char *e;
+    *v = strtod(p, &e);
+    if (e == p || *e) return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: malformed '%s'", key);
+    return NASC_OK;
+}
+
+nasc_status nasc_strategy_meta_f64(nasc_param_store *st, const char *key, double v) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%a", v); /* hexadecimal: exact */
+    return nasc_params_set_meta(st, key, buf);
+}
+
+/* "reward d0,d1,..." */
+nasc_status nasc_strategy_meta_arch(nasc_strategy *s, nasc_param_store *st, const char *key, double reward,
+                                    const uint32_t *d, int64_t extra) {
+    nasc_buf b;
+    nasc_buf_init(&b, s->ctx);
+    nasc_buf_printf(&b, "%a %lld ", reward, (long long)extra);
+    for (uint32_t i = 0; i < s->n; i++) nasc_buf_printf(&b, "%s%u", i ? "," : "", d[i]);
+    nasc_status r = b.oom ? NASC_ENOMEM : nasc_params_set_meta(st, key, b.data);
+    nasc_buf_free(&b);
+    return r;
+}
+
+nasc_status nasc_strategy_read_arch(nasc_strategy *s, const nasc_param_store *st, const char *key, double *reward,
+                                    uint32_t *d, int64_t *extra) {
+    const char *p = nasc_params_meta(st, key);
+    if (!p) return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing '%s'", key);
+    char *e;
+    *reward = strtod(p, &e);
+    if (e == p || *e != ' ') goto bad;
+    p = e + 1;
+    *extra = strtoll(p, &e, 10);
+    if (e == p || *e != ' ') goto bad;
+    p = e + 1;
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (i) {
+            if (*p != ',') goto bad;
+            p++;
+        }
+        unsigned long v = strtoul(p, &e, 10);
+        if (e == p) goto bad;
+        if (nasc_strategy_check_value(&s->dec[i], (uint64_t)v)) goto bad;
+        d[i] = (uint32_t)v;
+        p = e;
+    }
+    if (*p) goto bad;
+    return NASC_OK;
+bad:
+    return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: malformed '%s'", key);
+}
+
+bool nasc_strategy_check_value(const nasc_decision *d, uint64_t v) {
+    if (d->kind == NASC_DEC_CHOICE) return v >= (uint64_t)(d->card > 0 ? d->card : 1);
+    return d->card < 64 && v >> d->card;
+}
+
+/* ------------------------------------------------------------------ */
+/* The interface                                                       */
+/* ------------------------------------------------------------------ */
+
+static const nasc_strategy_vt *find_vt(const char *name) {
+    if (strcmp(name, "random") == 0) return &nasc_strategy_random_vt;
+    if (strcmp(name, "reinforce") == 0) return &nasc_strategy_reinforce_vt;
+    if (strcmp(name, "evolution") == 0) return &nasc_strategy_evolution_vt;
+    return NULL;
+}
+
+nasc_status nasc_strategy_create(nasc_ctx *ctx, const char *name, const nasc_decision *decs, uint32_t n,
+                                 const nasc_strategy_options *opt, nasc_strategy **out) {
+    *out = NULL;
+    const nasc_strategy_vt *vt = name ? find_vt(name) : NULL;
+    if (!vt)
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "unknown strategy '%s' (known: random, reinforce, evolution)", name ? name : "(null)");
+    for (uint32_t i = 0; i < n; i++) {
+        if ((decs[i].kind == NASC_DEC_CHOICE && decs[i].card < 1) ||
+            (decs[i].kind == NASC_DEC_SKIP && (decs[i].card < 0 || decs[i].card > NASC_SKIP_MAX)))
+            return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "decision %u (%s) has cardinality %d", i,
+                              decs[i].name, decs[i].card);
+    }
+    nasc_strategy *s = nasc_alloc(ctx, sizeof *s);
+    if (!s) return NASC_ENOMEM;
+    memset(s, 0, sizeof *s);
+    s->ctx = ctx;
+    s->vt = vt;
+    s->opt = opt ? *opt : nasc_strategy_options_default();
+    s->n = n;
+    s->dec = nasc_alloc(ctx, (size_t)(n ? n : 1) * sizeof *s->dec);
+    if (!s->dec) {
+        nasc_free(ctx, s);
+        return NASC_ENOMEM;
+    }
+    if (n) memcpy(s->dec, decs, (size_t)n * sizeof *decs);
+    s->signature = decisions_signature(decs, n);
+    nasc_rng_seed(&s->rng, s->opt.seed);
+    nasc_status st = vt->init ? vt->init(s) : NASC_OK;
+    if (st) {
+        nasc_strategy_destroy(s);
+        return st;
+    }
+    *out = s;
+    return NASC_OK;
+}
+
+void nasc_strategy_destroy(nasc_strategy *s) {
+    if (!s) return;
+    if (s->vt->fini) s->vt->fini(s);
+    nasc_free(s->ctx, s->dec);
+    nasc_free(s->ctx, s);
+}
+
+const char *nasc_strategy_name(const nasc_strategy *s) { return s->vt->name; }
+
+nasc_status nasc_strategy_propose(nasc_strategy *s, uint32_t *d) {
+    nasc_status st = s->vt->propose(s, d);
+    if (!st) s->proposed++;
+    return st;
+}
+
+nasc_status nasc_strategy_report(nasc_strategy *s, const uint32_t *d, double reward) {
+    if (s->reported >= s->proposed)
+        return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "strategy %s: a reward reported without an outstanding proposal", s->vt->name);
+    for (uint32_t i = 0; i < s->n; i++)
+        if (nasc_strategy_check_value(&s->dec[i], d[i]))
+            return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "decision %u (%s): value %u out of range", i,
+                              s->dec[i].name, d[i]);
+    nasc_status st = s->vt->report(s, d, reward);
+    if (!st) s->reported++;
+    return st;
+}
+
+int64_t nasc_strategy_reported(const nasc_strategy *s) { return s->reported; }
+
+nasc_status nasc_strategy_save(const nasc_strategy *s, nasc_param_store *st) {
+    nasc_strategy *m = (nasc_strategy *)s; /* the helpers read, not write, through it */
+    char sig[24];
+    snprintf(sig, sizeof sig, "%016llx", (unsigned long long)s->signature);
+    char num[32];
+    snprintf(num, sizeof num, "%lld", (long long)s->reported);
+    nasc_status r = nasc_params_set_meta(st, "strategy/name", s->vt->name);
+    if (!r) r = nasc_params_set_meta(st, "strategy/decisions", sig);
+    if (!r) r = nasc_params_set_meta(st, "strategy/reported", num);
+    if (!r) r = nasc_strategy_meta_u64s(st, "strategy/rng", s->rng.s, 4);
+    if (!r && s->vt->save) r = s->vt->save(m, st);
+    return r;
+}
+
+nasc_status nasc_strategy_load(nasc_strategy *s, const nasc_param_store *st) {
+    const char *name = nasc_params_meta(st, "strategy/name");
+    if (!name) return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing 'strategy/name'");
+    if (strcmp(name, s->vt->name) != 0)
+        return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "strategy state: 'strategy/name' is the state of strategy '%s', not '%s'", name, s->vt->name);
+    uint64_t sig;
+    nasc_status r = nasc_strategy_read_u64s(s, st, "strategy/decisions", &sig, 1);
+    if (r) return r;
+    if (sig != s->signature)
+        return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "strategy state: 'strategy/decisions' says it belongs to another search space");
+    int64_t rep;
+    r = nasc_strategy_read_i64(s, st, "strategy/reported", 0, INT64_C(1) << 50, &rep);
+    if (!r) r = nasc_strategy_read_u64s(s, st, "strategy/rng", s->rng.s, 4);
+    if (r) return r;
+    if (!(s->rng.s[0] | s->rng.s[1] | s->rng.s[2] | s->rng.s[3]))
+        return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: 'strategy/rng' is all zero");
+    s->reported = s->proposed = rep;
+    if (s->vt->load) r = s->vt->load(s, st);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Random search                                                       */
+/* ------------------------------------------------------------------ */
+
+static nasc_status random_propose(nasc_strategy *s, uint32_t *d) {
+    for (uint32_t i = 0; i < s->n; i++) d[i] = nasc_strategy_random_value(&s->dec[i], &s->rng);
+    return NASC_OK;
+}
+
+static nasc_status random_report(nasc_strategy *s, const uint32_t *d, double reward) {
+    (void)s;
+    (void)d;
+    (void)reward;
+    return NASC_OK;
+}
+
+const nasc_strategy_vt nasc_strategy_random_vt = {"random", NULL, NULL, random_propose, random_report, NULL, NULL};

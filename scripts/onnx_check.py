@@ -12,6 +12,10 @@ standard-normal input tensor (ONNX TensorProto, float raw_data) for the
 model's first input, the symbolic batch dimension set to --batch, so one
 Python start-up serves both steps of a test. Exit 1 on any failure.
 
+With --list FILE it checks many models in one start-up: each line of FILE
+is `MODEL.onnx IN.pb`, and every model is checked and gets its input
+(batch --batch, seed --seed); it stops at the first failure.
+
 Debian's python3-onnx loads only in Debian's interpreter: run this with
 /usr/bin/python3.
 """
@@ -21,7 +25,8 @@ import sys
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("model")
+    ap.add_argument("model", nargs="?")
+    ap.add_argument("--list", metavar="FILE")
     ap.add_argument("--opset", type=int)
     ap.add_argument("--meta", action="append", default=[])
     ap.add_argument("--make-input", metavar="IN.pb")
@@ -35,6 +40,22 @@ def main():
     except ImportError as e:
         sys.exit(f"onnx_check: error: {e} (install python3-onnx and run with /usr/bin/python3)")
 
+    if (a.list is None) == (a.model is None):
+        sys.exit("onnx_check: error: give one MODEL or --list FILE")
+    if a.list is not None:
+        with open(a.list) as f:
+            jobs = [line.split() for line in f if line.strip()]
+        for n, job in enumerate(jobs):
+            if len(job) != 2:
+                sys.exit(f"onnx_check: {a.list}:{n + 1}: error: expected MODEL.onnx IN.pb")
+            a.model, a.make_input = job
+            check(a, np, onnx, numpy_helper)
+        print(f"onnx_check: {len(jobs)} models ok")
+        return
+    check(a, np, onnx, numpy_helper)
+
+
+def check(a, np, onnx, numpy_helper):
     try:
         model = onnx.load(a.model)
         onnx.checker.check_model(model, full_check=True)

@@ -7,6 +7,11 @@
 //   node scripts/ort_run.js MODEL.onnx --input A.pb [--input B.pb ...]
 //        --output Y.pb [--output Z.pb ...] [--compare REF.pb ...]
 //        [--rtol 1e-3] [--atol 1e-5] [--threads 1]
+//   node scripts/ort_run.js --list LIST [--rtol ...] [--atol ...]
+//
+// --list runs many models in one process (one Node.js start-up for a whole
+// test): each line of LIST is `MODEL.onnx IN.pb OUT.pb REF.pb`, one input,
+// output 0 written to OUT.pb and compared with REF.pb.
 //
 // Inputs bind to the model's inputs in order; output i goes to the i-th
 // --output. With --compare, output i is also compared with REF i (another
@@ -165,7 +170,7 @@ function writeTensor(file, name, dims, data) {
 // ---- command line ---------------------------------------------------------
 
 function parseArgs(argv) {
-  const o = { model: null, inputs: [], outputs: [], compare: [], rtol: 1e-3, atol: 1e-5, threads: 1 };
+  const o = { model: null, inputs: [], outputs: [], compare: [], rtol: 1e-3, atol: 1e-5, threads: 1, list: null };
   const pos = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -179,6 +184,7 @@ function parseArgs(argv) {
     else if (a === '--rtol') o.rtol = Number(val());
     else if (a === '--atol') o.atol = Number(val());
     else if (a === '--threads') o.threads = Number(val());
+    else if (a === '--list') o.list = val();
     else if (a === '-h' || a === '--help') {
       process.stdout.write('usage: node scripts/ort_run.js MODEL.onnx IN.pb OUT.pb\n' +
         '       node scripts/ort_run.js MODEL.onnx --input IN.pb... --output OUT.pb...\n' +
@@ -186,6 +192,10 @@ function parseArgs(argv) {
       process.exit(0);
     } else if (a.startsWith('-')) die(`unknown option ${a}`);
     else pos.push(a);
+  }
+  if (o.list !== null) {
+    if (pos.length || o.inputs.length || o.outputs.length) die('--list takes no model or tensor arguments');
+    return o;
   }
   if (pos.length === 3 && !o.inputs.length && !o.outputs.length) {
     o.model = pos[0];
@@ -205,6 +215,27 @@ function parseArgs(argv) {
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   const ort = loadOrt();
+  if (o.list === null) process.exit((await runOne(ort, o)) ? 1 : 0);
+  let lines;
+  try {
+    lines = fs.readFileSync(o.list, 'utf8').split('\n').filter((l) => l.trim() !== '');
+  } catch (e) {
+    die(`cannot read ${o.list}: ${e.message}`);
+  }
+  let failed = 0;
+  for (const [n, line] of lines.entries()) {
+    const f = line.trim().split(/\s+/);
+    if (f.length !== 4) die(`${o.list}:${n + 1}: expected MODEL.onnx IN.pb OUT.pb REF.pb`);
+    process.stdout.write(`${f[0]}: `);
+    const one = { ...o, model: f[0], inputs: [f[1]], outputs: [f[2]], compare: [f[3]] };
+    if (await runOne(ort, one)) failed++;
+  }
+  process.stdout.write(`ort_run: ${lines.length - failed} of ${lines.length} models agree\n`);
+  process.exit(failed ? 1 : 0);
+}
+
+// Run one model; true when an output disagrees with its reference.
+async function runOne(ort, o) {
   let session;
   try {
     session = await ort.InferenceSession.create(o.model, {
@@ -267,7 +298,7 @@ async function main() {
       bad = true;
     }
   });
-  process.exit(bad ? 1 : 0);
+  return bad;
 }
 
 main().catch((e) => die(e.stack || String(e)));

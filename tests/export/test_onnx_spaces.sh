@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# 50 sampled architectures of every search space through ONNX: `nasc sample`,
+# `nasc export` (fresh weights, the default seed; seed 1 of each space also
+# with --fold-bn), onnx.checker with full_check (Debian's python3-onnx), then
+# `nasc run` and ONNX Runtime (onnxruntime-node) on the same input file,
+# compared within rtol 1e-3 / atol 1e-5. One Python and one Node.js process
+# check all of them. Small skeletons (channels=4, one cell per stage) keep it
+# quick: the topology is what is being checked.
+set -u -o pipefail
+NASC=${NASC_BIN:?NASC_BIN must point at the nasc binary}
+SRC=${NASC_SOURCE_DIR:?}
+PY=/usr/bin/python3
+PER_SPACE=50
+TMP=$(mktemp -d /tmp/nasc-onnx-spaces-XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+die() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+[ -d "$SRC/node_modules/onnxruntime-node" ] || die "onnxruntime-node is missing in $SRC/node_modules: run \`make deps\`"
+command -v node >/dev/null || die "node is missing: run \`make deps\`"
+"$PY" -c 'import onnx' 2>/dev/null || die "Debian's python3-onnx is missing: run \`make deps\`"
+
+SET=(--set channels=4 --set cells_per_stage=1)
+: >"$TMP/check.list"
+: >"$TMP/ort.list"
+n=0
+for space in nasnet enas-micro enas-macro nasrl; do
+    for seed in $(seq 1 $PER_SPACE); do
+        m=$TMP/$space-$seed
+        "$NASC" sample --space "$space" --seed "$seed" -o "$m.yaml" 2>"$m.err" ||
+            die "nasc sample --space $space --seed $seed: $(cat "$m.err")"
+        "$NASC" export "$m.yaml" "${SET[@]}" -o "$m.onnx" 2>"$m.err" ||
+            die "nasc export ($space seed $seed): $(cat "$m.err")"
+        echo "$m.onnx $m.in.pb" >>"$TMP/check.list"
+        jobs=("$m")
+        if [ "$seed" -eq 1 ]; then
+            "$NASC" export "$m.yaml" "${SET[@]}" --fold-bn --opset 17 -o "$m.fold.onnx" 2>"$m.err" ||
+                die "nasc export --fold-bn ($space seed $seed): $(cat "$m.err")"
+            echo "$m.fold.onnx $m.fold.in.pb" >>"$TMP/check.list"
+            jobs+=("$m.fold")
+        fi
+        n=$((n + 1))
+    done
+done
+"$PY" "$SRC/scripts/onnx_check.py" --list "$TMP/check.list" --batch 2 >"$TMP/check.out" 2>&1 ||
+    die "onnx.checker: $(tail -3 "$TMP/check.out")"
+
+for space in nasnet enas-micro enas-macro nasrl; do
+    for seed in $(seq 1 $PER_SPACE); do
+        m=$TMP/$space-$seed
+        for j in "$m" $([ "$seed" -eq 1 ] && echo "$m.fold"); do
+            "$NASC" run "$m.yaml" "${SET[@]}" --threads 1 --input "$j.in.pb" --output "$j.nasc.pb" 2>"$m.err" ||
+                die "nasc run ($space seed $seed): $(cat "$m.err")"
+            echo "$j.onnx $j.in.pb $j.ort.pb $j.nasc.pb" >>"$TMP/ort.list"
+        done
+    done
+done
+node "$SRC/scripts/ort_run.js" --list "$TMP/ort.list" --rtol 1e-3 --atol 1e-5 >"$TMP/ort.out" 2>&1
+rc=$?
+grep -E "MISMATCH|^ort_run: error|element " "$TMP/ort.out" | head -20 >&2
+tail -1 "$TMP/ort.out"
+[ $rc -eq 0 ] || die "ONNX Runtime and nasc run disagree (see above)"
+worst=$(sed -n 's/.*worst\/tolerance \([0-9.]*\).*/\1/p' "$TMP/ort.out" | sort -g | tail -1)
+echo "test_onnx_spaces: $n sampled architectures ($PER_SPACE per space) pass onnx.checker and agree with ONNX Runtime (worst error/tolerance $worst)"

@@ -1,4 +1,4 @@
-/* checkpoint.c - write a parameter store to disk, atomically.
+/* checkpoint.c - write a parameter store (or any file) to disk, atomically.
  *
  * The bytes come from nasc_params_serialize (docs/checkpoint.md). They go
  * to "<path>.tmp", which is flushed to the disk before it is renamed over
@@ -17,7 +17,8 @@ static nasc_status io_error(nasc_ctx *ctx, const char *path, const char *what, i
     return nasc_error(ctx, NASC_EINPUT, path, NASC_NOLOC, "cannot %s: %s", what, strerror(err));
 }
 
-static bool write_all(int fd, const char *p, size_t n) {
+static bool write_all(int fd, const void *data, size_t n) {
+    const char *p = data;
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0) {
@@ -52,29 +53,18 @@ static nasc_status sync_dir(nasc_ctx *ctx, const char *path) {
     return st;
 }
 
-nasc_status nasc_params_save(const nasc_param_store *s, const char *path) {
-    nasc_ctx *ctx = s->ctx;
-    nasc_buf b;
-    nasc_buf_init(&b, ctx);
-    nasc_status st = nasc_params_serialize(s, &b);
-    if (st != NASC_OK) {
-        nasc_buf_free(&b);
-        return st;
-    }
+nasc_status nasc_file_write_atomic(nasc_ctx *ctx, const char *path, const void *data, size_t len) {
     size_t n = strlen(path);
     char *tmp = nasc_alloc(ctx, n + 5);
-    if (!tmp) {
-        nasc_buf_free(&b);
-        return NASC_ENOMEM;
-    }
+    if (!tmp) return NASC_ENOMEM;
     memcpy(tmp, path, n);
     memcpy(tmp + n, ".tmp", 5);
-
+    nasc_status st = NASC_OK;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         st = io_error(ctx, tmp, "create", errno);
     } else {
-        if (!write_all(fd, b.data, b.len))
+        if (!write_all(fd, data, len))
             st = io_error(ctx, tmp, "write", errno);
         else if (fsync(fd) != 0)
             st = io_error(ctx, tmp, "fsync", errno);
@@ -86,6 +76,14 @@ nasc_status nasc_params_save(const nasc_param_store *s, const char *path) {
             st = sync_dir(ctx, path);
     }
     nasc_free(ctx, tmp);
+    return st;
+}
+
+nasc_status nasc_params_save(const nasc_param_store *s, const char *path) {
+    nasc_buf b;
+    nasc_buf_init(&b, s->ctx);
+    nasc_status st = nasc_params_serialize(s, &b);
+    if (st == NASC_OK) st = nasc_file_write_atomic(s->ctx, path, b.data, b.len);
     nasc_buf_free(&b);
     return st;
 }

@@ -137,5 +137,16 @@ check "a missing --budget is a usage error (rc $rc)" '[ $rc -eq 2 ] && grep -q "
 "$NASC" search --help >"$TMP/h" 2>&1
 check "--help" 'grep -q "journal.jsonl" "$TMP/h"'
 
+# 5. failing children are failed trials with their reason; the search goes on
+"$NASC" search "${ARGS[@]}" --budget 2 --lr 100 --train-subset 384 --out "$TMP/nan" >"$TMP/nan.out" 2>"$TMP/nan.err"
+rc=$?
+check "a search whose every child diverges ends with exit 1 (rc $rc)" \
+    '[ $rc -eq 1 ] && grep -q "no trial of the search succeeded" "$TMP/nan.err"'
+check "diverged children are journalled as failed, with the reason" \
+    '[ "$(grep -c "\"status\":\"failed\".*loss is \(NaN\|infinite\)" "$TMP/nan/journal.jsonl")" -eq 2 ]'
+"$NASC" search "${ARGS[@]}" --budget 2 --time-limit 0.000001 --out "$TMP/slow" >"$TMP/slow.out" 2>"$TMP/slow.err"
+check "children over the time limit are failed trials" \
+    '[ "$(grep -c "\"status\":\"failed\".*time limit" "$TMP/slow/journal.jsonl")" -eq 2 ]'
+
 echo "test_search: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -130,11 +130,18 @@ static nasc_status on_final_step(void *ud, const nasc_train_progress *p) {
         fprintf(stderr, "final training: epoch %d/%d: train loss %.4f acc %.2f%%, validation acc %.2f%%\n", p->epoch + 1,
                 p->epochs, p->loss, 100 * p->acc, 100 * p->val_acc);
         ps->last_log = 0;
-    } else if (ps->tty) {
+    } else {
         char eta[32];
         fmt_time(p->eta_s, eta, sizeof eta);
-        fprintf(stderr, "\rfinal training: epoch %d/%d step %lld/%lld loss %.4f acc %.2f%% ETA %s  ", p->epoch + 1,
-                p->epochs, (long long)p->step, (long long)p->steps, p->loss, 100 * p->acc, eta);
+        double done = (double)p->step / (double)(p->steps ? p->steps : 1);
+        if (ps->tty)
+            fprintf(stderr, "\rfinal training: epoch %d/%d step %lld/%lld loss %.4f acc %.2f%% ETA %s  ", p->epoch + 1,
+                    p->epochs, (long long)p->step, (long long)p->steps, p->loss, 100 * p->acc, eta);
+        else if (done - ps->last_log >= 0.25) { /* a log line per quarter epoch when not on a terminal */
+            ps->last_log = done;
+            fprintf(stderr, "final training: epoch %d/%d step %lld/%lld loss %.4f acc %.2f%% ETA %s\n", p->epoch + 1,
+                    p->epochs, (long long)p->step, (long long)p->steps, p->loss, 100 * p->acc, eta);
+        }
     }
     if (stop_flag)
         return nasc_error(ps->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "interrupted");

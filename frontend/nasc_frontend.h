@@ -23,7 +23,10 @@ typedef struct nasc_override {
 } nasc_override;
 
 /* Parse a YAML model, apply the overrides, build the arch module and verify
- * it. name is used in diagnostics. *out is NULL on failure. */
+ * it. name is used in diagnostics. *out is NULL on failure. A file whose
+ * sequences and mappings nest deeper than NASC_YAML_MAX_DEPTH is refused at
+ * the first collection past the limit, before the rest is read. */
+#define NASC_YAML_MAX_DEPTH 64
 nasc_status nasc_yaml_load_string(nasc_ctx *ctx, const char *text, size_t len, const char *name,
                                   const nasc_override *ov, size_t n_ov, nasc_module **out);
 nasc_status nasc_yaml_load_file(nasc_ctx *ctx, const char *path, const nasc_override *ov,

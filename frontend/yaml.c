@@ -1039,11 +1039,46 @@ static nasc_status parse_error(nasc_ctx *ctx, const char *file, const yaml_parse
                       problem);
 }
 
+/* A first pass over libyaml's events that only counts nesting, and stops at
+ * the first collection deeper than NASC_YAML_MAX_DEPTH. libyaml's scanner
+ * spends time proportional to the current flow depth on every token, so a
+ * few hundred kB of '[' would keep the document loader busy for minutes;
+ * the event stream lets us refuse such a file after a few thousand tokens.
+ * Syntax errors are left to the loader, which reports them the same way. */
+static nasc_status check_depth(nasc_ctx *ctx, const char *name, const char *text, size_t len) {
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p))
+        return nasc_error(ctx, NASC_ENOMEM, name, NASC_NOLOC, "out of memory in the YAML parser");
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    nasc_status st = NASC_OK;
+    int depth = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) break; /* the loader reports it */
+        yaml_event_type_t type = ev.type;
+        if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
+            if (++depth > NASC_YAML_MAX_DEPTH)
+                st = nasc_error(ctx, NASC_EINPUT, name, mark_loc(ev.start_mark),
+                                "YAML nested more than %d levels deep (a model needs fewer than "
+                                "ten; see docs/yaml-format.md)",
+                                NASC_YAML_MAX_DEPTH);
+        } else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        yaml_event_delete(&ev);
+        if (st || type == YAML_STREAM_END_EVENT) break;
+    }
+    yaml_parser_delete(&p);
+    return st;
+}
+
 nasc_status nasc_yaml_load_string(nasc_ctx *ctx, const char *text, size_t len, const char *name,
                                   const nasc_override *ov, size_t n_ov, nasc_module **out) {
     *out = NULL;
     if (!name) name = "<yaml>";
     if (!text) len = 0;
+    nasc_status dst = check_depth(ctx, name, text ? text : "", len);
+    if (dst) return dst;
     yaml_parser_t parser;
     yaml_document_t doc, extra;
     if (!yaml_parser_initialize(&parser))

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- */
@@ -478,6 +479,50 @@ static void test_errors(void **state) {
 }
 
 /* Aliases and unusual but valid spellings. */
+/* n opening brackets (then n closing ones when closed): a 400 kB file at n = 200,000. */
+static char *nested(const char *open, const char *close, size_t n, bool closed) {
+    size_t lo = strlen(open), lc = strlen(close);
+    char *t = malloc(n * (lo + lc) + 2);
+    assert_non_null(t);
+    char *p = t;
+    for (size_t i = 0; i < n; i++, p += lo) memcpy(p, open, lo);
+    if (closed)
+        for (size_t i = 0; i < n; i++, p += lc) memcpy(p, close, lc);
+    *p++ = '\n';
+    *p = 0;
+    return t;
+}
+
+/* Deep nesting is refused at the first collection past the limit. Before
+ * the limit, libyaml's loader took minutes over 200,000 '[' (its scanner
+ * rescans every open flow level on each token); the check below keeps the
+ * CPU time far under that, whatever the machine's load. */
+static void test_deep_nesting(void **state) {
+    (void)state;
+    char msg[64];
+    snprintf(msg, sizeof msg, "nested more than %d levels deep", NASC_YAML_MAX_DEPTH);
+    clock_t t0 = clock();
+    char *t = nested("[", "]", 200000, true);
+    expect_error(t, 1, NASC_YAML_MAX_DEPTH + 1, msg);
+    free(t);
+    t = nested("[", "]", 200000, false); /* unclosed: still the depth error first */
+    expect_error(t, 1, NASC_YAML_MAX_DEPTH + 1, msg);
+    free(t);
+    t = nested("{a: ", "}", 100000, true);
+    expect_error(t, 1, 4 * NASC_YAML_MAX_DEPTH + 1, msg);
+    free(t);
+    t = nested("- ", "", 100000, false); /* block sequences, one per column */
+    expect_error(t, 1, 2 * NASC_YAML_MAX_DEPTH + 1, msg);
+    free(t);
+    double cpu = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    assert_true(cpu < 10.0);
+    /* At the limit the nesting is accepted, and the file is judged as a model. */
+    t = nested("[", "]", NASC_YAML_MAX_DEPTH, true);
+    expect_error(t, 1, 1, "found a sequence");
+    free(t);
+    assert_int_equal(n_wrong, 0);
+}
+
 static void test_spellings(void **state) {
     (void)state;
     nasc_ctx ctx;
@@ -686,6 +731,7 @@ int main(void) {
         cmocka_unit_test(test_recurrent),
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_spellings),
         cmocka_unit_test(test_bad_corpus),
         cmocka_unit_test(test_files),

@@ -245,7 +245,7 @@ nasc_status nasc_strategy_load(nasc_strategy *s, const nasc_param_store *st) {
     if (strcmp(name, s->vt->name) != 0)
         return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
                           "strategy state: 'strategy/name' is the state of strategy '%s', not '%s'", name, s->vt->name);
-    uint64_t sig;
+    uint64_t sig = 0; /* written on success; gcc -O3 cannot prove that every failure returns non-zero */
     nasc_status r = nasc_strategy_read_u64s(s, st, "strategy/decisions", &sig, 1);
     if (r) return r;
     if (sig != s->signature)

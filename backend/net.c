@@ -848,7 +848,14 @@ nasc_status nasc_net_loss(nasc_net *net, const int32_t *labels, float *loss, int
         return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC,
                           "the loss needs logits of shape (N, classes); output 0 has rank %d", t->rank);
     int n = (int)nb_dim0(net, t), k = (int)t->dims[1];
-    int ft = net->vals[v].fwd;
+    /* a net input has no forward tensor of its own, only its plain copy */
+    int ft = net->vals[v].fwd >= 0 ? net->vals[v].fwd : net->vals[v].fwd_plain;
+    dnnl_memory_desc_t plain;
+    nb_plain_md(net, t, &plain);
+    if (ft < 0 || !dnnl_memory_desc_equal(&plain, &net->trefs[ft].md))
+        return nasc_error(net->ctx, NASC_EINTERNAL, m->source, NASC_NOLOC,
+                          "the loss reads output 0 ('%s') as dense (N, classes) rows, but the net holds it %s",
+                          nasc_str(m, m->values[v].name), ft < 0 ? "nowhere" : "in another layout");
     const float *z = nb_ptr(net, ft);
     float *seed = seed_of(net, 0);
     double total = 0;

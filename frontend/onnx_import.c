@@ -25,35 +25,15 @@
 #include <string.h>
 
 #include "onnx_internal.h"
+#include "pb_depth.h"
 
 /* ---------------------------------------------------------------- */
 /* Memory                                                            */
 /* ---------------------------------------------------------------- */
 
-void *ox_alloc(ox_imp *x, size_t size) {
-    size = (size + 15) & ~(size_t)15;
-    ox_chunk *c = x->chunks;
-    if (!c || c->cap - c->used < size) {
-        size_t cap = size > 60000 ? size : 60000;
-        c = nasc_alloc(x->ctx, sizeof *c + cap);
-        if (!c) return NULL;
-        c->next = x->chunks;
-        c->used = 0;
-        c->cap = cap;
-        x->chunks = c;
-    }
-    void *p = c->data + c->used;
-    c->used += size;
-    memset(p, 0, size);
-    return p;
-}
+void *ox_alloc(ox_imp *x, size_t size) { return nasc_onnx_arena_alloc(&x->arena, size); }
 
-char *ox_strdup(ox_imp *x, const char *s) {
-    size_t n = strlen(s);
-    char *d = ox_alloc(x, n + 1);
-    if (d) memcpy(d, s, n + 1);
-    return d;
-}
+char *ox_strdup(ox_imp *x, const char *s) { return nasc_onnx_arena_strdup(&x->arena, s); }
 
 static bool grow(ox_imp *x, void **p, uint32_t *cap, uint32_t need, size_t elem) {
     if (need <= *cap) return true;
@@ -68,18 +48,6 @@ static bool grow(ox_imp *x, void **p, uint32_t *cap, uint32_t need, size_t elem)
     *p = q;
     *cap = nc;
     return true;
-}
-
-static void *pb_alloc_fn(void *ud, size_t size) {
-    ox_imp *x = ud;
-    void *p = x->ctx->realloc_fn(x->ctx->ud, NULL, size ? size : 1);
-    if (!p) x->pb_oom = true;
-    return p;
-}
-
-static void pb_free_fn(void *ud, void *ptr) {
-    ox_imp *x = ud;
-    if (ptr) x->ctx->realloc_fn(x->ctx->ud, ptr, 0);
 }
 
 /* ---------------------------------------------------------------- */
@@ -246,18 +214,7 @@ int ox_const_new(ox_imp *x, int rank, const int64_t *dims) {
     return c->f ? k : -1;
 }
 
-static const char *dtype_name(int32_t v) {
-    const ProtobufCEnumValue *e = protobuf_c_enum_descriptor_get_value(&onnx__tensor_proto__data_type__descriptor, v);
-    return e ? e->name : "unknown";
-}
-
 #define MAX_NUMEL ((int64_t)1 << 31)
-
-static uint64_t le_bytes(const uint8_t *b, int n) {
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = v << 8 | b[i];
-    return v;
-}
 
 /* Decode a TensorProto into c. A tensor nasc cannot read is not an error
  * yet: c->why says why, and it becomes one when something uses it. Only
@@ -296,7 +253,7 @@ nasc_status ox_decode(ox_imp *x, const Onnx__TensorProto *t, ox_const *c) {
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: have = t->n_int64_data, size = 8; break;
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT32: have = t->n_int32_data, size = 4; break;
     default:
-        snprintf(buf, sizeof buf, "its data type is %s (%d); nasc reads FLOAT, INT64 and INT32 tensors", dtype_name(dt),
+        snprintf(buf, sizeof buf, "its data type is %s (%d); nasc reads FLOAT, INT64 and INT32 tensors", nasc_onnx_elem_name(dt),
                  (int)dt);
         c->why = ox_strdup(x, buf);
         return c->why ? NASC_OK : NASC_ENOMEM;
@@ -314,12 +271,7 @@ nasc_status ox_decode(ox_imp *x, const Onnx__TensorProto *t, ox_const *c) {
         c->f = ox_alloc(x, n * sizeof *c->f);
         if (!c->f) return NASC_ENOMEM;
         for (int64_t i = 0; i < numel; i++) {
-            if (t->has_raw_data) {
-                uint32_t u = (uint32_t)le_bytes(t->raw_data.data + 4 * i, 4);
-                memcpy(&c->f[i], &u, 4);
-            } else {
-                c->f[i] = t->float_data[i];
-            }
+            c->f[i] = t->has_raw_data ? nasc_onnx_raw_f32(t->raw_data.data, (size_t)i) : t->float_data[i];
         }
         c->dtype = OX_F32;
     } else {
@@ -327,9 +279,9 @@ nasc_status ox_decode(ox_imp *x, const Onnx__TensorProto *t, ox_const *c) {
         if (!c->i) return NASC_ENOMEM;
         for (int64_t i = 0; i < numel; i++) {
             if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT64)
-                c->i[i] = t->has_raw_data ? (int64_t)le_bytes(t->raw_data.data + 8 * i, 8) : t->int64_data[i];
+                c->i[i] = t->has_raw_data ? nasc_onnx_raw_i64(t->raw_data.data, (size_t)i) : t->int64_data[i];
             else
-                c->i[i] = t->has_raw_data ? (int32_t)(uint32_t)le_bytes(t->raw_data.data + 4 * i, 4) : t->int32_data[i];
+                c->i[i] = t->has_raw_data ? nasc_onnx_raw_i32(t->raw_data.data, (size_t)i) : t->int32_data[i];
         }
         c->dtype = OX_I64;
     }
@@ -779,9 +731,9 @@ static nasc_status constants(ox_imp *x, const nasc_onnx_import_options *o) {
         if (x->syms[s].konst >= 0)
             return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC, "graph input '%.100s' is fed twice",
                               x->syms[s].name);
-        Onnx__TensorProto *t = onnx__tensor_proto__unpack(&x->pb, fd->len, fd->data);
+        Onnx__TensorProto *t = onnx__tensor_proto__unpack(&x->pb.base, fd->len, fd->data);
         if (!t) {
-            if (x->pb_oom) return nasc_error(x->ctx, NASC_ENOMEM, x->file, NASC_NOLOC, "out of memory");
+            if (x->pb.oom) return nasc_error(x->ctx, NASC_ENOMEM, x->file, NASC_NOLOC, "out of memory");
             return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC,
                               "feed %u: not an ONNX TensorProto (truncated or malformed protobuf)", f);
         }
@@ -806,7 +758,7 @@ static nasc_status tensor_type(ox_imp *x, const Onnx__TypeProto *tp, const char 
     if (!tt->has_elem_type || tt->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
         return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC,
                           "%s '%.100s' is a tensor of %s; nasc computes in float (FLOAT) only", what, name,
-                          tt->has_elem_type ? dtype_name(tt->elem_type) : "no element type");
+                          tt->has_elem_type ? nasc_onnx_elem_name(tt->elem_type) : "no element type");
     if (!tt->shape) return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC, "%s '%.100s' has no shape", what, name);
     if (tt->shape->n_dim > NASC_MAX_RANK)
         return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC,
@@ -1037,15 +989,23 @@ nasc_status nasc_onnx_import_ex(nasc_ctx *ctx, const void *data, size_t len, con
     x.file = file;
     x.cur = -1;
     x.group = o->group ? o->group : "onnx";
-    x.pb = (ProtobufCAllocator){pb_alloc_fn, pb_free_fn, &x};
+    nasc_onnx_pb_init(&x.pb, ctx);
+    nasc_onnx_arena_init(&x.arena, ctx);
     memset(&ctx->diag, 0, sizeof ctx->diag);
     nasc_status st = NASC_OK;
+    size_t deep_at = 0;
     if (len == 0 || !data) {
         st = nasc_error(ctx, NASC_EINPUT, file, NASC_NOLOC, "empty file, expected an ONNX model");
+    } else if (nasc_pb_too_deep(&onnx__model_proto__descriptor, data, len, NASC_PB_MAX_DEPTH,
+                                &deep_at)) {
+        st = nasc_error(ctx, NASC_EINPUT, file, NASC_NOLOC,
+                        "not a usable ONNX model: messages nested more than %d levels deep "
+                        "(at byte %zu)",
+                        NASC_PB_MAX_DEPTH, deep_at);
     } else {
-        x.model = onnx__model_proto__unpack(&x.pb, len, data);
+        x.model = onnx__model_proto__unpack(&x.pb.base, len, data);
         if (!x.model)
-            st = x.pb_oom ? nasc_error(ctx, NASC_ENOMEM, file, NASC_NOLOC, "out of memory reading the model")
+            st = x.pb.oom ? nasc_error(ctx, NASC_ENOMEM, file, NASC_NOLOC, "out of memory reading the model")
                           : nasc_error(ctx, NASC_EINPUT, file, NASC_NOLOC,
                                        "not an ONNX model: truncated or malformed protobuf (%zu bytes)", len);
     }
@@ -1065,20 +1025,16 @@ nasc_status nasc_onnx_import_ex(nasc_ctx *ctx, const void *data, size_t len, con
     if (!st && info) st = fill_info(&x, info);
     if (st && !ctx->diag.status) nasc_error(ctx, st, file, NASC_NOLOC, "out of memory importing the model");
     /* the import's own memory */
-    for (uint32_t f = 0; f < x.n_feeds; f++) onnx__tensor_proto__free_unpacked(x.feeds[f], &x.pb);
+    for (uint32_t f = 0; f < x.n_feeds; f++) onnx__tensor_proto__free_unpacked(x.feeds[f], &x.pb.base);
     nasc_free(ctx, x.feeds);
-    if (x.model) onnx__model_proto__free_unpacked(x.model, &x.pb);
+    if (x.model) onnx__model_proto__free_unpacked(x.model, &x.pb.base);
     nasc_free(ctx, x.syms);
     nasc_free(ctx, x.index);
     nasc_free(ctx, x.pindex);
     nasc_free(ctx, x.pnames);
     nasc_free(ctx, x.consts);
     nasc_free(ctx, x.params);
-    while (x.chunks) {
-        ox_chunk *c = x.chunks;
-        x.chunks = c->next;
-        nasc_free(ctx, c);
-    }
+    nasc_onnx_arena_free(&x.arena);
     if (st) {
         nasc_module_destroy(x.m);
         nasc_params_destroy(x.w);

@@ -27,6 +27,11 @@
  *     const nasc_param_grad *g; uint32_t n = nasc_net_grads(net, &g);
  *     nasc_optim_step(opt, g, n, lr);
  *     nasc_net_destroy(net);
+ *
+ * API stability: public API, with the promise nasc_ir.h states (unchanged
+ * within a 0.x minor release). Numerical results are not covered: they may
+ * differ in the last bits between releases, oneDNN versions, CPUs and
+ * thread counts.
  */
 #ifndef NASC_BACKEND_H
 #define NASC_BACKEND_H

@@ -36,6 +36,11 @@
  *     }
  *     nasc_buf_free(&b);
  *     nasc_module_destroy(m);
+ *
+ * API stability: public API, with the promise nasc_ir.h states (unchanged
+ * within a 0.x minor release). The meaning of what the writers produce is
+ * covered; their exact bytes (node and tensor order, helper names, DOT and
+ * SVG layout) are not and may change in any release.
  */
 #ifndef NASC_EXPORT_H
 #define NASC_EXPORT_H

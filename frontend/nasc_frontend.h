@@ -11,6 +11,10 @@
  *         nasc_diag_print(&ctx.diag, stderr);   // file:line:col: error: ...
  *     ...
  *     nasc_module_destroy(m);
+ *
+ * API stability: public API, with the promise nasc_ir.h states (unchanged
+ * within a 0.x minor release). The file formats it reads are described
+ * in docs/ and are not covered by this promise.
  */
 #ifndef NASC_FRONTEND_H
 #define NASC_FRONTEND_H

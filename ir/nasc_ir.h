@@ -30,6 +30,17 @@
  *     if (nasc_arch_verify(m) || nasc_lower(m, &p)) nasc_diag_print(&ctx.diag, stderr);
  *     nasc_cost c; nasc_cost_compute(p, &c);   // c.params, c.macs, ...
  *     nasc_cost_free(p, &c); nasc_module_destroy(p); nasc_module_destroy(m);
+ *
+ * API stability. This header, nasc_frontend.h, nasc_export.h,
+ * nasc_backend.h and nasc_search.h (installed in <includedir>/nasc/ with
+ * ops.def) are libnasc's public API; every other header in the source tree
+ * is private and may change at any time. While NASC_VERSION is 0.x, a
+ * patch release (0.1.0 -> 0.1.1) keeps the API and the ABI, and a minor
+ * release (0.1 -> 0.2) may change both: the shared library's soname
+ * (libnasc.so.0.1) names the minor release. The numbers of the enums that
+ * ops.def generates (nasc_op, nasc_prim_op and their _COUNT) may change in
+ * a minor release as ops are added: store op names, not numbers. The text
+ * of diagnostics is for people: test nasc_status values, not messages.
  */
 #ifndef NASC_IR_H
 #define NASC_IR_H

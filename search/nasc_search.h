@@ -22,6 +22,10 @@
  *     nasc_module *arch = NULL;
  *     nasc_space_decode(sp, d, &arch);         // verified, lowers
  *     nasc_space_encode(sp, arch, d);          // the same d back
+ *
+ * API stability: public API, with the promise nasc_ir.h states (unchanged
+ * within a 0.x minor release). The spaces' decision lists, and so decision
+ * vectors, journals and strategy state, may change in a minor release.
  */
 #ifndef NASC_SEARCH_H
 #define NASC_SEARCH_H

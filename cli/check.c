@@ -41,6 +41,7 @@ typedef struct report {
     nasc_cost cost;          /* valid when prim != NULL */
     nasc_rnn_cost rnn;       /* valid for recurrent nets */
     bool recurrent;
+    uint64_t hash;           /* canonical hash of an arch module with a skeleton */
 } report;
 
 /* The cell a cost group stands for, when the group is named "cellK" and the
@@ -201,7 +202,7 @@ static void print_text(const report *r) {
                    nasc_out_rule_name(cell->out_rule), cell->n_outs ? "" : " of the loose ends",
                    role);
         }
-        printf("hash      %016" PRIx64 "\n", nasc_arch_hash(m));
+        printf("hash      %016" PRIx64 "\n", r->hash);
     }
     if (r->recurrent) {
         char a[64];
@@ -256,7 +257,7 @@ static void print_json(const report *r) {
                    nasc_cell_kind_name(cell->kind), cell->n_nodes,
                    nasc_out_rule_name(cell->out_rule));
         }
-        printf("],\"hash\":\"%016" PRIx64 "\"", nasc_arch_hash(m));
+        printf("],\"hash\":\"%016" PRIx64 "\"", r->hash);
     } else {
         printf(",\"hash\":null");
     }
@@ -342,6 +343,7 @@ int nasc_cli_check(int argc, char **argv) {
         r.prim = m;
     } else {
         if (nasc_arch_verify(m) != NASC_OK) goto fail;
+        if (m->has_skeleton && nasc_arch_hash(m, &r.hash) != NASC_OK) goto fail;
         if (m->has_skeleton && m->skel.kind == NASC_NET_RECURRENT) {
             r.recurrent = true;
             if (nasc_rnn_cost_compute(m, &r.rnn) != NASC_OK) goto fail;

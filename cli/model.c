@@ -40,7 +40,12 @@ int nasc_cli_load_prim(nasc_ctx *ctx, const nasc_cli_model *mo, nasc_cli_net *ou
     }
     /* identity: the canonical arch hash, or a hash of the prim text */
     if (out->loaded->dialect == NASC_DIALECT_ARCH) {
-        snprintf(out->hash, sizeof out->hash, "arch:%016llx", (unsigned long long)nasc_arch_hash(out->loaded));
+        uint64_t h;
+        if (nasc_arch_hash(out->loaded, &h) != NASC_OK) {
+            nasc_cli_net_free(out);
+            return nasc_cli_fail(ctx);
+        }
+        snprintf(out->hash, sizeof out->hash, "arch:%016llx", (unsigned long long)h);
     } else {
         nasc_buf b;
         nasc_buf_init(&b, ctx);

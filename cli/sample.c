@@ -105,7 +105,8 @@ int nasc_cli_sample(int argc, char **argv) {
     nasc_rng_seed(&r, seed);
     nasc_space_sample(sp, &r, d);
     if (nasc_space_decode(sp, d, &m)) goto fail;
-    uint64_t hash = nasc_arch_hash(m);
+    uint64_t hash;
+    if (nasc_arch_hash(m, &hash)) goto fail;
 
     if (decisions) {
         nasc_buf v;

@@ -126,13 +126,27 @@ static uint64_t graph_hash(graph_key *g) {
     return best;
 }
 
-uint64_t nasc_cell_hash(const nasc_module *m, uint32_t cell) {
-    if (cell >= m->n_cells) return 0;
+nasc_status nasc_cell_hash(const nasc_module *m, uint32_t cell, uint64_t *out) {
+    if (cell >= m->n_cells)
+        return nasc_error(m->ctx, NASC_EINPUT, m->source, NASC_NOLOC, "cell %u is not in the module (%u cells)", cell,
+                          m->n_cells);
     const nasc_cell *c = &m->cells[cell];
     uint32_t nv = c->n_inputs + c->n_nodes;
-    uint64_t stack[256];
-    uint64_t *h = nv <= 256 ? stack : nasc_alloc(m->ctx, nv * sizeof *h);
-    if (!h) return 0;
+    /* past 256 values the scratch arrays come from the allocator */
+    uint64_t h_stack[256];
+    uint32_t ord_stack[256], pos_stack[256];
+    uint64_t *h = h_stack;
+    uint32_t *ord = ord_stack, *pos = pos_stack;
+    if (nv > 256) {
+        h = nasc_alloc(m->ctx, nv * sizeof *h);
+        ord = h ? nasc_alloc(m->ctx, nv * sizeof *ord) : NULL;
+        pos = ord ? nasc_alloc(m->ctx, nv * sizeof *pos) : NULL;
+        if (!pos) {
+            nasc_free(m->ctx, ord);
+            nasc_free(m->ctx, h);
+            return NASC_ENOMEM;
+        }
+    }
     for (uint32_t i = 0; i < c->n_inputs; i++) h[i] = mix(0x1a2b3c4du, i);
     for (uint32_t j = 0; j < c->n_nodes; j++) {
         const nasc_node *nd = &m->nodes[c->first_node + j];
@@ -147,8 +161,8 @@ uint64_t nasc_cell_hash(const nasc_module *m, uint32_t cell) {
         for (uint32_t a = 0; a < n; a++) x = mix(x, ops[a]);
         h[c->n_inputs + j] = x;
     }
-    uint32_t outs_stack[256], *outs = outs_stack;
-    uint32_t n_out = nasc_cell_out_values(m, c, outs_stack, 256);
+    uint32_t outs[256];
+    uint32_t n_out = nasc_cell_out_values(m, c, outs, 256);
     uint64_t res = mix(0xce11u, (uint64_t)c->kind);
     res = mix(res, c->n_inputs);
     res = mix(res, (uint64_t)c->out_rule);
@@ -156,33 +170,37 @@ uint64_t nasc_cell_hash(const nasc_module *m, uint32_t cell) {
         res = mix(res, n_out); /* pathological width: hash the count only beyond the first 256 */
         n_out = 256;
     }
-    uint64_t oh_stack[256];
-    for (uint32_t i = 0; i < n_out; i++) oh_stack[i] = h[outs[i]];
-    if (c->out_rule != NASC_OUT_STATE) sort_small(oh_stack, n_out);
-    for (uint32_t i = 0; i < n_out; i++) res = mix(res, oh_stack[i]);
-    uint32_t ord_stack[256], pos_stack[256];
-    uint32_t *ord = nv <= 256 ? ord_stack : nasc_alloc(m->ctx, nv * sizeof *ord);
-    uint32_t *pos = nv <= 256 ? pos_stack : nasc_alloc(m->ctx, nv * sizeof *pos);
-    if (ord && pos) {
-        for (uint32_t i = 0; i < c->n_inputs; i++) pos[i] = i;
-        graph_key g = {m, c, h, ord, pos, outs, n_out};
-        res = mix(res, graph_hash(&g));
-    } else {
-        res = 0;
+    uint64_t oh[256];
+    for (uint32_t i = 0; i < n_out; i++) oh[i] = h[outs[i]];
+    if (c->out_rule != NASC_OUT_STATE) sort_small(oh, n_out);
+    for (uint32_t i = 0; i < n_out; i++) res = mix(res, oh[i]);
+    for (uint32_t i = 0; i < c->n_inputs; i++) pos[i] = i;
+    graph_key g = {m, c, h, ord, pos, outs, n_out};
+    res = mix(res, graph_hash(&g));
+    if (h != h_stack) {
+        nasc_free(m->ctx, pos);
+        nasc_free(m->ctx, ord);
+        nasc_free(m->ctx, h);
     }
-    if (ord != ord_stack) nasc_free(m->ctx, ord);
-    if (pos != pos_stack) nasc_free(m->ctx, pos);
-    if (h != stack) nasc_free(m->ctx, h);
-    return res;
+    *out = res;
+    return NASC_OK;
 }
 
-uint64_t nasc_arch_hash(const nasc_module *m) {
+nasc_status nasc_arch_hash(const nasc_module *m, uint64_t *out) {
     const nasc_skeleton *sk = &m->skel;
     uint64_t h = mix(0xa4c5u, (uint64_t)sk->kind);
     int fields[] = {sk->in_c, sk->in_h, sk->in_w, sk->classes, sk->channels, sk->cells_per_stage, sk->stages,
                     sk->stem_multiplier};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) h = mix(h, (uint64_t)(int64_t)fields[i]);
-    h = mix(h, sk->normal_cell >= 0 ? nasc_cell_hash(m, (uint32_t)sk->normal_cell) : 0);
-    h = mix(h, sk->reduction_cell >= 0 ? nasc_cell_hash(m, (uint32_t)sk->reduction_cell) : 0);
-    return h;
+    int cells[2] = {sk->normal_cell, sk->reduction_cell};
+    for (int i = 0; i < 2; i++) {
+        uint64_t ch = 0;
+        if (cells[i] >= 0) {
+            nasc_status st = nasc_cell_hash(m, (uint32_t)cells[i], &ch);
+            if (st) return st;
+        }
+        h = mix(h, ch);
+    }
+    *out = h;
+    return NASC_OK;
 }

@@ -100,7 +100,9 @@ nasc_status nasc_search_finish(nasc_ctx *ctx, const nasc_space *sp, const nasc_j
     nasc_buf_init(&b, ctx);
     st = nasc_space_decode(sp, best->d, &arch);
     if (!st) st = nasc_arch_apply_overrides(arch, o->set_keys, o->set_vals, o->n_set);
-    if (!st && nasc_arch_hash(arch) != best->hash)
+    uint64_t arch_hash = 0;
+    if (!st) st = nasc_arch_hash(arch, &arch_hash);
+    if (!st && arch_hash != best->hash)
         st = nasc_error(ctx, NASC_EINPUT, j->path, NASC_NOLOC,
                         "trial %lld: its decisions decode to another architecture than the journal's hash says",
                         (long long)best->index);

@@ -62,7 +62,12 @@ static nasc_status run_trial(nasc_ctx *ctx, nasc_search_run *r, uint32_t *d, nas
         snprintf(t->reason, sizeof t->reason, "decode: %.200s", msg);
         return NASC_OK;
     }
-    t->hash = nasc_arch_hash(arch);
+    st = nasc_arch_hash(arch, &t->hash);
+    if (st) {
+        /* no hash, no deduplication: the search stops rather than guess */
+        nasc_module_destroy(arch);
+        return st;
+    }
     const nasc_trial *seen = find_hash(r->journal, t->hash);
     if (seen) {
         t->params = seen->params;

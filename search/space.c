@@ -228,7 +228,10 @@ nasc_status nasc_space_encode(const nasc_space *sp, const nasc_module *arch, uin
         role_cells(back, rb);
         for (int i = 0; i < 2 && !st; i++) {
             if (rb[i] < 0) continue;
-            if (ra[i] < 0 || nasc_cell_hash(arch, (uint32_t)ra[i]) != nasc_cell_hash(back, (uint32_t)rb[i]))
+            uint64_t ha = 0, hb = 0;
+            if (ra[i] >= 0) st = nasc_cell_hash(arch, (uint32_t)ra[i], &ha);
+            if (!st) st = nasc_cell_hash(back, (uint32_t)rb[i], &hb);
+            if (!st && (ra[i] < 0 || ha != hb))
                 st = space_reject(sp, arch, ra[i] >= 0 ? &arch->cells[ra[i]] : NULL, NULL,
                                   "its decisions decode to a different cell (the cell is not "
                                   "written the way this space builds it; see "

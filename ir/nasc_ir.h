@@ -428,9 +428,12 @@ nasc_status nasc_module_verify(const nasc_module *m);
  * node that causes them. Recurrent nets are not lowered yet (NASC_EINTERNAL). */
 nasc_status nasc_lower(const nasc_module *arch, nasc_module **out_prim);
 
-/* Canonical hash: block order and the operand order of commutative ops do not change it. */
-uint64_t nasc_cell_hash(const nasc_module *m, uint32_t cell);
-uint64_t nasc_arch_hash(const nasc_module *m);
+/* Canonical hash into *out: block order and the operand order of
+ * commutative ops do not change it. A cell past 256 values needs scratch
+ * memory (NASC_ENOMEM when the allocator fails); a cell index that is not in
+ * the module is NASC_EINPUT. *out is only written on success. */
+nasc_status nasc_cell_hash(const nasc_module *m, uint32_t cell, uint64_t *out);
+nasc_status nasc_arch_hash(const nasc_module *m, uint64_t *out);
 
 /* Cost model of a prim module, in total and per group (stem, cells, head). */
 typedef struct nasc_cost_group {

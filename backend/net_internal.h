@@ -3,6 +3,8 @@
 #ifndef NASC_NET_INTERNAL_H
 #define NASC_NET_INTERNAL_H
 
+#include <assert.h>
+
 #include <oneapi/dnnl/dnnl.h>
 
 #include "nasc_backend.h"
@@ -97,7 +99,8 @@ struct nasc_net {
     int n_reorders;
     bool profile;
     nasc_status status; /* first error while building */
-    int cur_prim;       /* prim op being emitted, for diagnostics */
+    bool built;         /* compiled: errors no longer go to status */
+    int cur_prim;       /* prim op being emitted or run, for diagnostics */
 };
 
 /* Building blocks used by the emitters (net.c). */
@@ -113,25 +116,75 @@ int nb_step_kernel(nasc_net *net, nb_kernel_fn fn, const char *what, int n, cons
  * into dst when dst >= 0); returns the destination tref. */
 int nb_reorder(nasc_net *net, int src, const dnnl_memory_desc_t *md, int dst);
 void *nb_ptr(const nasc_net *net, int tref); /* after planning */
-nasc_status nb_fail(nasc_net *net, dnnl_status_t st, const char *call);
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NB_MUST_USE __attribute__((warn_unused_result))
+#else
+#define NB_MUST_USE
+#endif
+
+/* oneDNN statuses. Every call of a oneDNN function that returns a status
+ * goes through one of these macros, the call written as the macro's
+ * argument on the macro's line (tests/backend/test_rules.sh checks it):
+ *
+ *   NB_TRY(net, call)           the call's status as a nasc_status: NASC_OK,
+ *                               or NASC_EINTERNAL with a diagnostic that
+ *                               names the call, oneDNN's status, our
+ *                               file:line and the prim op being compiled or
+ *                               run, and suggests ONEDNN_VERBOSE=check;
+ *                               while compiling, also net->status
+ *   NB_TRY_AS(net, what, call)  the same, saying what the call was for
+ *   NB_TRY_CTX(ctx, call)       the same without a net (diagnostic in ctx)
+ *   NB_CHECK(net, call)         NB_TRY, returning a failure from the
+ *                               enclosing function
+ *   NB_DESTROY(call)            a destroy of a handle we created: oneDNN 2.x
+ *                               fails one only when it is not a handle, a
+ *                               bug of ours, so it is an assertion (cleanup
+ *                               paths have nothing else to do with it)
+ */
+nasc_status nb_fail_at(nasc_net *net, dnnl_status_t st, const char *call, const char *what, const char *file, int line);
+nasc_status nb_fail_ctx(nasc_ctx *ctx, dnnl_status_t st, const char *call, const char *file, int line);
+NB_MUST_USE static inline nasc_status nb_check(nasc_net *net, dnnl_status_t st, const char *call, const char *what,
+                                               const char *file, int line) {
+    return st == dnnl_success ? NASC_OK : nb_fail_at(net, st, call, what, file, line);
+}
+NB_MUST_USE static inline nasc_status nb_check_ctx(nasc_ctx *ctx, dnnl_status_t st, const char *call, const char *file,
+                                                   int line) {
+    return st == dnnl_success ? NASC_OK : nb_fail_ctx(ctx, st, call, file, line);
+}
+#define NB_TRY(net, call) nb_check((net), (call), #call, NULL, __FILE__, __LINE__)
+#define NB_TRY_AS(net, what, call) nb_check((net), (call), #call, (what), __FILE__, __LINE__)
+#define NB_TRY_CTX(ctx, call) nb_check_ctx((ctx), (call), #call, __FILE__, __LINE__)
+#define NB_CHECK(net, call)                                \
+    do {                                                   \
+        nasc_status nb_st_ = NB_TRY((net), call);          \
+        if (nb_st_) return nb_st_;                         \
+    } while (0)
+#define NB_DESTROY(call)                                   \
+    do {                                                   \
+        dnnl_status_t nb_ds_ = (call);                     \
+        assert(nb_ds_ == dnnl_success && #call);           \
+        (void)nb_ds_;                                      \
+    } while (0)
+/* Return a failed nasc_status from the enclosing function. */
+#define NB_PASS(expr)                                      \
+    do {                                                   \
+        nasc_status nb_st_ = (expr);                       \
+        if (nb_st_) return nb_st_;                         \
+    } while (0)
+
 /* Plain descriptor of a module value for the batch (NCHW or NC). */
-void nb_plain_md(const nasc_net *net, const nasc_type *t, dnnl_memory_desc_t *md);
+NB_MUST_USE nasc_status nb_plain_md(nasc_net *net, const nasc_type *t, dnnl_memory_desc_t *md);
 /* dims[0] of t in this net: the batch size when it is the symbolic N, else
  * the fixed number (ONNX models may have static first dims). */
 int64_t nb_dim0(const nasc_net *net, const nasc_type *t);
 /* Descriptor of an activation of type t in the net's layout. */
-void nb_act_md(const nasc_net *net, const nasc_type *t, dnnl_memory_desc_t *md);
+NB_MUST_USE nasc_status nb_act_md(nasc_net *net, const nasc_type *t, dnnl_memory_desc_t *md);
 /* Record a gradient contribution to value v (tref g). */
 void nb_contribute(nasc_net *net, uint32_t v, int g);
 /* Record a parameter gradient: tref g (any layout) holds d/d param of value
  * v; plain is the store layout seen with g's rank (NULL: the value's own). */
 void nb_param_grad(nasc_net *net, uint32_t v, int g, const dnnl_memory_desc_t *plain);
-
-#define NB_CHECK(net, call)                                                 \
-    do {                                                                    \
-        dnnl_status_t st_ = (call);                                         \
-        if (st_ != dnnl_success) return nb_fail((net), st_, #call);         \
-    } while (0)
 
 /* Softmax cross-entropy of one row of logits z (k classes) against label
  * y: returns -log softmax(z)[y], sets *argmax, and when grad is not NULL

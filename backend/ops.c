@@ -33,7 +33,7 @@ static int src_of(nasc_net *net, uint32_t v, bool plain_ok) {
     if (plain_ok || vtype(net, v)->rank != 4 || net->act_tag == dnnl_nchw) return nv->fwd_plain;
     if (nv->fwd < 0) {
         dnnl_memory_desc_t md;
-        nb_act_md(net, vtype(net, v), &md);
+        if (nb_act_md(net, vtype(net, v), &md)) return -1;
         nv->fwd = nb_reorder(net, nv->fwd_plain, &md, -1);
     }
     return nv->fwd;
@@ -47,9 +47,7 @@ static int new_result(nasc_net *net, const nasc_prim *p, const dnnl_memory_desc_
 
 static nasc_status pd_create(nasc_net *net, dnnl_primitive_desc_t *pd, const void *desc, const_dnnl_primitive_desc_t hint,
                              const char *what) {
-    dnnl_status_t st = dnnl_primitive_desc_create(pd, desc, NULL, net->engine, hint);
-    if (st != dnnl_success) return nb_fail(net, st, what);
-    return NASC_OK;
+    return NB_TRY_AS(net, what, dnnl_primitive_desc_create(pd, desc, NULL, net->engine, hint));
 }
 
 static const dnnl_memory_desc_t *q(const_dnnl_primitive_desc_t pd, dnnl_query_t what) {
@@ -67,7 +65,7 @@ typedef struct conv_geom {
     int64_t flops;
 } conv_geom;
 
-static void conv_geometry(nasc_net *net, const nasc_prim *p, conv_geom *g) {
+static nasc_status conv_geometry(nasc_net *net, const nasc_prim *p, conv_geom *g) {
     const nasc_prim_attrs *a = &p->a;
     const nasc_type *w = vtype(net, arg(net, p, 1));
     const nasc_type *y = vtype(net, p->result);
@@ -75,16 +73,17 @@ static void conv_geometry(nasc_net *net, const nasc_prim *p, conv_geom *g) {
     g->dil[0] = a->dh - 1, g->dil[1] = a->dw - 1;
     g->pl[0] = a->pt, g->pl[1] = a->pl;
     g->pr[0] = a->pb, g->pr[1] = a->pr;
+    g->flops = 2 * nb_dim0(net, y) * y->dims[1] * y->dims[2] * y->dims[3] * w->dims[1] * w->dims[2] * w->dims[3];
     if (a->groups > 1) {
         dnnl_dims_t d = {a->groups, w->dims[0] / a->groups, w->dims[1], w->dims[2], w->dims[3]};
-        dnnl_memory_desc_init_by_tag(&g->w_any, 5, d, dnnl_f32, dnnl_format_tag_any);
-        dnnl_memory_desc_init_by_tag(&g->w_plain, 5, d, dnnl_f32, dnnl_goihw);
+        NB_CHECK(net, dnnl_memory_desc_init_by_tag(&g->w_any, 5, d, dnnl_f32, dnnl_format_tag_any));
+        NB_CHECK(net, dnnl_memory_desc_init_by_tag(&g->w_plain, 5, d, dnnl_f32, dnnl_goihw));
     } else {
         dnnl_dims_t d = {w->dims[0], w->dims[1], w->dims[2], w->dims[3]};
-        dnnl_memory_desc_init_by_tag(&g->w_any, 4, d, dnnl_f32, dnnl_format_tag_any);
-        dnnl_memory_desc_init_by_tag(&g->w_plain, 4, d, dnnl_f32, dnnl_oihw);
+        NB_CHECK(net, dnnl_memory_desc_init_by_tag(&g->w_any, 4, d, dnnl_f32, dnnl_format_tag_any));
+        NB_CHECK(net, dnnl_memory_desc_init_by_tag(&g->w_plain, 4, d, dnnl_f32, dnnl_oihw));
     }
-    g->flops = 2 * nb_dim0(net, y) * y->dims[1] * y->dims[2] * y->dims[3] * w->dims[1] * w->dims[2] * w->dims[3];
+    return NASC_OK;
 }
 
 /* The weights of a conv/inner product in the layout a primitive chose. */
@@ -115,31 +114,33 @@ static int store_vec(nasc_net *net, const nasc_prim *p, const char *suffix, int6
 static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     uint32_t x = arg(net, p, 0), w = arg(net, p, 1);
     conv_geom g;
-    conv_geometry(net, p, &g);
+    NB_PASS(conv_geometry(net, p, &g));
     int xs = src_of(net, x, true);
+    if (xs < 0) return net->status ? net->status : NASC_EINTERNAL;
     dnnl_memory_desc_t dst, bias_md;
-    nb_act_md(net, vtype(net, p->result), &dst);
+    NB_PASS(nb_act_md(net, vtype(net, p->result), &dst));
     int64_t cout = vtype(net, p->result)->dims[1];
     dnnl_dims_t bd = {cout};
-    dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_a);
+    NB_CHECK(net, dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_a));
     int fold = net->ps[pi].fold_bn, relu = net->ps[pi].post_relu;
     dnnl_convolution_desc_t d;
     NB_CHECK(net, dnnl_dilated_convolution_forward_desc_init(&d, fwd_prop(net), dnnl_convolution_direct, md_of(net, xs),
                                                              &g.w_any, fold >= 0 ? &bias_md : NULL, &dst, g.strides,
                                                              g.dil, g.pl, g.pr));
     dnnl_primitive_attr_t attr = NULL;
+    nasc_status st = NASC_OK;
     if (relu >= 0) {
         dnnl_post_ops_t po;
         NB_CHECK(net, dnnl_post_ops_create(&po));
-        dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0, 0);
-        dnnl_primitive_attr_create(&attr);
-        dnnl_primitive_attr_set_post_ops(attr, po);
-        dnnl_post_ops_destroy(po);
+        st = NB_TRY(net, dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0, 0));
+        if (!st) st = NB_TRY(net, dnnl_primitive_attr_create(&attr));
+        if (!st) st = NB_TRY(net, dnnl_primitive_attr_set_post_ops(attr, po));
+        NB_DESTROY(dnnl_post_ops_destroy(po));
     }
     dnnl_primitive_desc_t pd;
-    dnnl_status_t ds = dnnl_primitive_desc_create(&pd, &d, attr, net->engine, NULL);
-    if (attr) dnnl_primitive_attr_destroy(attr);
-    if (ds != dnnl_success) return nb_fail(net, ds, "conv forward");
+    if (!st) st = NB_TRY_AS(net, "conv forward", dnnl_primitive_desc_create(&pd, &d, attr, net->engine, NULL));
+    if (attr) NB_DESTROY(dnnl_primitive_attr_destroy(attr));
+    if (st) return st;
     net->ps[pi].pd = pd;
     if (!dnnl_memory_desc_equal(q(pd, dnnl_query_src_md), md_of(net, xs))) xs = nb_reorder(net, xs, q(pd, dnnl_query_src_md), -1);
     int wsrc = nb_tref_new(net, net->trefs[net->vals[w].fwd].buf, &g.w_plain), bias = -1;
@@ -201,7 +202,7 @@ static bool use_own_dw(nasc_net *net, const nasc_prim *p, const_dnnl_primitive_d
     int bx = block_of(md_of(net, xs)), bg = block_of(md_of(net, G));
     if (bx == 0 || bx != bg) return false;
     const char *impl = NULL;
-    dnnl_primitive_desc_query(bwd_w, dnnl_query_impl_info_str, 0, &impl);
+    if (NB_TRY(net, dnnl_primitive_desc_query(bwd_w, dnnl_query_impl_info_str, 0, &impl))) return false;
     /* oneDNN's own depthwise kernel (jit_dw) is fast; anything else it
      * falls back to (gemm, ref) is far slower than ours */
     return impl && strncmp(impl, "jit_dw", 6) != 0;
@@ -211,7 +212,7 @@ static bool use_own_dw(nasc_net *net, const nasc_prim *p, const_dnnl_primitive_d
 static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
     uint32_t x = arg(net, p, 0), w = arg(net, p, 1);
     conv_geom g;
-    conv_geometry(net, p, &g);
+    NB_PASS(conv_geometry(net, p, &g));
     int xs = net->ps[pi].t[0];
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
     const dnnl_memory_desc_t dy_md = *md_of(net, G), *dy = &dy_md; /* trefs may move */
@@ -226,7 +227,7 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
         int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
         nb_arg a[3] = {{DNNL_ARG_DIFF_DST, gd}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DIFF_SRC, dx}};
         nb_step_prim(net, pd, "conv bwd-data", g.flops, 3, a);
-        dnnl_primitive_desc_destroy(pd);
+        NB_DESTROY(dnnl_primitive_desc_destroy(pd));
         nb_contribute(net, x, dx);
     }
     if (net->vals[w].needs_grad) {
@@ -236,7 +237,7 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
         if (block_of(&src_md) == 1 && net->act_tag != dnnl_nchw) {
             dnnl_dims_t dd;
             memcpy(dd, src_md.dims, sizeof dd);
-            dnnl_memory_desc_init_by_tag(&src_md, 4, dd, dnnl_f32, dnnl_format_tag_any);
+            NB_CHECK(net, dnnl_memory_desc_init_by_tag(&src_md, 4, dd, dnnl_f32, dnnl_format_tag_any));
         }
         dnnl_convolution_desc_t d;
         NB_CHECK(net, dnnl_dilated_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &src_md, &g.w_any,
@@ -245,7 +246,7 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
         if (pd_create(net, &pd, &d, net->ps[pi].pd, "conv backward weights")) return net->status;
 #ifdef NASC_HAVE_DW
         if (use_own_dw(net, p, pd, xs, G)) {
-            dnnl_primitive_desc_destroy(pd);
+            NB_DESTROY(dnnl_primitive_desc_destroy(pd));
             nasc_dw_shape *sh = nasc_alloc(net->ctx, sizeof *sh);
             if (!sh) return NASC_ENOMEM;
             const nasc_type *xt = vtype(net, x), *yt = vtype(net, p->result);
@@ -272,7 +273,7 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
         int dw = nb_tensor_new(net, q(pd, dnnl_query_diff_weights_md));
         nb_arg a[3] = {{DNNL_ARG_SRC, xw}, {DNNL_ARG_DIFF_DST, gd}, {DNNL_ARG_DIFF_WEIGHTS, dw}};
         nb_step_prim(net, pd, "conv bwd-weights", g.flops, 3, a);
-        dnnl_primitive_desc_destroy(pd);
+        NB_DESTROY(dnnl_primitive_desc_destroy(pd));
         /* diff weights come in the primitive's layout, grouped 5-D or 4-D */
         nb_param_grad(net, w, dw, &g.w_plain);
     }
@@ -313,7 +314,7 @@ static int store_vec(nasc_net *net, const nasc_prim *p, const char *suffix, int6
     }
     dnnl_memory_desc_t md;
     dnnl_dims_t d = {c};
-    dnnl_memory_desc_init_by_tag(&md, 1, d, dnnl_f32, dnnl_a);
+    if (NB_TRY(net, dnnl_memory_desc_init_by_tag(&md, 1, d, dnnl_f32, dnnl_a))) return -1;
     int b = nb_buffer_new(net, 0);
     if (b < 0) return -1;
     net->bufs[b].ext = t->data;
@@ -339,7 +340,7 @@ static nasc_status bn_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     int rm = store_vec(net, p, "mean", c, 0), rv = store_vec(net, p, "var", c, 1);
     dnnl_memory_desc_t vmd;
     dnnl_dims_t vd = {c};
-    dnnl_memory_desc_init_by_tag(&vmd, 1, vd, dnnl_f32, dnnl_a);
+    NB_CHECK(net, dnnl_memory_desc_init_by_tag(&vmd, 1, vd, dnnl_f32, dnnl_a));
     int sc = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 1)].fwd].buf, &vmd);
     int sf = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 2)].fwd].buf, &vmd);
     if (net->opt.mode == NASC_MODE_TRAIN) {
@@ -381,7 +382,7 @@ static nasc_status bn_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G)
     int64_t c = vtype(net, x)->dims[1];
     dnnl_memory_desc_t vmd;
     dnnl_dims_t vd = {c};
-    dnnl_memory_desc_init_by_tag(&vmd, 1, vd, dnnl_f32, dnnl_a);
+    NB_CHECK(net, dnnl_memory_desc_init_by_tag(&vmd, 1, vd, dnnl_f32, dnnl_a));
     int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
     int dsc = nb_tensor_new(net, &vmd), dsf = nb_tensor_new(net, &vmd);
     /* oneDNN 2.6 wants the shift too when use_shift is set, although the
@@ -390,7 +391,7 @@ static nasc_status bn_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G)
                    {DNNL_ARG_DIFF_DST, G},    {DNNL_ARG_SCALE, net->ps[pi].t[3]}, {DNNL_ARG_SHIFT, net->ps[pi].t[4]},
                    {DNNL_ARG_DIFF_SRC, dx},   {DNNL_ARG_DIFF_SCALE, dsc},       {DNNL_ARG_DIFF_SHIFT, dsf}};
     nb_step_prim(net, pd, "bnorm bwd", 0, 9, a);
-    dnnl_primitive_desc_destroy(pd);
+    NB_DESTROY(dnnl_primitive_desc_destroy(pd));
     nb_contribute(net, x, dx);
     if (net->vals[arg(net, p, 1)].needs_grad) nb_param_grad(net, arg(net, p, 1), dsc, NULL);
     if (net->vals[arg(net, p, 2)].needs_grad) nb_param_grad(net, arg(net, p, 2), dsf, NULL);
@@ -435,7 +436,7 @@ static nasc_status eltwise_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, i
     int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
     nb_arg a[3] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_DIFF_DST, G}, {DNNL_ARG_DIFF_SRC, dx}};
     nb_step_prim(net, pd, p->op == NASC_PRIM_RELU ? "relu bwd" : "eltwise bwd", 0, 3, a);
-    dnnl_primitive_desc_destroy(pd);
+    NB_DESTROY(dnnl_primitive_desc_destroy(pd));
     nb_contribute(net, arg(net, p, 0), dx);
     return net->status;
 }
@@ -470,7 +471,7 @@ static nasc_status pool_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     pool_geom g;
     pool_geometry(net, p, &g);
     dnnl_memory_desc_t dst;
-    nb_act_md(net, vtype(net, p->result), &dst);
+    NB_PASS(nb_act_md(net, vtype(net, p->result), &dst));
     dnnl_pooling_v2_desc_t d;
     NB_CHECK(net, dnnl_pooling_v2_forward_desc_init(&d, fwd_prop(net), g.alg, md_of(net, xs), &dst, g.strides, g.kernel,
                                                     g.dil, g.pl, g.pr));
@@ -501,7 +502,7 @@ static nasc_status pool_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
     int wt = net->ps[pi].t[1];
     nb_arg a[3] = {{DNNL_ARG_DIFF_DST, G}, {DNNL_ARG_DIFF_SRC, dx}, {DNNL_ARG_WORKSPACE, wt}};
     nb_step_prim(net, pd, p->op == NASC_PRIM_MAX_POOL ? "maxpool bwd" : "avgpool bwd", 0, wt >= 0 ? 3 : 2, a);
-    dnnl_primitive_desc_destroy(pd);
+    NB_DESTROY(dnnl_primitive_desc_destroy(pd));
     nb_contribute(net, arg(net, p, 0), dx);
     return net->status;
 }
@@ -529,7 +530,7 @@ static nasc_status softmax_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, i
     int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
     nb_arg a[3] = {{DNNL_ARG_DST, y}, {DNNL_ARG_DIFF_DST, G}, {DNNL_ARG_DIFF_SRC, dx}};
     nb_step_prim(net, pd, "softmax bwd", 0, 3, a);
-    dnnl_primitive_desc_destroy(pd);
+    NB_DESTROY(dnnl_primitive_desc_destroy(pd));
     nb_contribute(net, arg(net, p, 0), dx);
     return net->status;
 }
@@ -628,9 +629,9 @@ static void give_grad(nasc_net *net, uint32_t v, int g, const dnnl_memory_desc_t
  * operand has it too, or has a lower rank and/or dims of 1 and broadcasts
  * (oneDNN binary broadcasts its second source). */
 
-static void plain_md_dims(int rank, const dnnl_dims_t d, dnnl_memory_desc_t *md) {
+NB_MUST_USE static nasc_status plain_md_dims(nasc_net *net, int rank, const dnnl_dims_t d, dnnl_memory_desc_t *md) {
     static const dnnl_format_tag_t tags[] = {dnnl_format_tag_undef, dnnl_a, dnnl_ab, dnnl_abc, dnnl_abcd};
-    dnnl_memory_desc_init_by_tag(md, rank, d, dnnl_f32, tags[rank]);
+    return NB_TRY(net, dnnl_memory_desc_init_by_tag(md, rank, d, dnnl_f32, tags[rank]));
 }
 
 /* The dims of value v aligned on the last dim of a rank-r result: leading 1s. */
@@ -658,12 +659,12 @@ static bcast_kind bcast_of(nasc_net *net, uint32_t v, const nasc_type *y) {
 /* Plain tensor t of value v seen with the dims padded to rank r. */
 static int padded_view(nasc_net *net, uint32_t v, int t, int r) {
     dnnl_memory_desc_t own, md;
-    nb_plain_md(net, vtype(net, v), &own);
+    if (nb_plain_md(net, vtype(net, v), &own)) return -1;
     t = nb_match(net, t, &own);
     if (t < 0) return -1;
     dnnl_dims_t d;
     padded_dims(net, v, r, d);
-    plain_md_dims(r, d, &md);
+    if (plain_md_dims(net, r, d, &md)) return -1;
     return nb_tref_new(net, net->trefs[t].buf, &md);
 }
 
@@ -684,24 +685,20 @@ static void bcast_grad(nasc_net *net, uint32_t v, int G, bool fresh, const nasc_
         return;
     }
     dnnl_memory_desc_t own, pad;
-    nb_plain_md(net, vtype(net, v), &own);
+    if (nb_plain_md(net, vtype(net, v), &own)) return;
     dnnl_dims_t d;
     padded_dims(net, v, y->rank, d);
-    plain_md_dims(y->rank, d, &pad);
+    if (plain_md_dims(net, y->rank, d, &pad)) return;
     if (k == BC_SPREAD) {
         dnnl_memory_desc_t src = *md_of(net, G);
         dnnl_reduction_desc_t rd;
-        dnnl_status_t st = dnnl_reduction_desc_init(&rd, dnnl_reduction_sum, &src, &pad, 0.0f, 0.0f);
-        if (st != dnnl_success) {
-            nb_fail(net, st, "dnnl_reduction_desc_init");
-            return;
-        }
+        if (NB_TRY(net, dnnl_reduction_desc_init(&rd, dnnl_reduction_sum, &src, &pad, 0.0f, 0.0f))) return;
         dnnl_primitive_desc_t pd;
         if (pd_create(net, &pd, &rd, NULL, "reduction (broadcast gradient)")) return;
         int r = nb_tensor_new(net, &pad);
         nb_arg a[2] = {{DNNL_ARG_SRC, G}, {DNNL_ARG_DST, r}};
         nb_step_prim(net, pd, "broadcast grad sum", 0, 2, a);
-        dnnl_primitive_desc_destroy(pd);
+        NB_DESTROY(dnnl_primitive_desc_destroy(pd));
         G = r;
         fresh = true;
     } else {
@@ -744,18 +741,14 @@ static int binary_step(nasc_net *net, dnnl_alg_kind_t alg, int a0, int a1, const
                        const char *what) {
     if (a0 < 0 || a1 < 0) return -1;
     dnnl_binary_desc_t d;
-    dnnl_status_t st = dnnl_binary_desc_init(&d, alg, md_of(net, a0), md_of(net, a1), dst_md);
-    if (st != dnnl_success) {
-        nb_fail(net, st, "dnnl_binary_desc_init");
-        return -1;
-    }
+    if (NB_TRY(net, dnnl_binary_desc_init(&d, alg, md_of(net, a0), md_of(net, a1), dst_md))) return -1;
     dnnl_primitive_desc_t pd;
     if (pd_create(net, &pd, &d, NULL, alg == dnnl_binary_add ? "binary add" : "binary mul")) return -1;
     if (dst < 0) dst = nb_tensor_new(net, q(pd, dnnl_query_dst_md));
     nb_arg a[3] = {{DNNL_ARG_SRC_0, a0}, {DNNL_ARG_SRC_1, a1}, {DNNL_ARG_DST, dst}};
-    nb_step_prim(net, pd, what, 0, 3, a);
-    dnnl_primitive_desc_destroy(pd);
-    return dst;
+    int s = nb_step_prim(net, pd, what, 0, 3, a);
+    NB_DESTROY(dnnl_primitive_desc_destroy(pd));
+    return s < 0 ? -1 : dst;
 }
 
 /* Operands of the result's shape go through one sum; each spreading
@@ -773,7 +766,7 @@ static nasc_status add_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     if (n == 1 && spread) {
         acc = a[0].tref;
     } else {
-        nb_act_md(net, yt, &dst);
+        NB_PASS(nb_act_md(net, yt, &dst));
         float scales[64];
         for (uint32_t j = 0; j < n; j++) scales[j] = 1;
         dnnl_primitive_desc_t pd;
@@ -781,7 +774,7 @@ static nasc_status add_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         acc = nb_tensor_new(net, &dst);
         a[n] = (nb_arg){DNNL_ARG_DST, acc};
         nb_step_prim(net, pd, "add fwd", 0, (int)n + 1, a);
-        dnnl_primitive_desc_destroy(pd);
+        NB_DESTROY(dnnl_primitive_desc_destroy(pd));
     }
     for (uint32_t j = 1; j < p->n_args && acc >= 0; j++) {
         uint32_t v = arg(net, p, j);
@@ -832,14 +825,16 @@ static nasc_status concat_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     uint32_t n;
     nasc_status st = gather_srcs(net, p, srcs, a, &n);
     if (st) return st;
-    nb_act_md(net, vtype(net, p->result), &dst);
-    if (vtype(net, p->result)->rank != 4 || p->a.axis != 1) nb_plain_md(net, vtype(net, p->result), &dst);
+    if (vtype(net, p->result)->rank != 4 || p->a.axis != 1)
+        NB_PASS(nb_plain_md(net, vtype(net, p->result), &dst));
+    else
+        NB_PASS(nb_act_md(net, vtype(net, p->result), &dst));
     dnnl_primitive_desc_t pd;
     NB_CHECK(net, dnnl_concat_primitive_desc_create(&pd, &dst, (int)n, p->a.axis, srcs, NULL, net->engine));
     int y = new_result(net, p, &dst);
     a[p->n_args] = (nb_arg){DNNL_ARG_DST, y};
     nb_step_prim(net, pd, "concat fwd", 0, (int)p->n_args + 1, a);
-    dnnl_primitive_desc_destroy(pd);
+    NB_DESTROY(dnnl_primitive_desc_destroy(pd));
     return net->status;
 }
 
@@ -858,7 +853,7 @@ static nasc_status concat_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, in
     }
     if (straddle) {
         dnnl_memory_desc_t plain;
-        nb_plain_md(net, vtype(net, p->result), &plain);
+        NB_PASS(nb_plain_md(net, vtype(net, p->result), &plain));
         G = nb_match(net, G, &plain);
     }
     int64_t off = 0;
@@ -885,8 +880,8 @@ static nasc_status flatten_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     uint32_t x = arg(net, p, 0);
     int xs = src_of(net, x, true);
     dnnl_memory_desc_t plain4, plain2;
-    nb_plain_md(net, vtype(net, x), &plain4);
-    nb_plain_md(net, vtype(net, p->result), &plain2);
+    NB_PASS(nb_plain_md(net, vtype(net, x), &plain4));
+    NB_PASS(nb_plain_md(net, vtype(net, p->result), &plain2));
     int flat = nb_match(net, xs, &plain4);
     net->ps[pi].t[0] = xs;
     net->vals[p->result].fwd = nb_tref_new(net, net->trefs[flat].buf, &plain2);
@@ -896,7 +891,7 @@ static nasc_status flatten_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
 static nasc_status flatten_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
     uint32_t x = arg(net, p, 0);
     dnnl_memory_desc_t plain4;
-    nb_plain_md(net, vtype(net, x), &plain4);
+    NB_PASS(nb_plain_md(net, vtype(net, x), &plain4));
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd)); /* dense plain (N, C*H*W) */
     int g4 = nb_tref_new(net, net->trefs[G].buf, &plain4);
     give_grad(net, x, nb_match(net, g4, md_of(net, net->ps[pi].t[0])), NULL, false);
@@ -909,9 +904,9 @@ static nasc_status ip_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     const nasc_type *wt = vtype(net, w);
     dnnl_memory_desc_t w_any, w_plain, dst;
     dnnl_dims_t wd = {wt->dims[0], wt->dims[1]};
-    dnnl_memory_desc_init_by_tag(&w_any, 2, wd, dnnl_f32, dnnl_format_tag_any);
-    dnnl_memory_desc_init_by_tag(&w_plain, 2, wd, dnnl_f32, dnnl_ab);
-    nb_plain_md(net, vtype(net, p->result), &dst);
+    NB_CHECK(net, dnnl_memory_desc_init_by_tag(&w_any, 2, wd, dnnl_f32, dnnl_format_tag_any));
+    NB_CHECK(net, dnnl_memory_desc_init_by_tag(&w_plain, 2, wd, dnnl_f32, dnnl_ab));
+    NB_PASS(nb_plain_md(net, vtype(net, p->result), &dst));
     dnnl_inner_product_desc_t d;
     NB_CHECK(net, dnnl_inner_product_forward_desc_init(&d, fwd_prop(net), md_of(net, xs), &w_any, md_of(net, net->vals[b].fwd),
                                                        &dst));
@@ -935,8 +930,8 @@ static nasc_status ip_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G)
     int64_t flops = 2 * nb_dim0(net, vtype(net, x)) * wt->dims[0] * wt->dims[1];
     dnnl_memory_desc_t w_any, w_plain;
     dnnl_dims_t wd = {wt->dims[0], wt->dims[1]};
-    dnnl_memory_desc_init_by_tag(&w_any, 2, wd, dnnl_f32, dnnl_format_tag_any);
-    dnnl_memory_desc_init_by_tag(&w_plain, 2, wd, dnnl_f32, dnnl_ab);
+    NB_CHECK(net, dnnl_memory_desc_init_by_tag(&w_any, 2, wd, dnnl_f32, dnnl_format_tag_any));
+    NB_CHECK(net, dnnl_memory_desc_init_by_tag(&w_plain, 2, wd, dnnl_f32, dnnl_ab));
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
     if (net->vals[x].needs_grad) {
         dnnl_inner_product_desc_t d;
@@ -947,7 +942,7 @@ static nasc_status ip_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G)
         int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
         nb_arg a[3] = {{DNNL_ARG_DIFF_DST, G}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dx}};
         nb_step_prim(net, pd, "inner product bwd-data", flops, 3, a);
-        dnnl_primitive_desc_destroy(pd);
+        NB_DESTROY(dnnl_primitive_desc_destroy(pd));
         nb_contribute(net, x, dx);
     }
     if (net->vals[w].needs_grad) {
@@ -960,7 +955,7 @@ static nasc_status ip_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G)
         int db = nb_tensor_new(net, md_of(net, net->vals[b].fwd));
         nb_arg a[4] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_DIFF_DST, G}, {DNNL_ARG_DIFF_WEIGHTS, dw}, {DNNL_ARG_DIFF_BIAS, db}};
         nb_step_prim(net, pd, "inner product bwd-weights", flops, 4, a);
-        dnnl_primitive_desc_destroy(pd);
+        NB_DESTROY(dnnl_primitive_desc_destroy(pd));
         nb_param_grad(net, w, dw, NULL);
         nb_param_grad(net, b, db, NULL);
     }
@@ -972,13 +967,15 @@ static nasc_status ip_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G)
 /* ---------------------------------------------------------------- */
 
 /* Swap the last two dims of a plain descriptor (a transposed view). */
-static void swap_last2(dnnl_memory_desc_t *md) {
+NB_MUST_USE static nasc_status swap_last2(nasc_net *net, dnnl_memory_desc_t *md) {
     int perm[DNNL_MAX_NDIMS];
     for (int i = 0; i < md->ndims; i++) perm[i] = i;
     perm[md->ndims - 1] = md->ndims - 2;
     perm[md->ndims - 2] = md->ndims - 1;
     dnnl_memory_desc_t out;
-    if (dnnl_memory_desc_permute_axes(&out, md, perm) == dnnl_success) *md = out;
+    NB_CHECK(net, dnnl_memory_desc_permute_axes(&out, md, perm));
+    *md = out;
+    return NASC_OK;
 }
 
 /* Operand v of a matmul with a rank-r result as oneDNN sees it: plain,
@@ -987,7 +984,7 @@ static int matmul_operand(nasc_net *net, uint32_t v, int r, bool trans) {
     int t = padded_view(net, v, src_of(net, v, true), r);
     if (t < 0 || !trans) return t;
     dnnl_memory_desc_t md = *md_of(net, t);
-    swap_last2(&md);
+    if (swap_last2(net, &md)) return -1;
     return nb_tref_new(net, net->trefs[t].buf, &md);
 }
 
@@ -1003,11 +1000,7 @@ static int matmul_step(nasc_net *net, int src, int wei, int dst, const char *wha
                        dnnl_primitive_desc_t *keep) {
     if (src < 0 || wei < 0 || dst < 0) return -1;
     dnnl_matmul_desc_t d;
-    dnnl_status_t st = dnnl_matmul_desc_init(&d, md_of(net, src), md_of(net, wei), NULL, md_of(net, dst));
-    if (st != dnnl_success) {
-        nb_fail(net, st, "dnnl_matmul_desc_init");
-        return -1;
-    }
+    if (NB_TRY(net, dnnl_matmul_desc_init(&d, md_of(net, src), md_of(net, wei), NULL, md_of(net, dst)))) return -1;
     dnnl_primitive_desc_t pd;
     if (pd_create(net, &pd, &d, NULL, what)) return -1;
     nb_arg a[3] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
@@ -1015,7 +1008,7 @@ static int matmul_step(nasc_net *net, int src, int wei, int dst, const char *wha
     if (keep)
         *keep = pd;
     else
-        dnnl_primitive_desc_destroy(pd);
+        NB_DESTROY(dnnl_primitive_desc_destroy(pd));
     return s < 0 ? -1 : dst;
 }
 
@@ -1024,7 +1017,7 @@ static nasc_status matmul_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     int a = matmul_operand(net, arg(net, p, 0), yt->rank, p->a.trans_a);
     int b = matmul_operand(net, arg(net, p, 1), yt->rank, p->a.trans_b);
     dnnl_memory_desc_t dst;
-    nb_plain_md(net, yt, &dst);
+    NB_PASS(nb_plain_md(net, yt, &dst));
     int y = new_result(net, p, &dst);
     matmul_step(net, a, b, y, "matmul fwd", matmul_flops(net, p), &net->ps[pi].pd);
     net->ps[pi].t[0] = a;
@@ -1037,7 +1030,7 @@ static int padded_tensor(nasc_net *net, uint32_t v, int r) {
     dnnl_dims_t d;
     dnnl_memory_desc_t md;
     padded_dims(net, v, r, d);
-    plain_md_dims(r, d, &md);
+    if (plain_md_dims(net, r, d, &md)) return -1;
     return nb_tensor_new(net, &md);
 }
 
@@ -1045,7 +1038,7 @@ static int padded_tensor(nasc_net *net, uint32_t v, int r) {
 static void matmul_grad(nasc_net *net, uint32_t v, int g) {
     if (g < 0) return;
     dnnl_memory_desc_t own;
-    nb_plain_md(net, vtype(net, v), &own);
+    if (nb_plain_md(net, vtype(net, v), &own)) return;
     if (M(net)->values[v].kind == NASC_VAL_PARAM)
         give_grad(net, v, g, md_of(net, g), true);
     else
@@ -1069,11 +1062,11 @@ static nasc_status matmul_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, in
                                   nasc_str(M(net), M(net)->values[p->result].name));
     }
     dnnl_memory_desc_t plain;
-    nb_plain_md(net, yt, &plain);
+    NB_PASS(nb_plain_md(net, yt, &plain));
     G = nb_match(net, G, &plain);
     if (G < 0) return net->status;
     dnnl_memory_desc_t gt_md = plain;
-    swap_last2(&gt_md);
+    NB_PASS(swap_last2(net, &gt_md));
     int Gt = nb_tref_new(net, net->trefs[G].buf, &gt_md);
     int a = net->ps[pi].t[0], b = net->ps[pi].t[1];
     int64_t flops = matmul_flops(net, p);
@@ -1081,7 +1074,7 @@ static nasc_status matmul_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, in
         int da = padded_tensor(net, x, r);
         if (!p->a.trans_a) {
             dnnl_memory_desc_t bt = *md_of(net, b);
-            swap_last2(&bt);
+            NB_PASS(swap_last2(net, &bt));
             matmul_step(net, G, nb_tref_new(net, net->trefs[b].buf, &bt), da, "matmul bwd-a", flops, NULL);
         } else {
             matmul_step(net, b, Gt, da, "matmul bwd-a", flops, NULL);
@@ -1092,7 +1085,7 @@ static nasc_status matmul_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, in
         int db = padded_tensor(net, w, r);
         if (!p->a.trans_b) {
             dnnl_memory_desc_t at = *md_of(net, a);
-            swap_last2(&at);
+            NB_PASS(swap_last2(net, &at));
             matmul_step(net, nb_tref_new(net, net->trefs[a].buf, &at), G, db, "matmul bwd-b", flops, NULL);
         } else {
             matmul_step(net, Gt, a, db, "matmul bwd-b", flops, NULL);

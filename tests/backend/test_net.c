@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nasc_backend.h"
+#include "net_internal.h" /* the oneDNN status wrappers */
 #include "testutil.h"
 
 /* A module whose output 0 is its input x (N, k): the logits are the data. */
@@ -95,9 +96,53 @@ static void test_loss_output_is_input(void **state) {
     }
 }
 
+/* A failed oneDNN call becomes a diagnostic that names the call (not its
+ * arguments), oneDNN's status, our file:line and what the call was for, and
+ * suggests ONEDNN_VERBOSE=check; once the net is compiled, a failure no
+ * longer marks the net as broken. */
+static void test_onednn_failure_message(void **state) {
+    (void)state;
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    nasc_module *m = passthrough_module(&ctx, 4);
+    nasc_param_store *ps = nasc_params_create(&ctx);
+    nasc_net_options o = nasc_net_options_default();
+    o.batch = 2;
+    nasc_net *net = NULL;
+    assert_int_equal(nasc_net_compile(&ctx, m, ps, &o, &net), NASC_OK);
+    dnnl_memory_desc_t md;
+    dnnl_dims_t d = {2, 3};
+    int line = __LINE__ + 1;
+    nasc_status st = NB_TRY_AS(net, "a test", dnnl_memory_desc_init_by_tag(&md, DNNL_MAX_NDIMS + 1, d, dnnl_f32, dnnl_ab));
+    assert_int_equal(st, NASC_EINTERNAL);
+    assert_int_equal(ctx.diag.status, NASC_EINTERNAL);
+    char where[64];
+    snprintf(where, sizeof where, "test_net.c:%d", line);
+    printf("%s\n", ctx.diag.msg);
+    assert_non_null(strstr(ctx.diag.msg, "oneDNN call dnnl_memory_desc_init_by_tag (a test) failed: invalid_arguments"));
+    assert_null(strstr(ctx.diag.msg, "&md"));
+    assert_non_null(strstr(ctx.diag.msg, where));
+    assert_non_null(strstr(ctx.diag.msg, "ONEDNN_VERBOSE=check"));
+    assert_int_equal(net->status, NASC_OK);
+    /* the context-only form */
+    nasc_ctx c2;
+    nasc_ctx_init(&c2);
+    assert_int_equal(NB_TRY_CTX(&c2, dnnl_stream_wait(NULL)), NASC_EINTERNAL);
+    assert_non_null(strstr(c2.diag.msg, "oneDNN call dnnl_stream_wait failed: invalid_arguments"));
+    assert_non_null(strstr(c2.diag.msg, "ONEDNN_VERBOSE=check"));
+    /* the net still runs */
+    float x[8] = {0};
+    assert_int_equal(nasc_net_set_input(net, 0, x), NASC_OK);
+    assert_int_equal(nasc_net_forward(net), NASC_OK);
+    nasc_net_destroy(net);
+    nasc_params_destroy(ps);
+    nasc_module_destroy(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_output_is_input),
+        cmocka_unit_test(test_onednn_failure_message),
     };
     return cmocka_run_group_tests_name("backend/net", tests, NULL, NULL);
 }

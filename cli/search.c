@@ -70,7 +70,7 @@ void nasc_cli_search_help(FILE *out) {
 
 /* ------------------------------------------------------------------ */
 
-static volatile int stop_flag;
+static volatile sig_atomic_t stop_flag;
 static void on_sigint(int sig) {
     (void)sig;
     stop_flag = 1;

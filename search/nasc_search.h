@@ -204,7 +204,7 @@ typedef struct nasc_train_eval_options {
     uint64_t seed;
     int threads;
     double time_limit_s;         /* per trial; 0: none */
-    volatile int *stop;          /* set asynchronously (SIGINT): the trial is abandoned */
+    volatile sig_atomic_t *stop; /* set by a signal handler (SIGINT): the trial is abandoned */
 } nasc_train_eval_options;
 
 nasc_evaluator nasc_train_evaluator(nasc_train_eval_options *o);
@@ -237,7 +237,7 @@ typedef struct nasc_search_run {
     int n_set;
     void (*progress)(void *ud, const nasc_search_progress *p);
     void *ud;
-    volatile int *stop;        /* checked between trials */
+    volatile sig_atomic_t *stop; /* set by a signal handler; checked between trials */
 } nasc_search_run;
 
 nasc_status nasc_search_loop(nasc_ctx *ctx, nasc_search_run *r);

@@ -30,6 +30,8 @@
 #ifndef NASC_SEARCH_H
 #define NASC_SEARCH_H
 
+#include <signal.h>
+
 #include "nasc_backend.h"
 #include "nasc_ir.h"
 

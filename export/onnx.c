@@ -1,6 +1,6 @@
 /* onnx.c - a prim module and its weights as an ONNX ModelProto.
  *
- * The protobuf-c message tree is built in a small arena taken from the
+ * The protobuf-c message tree is built in an arena (onnx/) taken from the
  * module's context (one free at the end, whatever happened), packed straight
  * into the caller's nasc_buf, and dropped. Initializers point at the
  * parameter store's floats (no copy on little-endian hosts); only folded
@@ -12,15 +12,13 @@
  * table.
  */
 #include <math.h>
-#include <stdalign.h>
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "nasc_export.h"
-#include "onnx/onnx.pb-c.h"
+#include "nasc_onnx.h"
 
 #define OPSET_MIN 13
 #define OPSET_MAX 17
@@ -32,18 +30,6 @@ nasc_onnx_options nasc_onnx_options_default(void) {
     return o;
 }
 
-/* ---------------------------------------------------------------- */
-/* Arena                                                             */
-/* ---------------------------------------------------------------- */
-
-typedef struct chunk {
-    struct chunk *next;
-    size_t used, cap;
-    alignas(max_align_t) unsigned char data[];
-} chunk;
-
-#define CHUNK_MIN ((size_t)64 * 1024)
-
 /* The export under way: the module, the options, the arena and the lists
  * that become the GraphProto. */
 typedef struct ox {
@@ -51,7 +37,7 @@ typedef struct ox {
     const nasc_module *m;
     const nasc_param_store *w;
     const nasc_onnx_options *o;
-    chunk *chunks;
+    nasc_onnx_arena arena; /* every message of the model; freed at the end */
     nasc_status st; /* the first error; later steps do nothing */
 
     Onnx__NodeProto **nodes; /* (cap_nodes,) */
@@ -73,37 +59,9 @@ typedef struct ox {
 
 static void *ox_alloc(ox *x, size_t size) {
     if (x->st) return NULL;
-    size = (size + alignof(max_align_t) - 1) / alignof(max_align_t) * alignof(max_align_t);
-    if (size == 0) size = alignof(max_align_t);
-    chunk *c = x->chunks;
-    if (!c || c->cap - c->used < size) {
-        size_t cap = size > CHUNK_MIN ? size : CHUNK_MIN;
-        if (cap > SIZE_MAX - sizeof(chunk)) {
-            x->st = nasc_error(x->ctx, NASC_ENOMEM, NULL, NASC_NOLOC, "out of memory (%zu bytes)", size);
-            return NULL;
-        }
-        c = nasc_alloc(x->ctx, sizeof(chunk) + cap);
-        if (!c) {
-            x->st = NASC_ENOMEM;
-            return NULL;
-        }
-        c->next = x->chunks;
-        c->used = 0;
-        c->cap = cap;
-        x->chunks = c;
-    }
-    void *p = c->data + c->used;
-    c->used += size;
-    memset(p, 0, size);
+    void *p = nasc_onnx_arena_alloc(&x->arena, size);
+    if (!p) x->st = x->ctx->diag.status ? x->ctx->diag.status : NASC_ENOMEM;
     return p;
-}
-
-static void ox_free(ox *x) {
-    for (chunk *c = x->chunks, *n; c; c = n) {
-        n = c->next;
-        nasc_free(x->ctx, c);
-    }
-    x->chunks = NULL;
 }
 
 static nasc_status fail(ox *x, nasc_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -159,13 +117,6 @@ static const char *vname(const ox *x, uint32_t v) { return nasc_str(x->m, x->m->
 /* Messages                                                          */
 /* ---------------------------------------------------------------- */
 
-static bool host_little_endian(void) {
-    const uint16_t one = 1;
-    unsigned char b;
-    memcpy(&b, &one, 1);
-    return b == 1;
-}
-
 static Onnx__TensorProto *tensor_new(ox *x, const char *name, int rank, const int64_t *dims, int32_t dtype) {
     Onnx__TensorProto *t = ox_alloc(x, sizeof *t);
     int64_t *d = ox_alloc(x, (size_t)(rank ? rank : 1) * sizeof *d);
@@ -192,21 +143,17 @@ static void init_add(ox *x, Onnx__TensorProto *t) {
 /* A float initializer; data is used in place on little-endian hosts (it
  * must live until the model is packed). */
 static void init_f32(ox *x, const char *name, int rank, const int64_t *dims, const float *data, int64_t numel) {
-    Onnx__TensorProto *t = tensor_new(x, name, rank, dims, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
+    Onnx__TensorProto *t = tensor_new(x, name, rank, dims, nasc_onnx_dtype_elem(NASC_F32));
     if (!t) return;
     size_t bytes = (size_t)numel * sizeof(float);
     t->has_raw_data = 1;
     t->raw_data.len = bytes;
-    if (host_little_endian()) {
+    if (nasc_onnx_host_le()) {
         t->raw_data.data = (uint8_t *)data;
     } else {
         uint8_t *b = ox_alloc(x, bytes);
         if (!b) return;
-        for (int64_t i = 0; i < numel; i++) {
-            uint32_t u;
-            memcpy(&u, &data[i], 4);
-            for (int k = 0; k < 4; k++) b[i * 4 + k] = (uint8_t)(u >> (8 * k));
-        }
+        nasc_onnx_f32_to_le(b, data, (size_t)numel);
         t->raw_data.data = b;
     }
     init_add(x, t);
@@ -315,7 +262,7 @@ static Onnx__ValueInfoProto *value_info(ox *x, const char *name, const nasc_type
     sh->dim = dims;
     onnx__type_proto__tensor__init(tt);
     tt->has_elem_type = 1;
-    tt->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tt->elem_type = nasc_onnx_dtype_elem(t->dtype);
     tt->shape = sh;
     onnx__type_proto__init(tp);
     tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
@@ -638,15 +585,6 @@ static const char *default_doc(ox *x) {
     return s;
 }
 
-typedef struct buf_sink {
-    ProtobufCBuffer base;
-    nasc_buf *b;
-} buf_sink;
-
-static void sink_append(ProtobufCBuffer *s, size_t len, const uint8_t *data) {
-    if (len) nasc_buf_append(((buf_sink *)s)->b, (const char *)data, len); /* data may be NULL then */
-}
-
 static nasc_status build_and_pack(ox *x, nasc_buf *out) {
     const nasc_module *m = x->m;
     const nasc_onnx_options *o = x->o;
@@ -762,14 +700,7 @@ static nasc_status build_and_pack(ox *x, nasc_buf *out) {
     size_t size = protobuf_c_message_get_packed_size(&model.base);
     if (size > (size_t)INT32_MAX)
         return fail(x, NASC_NOLOC, "the ONNX model would be %zu bytes, over protobuf's 2 GB limit", size);
-    size_t start = out->len;
-    buf_sink sink = {{sink_append}, out};
-    protobuf_c_message_pack_to_buffer(&model.base, &sink.base);
-    if (out->oom) {
-        if (out->data) out->len = start, out->data[start] = 0;
-        return x->st = NASC_ENOMEM;
-    }
-    return NASC_OK;
+    return x->st = nasc_onnx_pack(&model.base, out);
 }
 
 nasc_status nasc_onnx_export(const nasc_module *prim, const nasc_param_store *weights, const nasc_onnx_options *o,
@@ -797,7 +728,8 @@ nasc_status nasc_onnx_export(const nasc_module *prim, const nasc_param_store *we
     x.m = prim;
     x.w = weights;
     x.o = o;
+    nasc_onnx_arena_init(&x.arena, ctx);
     st = build_and_pack(&x, out);
-    ox_free(&x);
+    nasc_onnx_arena_free(&x.arena);
     return st;
 }

@@ -10,11 +10,10 @@
 #ifndef NASC_ONNX_INTERNAL_H
 #define NASC_ONNX_INTERNAL_H
 
-#include <stdalign.h>
 #include <stddef.h>
 
 #include "nasc_frontend.h"
-#include "onnx/onnx.pb-c.h"
+#include "nasc_onnx.h"
 
 #define OX_MAX_RANK 8 /* constants (shape vectors, ...) may have more dims than values */
 
@@ -61,23 +60,16 @@ typedef struct ox_made {
     uint32_t value;
 } ox_made;
 
-typedef struct ox_chunk {
-    struct ox_chunk *next;
-    size_t used, cap;
-    alignas(max_align_t) unsigned char data[];
-} ox_chunk;
-
 typedef struct ox_imp {
     nasc_ctx *ctx;
     const char *file;
-    ProtobufCAllocator pb;
-    bool pb_oom;
+    nasc_onnx_pb pb;            /* protobuf-c allocating from ctx */
     Onnx__ModelProto *model;
     Onnx__GraphProto *g;
     int64_t opset;              /* of the default domain */
     nasc_module *m;
     nasc_param_store *w;
-    ox_chunk *chunks;
+    nasc_onnx_arena arena;      /* what ox_alloc gives out */
 
     ox_sym *syms;
     uint32_t n_syms, cap_syms;

@@ -8,36 +8,13 @@
 #include <string.h>
 
 #include "nasc_frontend.h"
-#include "onnx/onnx.pb-c.h"
-
-/* protobuf-c allocations from the context; remembers a failure. */
-typedef struct pb_alloc {
-    nasc_ctx *ctx;
-    bool oom;
-} pb_alloc;
-
-static void *pb_alloc_fn(void *ud, size_t size) {
-    pb_alloc *a = ud;
-    void *p = a->ctx->realloc_fn(a->ctx->ud, NULL, size ? size : 1);
-    if (!p) a->oom = true;
-    return p;
-}
-
-static void pb_free_fn(void *ud, void *ptr) {
-    pb_alloc *a = ud;
-    if (ptr) a->ctx->realloc_fn(a->ctx->ud, ptr, 0);
-}
+#include "nasc_onnx.h"
 
 void nasc_tensor_pb_free(nasc_ctx *ctx, nasc_tensor_pb *t) {
     if (!t) return;
     nasc_free(ctx, t->name);
     nasc_free(ctx, t->data);
     memset(t, 0, sizeof *t);
-}
-
-static const char *dtype_name(int32_t v) {
-    const ProtobufCEnumValue *e = protobuf_c_enum_descriptor_get_value(&onnx__tensor_proto__data_type__descriptor, v);
-    return e ? e->name : "unknown";
 }
 
 static void shape_str(const int64_t *dims, size_t n, char *buf, size_t size) {
@@ -53,9 +30,10 @@ static nasc_status check_and_copy(nasc_ctx *ctx, const Onnx__TensorProto *t, con
 #define BAD(...) nasc_error(ctx, NASC_EINPUT, file, NASC_NOLOC, __VA_ARGS__)
     if (!t->has_data_type)
         return BAD("the tensor has no data type (is this an ONNX TensorProto file?)");
-    if (t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
-        return BAD("the tensor is of data type %s (%d); only FLOAT (1) is supported", dtype_name(t->data_type),
-                   (int)t->data_type);
+    nasc_dtype dt;
+    if (!nasc_onnx_elem_dtype(t->data_type, &dt))
+        return BAD("the tensor is of data type %s (%d); only FLOAT (1) is supported",
+                   nasc_onnx_elem_name(t->data_type), (int)t->data_type);
     if (t->segment) return BAD("segmented tensors are not supported");
     if ((t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) ||
         t->n_external_data)
@@ -92,12 +70,7 @@ static nasc_status check_and_copy(nasc_ctx *ctx, const Onnx__TensorProto *t, con
         out->data = nasc_alloc(ctx, (size_t)numel * sizeof(float));
         if (!out->data) return NASC_ENOMEM;
         if (t->has_raw_data) {
-            const uint8_t *b = t->raw_data.data;
-            for (int64_t i = 0; i < numel; i++) {
-                uint32_t u = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
-                             (uint32_t)b[4 * i + 3] << 24;
-                memcpy(&out->data[i], &u, 4);
-            }
+            for (int64_t i = 0; i < numel; i++) out->data[i] = nasc_onnx_raw_f32(t->raw_data.data, (size_t)i);
         } else {
             memcpy(out->data, t->float_data, (size_t)numel * sizeof(float));
         }
@@ -113,16 +86,16 @@ nasc_status nasc_tensor_pb_read(nasc_ctx *ctx, const void *data, size_t len, con
     memset(out, 0, sizeof *out);
     if (!file) file = "<tensor>";
     if (len == 0) return nasc_error(ctx, NASC_EINPUT, file, NASC_NOLOC, "empty file, expected an ONNX TensorProto");
-    pb_alloc a = {ctx, false};
-    ProtobufCAllocator alloc = {pb_alloc_fn, pb_free_fn, &a};
-    Onnx__TensorProto *t = onnx__tensor_proto__unpack(&alloc, len, data);
+    nasc_onnx_pb pb;
+    nasc_onnx_pb_init(&pb, ctx);
+    Onnx__TensorProto *t = onnx__tensor_proto__unpack(&pb.base, len, data);
     if (!t) {
-        if (a.oom) return nasc_error(ctx, NASC_ENOMEM, file, NASC_NOLOC, "out of memory reading the tensor");
+        if (pb.oom) return nasc_error(ctx, NASC_ENOMEM, file, NASC_NOLOC, "out of memory reading the tensor");
         return nasc_error(ctx, NASC_EINPUT, file, NASC_NOLOC,
                           "not an ONNX TensorProto: truncated or malformed protobuf (%zu bytes)", len);
     }
     nasc_status st = check_and_copy(ctx, t, file, out);
-    onnx__tensor_proto__free_unpacked(t, &alloc);
+    onnx__tensor_proto__free_unpacked(t, &pb.base);
     if (st) nasc_tensor_pb_free(ctx, out);
     return st;
 }

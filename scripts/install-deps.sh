@@ -1,7 +1,8 @@
 #!/bin/sh
-# Install what nasc needs on Debian 12 (DESIGN.md). Quick when all is there.
+# Install what nasc needs on Debian 12. Quick when all is there.
 set -eu
-PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
+# libomp-dev: OpenMP for clang builds (make test builds with gcc and clang).
+PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev libomp-dev
 libyaml-dev libcmocka-dev zlib1g-dev libdnnl-dev libprotobuf-c-dev
 protobuf-c-compiler libonnx-dev dataset-fashion-mnist python3-onnx
 libonnx-testdata graphviz"

@@ -12,6 +12,11 @@ typedef struct verb {
     void (*help)(FILE *out);
 } verb;
 
+static int help_run(int argc, char **argv);
+static void help_help(FILE *out);
+
+/* The verbs: the only place a verb is registered; `nasc --help` and the
+ * "unknown verb" message list this table. */
 static const verb verbs[] = {
     {"check", "verify a model and report its parameters and cost", nasc_cli_check,
      nasc_cli_check_help},
@@ -32,6 +37,7 @@ static const verb verbs[] = {
      nasc_cli_space_help},
     {"sample", "a random architecture of a search space, as a YAML model", nasc_cli_sample,
      nasc_cli_sample_help},
+    {"help", "show the help of a verb", help_run, help_help},
 };
 #define N_VERBS (sizeof verbs / sizeof verbs[0])
 
@@ -46,8 +52,7 @@ static void help(FILE *out) {
     short_usage(out);
     fputs("\nVerbs:\n", out);
     for (size_t i = 0; i < N_VERBS; i++) fprintf(out, "  %-9s %s\n", verbs[i].name, verbs[i].summary);
-    fputs("  help      show the help of a verb\n"
-          "\nExit codes: 0 success, 1 bad input (file:line:col: error: ...),\n"
+    fputs("\nExit codes: 0 success, 1 bad input (file:line:col: error: ...),\n"
           "2 bad command line.\n"
           "\nStart with `nasc space --list`, `nasc search --help` or `nasc check MODEL`.\n",
           out);
@@ -59,6 +64,19 @@ static const verb *find_verb(const char *name) {
     return NULL;
 }
 
+/* "unknown verb 'x' (known: check, dump, ...)", the names from the table */
+static int unknown_verb(const char *name) {
+    char known[512];
+    size_t used = 0;
+    known[0] = 0;
+    for (size_t i = 0; i < N_VERBS && used < sizeof known; i++)
+        used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", i ? ", " : "", verbs[i].name);
+    fprintf(stderr, "nasc: unknown verb '%s' (known: %s)\n", name, known);
+    short_usage(stderr);
+    fputs("Try 'nasc --help' for the list of verbs.\n", stderr);
+    return NASC_EXIT_USAGE;
+}
+
 static int usage_error(const char *fmt, const char *arg) {
     fputs("nasc: ", stderr);
     fprintf(stderr, fmt, arg);
@@ -67,6 +85,21 @@ static int usage_error(const char *fmt, const char *arg) {
     fputs("Try 'nasc --help' for the list of verbs.\n", stderr);
     return NASC_EXIT_USAGE;
 }
+
+/* `nasc help [VERB]` (argv[0] is "help") */
+static int help_run(int argc, char **argv) {
+    if (argc > 2) return usage_error("help takes one verb, got '%s' too", argv[2]);
+    const verb *v = argc == 2 && !nasc_cli_is_help(argv[1]) ? find_verb(argv[1]) : NULL;
+    if (argc == 2 && !v && !nasc_cli_is_help(argv[1])) return unknown_verb(argv[1]);
+    if (v && v->help != help_help) {
+        v->help(stdout);
+    } else {
+        help(stdout);
+    }
+    return NASC_EXIT_OK;
+}
+
+static void help_help(FILE *out) { help(out); }
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -84,23 +117,8 @@ int main(int argc, char **argv) {
         help(stdout);
         return NASC_EXIT_OK;
     }
-    if (strcmp(first, "help") == 0) {
-        if (argc == 2) {
-            help(stdout);
-            return NASC_EXIT_OK;
-        }
-        if (argc > 3) return usage_error("help takes one verb, got '%s' too", argv[3]);
-        if (strcmp(argv[2], "help") == 0) {
-            help(stdout);
-            return NASC_EXIT_OK;
-        }
-        const verb *v = find_verb(argv[2]);
-        if (!v) return usage_error("unknown verb '%s'", argv[2]);
-        v->help(stdout);
-        return NASC_EXIT_OK;
-    }
     if (first[0] == '-') return usage_error("unknown option '%s'", first);
     const verb *v = find_verb(first);
-    if (!v) return usage_error("unknown verb '%s'", first);
+    if (!v) return unknown_verb(first);
     return v->run(argc - 1, argv + 1);
 }

@@ -132,6 +132,40 @@ void nasc_cli_model_help(FILE *out) {
           out);
 }
 
+void nasc_cli_help_row(FILE *out, const char *left, int col, const char *text) {
+    enum { WIDTH = 79 };
+    int used = fprintf(out, "  %s", left);
+    if (used < 0) return;
+    if (used >= col - 1) {
+        fputc('\n', out);
+        used = 0;
+    }
+    const char *p = text;
+    while (*p) {
+        fprintf(out, "%*s", col - used, "");
+        /* as many words as fit in WIDTH - col columns (at least one),
+         * keeping a parenthesis on one line where it can be */
+        size_t room = (size_t)(WIDTH - col), n = strlen(p), take = n;
+        if (n > room) {
+            size_t any = 0, outside = 0;
+            int depth = 0;
+            for (size_t k = 0; k <= room && p[k]; k++) {
+                depth += (p[k] == '(') - (p[k] == ')');
+                if (p[k] == ' ') {
+                    any = k;
+                    if (depth == 0) outside = k;
+                }
+            }
+            take = outside ? outside : any ? any : strcspn(p, " ");
+        }
+        fprintf(out, "%.*s\n", (int)take, p);
+        p += take;
+        while (*p == ' ') p++;
+        used = 0;
+    }
+    if (!*text) fputc('\n', out);
+}
+
 void nasc_cli_fmt_int(int64_t v, char *buf, size_t size) {
     char digits[32];
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;

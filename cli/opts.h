@@ -64,6 +64,10 @@ int nasc_cli_fail(const nasc_ctx *ctx);
 
 /* Help text of the common model options. */
 void nasc_cli_model_help(FILE *out);
+/* One help line: "  left", then text from column col, wrapped before column
+ * 80 with continuation lines indented to col (text on the next line when
+ * left does not fit before col). */
+void nasc_cli_help_row(FILE *out, const char *left, int col, const char *text);
 
 /* 3312640 -> "3,312,640" */
 void nasc_cli_fmt_int(int64_t v, char *buf, size_t size);

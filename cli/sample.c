@@ -26,13 +26,17 @@ void nasc_cli_sample_help(FILE *out) {
           "canonical hash (the hash `nasc check` prints). The same seed gives the\n"
           "same architecture on every machine.\n\n"
           "Options:\n"
-          "  --space NAME        nasnet, enas-micro, enas-macro or nasrl (`nasc space`)\n"
-          "  --seed K            seed of the random stream (default 1), 0..2^63-1\n"
+          "  --space NAME        the search space (`nasc space` lists them):\n",
+          out);
+    char names[256];
+    nasc_cli_registry_names(nasc_cli_spaces, ", ", names, sizeof names);
+    nasc_cli_help_row(out, "", 22, names);
+    fputs("  --seed K            seed of the random stream (default 1), 0..2^63-1\n"
           "  -o FILE             write the YAML to FILE (atomically) instead of\n"
-          "                      standard output\n"
-          "  --blocks B          blocks per cell (nasnet, enas-micro)\n"
-          "  --layers L          layers (enas-macro, nasrl)\n"
-          "  --decisions         print the decision vector (space-separated values in\n"
+          "                      standard output\n",
+          out);
+    nasc_cli_space_size_help(out, 22);
+    fputs("  --decisions         print the decision vector (space-separated values in\n"
           "                      the order of `nasc space NAME`) on standard output;\n"
           "                      the YAML is then written only with -o\n"
           "  -h, --help          this help\n"

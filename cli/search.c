@@ -15,8 +15,10 @@
 #include "verbs.h"
 
 static void usage(FILE *out) {
-    fputs("usage: nasc search --space S --strategy random|reinforce|evolution --budget N --out RUN\n"
-          "                   [--epochs-per-trial E] [--train-subset K] [--final-epochs F]\n"
+    char names[256];
+    nasc_cli_registry_names(nasc_cli_strategies, "|", names, sizeof names);
+    fprintf(out, "usage: nasc search --space S --strategy %s --budget N --out RUN\n", names);
+    fputs("                   [--epochs-per-trial E] [--train-subset K] [--final-epochs F]\n"
           "                   [--seed S] [--threads T] [--resume] [--set KEY=VALUE]...\n",
           out);
 }
@@ -40,11 +42,10 @@ void nasc_cli_search_help(FILE *out) {
           "a torn last journal record is dropped and that trial runs again. Ctrl-C\n"
           "stops after abandoning the trial in flight.\n\n"
           "Options:\n"
-          "  --space S            nasnet, enas-micro, enas-macro or nasrl (nasc space)\n"
-          "  --blocks B           blocks per cell (nasnet, enas-micro; default 5)\n"
-          "  --layers L           layers (enas-macro default 12, nasrl default 6)\n"
-          "  --strategy NAME      random, reinforce (NAS-RL controller) or evolution\n"
-          "                       (regularized evolution)\n"
+          "  --space S            the search space (below)\n",
+          out);
+    nasc_cli_space_size_help(out, 23);
+    fputs("  --strategy NAME      the strategy (below)\n"
           "  --budget N           trials in all\n"
           "  --epochs-per-trial E epochs per child (default 1)\n"
           "  --train-subset K     train children on the first K images (default 10000;\n"
@@ -62,7 +63,12 @@ void nasc_cli_search_help(FILE *out) {
           "  --set KEY=VALUE      skeleton override for every child (repeatable):\n"
           "                       channels, cells_per_stage, stages, ...\n"
           "  -h, --help           this help\n"
-          "\nExamples:\n"
+          "\nSearch spaces (`nasc space S` shows one; docs/search-spaces.md):\n",
+          out);
+    nasc_cli_registry_help(nasc_cli_spaces, out, 15);
+    fputs("\nStrategies (docs/strategies.md):\n", out);
+    nasc_cli_registry_help(nasc_cli_strategies, out, 15);
+    fputs("\nExamples:\n"
           "  nasc search --space enas-micro --strategy evolution --budget 20 --out runs/s1\n"
           "  nasc search --space nasrl --strategy reinforce --budget 50 --out runs/s2 --resume\n",
           out);
@@ -231,20 +237,6 @@ static int parse_long(nasc_cli_args *a, const char *opt, const char *v, long lo,
     return 0;
 }
 
-static bool known(const char *const *names, const char *s) {
-    for (int i = 0; names[i]; i++)
-        if (strcmp(names[i], s) == 0) return true;
-    return false;
-}
-
-static void list_names(const char *const *names, char *buf, size_t n) {
-    buf[0] = 0;
-    for (int i = 0; names[i]; i++) {
-        size_t l = strlen(buf);
-        snprintf(buf + l, n - l, "%s%s", i ? ", " : "", names[i]);
-    }
-}
-
 typedef struct opts {
     const char *space, *strategy, *out, *data;
     long budget, epochs, subset, val, final_epochs, batch, seed, threads, blocks, layers;
@@ -352,17 +344,9 @@ int nasc_cli_search(int argc, char **argv) {
     session s = {0};
     nasc_ctx_init(&s.ctx);
     nasc_ctx *ctx = &s.ctx;
-    char names[256];
-    if (!known(nasc_space_names, o.space)) {
-        list_names(nasc_space_names, names, sizeof names);
-        nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "unknown search space '%s' (known: %s)", o.space, names);
+    if (!nasc_cli_registry_find(nasc_cli_spaces, ctx, "search space", o.space) ||
+        !nasc_cli_registry_find(nasc_cli_strategies, ctx, "strategy", o.strategy))
         return fail(&s);
-    }
-    if (!known(nasc_strategy_names, o.strategy)) {
-        list_names(nasc_strategy_names, names, sizeof names);
-        nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "unknown strategy '%s' (known: %s)", o.strategy, names);
-        return fail(&s);
-    }
     nasc_space_options so = {(int)o.blocks, (int)o.layers};
     if (nasc_space_create(ctx, o.space, &so, &s.space)) return fail(&s);
     for (size_t i = 0; i < o.mo.n_ov; i++) {

@@ -21,16 +21,12 @@ void nasc_cli_space_help(FILE *out) {
           "space and prints its decisions in order: index, name, kind (choice: one of\n"
           "card options; skip: a bit mask over card earlier layers), cardinality and\n"
           "the options, then the number of architectures as a power of ten.\n\n"
-          "Spaces:\n"
-          "  nasnet      NASNet normal and reduction cells (Zoph et al. 2018)\n"
-          "  enas-micro  ENAS micro cells, 5 ops (Pham et al. 2018)\n"
-          "  enas-macro  ENAS macro net: per layer an op and skip connections\n"
-          "  nasrl       NAS-RL layer-by-layer CNN (Zoph & Le 2017)\n\n"
-          "Options:\n"
-          "  --blocks B          blocks per cell (nasnet, enas-micro; default 5, 1..10)\n"
-          "  --layers L          layers (enas-macro: default 12, 1..30;\n"
-          "                      nasrl: default 6, 1..15)\n"
-          "  --list              list the spaces\n"
+          "Spaces:\n",
+          out);
+    nasc_cli_registry_help(nasc_cli_spaces, out, 14);
+    fputs("\nOptions:\n", out);
+    nasc_cli_space_size_help(out, 22);
+    fputs("  --list              list the spaces\n"
           "  -h, --help          this help\n"
           "\nExit codes: 0 success, 1 unknown space or size out of range, 2 bad command\n"
           "line. docs/search-spaces.md describes each space.\n"
@@ -62,24 +58,17 @@ int nasc_cli_space_size_opt(nasc_cli_args *a, nasc_space_options *o) {
     return 1;
 }
 
-static void first_line(const char *s, char *buf, size_t size) {
-    size_t n = strcspn(s, "\n");
-    if (n >= size) n = size - 1;
-    memcpy(buf, s, n);
-    buf[n] = 0;
-}
-
 static int list_spaces(void) {
     nasc_ctx ctx;
     nasc_ctx_init(&ctx);
     printf("%-11s %9s  %-13s  %s\n", "space", "decisions", "size", "about");
-    for (int i = 0; nasc_space_names[i]; i++) {
+    nasc_space_entry e;
+    for (size_t i = 0; nasc_space_registered(i, &e); i++) {
         nasc_space *sp = NULL;
-        if (nasc_space_create(&ctx, nasc_space_names[i], NULL, &sp)) return nasc_cli_fail(&ctx);
-        char about[160], size[32];
-        first_line(nasc_space_summary(sp), about, sizeof about);
+        if (nasc_space_create(&ctx, e.name, NULL, &sp)) return nasc_cli_fail(&ctx);
+        char size[32];
         snprintf(size, sizeof size, "10^%.2f", nasc_space_log10_size(sp));
-        printf("%-11s %9u  %-13s  %s\n", nasc_space_names[i], nasc_space_count(sp), size, about);
+        printf("%-11s %9u  %-13s  %s\n", e.name, nasc_space_count(sp), size, e.summary);
         nasc_space_destroy(sp);
     }
     printf("\nSizes are for the default options; `nasc space NAME` shows the decisions.\n");

@@ -4,6 +4,8 @@
 #ifndef NASC_CLI_VERBS_H
 #define NASC_CLI_VERBS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 int nasc_cli_dump(int argc, char **argv);
@@ -44,5 +46,22 @@ void nasc_cli_sample_help(FILE *out);
 struct nasc_cli_args;
 struct nasc_space_options;
 int nasc_cli_space_size_opt(struct nasc_cli_args *a, struct nasc_space_options *o);
+
+/* The space and strategy tables as the verbs print them (cli/registry.c).
+ * A registry is a function giving row i's name and one-line summary, false
+ * past the last row. */
+typedef bool (*nasc_cli_registry)(size_t i, const char **name, const char **summary);
+bool nasc_cli_spaces(size_t i, const char **name, const char **summary);
+bool nasc_cli_strategies(size_t i, const char **name, const char **summary);
+/* Every name, joined with sep ("a, b" or "a|b"). */
+void nasc_cli_registry_names(nasc_cli_registry rows, const char *sep, char *buf, size_t size);
+/* A help row per name: "  NAME" and its summary from column col. */
+void nasc_cli_registry_help(nasc_cli_registry rows, FILE *out, int col);
+/* true when name is in the table; else an "unknown WHAT 'name' (known:
+ * ...)" diagnostic on ctx and false. */
+bool nasc_cli_registry_find(nasc_cli_registry rows, struct nasc_ctx *ctx, const char *what, const char *name);
+/* The help rows of --blocks B and --layers L: the spaces each sizes, with
+ * their defaults and ranges. */
+void nasc_cli_space_size_help(FILE *out, int col);
 
 #endif /* NASC_CLI_VERBS_H */

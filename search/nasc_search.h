@@ -56,14 +56,28 @@ typedef struct nasc_decision {
 
 /* Size options of a space; 0 means the space's default. */
 typedef struct nasc_space_options {
-    int blocks; /* nasnet, enas-micro: blocks per cell (default 5) */
-    int layers; /* enas-macro (default 12), nasrl (default 6) */
+    int blocks; /* blocks per cell, for the spaces whose size option is "blocks" */
+    int layers; /* layers, for the spaces whose size option is "layers" */
 } nasc_space_options;
 
 typedef struct nasc_space nasc_space;
 
-/* The spaces by name: "nasnet", "enas-micro", "enas-macro", "nasrl".
- * NULL-terminated. */
+/* A row of the space table (search/space.c), the only place a space is
+ * registered: help texts, listings and "known: ..." messages are printed
+ * from it, so a new space is one row there. */
+typedef struct nasc_space_entry {
+    const char *name;    /* what --space takes: "nasnet" */
+    const char *summary; /* one line about it, no newline */
+    const char *option;  /* its size option: "blocks" or "layers" */
+    int def_size;        /* the option's default */
+    int max_size;        /* its largest value (the smallest is 1) */
+} nasc_space_entry;
+
+/* Row i of the space table into *out, in table order; false past the last
+ * row: for (size_t i = 0; nasc_space_registered(i, &e); i++) ... */
+bool nasc_space_registered(size_t i, nasc_space_entry *out);
+
+/* The names of the space table in its order, NULL-terminated. */
 extern const char *const nasc_space_names[];
 
 /* NASC_EINPUT naming the known spaces when name is unknown, or the option
@@ -91,7 +105,7 @@ nasc_status nasc_space_decode(const nasc_space *sp, const uint32_t *d, nasc_modu
 nasc_status nasc_space_encode(const nasc_space *sp, const nasc_module *arch, uint32_t *d);
 
 /* ------------------------------------------------------------------ */
-/* Strategies (search/strategy.c, controller.c, evolution.c)           */
+/* Strategies (search/strategies.c, reinforce.c, evolve.c)            */
 /* ------------------------------------------------------------------ */
 
 typedef struct nasc_strategy_options {
@@ -111,7 +125,18 @@ nasc_strategy_options nasc_strategy_options_default(void);
 
 typedef struct nasc_strategy nasc_strategy;
 
-/* "random", "reinforce", "evolution"; NULL-terminated. */
+/* A row of the strategy table (search/strategies.c), the only place a
+ * strategy is registered; like the space table, what help texts, listings
+ * and "known: ..." messages print. */
+typedef struct nasc_strategy_entry {
+    const char *name;    /* what --strategy takes: "reinforce" */
+    const char *summary; /* one line about it, no newline */
+} nasc_strategy_entry;
+
+/* Row i of the strategy table into *out; false past the last row. */
+bool nasc_strategy_registered(size_t i, nasc_strategy_entry *out);
+
+/* The names of the strategy table in its order, NULL-terminated. */
 extern const char *const nasc_strategy_names[];
 
 /* The strategy works on decs[0..n) (copied). NASC_EINPUT naming the known

@@ -7,6 +7,7 @@
  * built; encode decodes what it read and compares canonical cell hashes,
  * so a vector it returns always decodes to the arch it was given.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,11 +15,39 @@
 
 #include "space_internal.h"
 
-const char *const nasc_space_names[] = {"nasnet", "enas-micro", "enas-macro", "nasrl", NULL};
+/* The space table: the only place a space is registered. One row per space,
+ * in the order help texts and listings show them:
+ * X(name, one-line summary, definition). The name is what --space takes and
+ * must be the definition's name. */
+#define SPACE_TABLE(X)                                                                                         \
+    X("nasnet", "NASNet normal and reduction cells, 13 ops (Zoph et al. 2018)", nasc_space_nasnet_def)          \
+    X("enas-micro", "ENAS micro cells, 5 ops (Pham et al. 2018)", nasc_space_enas_micro_def)                    \
+    X("enas-macro", "ENAS macro net: per layer one of 6 ops and skip connections (Pham et al. 2018)",           \
+      nasc_space_enas_macro_def)                                                                               \
+    X("nasrl", "NAS-RL layer-by-layer CNN: filter sizes, filters, strides, skips (Zoph & Le 2017)",            \
+      nasc_space_nasrl_def)
 
-static const space_def *const defs[] = {&nasc_space_nasnet_def, &nasc_space_enas_micro_def,
-                                        &nasc_space_enas_macro_def, &nasc_space_nasrl_def};
+#define ROW_NAME(name, summary, def) name,
+#define ROW_SUMMARY(name, summary, def) summary,
+#define ROW_DEF(name, summary, def) &def,
+const char *const nasc_space_names[] = {SPACE_TABLE(ROW_NAME) NULL};
+static const char *const summaries[] = {SPACE_TABLE(ROW_SUMMARY)};
+static const space_def *const defs[] = {SPACE_TABLE(ROW_DEF)};
+#undef ROW_NAME
+#undef ROW_SUMMARY
+#undef ROW_DEF
 #define N_DEFS (sizeof defs / sizeof defs[0])
+
+bool nasc_space_registered(size_t i, nasc_space_entry *out) {
+    if (i >= N_DEFS) return false;
+    assert(strcmp(defs[i]->name, nasc_space_names[i]) == 0);
+    out->name = nasc_space_names[i];
+    out->summary = summaries[i];
+    out->option = defs[i]->option;
+    out->def_size = defs[i]->def_size;
+    out->max_size = defs[i]->max_size;
+    return true;
+}
 
 /* ------------------------------------------------------------------ */
 /* Building the decision list                                          */
@@ -107,7 +136,10 @@ nasc_status nasc_space_create(nasc_ctx *ctx, const char *name, const nasc_space_
     *out = NULL;
     const space_def *def = NULL;
     for (size_t i = 0; i < N_DEFS && name; i++)
-        if (strcmp(defs[i]->name, name) == 0) def = defs[i];
+        if (strcmp(nasc_space_names[i], name) == 0) {
+            assert(strcmp(defs[i]->name, nasc_space_names[i]) == 0);
+            def = defs[i];
+        }
     if (!def) {
         char known[128];
         known_spaces(known, sizeof known);

@@ -1,6 +1,8 @@
-/* strategy.c - the search strategies behind one interface: random search,
- * REINFORCE with the NAS-RL LSTM controller (controller.c) and regularized
- * evolution. Strategies see decisions and rewards only. */
+/* strategies.c - the search strategies behind one interface, and their
+ * table: random search (here), REINFORCE with the NAS-RL LSTM controller
+ * (reinforce.c) and regularized evolution (evolve.c). Strategies see
+ * decisions and rewards only. */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +10,32 @@
 
 #include "strategies_internal.h"
 
-const char *const nasc_strategy_names[] = {"random", "reinforce", "evolution", NULL};
+/* The strategy table: the only place a strategy is registered. One row per
+ * strategy, in the order help texts and listings show them:
+ * X(name, one-line summary, vtable). The name is what --strategy takes and
+ * must be the vtable's name (it keys the saved state). */
+#define STRATEGY_TABLE(X)                                                                                  \
+    X("random", "every decision uniform at random: the baseline", nasc_strategy_random_vt)                 \
+    X("reinforce", "REINFORCE with the NAS-RL LSTM controller (Zoph & Le 2017)", nasc_strategy_reinforce_vt) \
+    X("evolution", "regularized evolution: tournament, one mutation, oldest dies (Real et al. 2019)",      \
+      nasc_strategy_evolution_vt)
+
+#define ROW_NAME(name, summary, vt) name,
+#define ROW_ENTRY(name, summary, vt) {name, summary},
+#define ROW_VT(name, summary, vt) &vt,
+const char *const nasc_strategy_names[] = {STRATEGY_TABLE(ROW_NAME) NULL};
+static const nasc_strategy_entry entries[] = {STRATEGY_TABLE(ROW_ENTRY)};
+static const nasc_strategy_vt *const vts[] = {STRATEGY_TABLE(ROW_VT)};
+#undef ROW_NAME
+#undef ROW_ENTRY
+#undef ROW_VT
+#define N_STRATEGIES (sizeof entries / sizeof entries[0])
+
+bool nasc_strategy_registered(size_t i, nasc_strategy_entry *out) {
+    if (i >= N_STRATEGIES) return false;
+    *out = entries[i];
+    return true;
+}
 
 nasc_strategy_options nasc_strategy_options_default(void) {
     nasc_strategy_options o;
@@ -152,9 +179,11 @@ bool nasc_strategy_check_value(const nasc_decision *d, uint64_t v) {
 /* ------------------------------------------------------------------ */
 
 static const nasc_strategy_vt *find_vt(const char *name) {
-    if (strcmp(name, "random") == 0) return &nasc_strategy_random_vt;
-    if (strcmp(name, "reinforce") == 0) return &nasc_strategy_reinforce_vt;
-    if (strcmp(name, "evolution") == 0) return &nasc_strategy_evolution_vt;
+    for (size_t i = 0; i < N_STRATEGIES; i++)
+        if (strcmp(entries[i].name, name) == 0) {
+            assert(strcmp(vts[i]->name, entries[i].name) == 0);
+            return vts[i];
+        }
     return NULL;
 }
 
@@ -162,9 +191,15 @@ nasc_status nasc_strategy_create(nasc_ctx *ctx, const char *name, const nasc_dec
                                  const nasc_strategy_options *opt, nasc_strategy **out) {
     *out = NULL;
     const nasc_strategy_vt *vt = name ? find_vt(name) : NULL;
-    if (!vt)
-        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
-                          "unknown strategy '%s' (known: random, reinforce, evolution)", name ? name : "(null)");
+    if (!vt) {
+        char known[256];
+        size_t used = 0;
+        known[0] = 0;
+        for (size_t i = 0; i < N_STRATEGIES && used < sizeof known; i++)
+            used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", i ? ", " : "", entries[i].name);
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "unknown strategy '%s' (known: %s)",
+                          name ? name : "(null)", known);
+    }
     for (uint32_t i = 0; i < n; i++) {
         if ((decs[i].kind == NASC_DEC_CHOICE && decs[i].card < 1) ||
             (decs[i].kind == NASC_DEC_SKIP && (decs[i].card < 0 || decs[i].card > NASC_SKIP_MAX)))

@@ -39,7 +39,7 @@ static void roundtrip(nasc_ctx *ctx, const nasc_module *m, const char *what) {
         fprintf(stderr, "%s\n", y1.data);
         fail_diag(ctx, what);
     }
-    uint64_t hb, hm;
+    uint64_t hb = 0, hm = 0; /* clang cannot see that fail_diag does not return */
     if (nasc_arch_hash(back, &hb) || nasc_arch_hash(m, &hm)) fail_diag(ctx, what);
     if (hb != hm) fail_msg("%s: the hash changed", what);
     char *t1 = print_text(ctx, m), *t2 = print_text(ctx, back);

@@ -23,7 +23,6 @@
 #include "dwconv.h"
 
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <omp.h>
@@ -434,20 +433,43 @@ static void run_direct(const dw_plan *p, const float *x, const float *dy, float 
             }
 }
 
-nasc_status nasc_dw_bwd_weights_isa(const nasc_dw_shape *s, nasc_dw_layout layout, const float *x, const float *dy,
-                                    float *dw_out, nasc_dw_isa isa) {
-    if (!nasc_dw_shape_valid(s) || (layout != NASC_DW_NCHW && layout != NASC_DW_NCHW8C) || !x || !dy || !dw_out)
+/* The plan of shape s: everything but the tiles, which go into scratch. */
+static void make_plan(const nasc_dw_shape *s, bool blocked, bool avx2, dw_plan *p) {
+    *p = (dw_plan){.s = *s, .blocked = blocked, .avx2 = avx2};
+    p->cb = (s->c + DW_V - 1) / DW_V;
+    p->taps = s->kh * s->kw;
+    p->hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
+    p->wp = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
+    p->xbuf = (size_t)p->hp * p->wp * DW_V;
+    p->dybuf = blocked ? 0 : (size_t)s->oh * s->ow * DW_V;
+    p->per_thr = round16(p->xbuf) + round16(p->dybuf);
+    p->n_tiles = plan_tiles(s, NULL);
+}
+
+/* Scratch layout, in floats: the tiles, then per thread its buffers, then
+ * per thread its partial sums (CB, kh, kw, 8). */
+static size_t tiles_floats(const dw_plan *p) {
+    return round16((size_t)p->n_tiles * sizeof(dw_tile_spec) / sizeof(float) + 1);
+}
+static size_t thread_floats(const dw_plan *p) { return p->per_thr + (size_t)p->cb * p->taps * DW_V; }
+
+size_t nasc_dw_scratch_bytes(const nasc_dw_shape *s, int threads) {
+    if (!nasc_dw_shape_valid(s)) return 0;
+    if (threads < 1) threads = 1;
+    /* the NCHW plan is the larger (it has a dy buffer) */
+    dw_plan p;
+    make_plan(s, false, false, &p);
+    return round16(tiles_floats(&p) + (size_t)threads * thread_floats(&p)) * sizeof(float);
+}
+
+nasc_status nasc_dw_bwd_weights_run(const nasc_dw_shape *s, nasc_dw_layout layout, const float *x, const float *dy,
+                                    float *dw_out, nasc_dw_isa isa, void *scratch, size_t bytes) {
+    if (!nasc_dw_shape_valid(s) || (layout != NASC_DW_NCHW && layout != NASC_DW_NCHW8C) || !x || !dy || !dw_out ||
+        ((uintptr_t)scratch & 63) != 0)
         return NASC_EINPUT;
-    dw_plan p = {.s = *s, .blocked = layout == NASC_DW_NCHW8C};
-    p.avx2 = (isa == NASC_DW_ISA_AUTO || isa == NASC_DW_ISA_AVX2) && nasc_dw_isa_best() == NASC_DW_ISA_AVX2;
-    p.cb = (s->c + DW_V - 1) / DW_V;
-    p.taps = s->kh * s->kw;
-    p.hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
-    p.wp = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
-    p.xbuf = (size_t)p.hp * p.wp * DW_V;
-    p.dybuf = p.blocked ? 0 : (size_t)s->oh * s->ow * DW_V;
-    p.per_thr = round16(p.xbuf) + round16(p.dybuf);
-    p.n_tiles = plan_tiles(s, NULL);
+    dw_plan p;
+    make_plan(s, layout == NASC_DW_NCHW8C,
+              (isa == NASC_DW_ISA_AUTO || isa == NASC_DW_ISA_AVX2) && nasc_dw_isa_best() == NASC_DW_ISA_AVX2, &p);
 
     /* thread k takes the k-th of nthr equal runs of planes in image-major
      * order (contiguous memory in both layouts) and sums into its own
@@ -456,16 +478,17 @@ nasc_status nasc_dw_bwd_weights_isa(const nasc_dw_shape *s, nasc_dw_layout layou
     int nthr = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nthr < 1) nthr = 1;
     if (nthr > planes) nthr = (int)planes;
-
-    size_t acc_n = (size_t)p.taps * DW_V;
-    size_t tiles_floats = round16((size_t)p.n_tiles * sizeof(dw_tile_spec) / sizeof(float) + 1);
-    size_t part_off = tiles_floats + (size_t)nthr * p.per_thr;
-    size_t total = part_off + (size_t)nthr * p.cb * acc_n;
-    float *mem = isa == NASC_DW_ISA_DIRECT ? NULL : aligned_alloc(64, round16(total) * sizeof(float));
-    if (!mem) {
+    size_t have = scratch ? bytes / sizeof(float) : 0, fit = 0;
+    if (have > tiles_floats(&p)) fit = (have - tiles_floats(&p)) / thread_floats(&p);
+    if ((size_t)nthr > fit) nthr = (int)fit; /* scratch planned for fewer threads than run now */
+    if (isa == NASC_DW_ISA_DIRECT || nthr < 1) {
         run_direct(&p, x, dy, dw_out);
         return NASC_OK;
     }
+
+    size_t acc_n = (size_t)p.taps * DW_V;
+    size_t part_off = tiles_floats(&p) + (size_t)nthr * p.per_thr;
+    float *mem = scratch;
     p.tiles = (dw_tile_spec *)mem;
     plan_tiles(s, p.tiles);
     float *part = mem + part_off;
@@ -473,7 +496,7 @@ nasc_status nasc_dw_bwd_weights_isa(const nasc_dw_shape *s, nasc_dw_layout layou
     for (int k = 0; k < nthr; k++) {
         float *pk = part + (size_t)k * p.cb * acc_n;
         memset(pk, 0, (size_t)p.cb * acc_n * sizeof *pk);
-        run_task(&p, mem + tiles_floats + (size_t)k * p.per_thr, x, dy, planes * k / nthr, planes * (k + 1) / nthr,
+        run_task(&p, mem + tiles_floats(&p) + (size_t)k * p.per_thr, x, dy, planes * k / nthr, planes * (k + 1) / nthr,
                  pk);
     }
 #pragma omp parallel for schedule(static) num_threads(nthr)
@@ -485,11 +508,23 @@ nasc_status nasc_dw_bwd_weights_isa(const nasc_dw_shape *s, nasc_dw_layout layou
         }
         write_block(&p, dw_out, b, sum);
     }
-    free(mem);
     return NASC_OK;
 }
 
-nasc_status nasc_dw_bwd_weights(const nasc_dw_shape *s, nasc_dw_layout layout, const float *x, const float *dy,
-                                float *dw_out) {
-    return nasc_dw_bwd_weights_isa(s, layout, x, dy, dw_out, NASC_DW_ISA_AUTO);
+nasc_status nasc_dw_bwd_weights_isa(nasc_ctx *ctx, const nasc_dw_shape *s, nasc_dw_layout layout, const float *x,
+                                    const float *dy, float *dw_out, nasc_dw_isa isa) {
+    if (!nasc_dw_shape_valid(s)) return NASC_EINPUT;
+    if (isa == NASC_DW_ISA_DIRECT) return nasc_dw_bwd_weights_run(s, layout, x, dy, dw_out, isa, NULL, 0);
+    size_t bytes = nasc_dw_scratch_bytes(s, omp_in_parallel() ? 1 : omp_get_max_threads());
+    char *raw = nasc_alloc(ctx, bytes + 63); /* aligned by hand: the allocator promises no more than malloc */
+    if (!raw) return NASC_ENOMEM;
+    void *scratch = raw + ((64 - (uintptr_t)raw % 64) % 64);
+    nasc_status st = nasc_dw_bwd_weights_run(s, layout, x, dy, dw_out, isa, scratch, bytes);
+    nasc_free(ctx, raw);
+    return st;
+}
+
+nasc_status nasc_dw_bwd_weights(nasc_ctx *ctx, const nasc_dw_shape *s, nasc_dw_layout layout, const float *x,
+                                const float *dy, float *dw_out) {
+    return nasc_dw_bwd_weights_isa(ctx, s, layout, x, dy, dw_out, NASC_DW_ISA_AUTO);
 }

@@ -38,24 +38,30 @@
  * The AVX2+FMA path is compiled with a function target attribute and chosen
  * at run time (__builtin_cpu_supports); elsewhere a portable scalar path runs
  * the same algorithm. Scratch memory (per thread: one padded x plane of 8
- * channels, one dy plane for NCHW, and ceil(C/8)*kh*kw*8 partial sums)
- * comes from aligned_alloc and is freed before returning; if it cannot
- * be had, a direct summation that needs none still gives the answer, slowly.
- * Sums are float; on the test shapes they agree with a double-precision
- * reference to about 1e-6 relative.
+ * channels, one dy plane for NCHW, and ceil(C/8)*kh*kw*8 partial sums) is
+ * the caller's: a net plans it into its arena when it compiles, so a
+ * training step allocates nothing (nasc_dw_bwd_weights_run); tests and
+ * benchmarks let nasc_dw_bwd_weights take it from a context's allocator for
+ * the one call. Without scratch, a direct summation that needs none still
+ * gives the answer, slowly. Sums are float; on the test shapes they agree
+ * with a double-precision reference to about 1e-6 relative.
  *
- * Worked example (a 5x5 depthwise conv, stride 1, pad 2, on nChw8c):
+ * Worked example (a 5x5 depthwise conv, stride 1, pad 2, on nChw8c, with
+ * scratch planned once for the process's thread count):
  *
  *     nasc_dw_shape s = {.n = 64, .c = 64, .h = 14, .w = 14, .oh = 14, .ow = 14,
  *                        .kh = 5, .kw = 5, .sh = 1, .sw = 1, .pt = 2, .pl = 2,
  *                        .dh = 1, .dw = 1};
- *     float *dw = malloc(64 * 5 * 5 * sizeof *dw);   // (C, 1, kh, kw)
- *     if (nasc_dw_bwd_weights(&s, NASC_DW_NCHW8C, x, dy, dw) != NASC_OK) ...;
+ *     size_t bytes = nasc_dw_scratch_bytes(&s, omp_get_max_threads());
+ *     void *scratch = ...;                         // bytes, 64-byte aligned, reused
+ *     float dw[64 * 5 * 5];                        // (C, 1, kh, kw)
+ *     if (nasc_dw_bwd_weights_run(&s, NASC_DW_NCHW8C, x, dy, dw, NASC_DW_ISA_AUTO, scratch, bytes)) ...;
  */
 #ifndef NASC_DWCONV_H
 #define NASC_DWCONV_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "nasc_ir.h"
 
@@ -82,23 +88,37 @@ typedef enum nasc_dw_isa {
     NASC_DW_ISA_SCALAR, /* portable C (any x86-64 or other CPU) */
     NASC_DW_ISA_AVX2,   /* AVX2 + FMA; falls back to scalar when the CPU lacks them */
     NASC_DW_ISA_DIRECT, /* direct summation in double, no scratch memory (what runs
-                           when scratch cannot be allocated); slow */
+                           without scratch); slow */
 } nasc_dw_isa;
 
 /* True when every size, stride and dilation is >= 1 (what the kernel needs;
  * oh/ow are taken as given, not recomputed from the pads). */
 bool nasc_dw_shape_valid(const nasc_dw_shape *s);
 
+/* Bytes of scratch (a multiple of 64) that shape s needs in either layout
+ * for up to `threads` threads; 0 when the shape is not valid. */
+size_t nasc_dw_scratch_bytes(const nasc_dw_shape *s, int threads);
+
 /* dw_out (C, 1, kh, kw) = the weights gradient of the depthwise conv s, for
- * input x and output gradient dy, both in `layout`. Uses the OpenMP thread
- * count (omp_get_max_threads). Returns NASC_EINPUT (dw_out untouched) when
- * the shape is not valid or the layout unknown, else NASC_OK. */
-nasc_status nasc_dw_bwd_weights(const nasc_dw_shape *s, nasc_dw_layout layout, const float *x, const float *dy,
-                                float *dw_out);
+ * input x and output gradient dy, both in `layout`, with the code path isa
+ * and `bytes` of scratch (64-byte aligned; see nasc_dw_scratch_bytes);
+ * allocates nothing. Threads: the OpenMP count (omp_get_max_threads; one
+ * inside a parallel region), but no more than the scratch holds; without
+ * scratch for one (scratch NULL), the direct summation. Returns NASC_EINPUT
+ * (dw_out untouched) when the shape is not valid, the layout unknown, a
+ * pointer NULL or scratch misaligned, else NASC_OK. */
+nasc_status nasc_dw_bwd_weights_run(const nasc_dw_shape *s, nasc_dw_layout layout, const float *x, const float *dy,
+                                    float *dw_out, nasc_dw_isa isa, void *scratch, size_t bytes);
+
+/* The same with the best path and scratch for the OpenMP thread count taken
+ * from ctx's allocator for this call (tests, benchmarks): also NASC_ENOMEM
+ * (diagnostic in ctx) when the scratch cannot be had. */
+nasc_status nasc_dw_bwd_weights(nasc_ctx *ctx, const nasc_dw_shape *s, nasc_dw_layout layout, const float *x,
+                                const float *dy, float *dw_out);
 
 /* The same with a chosen code path (tests and benchmarks). */
-nasc_status nasc_dw_bwd_weights_isa(const nasc_dw_shape *s, nasc_dw_layout layout, const float *x, const float *dy,
-                                    float *dw_out, nasc_dw_isa isa);
+nasc_status nasc_dw_bwd_weights_isa(nasc_ctx *ctx, const nasc_dw_shape *s, nasc_dw_layout layout, const float *x,
+                                    const float *dy, float *dw_out, nasc_dw_isa isa);
 
 /* The path NASC_DW_ISA_AUTO takes on this CPU (SCALAR or AVX2). */
 nasc_dw_isa nasc_dw_isa_best(void);

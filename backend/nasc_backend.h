@@ -11,6 +11,11 @@
  * Tensors cross this interface in plain row-major layout with the batch
  * first (NCHW, or (N, K) for vectors); inside, oneDNN picks its layouts.
  *
+ * Memory comes from the context's allocator (nasc_ctx_set_allocator):
+ * compiling allocates everything a net needs, kernel scratch included, and
+ * a step (set_input, forward, loss, backward, read) allocates nothing of
+ * ours. oneDNN's handles and its own scratchpads are its business.
+ *
  * Worked example (one training step):
  *
  *     nasc_param_store *ps = nasc_params_create(&ctx);
@@ -132,7 +137,10 @@ void nasc_optim_destroy(nasc_optimizer *o);
 nasc_status nasc_optim_step(nasc_optimizer *o, const nasc_param_grad *g, uint32_t n, float lr);
 
 /* The machine's practical peak: GFLOP/s of dnnl_sgemm on an n x n x n
- * product with the given threads (0: all), best of a few runs. */
+ * product with the process's threads, best of a few runs; memory from ctx. */
+nasc_status nasc_sgemm_peak(nasc_ctx *ctx, int n, double *gflops);
+/* The same with the default allocator and the given threads (0: all);
+ * 0 on any failure. */
 double nasc_sgemm_gflops(int n, int threads);
 
 /* Cosine learning rate with linear warm-up: lr * step/warmup for the first

@@ -255,13 +255,14 @@ static nasc_status check_module(nasc_net *net) {
                           net->opt.batch);
     if (m->n_outputs == 0)
         return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC, "the module has no outputs");
+    /* zeroed as soon as allocated: nasc_net_destroy reads them after any failure */
     net->vals = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *net->vals);
-    net->grads = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *net->grads);
-    net->grad_uses = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *net->grad_uses);
-    net->ps = nasc_alloc(net->ctx, (m->n_prims + 1) * sizeof *net->ps);
-    if (!net->vals || !net->grads || !net->grad_uses || !net->ps) return NASC_ENOMEM;
-    memset(net->ps, 0, (m->n_prims + 1) * sizeof *net->ps);
-    memset(net->vals, 0, (m->n_values + 1) * sizeof *net->vals);
+    if (net->vals) memset(net->vals, 0, (m->n_values + 1) * sizeof *net->vals);
+    net->ps = net->vals ? nasc_alloc(net->ctx, (m->n_prims + 1) * sizeof *net->ps) : NULL;
+    if (net->ps) memset(net->ps, 0, (m->n_prims + 1) * sizeof *net->ps);
+    net->grads = net->ps ? nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *net->grads) : NULL;
+    net->grad_uses = net->grads ? nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *net->grad_uses) : NULL;
+    if (!net->grad_uses) return NASC_ENOMEM;
     memset(net->grad_uses, 0, (m->n_values + 1) * sizeof *net->grad_uses);
     for (uint32_t v = 0; v < m->n_values; v++) {
         nb_value *nv = &net->vals[v];
@@ -365,16 +366,16 @@ static void mark_grads(nasc_net *net) {
 /* Inference: fold a batch norm into the convolution that feeds it (the
  * conv's result has no other use) and run a following relu as the
  * convolution's post-op. */
-static void plan_fusion(nasc_net *net) {
+static nasc_status plan_fusion(nasc_net *net) {
     const nasc_module *m = net->m;
     for (uint32_t p = 0; p < m->n_prims; p++) net->ps[p].fold_bn = net->ps[p].post_relu = -1;
-    if (net->opt.mode != NASC_MODE_INFER || !net->opt.fuse) return;
+    if (net->opt.mode != NASC_MODE_INFER || !net->opt.fuse) return NASC_OK;
     uint32_t *uses = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *uses);
     int *user = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *user);
     if (!uses || !user) {
         nasc_free(net->ctx, uses);
         nasc_free(net->ctx, user);
-        return; /* no fusion: still correct */
+        return NASC_ENOMEM;
     }
     memset(uses, 0, (m->n_values + 1) * sizeof *uses);
     for (uint32_t p = 0; p < m->n_prims; p++)
@@ -404,6 +405,7 @@ static void plan_fusion(nasc_net *net) {
     }
     nasc_free(net->ctx, uses);
     nasc_free(net->ctx, user);
+    return NASC_OK;
 }
 
 static nasc_status emit_forward(nasc_net *net) {
@@ -601,9 +603,12 @@ static nasc_status plan_memory(nasc_net *net) {
     nasc_free(net->ctx, placed);
     net->arena_bytes = total;
     if (total) {
-        net->arena = aligned_alloc(64, (total + 63) & ~(size_t)63);
-        if (!net->arena) return nasc_error(net->ctx, NASC_ENOMEM, NULL, NASC_NOLOC,
-                                           "out of memory: the net needs %zu bytes of activations", total);
+        /* 64-byte aligned by hand: the allocator promises no more than malloc */
+        net->arena_raw = nasc_alloc(net->ctx, total + 63);
+        if (!net->arena_raw)
+            return nasc_error(net->ctx, NASC_ENOMEM, NULL, NASC_NOLOC,
+                              "out of memory: the net needs %zu bytes of activations", total);
+        net->arena = net->arena_raw + (64 - (uintptr_t)net->arena_raw % 64) % 64;
         memset(net->arena, 0, total);
     }
     return NASC_OK;
@@ -613,10 +618,11 @@ static nasc_status bind_memory(nasc_net *net) {
     for (int s = 0; s < net->n_steps; s++) {
         nb_step *st = &net->steps[s];
         if (!st->prim) continue;
-        st->exec = nasc_alloc(net->ctx, (size_t)(st->n_args + 1) * sizeof *st->exec);
         st->mems = nasc_alloc(net->ctx, (size_t)(st->n_args + 1) * sizeof *st->mems);
-        if (!st->exec || !st->mems) return NASC_ENOMEM;
-        memset(st->mems, 0, (size_t)(st->n_args + 1) * sizeof *st->mems);
+        if (!st->mems) return NASC_ENOMEM;
+        memset(st->mems, 0, (size_t)(st->n_args + 1) * sizeof *st->mems); /* destroy reads it */
+        st->exec = nasc_alloc(net->ctx, (size_t)(st->n_args + 1) * sizeof *st->exec);
+        if (!st->exec) return NASC_ENOMEM;
         for (int a = 0; a < st->n_args; a++) {
             const nb_arg *arg = &net->args[st->first_arg + a];
             NB_CHECK(net, dnnl_memory_create(&st->mems[a], &net->trefs[arg->tref].md, net->engine,
@@ -649,9 +655,9 @@ nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_
     if (!st) {
         choose_layout(net);
         mark_grads(net);
-        plan_fusion(net);
-        st = bind_values(net);
+        st = plan_fusion(net);
     }
+    if (!st) st = bind_values(net);
     if (!st) st = emit_forward(net);
     if (!st && net->opt.mode == NASC_MODE_TRAIN) st = emit_backward(net);
     if (!st) st = net->status;
@@ -690,7 +696,7 @@ void nasc_net_destroy(nasc_net *net) {
     }
     if (net->vals)
         for (uint32_t v = 0; v < net->m->n_values; v++) nasc_free(net->ctx, net->vals[v].contrib);
-    free(net->arena);
+    nasc_free(net->ctx, net->arena_raw);
     nasc_free(net->ctx, net->vals);
     nasc_free(net->ctx, net->grads);
     nasc_free(net->ctx, net->grad_uses);
@@ -906,32 +912,38 @@ void nasc_net_get_stats(const nasc_net *net, nasc_net_stats *out) {
     }
 }
 
-double nasc_sgemm_gflops(int n, int threads) {
-    if (threads > 0) omp_set_num_threads(threads);
-    float *a = aligned_alloc(64, (size_t)n * n * sizeof *a), *b = aligned_alloc(64, (size_t)n * n * sizeof *b),
-          *c = aligned_alloc(64, (size_t)n * n * sizeof *c);
+nasc_status nasc_sgemm_peak(nasc_ctx *ctx, int n, double *gflops) {
+    *gflops = 0;
+    if (n < 1) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "sgemm size must be at least 1, not %d", n);
+    size_t nn = (size_t)n * (size_t)n;
+    /* a, b, c 64-byte aligned in one block, aligned by hand */
+    size_t stride = (nn * sizeof(float) + 63) & ~(size_t)63;
+    char *raw = nasc_alloc(ctx, 3 * stride + 63);
+    if (!raw) return NASC_ENOMEM;
+    char *base = raw + (64 - (uintptr_t)raw % 64) % 64;
+    float *a = (float *)base, *b = (float *)(base + stride), *c = (float *)(base + 2 * stride);
+    for (size_t i = 0; i < nn; i++) a[i] = b[i] = (float)(i % 7) * 0.1f, c[i] = 0;
+    nasc_status st = NASC_OK;
     double best = 0;
-    if (a && b && c) {
-        for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f, c[i] = 0;
-        nasc_ctx ctx;
-        nasc_ctx_init(&ctx);
-        /* the first call warms up */
-        for (int r = 0; r < 4; r++) {
-            double t0 = now();
-            if (NB_TRY_CTX(&ctx, dnnl_sgemm('N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n))) {
-                best = 0;
-                break;
-            }
-            double dt = now() - t0;
-            if (r == 0) continue;
-            double g = 2.0 * n * (double)n * n / dt / 1e9;
-            if (g > best) best = g;
-        }
+    for (int r = 0; r < 4 && !st; r++) { /* the first run warms up */
+        double t0 = now();
+        st = NB_TRY_CTX(ctx, dnnl_sgemm('N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n));
+        double dt = now() - t0;
+        if (st || r == 0) continue;
+        double g = 2.0 * n * (double)n * n / dt / 1e9;
+        if (g > best) best = g;
     }
-    free(a);
-    free(b);
-    free(c);
-    return best;
+    nasc_free(ctx, raw);
+    if (!st) *gflops = best;
+    return st;
+}
+
+double nasc_sgemm_gflops(int n, int threads) {
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    double g;
+    if (threads > 0) omp_set_num_threads(threads);
+    return nasc_sgemm_peak(&ctx, n, &g) ? 0 : g;
 }
 
 void nasc_net_profile_reset(nasc_net *net) {

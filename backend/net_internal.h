@@ -94,7 +94,8 @@ struct nasc_net {
     uint32_t n_grads;
     int *grad_uses;  /* per grads entry: contributions so far */
 
-    char *arena;
+    char *arena;     /* 64-byte aligned, inside arena_raw */
+    char *arena_raw; /* from the context's allocator */
     size_t arena_bytes, unplanned_bytes;
     int n_reorders;
     bool profile;

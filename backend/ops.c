@@ -8,6 +8,7 @@
  * around flatten, and of gradients arriving in another layout.
  */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -190,14 +191,20 @@ static int block_of(const dnnl_memory_desc_t *md) {
  * to a slow gemm path for kernels larger than 3x3). */
 #ifdef NASC_HAVE_DW
 static void k_dw_bwd_weights(nasc_net *net, const nb_step *s) {
-    const nasc_dw_shape *sh = s->ptr;
-    nasc_dw_bwd_weights(sh, (nasc_dw_layout)s->i[0], nb_ptr(net, net->args[s->first_arg].tref),
-                        nb_ptr(net, net->args[s->first_arg + 1].tref), nb_ptr(net, net->args[s->first_arg + 2].tref));
+    const nb_arg *a = net->args + s->first_arg;
+    nasc_status st = nasc_dw_bwd_weights_run(s->ptr, (nasc_dw_layout)s->i[0], nb_ptr(net, a[0].tref),
+                                             nb_ptr(net, a[1].tref), nb_ptr(net, a[2].tref), NASC_DW_ISA_AUTO,
+                                             nb_ptr(net, a[3].tref), net->bufs[net->trefs[a[3].tref].buf].bytes);
+    /* the shape was checked and the scratch planned (64-byte aligned in the
+     * arena) when the net was compiled */
+    assert(st == NASC_OK);
+    (void)st;
 }
 
 static bool use_own_dw(nasc_net *net, const nasc_prim *p, const_dnnl_primitive_desc_t bwd_w, int xs, int G) {
     const nasc_type *x = vtype(net, arg(net, p, 0));
     if (p->a.groups <= 1 || p->a.groups != x->dims[1] || vtype(net, p->result)->dims[1] != x->dims[1]) return false;
+    if (p->a.kh < 1 || p->a.kw < 1 || p->a.sh < 1 || p->a.sw < 1 || p->a.dh < 1 || p->a.dw < 1) return false;
     if (getenv("NASC_ONEDNN_DW")) return false;
     int bx = block_of(md_of(net, xs)), bg = block_of(md_of(net, G));
     if (bx == 0 || bx != bg) return false;
@@ -253,9 +260,14 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
             *sh = (nasc_dw_shape){(int)nb_dim0(net, xt), (int)xt->dims[1], (int)xt->dims[2], (int)xt->dims[3],
                                   (int)yt->dims[2], (int)yt->dims[3], p->a.kh, p->a.kw, p->a.sh, p->a.sw,
                                   p->a.pt, p->a.pl, p->a.dh, p->a.dw};
-            int dw = nb_tensor_new(net, &g.w_plain);
-            nb_arg a[3] = {{0, xs}, {1, G}, {2, dw}};
-            int s = nb_step_kernel(net, k_dw_bwd_weights, "dwconv bwd-weights (nasc)", 3, a);
+            /* scratch in the arena, for the threads the process runs */
+            dnnl_memory_desc_t scr_md;
+            dnnl_dims_t scr_d = {(dnnl_dim_t)(nasc_dw_scratch_bytes(sh, omp_get_max_threads()) / sizeof(float))};
+            int dw = nb_tensor_new(net, &g.w_plain), scr = -1;
+            if (!NB_TRY(net, dnnl_memory_desc_init_by_tag(&scr_md, 1, scr_d, dnnl_f32, dnnl_a)))
+                scr = nb_tensor_new(net, &scr_md);
+            nb_arg a[4] = {{0, xs}, {1, G}, {2, dw}, {3, scr}};
+            int s = nb_step_kernel(net, k_dw_bwd_weights, "dwconv bwd-weights (nasc)", 4, a);
             if (s < 0) {
                 nasc_free(net->ctx, sh);
                 return net->status;

@@ -98,16 +98,22 @@ static void run_onednn(void *ud) {
     CHECK(dnnl_stream_wait(r->stream));
 }
 
+/* Ours as a net runs it: scratch allocated once, reused by every call. */
 typedef struct ours_run {
     nasc_dw_shape s;
     nasc_dw_layout layout;
     const float *x, *dy;
     float *dw;
+    void *scratch;
+    size_t bytes;
 } ours_run;
 
 static void run_ours(void *ud) {
     ours_run *r = ud;
-    nasc_dw_bwd_weights(&r->s, r->layout, r->x, r->dy, r->dw);
+    if (nasc_dw_bwd_weights_run(&r->s, r->layout, r->x, r->dy, r->dw, NASC_DW_ISA_AUTO, r->scratch, r->bytes)) {
+        fprintf(stderr, "nasc_dw_bwd_weights_run refused the case\n");
+        exit(1);
+    }
 }
 
 /* A memory in md, with its data copied (reordered) from user memory src. */
@@ -241,9 +247,16 @@ static int bench_one(dnnl_engine_t eng, dnnl_stream_t st, const bench_case *bc, 
     double t_8c = time_onednn(eng, st, &s, &src_8c, &dst_8c, x8, dy8, &impl_8c, ref_8c);
     double t_pl = time_onednn(eng, st, &s, &src_pl, &dst_pl, x8, dy8, &impl_pl, ref_pl);
 
-    ours_run o8 = {s, NASC_DW_NCHW8C, xv, dyv, dw8};
-    ours_run op = {s, NASC_DW_NCHW, xp, dyp, dwp};
+    size_t bytes = nasc_dw_scratch_bytes(&s, threads);
+    void *scratch = aligned_alloc(64, bytes);
+    if (!scratch) {
+        fprintf(stderr, "dwconv_bench: out of memory (%zu bytes of scratch)\n", bytes);
+        exit(1);
+    }
+    ours_run o8 = {s, NASC_DW_NCHW8C, xv, dyv, dw8, scratch, bytes};
+    ours_run op = {s, NASC_DW_NCHW, xp, dyp, dwp, scratch, bytes};
     double t8 = time_it(run_ours, &o8), tp = time_it(run_ours, &op);
+    free(scratch);
 
     double err = fmax(fmax(rel_err(dw8, ref_any, wn), rel_err(dwp, ref_any, wn)),
                       fmax(rel_err(ref_8c, ref_any, wn), rel_err(ref_pl, ref_any, wn)));

@@ -16,7 +16,10 @@
  *  - finite differences: dW against central differences in double of
  *    L(W) = sum(conv(x, W) * dy) for a small dilated, strided case.
  *  - api: invalid shapes and layouts are refused without touching dW; a
- *    result is bit-identical run to run at a fixed thread count.
+ *    result is bit-identical run to run at a fixed thread count; a run keeps
+ *    to the threads its scratch was planned for; misaligned scratch is
+ *    refused, no scratch is the direct summation, and scratch the context's
+ *    allocator cannot give is NASC_ENOMEM.
  *
  * Error: max |ours - ref| / max |ref| over dW, must be <= 1e-4.
  * NASC_TEST_FILTER=<cmocka pattern> runs a subset.
@@ -149,9 +152,21 @@ static double rel_err(const float *got, const double *want, size_t n) {
     return scale > 0 ? err / scale : err;
 }
 
+static double rel_err_ff(const float *got, const float *want, size_t n) {
+    double scale = 0, err = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)want[i]));
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - (double)want[i]);
+        if (!(e <= err)) err = e;
+    }
+    return scale > 0 ? err / scale : err;
+}
+
 /* The worst error of the kernel on t over layouts, paths and thread counts;
  * prints one line when verbose or when it fails. */
 static double check_case(const dcase *t, bool verbose) {
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
     const nasc_dw_shape *s = &t->s;
     size_t wn = w_numel(s);
     double *want = malloc(wn * sizeof *want);
@@ -176,7 +191,7 @@ static double check_case(const dcase *t, bool verbose) {
                 if (isas[k] == NASC_DW_ISA_SCALAR && k != n_isa - 1 && thr != 1) continue;
                 omp_set_num_threads(thr);
                 for (size_t i = 0; i < wn; i++) got[i] = NAN;
-                assert_int_equal(nasc_dw_bwd_weights_isa(s, layout, x, dy, got, isas[k]), NASC_OK);
+                assert_int_equal(nasc_dw_bwd_weights_isa(&ctx, s, layout, x, dy, got, isas[k]), NASC_OK);
                 double e = rel_err(got, want, wn);
                 if (!(e <= TOL) || verbose)
                     printf("  %-48s %-6s %-6s thr %d  err %.2e%s\n", name, layout_name(layout), isa_name(isas[k]), thr,
@@ -285,6 +300,8 @@ static void test_fixed(void **state) {
  * double is dW up to rounding; our float dW must match it. */
 static void test_finite_difference(void **state) {
     (void)state;
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
     nasc_dw_shape s = mk(2, 11, 9, 8, 5, 3, 2, 1, 1, 2, 2, 2, 1, 2);
     dcase t;
     dcase_init(&t, &s, 4242);
@@ -314,7 +331,7 @@ static void test_finite_difference(void **state) {
         nasc_dw_layout layout = lay ? NASC_DW_NCHW8C : NASC_DW_NCHW;
         float *x = to_layout(t.x, s.n, s.c, s.h, s.w, layout);
         float *dy = to_layout(t.dy, s.n, s.c, s.oh, s.ow, layout);
-        assert_int_equal(nasc_dw_bwd_weights(&s, layout, x, dy, got), NASC_OK);
+        assert_int_equal(nasc_dw_bwd_weights(&ctx, &s, layout, x, dy, got), NASC_OK);
         double e = rel_err(got, fd, wn);
         printf("  finite differences, %s: err %.2e\n", layout_name(layout), e);
         assert_true(e <= TOL);
@@ -330,6 +347,8 @@ static void test_finite_difference(void **state) {
 
 static void test_api(void **state) {
     (void)state;
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
     nasc_dw_shape good = mk(2, 16, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
     float x[2 * 16 * 49], dy[2 * 16 * 49], dw[16 * 9], again[16 * 9];
     nasc_rng r;
@@ -347,20 +366,50 @@ static void test_api(void **state) {
         *(int *)((char *)&bad + must_be_positive[f]) = 0;
         assert_false(nasc_dw_shape_valid(&bad));
         dw[0] = 12345.0f;
-        assert_int_equal(nasc_dw_bwd_weights(&bad, NASC_DW_NCHW, x, dy, dw), NASC_EINPUT);
+        assert_int_equal(nasc_dw_bwd_weights(&ctx, &bad, NASC_DW_NCHW, x, dy, dw), NASC_EINPUT);
         assert_true(dw[0] == 12345.0f);
     }
     assert_true(nasc_dw_shape_valid(&good));
-    assert_int_equal(nasc_dw_bwd_weights(&good, (nasc_dw_layout)7, x, dy, dw), NASC_EINPUT);
-    assert_int_equal(nasc_dw_bwd_weights(NULL, NASC_DW_NCHW, x, dy, dw), NASC_EINPUT);
-    assert_int_equal(nasc_dw_bwd_weights(&good, NASC_DW_NCHW, NULL, dy, dw), NASC_EINPUT);
+    assert_int_equal(nasc_dw_bwd_weights(&ctx, &good, (nasc_dw_layout)7, x, dy, dw), NASC_EINPUT);
+    assert_int_equal(nasc_dw_bwd_weights(&ctx, NULL, NASC_DW_NCHW, x, dy, dw), NASC_EINPUT);
+    assert_int_equal(nasc_dw_bwd_weights(&ctx, &good, NASC_DW_NCHW, NULL, dy, dw), NASC_EINPUT);
     /* the same inputs give the same bits */
     for (int l = 0; l < 2; l++) {
         nasc_dw_layout layout = l ? NASC_DW_NCHW8C : NASC_DW_NCHW;
-        assert_int_equal(nasc_dw_bwd_weights(&good, layout, x, dy, dw), NASC_OK);
-        assert_int_equal(nasc_dw_bwd_weights(&good, layout, x, dy, again), NASC_OK);
+        assert_int_equal(nasc_dw_bwd_weights(&ctx, &good, layout, x, dy, dw), NASC_OK);
+        assert_int_equal(nasc_dw_bwd_weights(&ctx, &good, layout, x, dy, again), NASC_OK);
         assert_memory_equal(dw, again, sizeof dw);
     }
+    /* caller's scratch: planned for one thread, the run keeps to one thread
+     * whatever OpenMP allows, and gives the one-thread bits; misaligned
+     * scratch is refused; no scratch at all is the direct summation */
+    size_t one = nasc_dw_scratch_bytes(&good, 1), two = nasc_dw_scratch_bytes(&good, 2);
+    assert_true(one > 0 && one % 64 == 0 && two > one);
+    assert_int_equal(nasc_dw_scratch_bytes(NULL, 1), 0);
+    float *scratch = aligned_alloc(64, two + 64);
+    assert_non_null(scratch);
+    int saved = omp_get_max_threads();
+    float solo[16 * 9];
+    omp_set_num_threads(1);
+    assert_int_equal(nasc_dw_bwd_weights_run(&good, NASC_DW_NCHW8C, x, dy, solo, NASC_DW_ISA_AUTO, scratch, two), NASC_OK);
+    omp_set_num_threads(2);
+    assert_int_equal(nasc_dw_bwd_weights_run(&good, NASC_DW_NCHW8C, x, dy, dw, NASC_DW_ISA_AUTO, scratch, one), NASC_OK);
+    assert_memory_equal(dw, solo, sizeof dw);
+    omp_set_num_threads(saved);
+    dw[0] = 12345.0f;
+    assert_int_equal(nasc_dw_bwd_weights_run(&good, NASC_DW_NCHW8C, x, dy, dw, NASC_DW_ISA_AUTO, (char *)scratch + 32, one),
+                     NASC_EINPUT);
+    assert_true(dw[0] == 12345.0f);
+    assert_int_equal(nasc_dw_bwd_weights_run(&good, NASC_DW_NCHW8C, x, dy, dw, NASC_DW_ISA_AUTO, NULL, 0), NASC_OK);
+    assert_true(rel_err_ff(dw, solo, 16 * 9) <= TOL);
+    free(scratch);
+    /* scratch from the context: out of memory is a status, not a fallback */
+    nasc_test_alloc ta;
+    nasc_ctx failing;
+    nasc_test_ctx(&failing, &ta, 1);
+    assert_int_equal(nasc_dw_bwd_weights(&failing, &good, NASC_DW_NCHW, x, dy, dw), NASC_ENOMEM);
+    assert_int_equal(failing.diag.status, NASC_ENOMEM);
+    assert_int_equal(ta.live, 0);
     printf("  best path on this CPU: %s\n", isa_name(nasc_dw_isa_best()));
 }
 

@@ -10,6 +10,8 @@
 #      headers the compiler finds, so a new call is covered without
 #      touching this file.
 #
+#   2. No memory from libc (malloc, free, aligned_alloc, ...): everything
+#      through the context's allocator.
 # Comment lines (starting with *, /* or //) are skipped.
 # CTest sets NASC_SOURCE_DIR (the source tree).
 set -u -o pipefail
@@ -67,6 +69,23 @@ rc=$?
 if [ -n "$bad" ]; then
     printf '%s\n' "$bad" >&2
     fail "$(printf '%s\n' "$bad" | grep -c .) oneDNN statuses not checked (rule 1)"
+fi
+
+# Rule 2: memory comes from the context's allocator (nasc_alloc, nasc_realloc,
+# nasc_free), so that a user's allocator sees it and tests can make it fail.
+bad=$(perl -ne '
+    next if m{^\s*(\*|/\*|//)};
+    s{/\*.*?\*/}{}g; s{//.*}{};
+    if (/\b(malloc|calloc|realloc|free|aligned_alloc|posix_memalign|memalign|valloc|pvalloc|strdup|strndup)\s*\(/) {
+        my $name = $1;
+        my $rel = $ARGV =~ s{.*/backend/}{backend/}r;
+        print "$rel:$.: $name: ", s/^\s+//r;
+    }
+    close ARGV if eof;
+' "$SRC"/*.c "$SRC"/*.h)
+if [ -n "$bad" ]; then
+    printf '%s\n' "$bad" >&2
+    fail "$(printf '%s\n' "$bad" | grep -c .) allocations outside the context's allocator (rule 2)"
 fi
 
 echo "test_rules: all rules hold"

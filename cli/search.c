@@ -433,7 +433,7 @@ int nasc_cli_search(int argc, char **argv) {
         }
     }
     char warning[512];
-    if (nasc_journal_open(ctx, journal_path, nasc_space_count(s.space), &s.journal, warning, sizeof warning))
+    if (nasc_journal_open(ctx, journal_path, s.space, o.strategy, &s.journal, warning, sizeof warning))
         return fail(&s);
     if (warning[0]) fprintf(stderr, "warning: %s\n", warning);
     if (access(state_path, F_OK) == 0) {

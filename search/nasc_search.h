@@ -90,6 +90,9 @@ const char *nasc_space_name(const nasc_space *sp);
  * option, how reductions and skip masks are built. */
 const char *nasc_space_summary(const nasc_space *sp);
 uint32_t nasc_space_count(const nasc_space *sp);
+/* The space's size option ("blocks" or "layers") and its value, default
+ * resolved. */
+const char *nasc_space_option(const nasc_space *sp, int *value);
 const nasc_decision *nasc_space_decisions(const nasc_space *sp);
 /* log10 of the number of distinct decision vectors. */
 double nasc_space_log10_size(const nasc_space *sp);
@@ -181,20 +184,33 @@ typedef struct nasc_trial {
 } nasc_trial;
 
 /* The append-only journal of a run: one JSON object per line, each with a
- * checksum of its text, appended with write + fsync. Opening reads every
- * record; a torn last record (no newline, or a checksum that does not
- * match on the last line) is cut off with a warning in *warning; damage
- * anywhere else is NASC_EINPUT naming the file and line. */
+ * checksum of its text, appended with write + fsync. Line 1 names the
+ * search the journal belongs to (space, its size option, strategy, and the
+ * kind and cardinality of every decision); trial i is on line i + 2.
+ *
+ * Opening reads every record. A journal of another search (another space,
+ * size, strategy, or a space whose decisions changed) is NASC_EINPUT at
+ * line 1 saying what differs; a record whose decisions are not values of
+ * sp (nasc_space_check) is NASC_EINPUT at its line. A torn last record (no
+ * newline, or a checksum that does not match on the last line) is dropped
+ * with a warning in *warning; damage anywhere else is NASC_EINPUT naming
+ * the file and line. Opening creates a missing file but never changes an
+ * existing one: torn bytes are cut off by the next append. */
 typedef struct nasc_journal {
     nasc_ctx *ctx;
     char *path;
     int fd;
     uint32_t n_decisions;
-    nasc_trial *trials;
+    nasc_trial *trials;        /* (n,) the records in order */
     int64_t n, cap;
+    char *header;              /* this search's line 1, with its newline */
+    size_t header_len;
+    int64_t size;              /* bytes of whole lines in the file */
+    bool torn;                 /* the file holds more than size bytes (to cut off) */
 } nasc_journal;
 
-nasc_status nasc_journal_open(nasc_ctx *ctx, const char *path, uint32_t n_decisions,
+/* sp lives on ctx; strategy is the strategy's name. */
+nasc_status nasc_journal_open(nasc_ctx *ctx, const char *path, const nasc_space *sp, const char *strategy,
                               nasc_journal **out, char *warning, size_t warning_size);
 nasc_status nasc_journal_append(nasc_journal *j, const nasc_trial *t);
 void nasc_journal_close(nasc_journal *j);
@@ -251,7 +267,10 @@ typedef struct nasc_search_progress {
  * decode, look the hash up among earlier trials, evaluate, append to the
  * journal, report, save the strategy state atomically to state_path. On
  * entry, trials in the journal that the saved state has not seen are fed to
- * the strategy again (their proposals must match) without re-evaluating. */
+ * the strategy again without re-evaluating: each must be what the strategy
+ * proposes, or the journal is of another search (seed or strategy options)
+ * and the loop stops with NASC_EINPUT at that record's line, naming the
+ * first decision that differs, before anything is written. */
 typedef struct nasc_search_run {
     nasc_space *space;
     nasc_strategy *strategy;

@@ -40,6 +40,25 @@ static void progress(const nasc_search_run *r, const nasc_trial *t) {
     r->progress(r->ud, &p);
 }
 
+/* A replayed record must be what the strategy proposes now: the same
+ * strategy with the same seed and options, fed the same rewards, proposes
+ * the same decisions. */
+static nasc_status check_replay(nasc_ctx *ctx, const nasc_search_run *r, int64_t i, const uint32_t *proposed) {
+    const nasc_trial *t = &r->journal->trials[i];
+    uint32_t n = nasc_space_count(r->space);
+    const nasc_decision *dec = nasc_space_decisions(r->space);
+    for (uint32_t k = 0; k < n; k++) {
+        if (t->d[k] == proposed[k]) continue;
+        /* trial i is on line i + 2, after the header */
+        return nasc_error(ctx, NASC_EINPUT, r->journal->path, (nasc_loc){(int)(i + 2), 1},
+                          "trial %lld is not what strategy %s proposes when the journal is replayed: decision %u "
+                          "'%s' is %u in the journal, %u now; the journal is of another search (another seed or "
+                          "strategy options)",
+                          (long long)i, nasc_strategy_name(r->strategy), k, dec[k].name, t->d[k], proposed[k]);
+    }
+    return NASC_OK;
+}
+
 /* Propose, decode and evaluate one trial into t (t->d points at d). */
 static nasc_status run_trial(nasc_ctx *ctx, nasc_search_run *r, uint32_t *d, nasc_trial *t) {
     memset(t, 0, sizeof *t);
@@ -120,6 +139,7 @@ nasc_status nasc_search_loop(nasc_ctx *ctx, nasc_search_run *r) {
                         (long long)seen, (long long)j->n);
     for (int64_t i = seen; !st && i < j->n; i++) {
         st = nasc_strategy_propose(r->strategy, d);
+        if (!st) st = check_replay(ctx, r, i, d);
         if (!st) st = nasc_strategy_report(r->strategy, j->trials[i].d, j->trials[i].reward);
         if (!st && i + 1 == j->n) st = save_state(ctx, r);
     }

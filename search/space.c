@@ -183,6 +183,11 @@ void nasc_space_destroy(nasc_space *sp) {
 const char *nasc_space_name(const nasc_space *sp) { return sp->def->name; }
 const char *nasc_space_summary(const nasc_space *sp) { return sp->summary; }
 uint32_t nasc_space_count(const nasc_space *sp) { return sp->n; }
+
+const char *nasc_space_option(const nasc_space *sp, int *value) {
+    *value = sp->size;
+    return sp->def->option;
+}
 const nasc_decision *nasc_space_decisions(const nasc_space *sp) { return sp->decs; }
 
 double nasc_space_log10_size(const nasc_space *sp) {

@@ -4,7 +4,14 @@
  *    sig_atomic_t flag, stops the loop cleanly, whether it arrives while a
  *    child trains (that trial is abandoned) or between trials; the journal
  *    and the strategy state agree, and continuing gives the uninterrupted
- *    run's trials. */
+ *    run's trials;
+ *  - the states a killed search can leave (journal ahead of the saved
+ *    state, a torn last record, no state at all), built exactly rather than
+ *    by killing at a random moment, continue to the uninterrupted run's
+ *    trials;
+ *  - a journal of another search (another seed) is refused when it is
+ *    replayed, naming the record's line and the decision that differs, and
+ *    the run directory is left as it was. */
 #include "testutil.h"
 
 #include <signal.h>
@@ -38,12 +45,22 @@ static int setup(void **state) {
 }
 
 static void clear_dir(void) {
-    static const char *names[] = {"journal.jsonl", "strategy.nasc", "strategy.nasc.tmp", "copy.nasc", NULL};
+    static const char *names[] = {"journal.jsonl", "strategy.nasc", "strategy.nasc.tmp", "copy.nasc",
+                                  "copy.jsonl", NULL};
     for (int i = 0; names[i]; i++) {
         char p[300];
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);
         unlink(p);
     }
+}
+
+/* The run's own files, the copies kept. */
+static void remove_run(void) {
+    char p[300];
+    snprintf(p, sizeof p, "%s/journal.jsonl", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/strategy.nasc", dir);
+    unlink(p);
 }
 
 static int teardown(void **state) {
@@ -116,7 +133,7 @@ static nasc_status open_session(session *ss, const char *strategy, uint64_t seed
     o.batch = 2;
     st = nasc_strategy_create(&ss->ctx, strategy, nasc_space_decisions(ss->sp), nasc_space_count(ss->sp), &o, &ss->s);
     if (st) return st;
-    st = nasc_journal_open(&ss->ctx, ss->journal, nasc_space_count(ss->sp), &ss->j, ss->warning,
+    st = nasc_journal_open(&ss->ctx, ss->journal, ss->sp, strategy, &ss->j, ss->warning,
                            sizeof ss->warning);
     if (st) return st;
     if (access(ss->state, F_OK) == 0) {
@@ -262,9 +279,218 @@ static void test_sigint(void **state) {
     }
 }
 
+/* ---------------------------------------------------------------- */
+/* Files                                                             */
+/* ---------------------------------------------------------------- */
+
+static char *slurp(const char *name, size_t *len) {
+    char p[300];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    b[n] = 0;
+    *len = (size_t)n;
+    return b;
+}
+
+static void spit(const char *name, const char *b, size_t n) {
+    char p[300];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+static void copy_file(const char *from, const char *to) {
+    size_t n;
+    char *b = slurp(from, &n);
+    assert_non_null(b);
+    spit(to, b, n);
+    free(b);
+}
+
+/* Bytes of the first `lines` lines of text. */
+static size_t lines_prefix(const char *text, size_t len, int lines) {
+    size_t pos = 0;
+    for (int l = 0; l < lines; l++) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        assert_non_null(nl);
+        pos = (size_t)(nl - text) + 1;
+    }
+    return pos;
+}
+
+/* Continue the search in dir to the budget and compare with ref. */
+static void continue_to_ref(const char *strategy, const record *ref, const char *warning) {
+    session ss;
+    if (open_session(&ss, strategy, 7)) fail_diag(&ss.ctx, "open");
+    if (warning) {
+        if (!strstr(ss.warning, warning)) fail_msg("warning '%s', expected '%s'", ss.warning, warning);
+    } else {
+        assert_string_equal(ss.warning, "");
+    }
+    if (run_loop(&ss, BUDGET, -1, -1)) fail_diag(&ss.ctx, "continue");
+    record got[BUDGET];
+    assert_int_equal(snapshot(ss.j, got, BUDGET), BUDGET);
+    same_records(ref, got, BUDGET);
+    state_matches_journal(&ss);
+    close_session(&ss);
+}
+
+/* Run the search in dir (fresh or continued) to `budget` trials. */
+static void run_to(const char *strategy, int64_t budget) {
+    session ss;
+    if (open_session(&ss, strategy, 7)) fail_diag(&ss.ctx, "open");
+    if (run_loop(&ss, budget, -1, -1)) fail_diag(&ss.ctx, "run");
+    assert_int_equal(ss.j->n, budget);
+    close_session(&ss);
+}
+
+/* ---------------------------------------------------------------- */
+
+/* What a search killed at any moment leaves behind, for each strategy:
+ *  A. killed after the journal append of trial k, before its state save:
+ *     the state has seen k trials, the journal k + 1 (replayed from the
+ *     state);
+ *  B. killed while trial k + 1 was appended: k + 1 records, a part of the
+ *     next one, and the state of k + 1 trials;
+ *  C. killed before any state was saved (or the state lost): records only,
+ *     replayed from the start;
+ *  D. killed while the state was written: a stray strategy.nasc.tmp.
+ * Each continues to the uninterrupted run's trials. */
+static void test_killed_states(void **state) {
+    (void)state;
+    static const char *strategies[] = {"random", "reinforce", "evolution"};
+    for (int si = 0; si < 3; si++) {
+        const char *strat = strategies[si];
+        record ref[BUDGET];
+        reference(strat, ref);
+        size_t ref_len;
+        char *ref_text = slurp("journal.jsonl", &ref_len);
+        assert_non_null(ref_text);
+        for (int64_t k = 1; k < BUDGET - 1; k += 2) {
+            /* A */
+            clear_dir();
+            run_to(strat, k);
+            copy_file("strategy.nasc", "copy.nasc");
+            run_to(strat, k + 1);
+            copy_file("copy.nasc", "strategy.nasc");
+            continue_to_ref(strat, ref, NULL);
+            /* B: every few bytes of the next record */
+            clear_dir();
+            run_to(strat, k + 1);
+            copy_file("strategy.nasc", "copy.nasc");
+            size_t whole = lines_prefix(ref_text, ref_len, (int)k + 2), next = lines_prefix(ref_text, ref_len, (int)k + 3);
+            for (size_t cut = whole + 1; cut < next; cut += (next - whole) / 3) {
+                char *torn = malloc(cut);
+                assert_non_null(torn);
+                memcpy(torn, ref_text, cut);
+                spit("journal.jsonl", torn, cut);
+                free(torn);
+                copy_file("copy.nasc", "strategy.nasc");
+                char want[64];
+                snprintf(want, sizeof want, ":%d: dropped a torn last record", (int)k + 3);
+                continue_to_ref(strat, ref, want);
+            }
+            /* C */
+            clear_dir();
+            spit("journal.jsonl", ref_text, lines_prefix(ref_text, ref_len, (int)k + 1));
+            continue_to_ref(strat, ref, NULL);
+            /* D */
+            clear_dir();
+            run_to(strat, k);
+            spit("strategy.nasc.tmp", "\x01\x02", 2);
+            continue_to_ref(strat, ref, NULL);
+        }
+        free(ref_text);
+    }
+}
+
+/* The journal of a search with seed 7, continued by one with seed 8 that
+ * has no state of its own (or by a strategy state of the seed-8 search):
+ * the first record that is not what seed 8 proposes is an error at its
+ * line naming the decision, and nothing in the directory changes. */
+static void test_replay_mismatch(void **state) {
+    (void)state;
+    record ref[BUDGET];
+    reference("evolution", ref);
+    size_t len;
+    char *before = slurp("journal.jsonl", &len);
+    char p[300];
+    snprintf(p, sizeof p, "%s/strategy.nasc", dir);
+    assert_int_equal(unlink(p), 0);
+    session ss;
+    if (open_session(&ss, "evolution", 8)) fail_diag(&ss.ctx, "open");
+    assert_int_equal(run_loop(&ss, BUDGET + 2, -1, -1), NASC_EINPUT);
+    if (ss.ctx.diag.line != 2 || !strstr(ss.ctx.diag.file, "journal.jsonl") ||
+        !strstr(ss.ctx.diag.msg, "trial 0 is not what strategy evolution proposes") ||
+        !strstr(ss.ctx.diag.msg, "in the journal"))
+        fail_diag(&ss.ctx, "expected an error at line 2");
+    close_session(&ss);
+    size_t len2;
+    char *after = slurp("journal.jsonl", &len2);
+    assert_int_equal(len, len2);
+    assert_memory_equal(before, after, len);
+    assert_int_equal(access(p, F_OK), -1); /* no state written */
+    free(after);
+    /* the first records agree, a later one does not: seed 8's journal from
+     * trial 2 on, after seed 7's first two, with seed 7's state of trial 2 */
+    clear_dir();
+    run_to("evolution", 2);
+    copy_file("strategy.nasc", "copy.nasc");
+    copy_file("journal.jsonl", "copy.jsonl");
+    remove_run();
+    {
+        session s8;
+        if (open_session(&s8, "evolution", 8)) fail_diag(&s8.ctx, "open");
+        if (run_loop(&s8, BUDGET, -1, -1)) fail_diag(&s8.ctx, "seed 8");
+        close_session(&s8);
+    }
+    size_t l7, l8;
+    char *j7 = slurp("copy.jsonl", &l7), *j8 = slurp("journal.jsonl", &l8);
+    size_t keep7 = lines_prefix(j7, l7, 3), from8 = lines_prefix(j8, l8, 3);
+    char *mixed = malloc(keep7 + l8 - from8);
+    memcpy(mixed, j7, keep7);
+    memcpy(mixed + keep7, j8 + from8, l8 - from8);
+    spit("journal.jsonl", mixed, keep7 + l8 - from8);
+    copy_file("copy.nasc", "strategy.nasc");
+    size_t ls0;
+    char *state0 = slurp("strategy.nasc", &ls0);
+    if (open_session(&ss, "evolution", 7)) fail_diag(&ss.ctx, "open mixed");
+    nasc_status st = run_loop(&ss, BUDGET, -1, -1);
+    /* seed 8 may propose what seed 7 does for a while, never for all of them */
+    assert_int_equal(st, NASC_EINPUT);
+    assert_true(ss.ctx.diag.line >= 4);
+    assert_non_null(strstr(ss.ctx.diag.msg, "is not what strategy evolution proposes"));
+    close_session(&ss);
+    size_t la, lsa;
+    char *after2 = slurp("journal.jsonl", &la), *state1 = slurp("strategy.nasc", &lsa);
+    assert_int_equal(la, keep7 + l8 - from8);
+    assert_memory_equal(after2, mixed, la);
+    assert_int_equal(ls0, lsa);
+    assert_memory_equal(state0, state1, ls0);
+    free(j7);
+    free(j8);
+    free(mixed);
+    free(after2);
+    free(state0);
+    free(state1);
+    free(before);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sigint),
+        cmocka_unit_test(test_killed_states),
+        cmocka_unit_test(test_replay_mismatch),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -86,125 +86,121 @@ static nasc_status compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_st
     return nasc_net_compile(ctx, prim, ps, &o, net);
 }
 
-int nasc_cli_bench(int argc, char **argv) {
-    nasc_cli_args a;
-    nasc_cli_model mo = {0};
-    const char *batch = NULL, *threads = NULL, *secs = NULL;
-    bool profile = false;
-    nasc_cli_args_init(&a, argc, argv, usage);
-    while (a.i < argc) {
-        int r;
-        const char *pos;
-        if (!a.positional && nasc_cli_is_help(argv[a.i])) {
-            nasc_cli_bench_help(stdout);
-            return NASC_EXIT_OK;
-        }
-        if ((r = nasc_cli_model_opt(&a, &mo)) != 0 || (r = nasc_cli_value_opt(&a, "--batch", NULL, &batch)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--threads", NULL, &threads)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--seconds", NULL, &secs)) != 0 || (r = nasc_cli_flag(&a, "--profile")) != 0) {
-            if (r < 0) return NASC_EXIT_USAGE;
-            if (strcmp(argv[a.i - 1], "--profile") == 0) profile = true;
-            continue;
-        }
-        if ((pos = nasc_cli_positional(&a)) != NULL) {
-            if (mo.path) return nasc_cli_usage_error(&a, "one model at a time (got '%s' and '%s')", mo.path, pos);
-            mo.path = pos;
-            continue;
-        }
-        if (a.i >= argc) break;
-        return nasc_cli_usage_error(&a, "unknown option '%s'", argv[a.i]);
-    }
-    if (!mo.path) return nasc_cli_usage_error(&a, "missing MODEL");
-    long b = 64, t = 0;
-    double seconds = 3;
-    if (batch && !nasc_cli_parse_int(batch, 1, 65536, &b))
-        return nasc_cli_usage_error(&a, "--batch wants an integer in [1, 65536], got '%s'", batch);
-    if (threads && !nasc_cli_parse_int(threads, 0, 1024, &t))
-        return nasc_cli_usage_error(&a, "--threads wants an integer in [0, 1024], got '%s'", threads);
-    if (secs && !nasc_cli_parse_float(secs, 0.01, 3600, &seconds))
-        return nasc_cli_usage_error(&a, "--seconds wants a number in [0.01, 3600], got '%s'", secs);
+/* What the command line asks for. */
+typedef struct bench_opts {
+    long batch, threads;
+    double seconds;
+    bool profile;
+} bench_opts;
 
-    nasc_ctx ctx;
-    nasc_ctx_init(&ctx);
-    nasc_cli_net net;
-    int rc = nasc_cli_load_prim(&ctx, &mo, &net);
-    if (rc) return rc;
-    /* the model's own weights (.onnx), else fresh ones */
-    nasc_param_store *ps = NULL;
-    bool ps_owned = false;
-    rc = nasc_cli_net_weights(&ctx, &net, NULL, &ps, &ps_owned);
-    if (rc) {
-        nasc_cli_net_free(&net);
-        return rc;
-    }
-    /* random inputs of the net's input shape */
+/* Random inputs of the net's input shape and labels below its class count,
+ * for batch images (malloc'd; NULL when out of memory). */
+static void random_batch(const nasc_module *prim, long batch, float **x, int32_t **y) {
     int64_t per = -1;
-    for (uint32_t v = 0; v < net.prim->n_values; v++)
-        if (net.prim->values[v].kind == NASC_VAL_INPUT) per = nasc_type_numel(&net.prim->values[v].type);
-    int64_t classes = net.prim->values[net.prim->outputs[0]].type.dims[1];
-    float *x = malloc((size_t)(per > 0 ? per : 1) * (size_t)b * sizeof *x);
-    int32_t *y = malloc((size_t)b * sizeof *y);
+    for (uint32_t v = 0; v < prim->n_values; v++)
+        if (prim->values[v].kind == NASC_VAL_INPUT) per = nasc_type_numel(&prim->values[v].type);
+    int64_t classes = prim->values[prim->outputs[0]].type.dims[1];
+    *x = malloc((size_t)(per > 0 ? per : 1) * (size_t)batch * sizeof **x);
+    *y = malloc((size_t)batch * sizeof **y);
     nasc_rng rng;
     nasc_rng_seed(&rng, 7);
-    for (int64_t i = 0; x && i < per * b; i++) x[i] = nasc_rng_normal(&rng);
-    for (long i = 0; y && i < b; i++) y[i] = (int32_t)nasc_rng_below(&rng, (uint64_t)(classes > 0 ? classes : 1));
+    for (int64_t i = 0; *x && i < per * batch; i++) (*x)[i] = nasc_rng_normal(&rng);
+    for (long i = 0; *y && i < batch; i++) (*y)[i] = (int32_t)nasc_rng_below(&rng, (uint64_t)(classes > 0 ? classes : 1));
+}
 
+static void print_cost(const char *path, const nasc_module *prim) {
     nasc_cost cost = {0};
-    nasc_cost_compute(net.prim, &cost);
+    nasc_cost_compute(prim, &cost);
     char s1[32], s2[32];
     nasc_cli_fmt_int(cost.params, s1, sizeof s1);
     nasc_cli_fmt_si(cost.macs, s2, sizeof s2);
-    printf("model %s: %s parameters, %s multiply-adds per image\n", mo.path, s1, s2);
-    nasc_cost_free(net.prim, &cost);
+    printf("model %s: %s parameters, %s multiply-adds per image\n", path, s1, s2);
+    nasc_cost_free(prim, &cost);
+}
 
-    double peak = nasc_sgemm_gflops(2048, (int)t);
-    printf("sgemm peak (2048^3, %s threads): %.1f GFLOP/s\n", t ? threads : "all", peak);
-
-    nasc_net *tn = NULL, *i1 = NULL, *ib = NULL;
-    timing tt = {0}, t1 = {0}, tb = {0};
-    nasc_status st = x && y ? NASC_OK : nasc_error(&ctx, NASC_ENOMEM, NULL, NASC_NOLOC, "out of memory");
+/* Training steps at the batch size, then the same compile again. */
+static nasc_status bench_training(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *ps, const bench_opts *o,
+                                  const float *x, const int32_t *y, double peak) {
+    nasc_net *tn = NULL;
+    timing tt = {0};
     double c0 = now();
-    if (!st) st = compile(&ctx, net.prim, ps, (int)b, true, (int)t, profile, &tn);
+    nasc_status st = compile(ctx, prim, ps, (int)o->batch, true, (int)o->threads, o->profile, &tn);
     double compile_s = now() - c0;
-    if (!st) st = time_net(tn, true, (int)b, x, y, seconds, &tt);
+    if (!st) st = time_net(tn, true, (int)o->batch, x, y, o->seconds, &tt);
     if (!st) {
         nasc_net_stats s;
         nasc_net_get_stats(tn, &s);
         char ab[32], ub[32];
         nasc_cli_fmt_si(s.arena_bytes, ab, sizeof ab);
         nasc_cli_fmt_si(s.unplanned_bytes, ub, sizeof ub);
-        printf("training, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", b, tt.images_per_s,
-               tt.gflops, 100 * tt.gflops / peak);
+        printf("training, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", o->batch,
+               tt.images_per_s, tt.gflops, 100 * tt.gflops / peak);
         printf("  compile %.2f s; %d forward + %d backward steps, %d reorders; memory %sB planned (%sB unplanned, %.0f%%)\n",
                compile_s, s.n_forward, s.n_backward, s.n_reorders, ab, ub,
                s.unplanned_bytes ? 100.0 * (double)s.arena_bytes / (double)s.unplanned_bytes : 0);
-        if (profile) nasc_net_profile_print(tn, stdout);
+        if (o->profile) nasc_net_profile_print(tn, stdout);
     }
     nasc_net_destroy(tn);
     tn = NULL;
     if (!st) {
         /* the same shapes again: oneDNN's primitive cache makes this cheap */
         c0 = now();
-        st = compile(&ctx, net.prim, ps, (int)b, true, (int)t, false, &tn);
+        st = compile(ctx, prim, ps, (int)o->batch, true, (int)o->threads, false, &tn);
         if (!st) printf("  compile again (same shapes, primitive cache): %.2f s\n", now() - c0);
         nasc_net_destroy(tn);
     }
-    if (!st) st = compile(&ctx, net.prim, ps, 1, false, (int)t, false, &i1);
-    if (!st) st = time_net(i1, false, 1, x, y, seconds, &t1);
+    return st;
+}
+
+/* Inference at one batch size. */
+static nasc_status bench_inference(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *ps, long batch,
+                                   const bench_opts *o, const float *x, const int32_t *y, double peak) {
+    nasc_net *net = NULL;
+    timing t = {0};
+    nasc_status st = compile(ctx, prim, ps, (int)batch, false, (int)o->threads, false, &net);
+    if (!st) st = time_net(net, false, (int)batch, x, y, o->seconds, &t);
     if (!st)
-        printf("inference, batch 1: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", t1.images_per_s, t1.gflops,
-               100 * t1.gflops / peak);
-    nasc_net_destroy(i1);
-    if (!st) st = compile(&ctx, net.prim, ps, (int)b, false, (int)t, false, &ib);
-    if (!st) st = time_net(ib, false, (int)b, x, y, seconds, &tb);
-    if (!st)
-        printf("inference, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", b, tb.images_per_s,
-               tb.gflops, 100 * tb.gflops / peak);
-    nasc_net_destroy(ib);
+        printf("inference, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", batch,
+               t.images_per_s, t.gflops, 100 * t.gflops / peak);
+    nasc_net_destroy(net);
+    return st;
+}
+
+int nasc_cli_bench(int argc, char **argv) {
+    nasc_cli_model mo = {0};
+    bench_opts o = {64, 0, 3, false};
+    const nasc_cli_opt opts[] = {
+        {NASC_CLI_OPT("--batch", NULL, NASC_CLI_INT, &o.batch), .lo = 1, .hi = 65536},
+        {NASC_CLI_OPT("--threads", NULL, NASC_CLI_INT, &o.threads), .lo = 0, .hi = 1024},
+        {NASC_CLI_OPT("--seconds", NULL, NASC_CLI_FLOAT, &o.seconds), .lo = 0.01, .hi = 3600},
+        {NASC_CLI_OPT("--profile", NULL, NASC_CLI_FLAG, &o.profile)},
+    };
+    nasc_cli_args a;
+    nasc_cli_args_init(&a, argc, argv, usage);
+    int rc = nasc_cli_parse(&a, NASC_CLI_TABLE(opts), &mo, NASC_CLI_ONE_MODEL, nasc_cli_bench_help);
+    if (rc != NASC_CLI_GO) return rc;
+
+    /* the model's own weights (.onnx), else fresh ones */
+    nasc_cli_job j;
+    rc = nasc_cli_job_open(&j, &mo, NASC_CLI_ANY_WEIGHTS, NULL);
+    if (rc) return rc;
+    float *x;
+    int32_t *y;
+    random_batch(j.net.prim, o.batch, &x, &y);
+    print_cost(mo.path, j.net.prim);
+    double peak = nasc_sgemm_gflops(2048, (int)o.threads);
+    if (o.threads)
+        printf("sgemm peak (2048^3, %ld threads): %.1f GFLOP/s\n", o.threads, peak);
+    else
+        printf("sgemm peak (2048^3, all threads): %.1f GFLOP/s\n", peak);
+
+    nasc_status st = x && y ? NASC_OK : nasc_error(&j.ctx, NASC_ENOMEM, NULL, NASC_NOLOC, "out of memory");
+    if (!st) st = bench_training(&j.ctx, j.net.prim, j.weights, &o, x, y, peak);
+    if (!st) st = bench_inference(&j.ctx, j.net.prim, j.weights, 1, &o, x, y, peak);
+    if (!st) st = bench_inference(&j.ctx, j.net.prim, j.weights, o.batch, &o, x, y, peak);
     free(x);
     free(y);
-    if (ps_owned) nasc_params_destroy(ps);
-    nasc_cli_net_free(&net);
-    if (st) return nasc_cli_fail(&ctx);
-    return NASC_EXIT_OK;
+    rc = st ? nasc_cli_fail(&j.ctx) : NASC_EXIT_OK;
+    nasc_cli_job_close(&j);
+    return rc;
 }

@@ -296,41 +296,20 @@ static void print_json(const report *r) {
 /* ------------------------------------------------------------------ */
 
 int nasc_cli_check(int argc, char **argv) {
-    nasc_cli_args a;
     nasc_cli_model mo = {0};
-    int json = 0;
+    bool json = false;
+    const nasc_cli_opt opts[] = {
+        {NASC_CLI_OPT("--json", NULL, NASC_CLI_FLAG, &json)},
+    };
+    nasc_cli_args a;
     nasc_cli_args_init(&a, argc, argv, usage);
-    while (a.i < argc) {
-        int r;
-        const char *pos;
-        if (!a.positional && nasc_cli_is_help(argv[a.i])) {
-            nasc_cli_check_help(stdout);
-            return NASC_EXIT_OK;
-        }
-        if ((r = nasc_cli_model_opt(&a, &mo)) != 0) {
-            if (r < 0) return NASC_EXIT_USAGE;
-            continue;
-        }
-        if ((r = nasc_cli_flag(&a, "--json")) != 0) {
-            if (r < 0) return NASC_EXIT_USAGE;
-            json = 1;
-            continue;
-        }
-        if ((pos = nasc_cli_positional(&a)) != NULL) {
-            if (mo.path) return nasc_cli_usage_error(&a, "one model at a time (got '%s' and '%s')",
-                                                     mo.path, pos);
-            mo.path = pos;
-            continue;
-        }
-        if (a.i >= argc) break; /* a trailing "--" */
-        return nasc_cli_usage_error(&a, "unknown option '%s'", argv[a.i]);
-    }
-    if (!mo.path) return nasc_cli_usage_error(&a, "missing MODEL");
+    int rc = nasc_cli_parse(&a, NASC_CLI_TABLE(opts), &mo, NASC_CLI_ONE_MODEL, nasc_cli_check_help);
+    if (rc != NASC_CLI_GO) return rc;
 
     nasc_ctx ctx;
     nasc_ctx_init(&ctx);
     nasc_module *m = NULL, *prim = NULL;
-    int rc = nasc_cli_load(&ctx, &mo, &m);
+    rc = nasc_cli_load(&ctx, &mo, &m);
     if (rc != NASC_EXIT_OK) return rc;
 
     report r;

@@ -78,35 +78,19 @@ static int write_out(const char *path, const nasc_buf *b) {
 }
 
 int nasc_cli_dump(int argc, char **argv) {
-    nasc_cli_args a;
     nasc_cli_model mo = {0};
     const char *level = NULL, *after = NULL, *format = "text", *outpath = NULL;
+    const nasc_cli_opt opts[] = {
+        {NASC_CLI_OPT("--level", NULL, NASC_CLI_STR, &level)},
+        {NASC_CLI_OPT("--after", NULL, NASC_CLI_STR, &after)},
+        {NASC_CLI_OPT("--format", NULL, NASC_CLI_STR, &format)},
+        {NASC_CLI_OPT("--output", "-o", NASC_CLI_STR, &outpath)},
+    };
+    nasc_cli_args a;
     nasc_cli_args_init(&a, argc, argv, usage);
-
-    while (a.i < argc) {
-        int r;
-        const char *pos;
-        if (!a.positional && nasc_cli_is_help(argv[a.i])) {
-            nasc_cli_dump_help(stdout);
-            return NASC_EXIT_OK;
-        }
-        if ((r = nasc_cli_model_opt(&a, &mo)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--level", NULL, &level)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--after", NULL, &after)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--format", NULL, &format)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--output", "-o", &outpath)) != 0) {
-            if (r < 0) return NASC_EXIT_USAGE;
-            continue;
-        }
-        if ((pos = nasc_cli_positional(&a)) != NULL) {
-            if (mo.path) return nasc_cli_usage_error(&a, "one model at a time (got '%s' and '%s')",
-                                                     mo.path, pos);
-            mo.path = pos;
-            continue;
-        }
-        if (a.i >= argc) break; /* a trailing "--" */
-        return nasc_cli_usage_error(&a, "unknown option '%s'", argv[a.i]);
-    }
+    /* MODEL is checked below: `--after help` needs none */
+    int rc = nasc_cli_parse(&a, NASC_CLI_TABLE(opts), &mo, NASC_CLI_MAYBE_MODEL, nasc_cli_dump_help);
+    if (rc != NASC_CLI_GO) return rc;
 
     if (after && strcmp(after, "help") == 0) {
         list_passes(stdout);
@@ -139,7 +123,7 @@ int nasc_cli_dump(int argc, char **argv) {
     nasc_ctx ctx;
     nasc_ctx_init(&ctx);
     nasc_module *m = NULL, *prim = NULL;
-    int rc = nasc_cli_load(&ctx, &mo, &m);
+    rc = nasc_cli_load(&ctx, &mo, &m);
     if (rc != NASC_EXIT_OK) return rc;
 
     const nasc_module *shown = m;

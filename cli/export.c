@@ -40,70 +40,39 @@ void nasc_cli_export_help(FILE *out) {
 }
 
 int nasc_cli_export(int argc, char **argv) {
-    nasc_cli_args a;
     nasc_cli_model mo = {0};
-    const char *weights = NULL, *output = NULL, *opset = NULL;
-    bool fold = false;
-    nasc_cli_args_init(&a, argc, argv, usage);
-    while (a.i < argc) {
-        int r;
-        const char *pos;
-        if (!a.positional && nasc_cli_is_help(argv[a.i])) {
-            nasc_cli_export_help(stdout);
-            return NASC_EXIT_OK;
-        }
-        if ((r = nasc_cli_model_opt(&a, &mo)) != 0 || (r = nasc_cli_value_opt(&a, "--weights", "-w", &weights)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--output", "-o", &output)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--opset", NULL, &opset)) != 0) {
-            if (r < 0) return NASC_EXIT_USAGE;
-            continue;
-        }
-        if ((r = nasc_cli_flag(&a, "--fold-bn")) != 0) {
-            if (r < 0) return NASC_EXIT_USAGE;
-            fold = true;
-            continue;
-        }
-        if ((pos = nasc_cli_positional(&a)) != NULL) {
-            if (mo.path) return nasc_cli_usage_error(&a, "one model at a time (got '%s' and '%s')", mo.path, pos);
-            mo.path = pos;
-            continue;
-        }
-        if (a.i >= argc) break;
-        return nasc_cli_usage_error(&a, "unknown option '%s'", argv[a.i]);
-    }
-    if (!mo.path) return nasc_cli_usage_error(&a, "missing MODEL");
-    if (!output) return nasc_cli_usage_error(&a, "missing -o OUT.onnx");
-    if (!*output) return nasc_cli_usage_error(&a, "-o wants a file name");
+    const char *weights = NULL, *output = NULL;
     long op = 13;
-    if (opset && !nasc_cli_parse_int(opset, 13, 17, &op))
-        return nasc_cli_usage_error(&a, "--opset wants an integer in [13, 17], got '%s'", opset);
+    bool fold = false;
+    const nasc_cli_opt opts[] = {
+        {NASC_CLI_OPT("--weights", "-w", NASC_CLI_STR, &weights)},
+        {NASC_CLI_OPT("--output", "-o", NASC_CLI_STR, &output), .missing = "missing -o OUT.onnx", .file = true},
+        {NASC_CLI_OPT("--opset", NULL, NASC_CLI_INT, &op), .lo = 13, .hi = 17},
+        {NASC_CLI_OPT("--fold-bn", NULL, NASC_CLI_FLAG, &fold)},
+    };
+    nasc_cli_args a;
+    nasc_cli_args_init(&a, argc, argv, usage);
+    int rc = nasc_cli_parse(&a, NASC_CLI_TABLE(opts), &mo, NASC_CLI_ONE_MODEL, nasc_cli_export_help);
+    if (rc != NASC_CLI_GO) return rc;
 
-    nasc_ctx ctx;
-    nasc_ctx_init(&ctx);
-    nasc_cli_net net;
-    int rc = nasc_cli_load_prim(&ctx, &mo, &net);
+    nasc_cli_job j;
+    rc = nasc_cli_job_open(&j, &mo, NASC_CLI_ANY_WEIGHTS, weights);
     if (rc) return rc;
-    nasc_param_store *store = NULL;
-    bool owned = false;
-    rc = nasc_cli_net_weights(&ctx, &net, weights, &store, &owned);
-    if (rc) {
-        nasc_cli_net_free(&net);
-        return rc;
-    }
-
+    nasc_ctx *ctx = &j.ctx;
+    const nasc_cli_net *net = &j.net;
     nasc_buf arch, onnx;
-    nasc_buf_init(&arch, &ctx);
-    nasc_buf_init(&onnx, &ctx);
+    nasc_buf_init(&arch, ctx);
+    nasc_buf_init(&onnx, ctx);
     nasc_onnx_meta meta[4];
     size_t n_meta = 0;
     nasc_status st = NASC_OK;
-    if (net.loaded->dialect == NASC_DIALECT_ARCH) {
-        st = nasc_text_print(net.loaded, &arch);
+    if (net->loaded->dialect == NASC_DIALECT_ARCH) {
+        st = nasc_text_print(net->loaded, &arch);
         if (!st && arch.oom) st = NASC_ENOMEM;
         meta[n_meta++] = (nasc_onnx_meta){"nasc.arch", arch.data ? arch.data : ""};
     }
-    meta[n_meta++] = (nasc_onnx_meta){"nasc.hash", net.hash};
-    const char *mean = nasc_params_meta(store, "data/mean"), *sd = nasc_params_meta(store, "data/std");
+    meta[n_meta++] = (nasc_onnx_meta){"nasc.hash", net->hash};
+    const char *mean = nasc_params_meta(j.weights, "data/mean"), *sd = nasc_params_meta(j.weights, "data/std");
     if (mean) meta[n_meta++] = (nasc_onnx_meta){"nasc.data_mean", mean};
     if (sd) meta[n_meta++] = (nasc_onnx_meta){"nasc.data_std", sd};
 
@@ -112,19 +81,18 @@ int nasc_cli_export(int argc, char **argv) {
     oo.fold_bn = fold;
     oo.meta = meta;
     oo.n_meta = n_meta;
-    if (!st) st = nasc_onnx_export(net.prim, store, &oo, &onnx);
-    if (!st) st = nasc_file_write_atomic(&ctx, output, onnx.data, onnx.len);
+    if (!st) st = nasc_onnx_export(net->prim, j.weights, &oo, &onnx);
+    if (!st) st = nasc_file_write_atomic(ctx, output, onnx.data, onnx.len);
     if (st) {
-        rc = nasc_cli_fail(&ctx);
+        rc = nasc_cli_fail(ctx);
     } else {
         char size[32];
         nasc_cli_fmt_int((int64_t)onnx.len, size, sizeof size);
         printf("wrote %s (ONNX opset %ld%s, %s bytes, %s weights)\n", output, op, fold ? ", batch norm folded" : "",
-               size, net.weights ? "the model's" : weights ? "trained" : "fresh");
+               size, net->weights ? "the model's" : weights ? "trained" : "fresh");
     }
     nasc_buf_free(&onnx);
     nasc_buf_free(&arch);
-    if (owned) nasc_params_destroy(store);
-    nasc_cli_net_free(&net);
+    nasc_cli_job_close(&j);
     return rc;
 }

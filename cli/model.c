@@ -111,24 +111,6 @@ int nasc_cli_mkdirs(nasc_ctx *ctx, const char *path) {
     return NASC_EXIT_OK;
 }
 
-bool nasc_cli_parse_int(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-bool nasc_cli_parse_float(const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
-    *out = v;
-    return true;
-}
-
 int nasc_cli_net_weights(nasc_ctx *ctx, const nasc_cli_net *n, const char *ckpt, nasc_param_store **out,
                          bool *owned) {
     *out = NULL;
@@ -161,4 +143,31 @@ int nasc_cli_net_weights(nasc_ctx *ctx, const nasc_cli_net *n, const char *ckpt,
     *out = s;
     *owned = true;
     return NASC_EXIT_OK;
+}
+
+int nasc_cli_job_open(nasc_cli_job *j, const nasc_cli_model *mo, nasc_cli_weights how, const char *ckpt) {
+    nasc_ctx_init(&j->ctx);
+    j->weights = NULL;
+    j->owned = false;
+    int rc = nasc_cli_load_prim(&j->ctx, mo, &j->net);
+    if (rc) return rc;
+    if (how == NASC_CLI_ANY_WEIGHTS) {
+        rc = nasc_cli_net_weights(&j->ctx, &j->net, ckpt, &j->weights, &j->owned);
+    } else if (how == NASC_CLI_CKPT_WEIGHTS) {
+        if (nasc_params_load(&j->ctx, ckpt, &j->weights) != NASC_OK) {
+            rc = nasc_cli_fail(&j->ctx);
+        } else {
+            j->owned = true;
+            rc = nasc_cli_check_weights(&j->ctx, &j->net, j->weights, ckpt);
+        }
+    }
+    if (rc) nasc_cli_job_close(j);
+    return rc;
+}
+
+void nasc_cli_job_close(nasc_cli_job *j) {
+    if (j->owned) nasc_params_destroy(j->weights);
+    j->weights = NULL;
+    j->owned = false;
+    nasc_cli_net_free(&j->net);
 }

@@ -25,8 +25,6 @@ int nasc_cli_check_weights(nasc_ctx *ctx, const nasc_cli_net *n, const nasc_para
 int nasc_cli_load_data(nasc_ctx *ctx, const char *spec, nasc_dataset *train, nasc_dataset *test);
 /* mkdir -p */
 int nasc_cli_mkdirs(nasc_ctx *ctx, const char *path);
-bool nasc_cli_parse_int(const char *s, long lo, long hi, long *out);
-bool nasc_cli_parse_float(const char *s, double lo, double hi, double *out);
 
 /* The weights to run or export a loaded net with: the model file's own
  * (n->weights, an .onnx file's initializers), else the checkpoint at ckpt
@@ -37,5 +35,27 @@ bool nasc_cli_parse_float(const char *s, double lo, double hi, double *out);
  * NASC_EXIT_INPUT. */
 int nasc_cli_net_weights(nasc_ctx *ctx, const nasc_cli_net *n, const char *ckpt, nasc_param_store **out,
                          bool *owned);
+
+/* How a verb that runs a model gets its weights. */
+typedef enum nasc_cli_weights {
+    NASC_CLI_NO_WEIGHTS,   /* none: the verb makes its own (train) */
+    NASC_CLI_ANY_WEIGHTS,  /* nasc_cli_net_weights: the model's own, the checkpoint's or fresh */
+    NASC_CLI_CKPT_WEIGHTS, /* the checkpoint's (required), which must name this model (eval) */
+} nasc_cli_weights;
+
+/* What every verb that runs a model starts from: a context, the model as a
+ * prim module and the weights to run it with. The net lives on ctx, so a
+ * job stays where it was opened (do not copy it). */
+typedef struct nasc_cli_job {
+    nasc_ctx ctx;
+    nasc_cli_net net;
+    nasc_param_store *weights; /* NULL with NASC_CLI_NO_WEIGHTS */
+    bool owned;                /* weights is ours to destroy (not net.weights) */
+} nasc_cli_job;
+
+/* Context, model and weights (ckpt: the --weights file or NULL). On failure
+ * prints the diagnostic, releases what it made and returns NASC_EXIT_INPUT. */
+int nasc_cli_job_open(nasc_cli_job *j, const nasc_cli_model *mo, nasc_cli_weights how, const char *ckpt);
+void nasc_cli_job_close(nasc_cli_job *j);
 
 #endif /* NASC_CLI_MODEL_H */

@@ -1,8 +1,10 @@
 /* opts.c - option parsing and formatting shared by the verbs. */
 #include "opts.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 void nasc_cli_args_init(nasc_cli_args *a, int argc, char **argv, void (*usage)(FILE *)) {
@@ -99,6 +101,105 @@ const char *nasc_cli_positional(nasc_cli_args *a) {
     if (!a->positional && arg[0] == '-' && arg[1] != 0) return NULL;
     a->i++;
     return arg;
+}
+
+/* One row against the argument under the cursor; like the matchers. */
+static int match_opt(nasc_cli_args *a, const nasc_cli_opt *o, const char **raw) {
+    if (o->kind == NASC_CLI_FLAG) {
+        int r = nasc_cli_flag(a, o->name);
+        if (r > 0) *(bool *)o->out = true;
+        return r;
+    }
+    const char *v = NULL;
+    int r = nasc_cli_value_opt(a, o->name, o->short_name, &v);
+    if (r <= 0) return r;
+    if (o->kind != NASC_CLI_LIST) {
+        *raw = v; /* the last one wins */
+        return 1;
+    }
+    if (*o->count >= o->cap) {
+        nasc_cli_usage_error(a, "at most %d %s %s", o->cap, o->name, o->file ? "files" : "values");
+        return -1;
+    }
+    ((const char **)o->out)[(*o->count)++] = v;
+    return 1;
+}
+
+/* After the scan: the row's checks and its value into *out. */
+static int finish_opt(nasc_cli_args *a, const nasc_cli_opt *o, const char *raw) {
+    if (o->kind == NASC_CLI_LIST) {
+        if (*o->count == 0 && o->missing) return nasc_cli_usage_error(a, "%s", o->missing);
+        for (int i = 0; o->file && i < *o->count; i++)
+            if (!*((const char **)o->out)[i]) return nasc_cli_usage_error(a, "%s wants a file name", o->name);
+        return 0;
+    }
+    if (o->kind == NASC_CLI_FLAG) return 0;
+    if (!raw) return o->missing ? nasc_cli_usage_error(a, "%s", o->missing) : 0;
+    char want[96];
+    switch (o->kind) {
+    case NASC_CLI_STR:
+        if (o->file && !*raw) return nasc_cli_usage_error(a, "%s wants a file name", o->name);
+        *(const char **)o->out = raw;
+        return 0;
+    case NASC_CLI_INT:
+        if (nasc_cli_parse_int(raw, (long)o->lo, (long)o->hi, (long *)o->out)) return 0;
+        snprintf(want, sizeof want, "an integer in [%ld, %ld]", (long)o->lo, (long)o->hi);
+        break;
+    default:
+        if (nasc_cli_parse_float(raw, o->lo, o->hi, (double *)o->out)) return 0;
+        snprintf(want, sizeof want, "a number in [%g, %g]", o->lo, o->hi);
+        break;
+    }
+    return nasc_cli_usage_error(a, "%s wants %s, got '%s'", o->name, o->want ? o->want : want, raw);
+}
+
+int nasc_cli_parse(nasc_cli_args *a, const nasc_cli_opt *opts, size_t n, nasc_cli_model *mo,
+                   nasc_cli_model_arg model, void (*help)(FILE *out)) {
+    const char *raw[NASC_CLI_MAX_OPTS] = {0};
+    if (n > NASC_CLI_MAX_OPTS) n = NASC_CLI_MAX_OPTS;
+    while (a->i < a->argc) {
+        if (!a->positional && nasc_cli_is_help(a->argv[a->i])) {
+            help(stdout);
+            return NASC_EXIT_OK;
+        }
+        int r = mo ? nasc_cli_model_opt(a, mo) : 0;
+        for (size_t k = 0; r == 0 && k < n; k++) r = match_opt(a, &opts[k], &raw[k]);
+        if (r < 0) return NASC_EXIT_USAGE;
+        if (r > 0) continue;
+        const char *pos = nasc_cli_positional(a);
+        if (pos && (model == NASC_CLI_NO_MODEL || !mo))
+            return nasc_cli_usage_error(a, "unexpected argument '%s'", pos);
+        if (pos && mo->path)
+            return nasc_cli_usage_error(a, "one model at a time (got '%s' and '%s')", mo->path, pos);
+        if (pos) {
+            mo->path = pos;
+            continue;
+        }
+        if (a->i >= a->argc) break;
+        return nasc_cli_usage_error(a, "unknown option '%s'", a->argv[a->i]);
+    }
+    if (model == NASC_CLI_ONE_MODEL && !mo->path) return nasc_cli_usage_error(a, "missing MODEL");
+    for (size_t k = 0; k < n; k++)
+        if (finish_opt(a, &opts[k], raw[k])) return NASC_EXIT_USAGE;
+    return NASC_CLI_GO;
+}
+
+bool nasc_cli_parse_int(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+bool nasc_cli_parse_float(const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
 }
 
 int nasc_cli_fail(const nasc_ctx *ctx) {

@@ -56,6 +56,61 @@ int nasc_cli_model_opt(nasc_cli_args *a, nasc_cli_model *mo); /* --set key=value
 const char *nasc_cli_positional(nasc_cli_args *a);
 bool nasc_cli_is_help(const char *arg); /* -h, --help */
 
+/* A whole string as a number within [lo, hi]. */
+bool nasc_cli_parse_int(const char *s, long lo, long hi, long *out);
+bool nasc_cli_parse_float(const char *s, double lo, double hi, double *out);
+
+/* A verb's options as a table, one row per option; nasc_cli_parse reads
+ * argv against it. An option that is absent leaves *out as the verb set it
+ * (its default). */
+typedef enum nasc_cli_opt_kind {
+    NASC_CLI_STR,   /* out: const char **, the value as given */
+    NASC_CLI_FLAG,  /* out: bool *, true when the option is there; takes no value */
+    NASC_CLI_INT,   /* out: long *, an integer in [lo, hi] */
+    NASC_CLI_FLOAT, /* out: double *, a number in [lo, hi] */
+    NASC_CLI_LIST,  /* out: const char *[cap], every value in order (repeatable); *count of them */
+} nasc_cli_opt_kind;
+
+typedef struct nasc_cli_opt {
+    const char *name;       /* "--batch" */
+    const char *short_name; /* "-o", or NULL */
+    nasc_cli_opt_kind kind;
+    void *out;
+    double lo, hi;          /* INT, FLOAT: the accepted range */
+    const char *want;       /* INT, FLOAT: what the value must be, in the usage error; NULL
+                               gives "an integer in [lo, hi]" / "a number in [lo, hi]" */
+    const char *missing;    /* the usage error when the option is absent; NULL: optional */
+    bool file;              /* STR, LIST: an empty value is a usage error */
+    int *count;             /* LIST: how many values out holds */
+    int cap;                /* LIST: room in out */
+} nasc_cli_opt;
+
+/* The four fields every row has, for designated initializers:
+ * {NASC_CLI_OPT("--batch", NULL, NASC_CLI_INT, &batch), .lo = 1, .hi = 65536} */
+#define NASC_CLI_OPT(name_, short_, kind_, out_) .name = (name_), .short_name = (short_), .kind = (kind_), .out = (out_)
+/* An option table and its length, for nasc_cli_parse. */
+#define NASC_CLI_TABLE(opts) (opts), (sizeof(opts) / sizeof((opts)[0]))
+
+#define NASC_CLI_MAX_OPTS 32 /* rows of one table at most */
+/* nasc_cli_parse: go on with the verb (any other value is its exit code) */
+enum { NASC_CLI_GO = -1 };
+
+/* Whether a verb takes a positional MODEL. */
+typedef enum nasc_cli_model_arg {
+    NASC_CLI_NO_MODEL,    /* no positional argument at all */
+    NASC_CLI_ONE_MODEL,   /* exactly one, required */
+    NASC_CLI_MAYBE_MODEL, /* at most one; the verb checks mo->path itself */
+} nasc_cli_model_arg;
+
+/* Read the verb's arguments: -h/--help; the options of opts[0..n);
+ * --set KEY=VALUE into mo when mo is not NULL; and the positional MODEL into
+ * mo->path as model says. Then, in table order, each option's missing,
+ * empty and range checks and its value into *out. Returns NASC_CLI_GO, or
+ * the verb's exit code when it is done: NASC_EXIT_OK after printing the
+ * help, NASC_EXIT_USAGE after printing a usage error. */
+int nasc_cli_parse(nasc_cli_args *a, const nasc_cli_opt *opts, size_t n, nasc_cli_model *mo,
+                   nasc_cli_model_arg model, void (*help)(FILE *out));
+
 /* Load the model with its overrides; on failure print the diagnostic and
  * return NASC_EXIT_INPUT. */
 int nasc_cli_load(nasc_ctx *ctx, const nasc_cli_model *mo, nasc_module **out);

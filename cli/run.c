@@ -151,64 +151,29 @@ static nasc_status run_net(nasc_ctx *ctx, const nasc_module *m, nasc_param_store
 }
 
 int nasc_cli_run(int argc, char **argv) {
-    nasc_cli_args a;
     nasc_cli_model mo = {0};
-    const char *weights = NULL, *threads = NULL, *val = NULL;
+    const char *weights = NULL;
     const char *inputs[MAX_FILES], *outputs[MAX_FILES];
     int n_in = 0, n_out = 0;
-    nasc_cli_args_init(&a, argc, argv, usage);
-    while (a.i < argc) {
-        int r;
-        const char *pos;
-        if (!a.positional && nasc_cli_is_help(argv[a.i])) {
-            nasc_cli_run_help(stdout);
-            return NASC_EXIT_OK;
-        }
-        if ((r = nasc_cli_value_opt(&a, "--input", "-i", &val)) != 0) {
-            if (r < 0) return NASC_EXIT_USAGE;
-            if (n_in == MAX_FILES) return nasc_cli_usage_error(&a, "at most %d --input files", MAX_FILES);
-            inputs[n_in++] = val;
-            continue;
-        }
-        if ((r = nasc_cli_value_opt(&a, "--output", "-o", &val)) != 0) {
-            if (r < 0) return NASC_EXIT_USAGE;
-            if (n_out == MAX_FILES) return nasc_cli_usage_error(&a, "at most %d --output files", MAX_FILES);
-            outputs[n_out++] = val;
-            continue;
-        }
-        if ((r = nasc_cli_model_opt(&a, &mo)) != 0 || (r = nasc_cli_value_opt(&a, "--weights", "-w", &weights)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--threads", NULL, &threads)) != 0) {
-            if (r < 0) return NASC_EXIT_USAGE;
-            continue;
-        }
-        if ((pos = nasc_cli_positional(&a)) != NULL) {
-            if (mo.path) return nasc_cli_usage_error(&a, "one model at a time (got '%s' and '%s')", mo.path, pos);
-            mo.path = pos;
-            continue;
-        }
-        if (a.i >= argc) break;
-        return nasc_cli_usage_error(&a, "unknown option '%s'", argv[a.i]);
-    }
-    if (!mo.path) return nasc_cli_usage_error(&a, "missing MODEL");
-    if (n_in == 0) return nasc_cli_usage_error(&a, "missing --input IN.pb");
-    if (n_out == 0) return nasc_cli_usage_error(&a, "missing --output OUT.pb");
-    for (int i = 0; i < n_out; i++)
-        if (!*outputs[i]) return nasc_cli_usage_error(&a, "--output wants a file name");
     long t = 0;
-    if (threads && !nasc_cli_parse_int(threads, 0, 1024, &t))
-        return nasc_cli_usage_error(&a, "--threads wants an integer in [0, 1024], got '%s'", threads);
+    const nasc_cli_opt opts[] = {
+        {NASC_CLI_OPT("--input", "-i", NASC_CLI_LIST, inputs), .missing = "missing --input IN.pb", .count = &n_in,
+         .cap = MAX_FILES, .file = true},
+        {NASC_CLI_OPT("--output", "-o", NASC_CLI_LIST, outputs), .missing = "missing --output OUT.pb",
+         .count = &n_out, .cap = MAX_FILES, .file = true},
+        {NASC_CLI_OPT("--weights", "-w", NASC_CLI_STR, &weights)},
+        {NASC_CLI_OPT("--threads", NULL, NASC_CLI_INT, &t), .lo = 0, .hi = 1024},
+    };
+    nasc_cli_args a;
+    nasc_cli_args_init(&a, argc, argv, usage);
+    int rc = nasc_cli_parse(&a, NASC_CLI_TABLE(opts), &mo, NASC_CLI_ONE_MODEL, nasc_cli_run_help);
+    if (rc != NASC_CLI_GO) return rc;
 
-    nasc_ctx ctx;
-    nasc_ctx_init(&ctx);
-    nasc_cli_net net;
-    int rc = nasc_cli_load_prim(&ctx, &mo, &net);
+    nasc_cli_job j;
+    rc = nasc_cli_job_open(&j, &mo, NASC_CLI_ANY_WEIGHTS, weights);
     if (rc) return rc;
-    nasc_param_store *store = NULL;
-    bool owned = false;
-    rc = nasc_cli_net_weights(&ctx, &net, weights, &store, &owned);
-    if (!rc && run_net(&ctx, net.prim, store, inputs, n_in, outputs, n_out, (int)t) != NASC_OK)
-        rc = nasc_cli_fail(&ctx);
-    if (owned) nasc_params_destroy(store);
-    nasc_cli_net_free(&net);
+    if (run_net(&j.ctx, j.net.prim, j.weights, inputs, n_in, outputs, n_out, (int)t) != NASC_OK)
+        rc = nasc_cli_fail(&j.ctx);
+    nasc_cli_job_close(&j);
     return rc;
 }

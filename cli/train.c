@@ -166,232 +166,238 @@ static nasc_status on_progress(void *ud, const nasc_train_progress *p) {
     return write_curve(r);
 }
 
-static int parse_long(nasc_cli_args *a, const char *opt, const char *v, long lo, long hi, long *out) {
-    if (!v) return 0;
-    if (!nasc_cli_parse_int(v, lo, hi, out))
-        return nasc_cli_usage_error(a, "%s wants an integer in [%ld, %ld], got '%s'", opt, lo, hi, v);
-    return 0;
+static void run_free(run *r) {
+    if (r->csv) fclose(r->csv);
+    nasc_free(r->ctx, r->ep);
+    nasc_free(r->ctx, r->tl);
+    nasc_free(r->ctx, r->ta);
+    nasc_free(r->ctx, r->va);
 }
 
-int nasc_cli_train(int argc, char **argv) {
-    nasc_cli_args a;
-    nasc_cli_model mo = {0};
-    const char *data = "fashion-mnist", *epochs = NULL, *batch = NULL, *lr = NULL, *seed = NULL, *threads = NULL;
-    const char *out = NULL, *optim = "sgd", *wd = NULL, *warmup = NULL, *val = NULL, *subset = NULL, *maxs = NULL;
-    const char *crop = NULL, *cutout = NULL;
-    bool resume = false, flip = false;
-    nasc_cli_args_init(&a, argc, argv, usage);
-    while (a.i < argc) {
-        int r;
-        const char *pos;
-        if (!a.positional && nasc_cli_is_help(argv[a.i])) {
-            nasc_cli_train_help(stdout);
-            return NASC_EXIT_OK;
-        }
-        if ((r = nasc_cli_model_opt(&a, &mo)) != 0 || (r = nasc_cli_value_opt(&a, "--data", NULL, &data)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--epochs", NULL, &epochs)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--batch", NULL, &batch)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--lr", NULL, &lr)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--seed", NULL, &seed)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--threads", NULL, &threads)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--out", "-o", &out)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--optim", NULL, &optim)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--weight-decay", NULL, &wd)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--warmup", NULL, &warmup)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--val-size", NULL, &val)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--train-subset", NULL, &subset)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--max-steps", NULL, &maxs)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--crop-pad", NULL, &crop)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--cutout", NULL, &cutout)) != 0 ||
-            (r = nasc_cli_flag(&a, "--resume")) != 0 || (r = nasc_cli_flag(&a, "--flip")) != 0) {
-            if (r < 0) return NASC_EXIT_USAGE;
-            if (strcmp(argv[a.i - 1], "--resume") == 0) resume = true;
-            if (strcmp(argv[a.i - 1], "--flip") == 0) flip = true;
-            continue;
-        }
-        if ((pos = nasc_cli_positional(&a)) != NULL) {
-            if (mo.path) return nasc_cli_usage_error(&a, "one model at a time (got '%s' and '%s')", mo.path, pos);
-            mo.path = pos;
-            continue;
-        }
-        if (a.i >= argc) break;
-        return nasc_cli_usage_error(&a, "unknown option '%s'", argv[a.i]);
-    }
-    if (!mo.path) return nasc_cli_usage_error(&a, "missing MODEL");
+/* ------------------------------------------------------------------ */
 
-    nasc_train_options to = nasc_train_options_default();
-    long v;
-    double d;
+/* The command line. */
+typedef struct train_args {
+    nasc_cli_model mo;
+    const char *data;
+    const char *out; /* NULL: runs/<model name> */
+    bool resume;
+    nasc_train_options to;
+} train_args;
+
+static int parse_args(int argc, char **argv, train_args *ta) {
+    nasc_train_options *to = &ta->to;
+    memset(ta, 0, sizeof *ta);
+    ta->data = "fashion-mnist";
+    *to = nasc_train_options_default();
+    const char *optim = "sgd";
+    long epochs = to->epochs, batch = to->batch, seed = (long)to->seed, threads = to->threads;
+    long warmup = to->warmup_epochs, val = (long)to->val_size, subset = (long)to->train_subset;
+    long maxs = (long)to->max_steps, crop = to->crop_pad, cutout = to->cutout;
+    double lr = -1, wd = -1; /* -1: not given */
+    const nasc_cli_opt opts[] = {
+        {NASC_CLI_OPT("--data", NULL, NASC_CLI_STR, &ta->data)},
+        {NASC_CLI_OPT("--out", "-o", NASC_CLI_STR, &ta->out)},
+        {NASC_CLI_OPT("--optim", NULL, NASC_CLI_STR, &optim)},
+        {NASC_CLI_OPT("--epochs", NULL, NASC_CLI_INT, &epochs), .lo = 1, .hi = 100000},
+        {NASC_CLI_OPT("--batch", NULL, NASC_CLI_INT, &batch), .lo = 1, .hi = 65536},
+        {NASC_CLI_OPT("--seed", NULL, NASC_CLI_INT, &seed), .lo = 0, .hi = 0x7fffffffL},
+        {NASC_CLI_OPT("--threads", NULL, NASC_CLI_INT, &threads), .lo = 0, .hi = 1024},
+        {NASC_CLI_OPT("--warmup", NULL, NASC_CLI_INT, &warmup), .lo = 0, .hi = 100000},
+        {NASC_CLI_OPT("--val-size", NULL, NASC_CLI_INT, &val), .lo = 0, .hi = 1L << 40},
+        {NASC_CLI_OPT("--train-subset", NULL, NASC_CLI_INT, &subset), .lo = 1, .hi = 1L << 40},
+        {NASC_CLI_OPT("--max-steps", NULL, NASC_CLI_INT, &maxs), .lo = 1, .hi = 1L << 40},
+        {NASC_CLI_OPT("--crop-pad", NULL, NASC_CLI_INT, &crop), .lo = 0, .hi = 64},
+        {NASC_CLI_OPT("--cutout", NULL, NASC_CLI_INT, &cutout), .lo = 0, .hi = 1024},
+        {NASC_CLI_OPT("--lr", NULL, NASC_CLI_FLOAT, &lr), .lo = 1e-9, .hi = 100, .want = "a number in [1e-9, 100]"},
+        {NASC_CLI_OPT("--weight-decay", NULL, NASC_CLI_FLOAT, &wd), .lo = 0, .hi = 1},
+        {NASC_CLI_OPT("--resume", NULL, NASC_CLI_FLAG, &ta->resume)},
+        {NASC_CLI_OPT("--flip", NULL, NASC_CLI_FLAG, &to->flip)},
+    };
+    nasc_cli_args a;
+    nasc_cli_args_init(&a, argc, argv, usage);
+    int rc = nasc_cli_parse(&a, NASC_CLI_TABLE(opts), &ta->mo, NASC_CLI_ONE_MODEL, nasc_cli_train_help);
+    if (rc != NASC_CLI_GO) return rc;
     if (strcmp(optim, "adam") == 0) {
-        to.optim = nasc_optim_options_default(NASC_OPTIM_ADAM);
-        to.lr = 1e-3f;
+        to->optim = nasc_optim_options_default(NASC_OPTIM_ADAM);
+        to->lr = 1e-3f;
     } else if (strcmp(optim, "sgd") != 0) {
         return nasc_cli_usage_error(&a, "--optim must be sgd or adam, got '%s'", optim);
     }
-    if (parse_long(&a, "--epochs", epochs, 1, 100000, &v)) return NASC_EXIT_USAGE;
-    if (epochs) to.epochs = (int)v;
-    if (parse_long(&a, "--batch", batch, 1, 65536, &v)) return NASC_EXIT_USAGE;
-    if (batch) to.batch = (int)v;
-    if (parse_long(&a, "--seed", seed, 0, 0x7fffffffL, &v)) return NASC_EXIT_USAGE;
-    if (seed) to.seed = (uint64_t)v;
-    if (parse_long(&a, "--threads", threads, 0, 1024, &v)) return NASC_EXIT_USAGE;
-    if (threads) to.threads = (int)v;
-    if (parse_long(&a, "--warmup", warmup, 0, 100000, &v)) return NASC_EXIT_USAGE;
-    if (warmup) to.warmup_epochs = (int)v;
-    if (parse_long(&a, "--val-size", val, 0, 1L << 40, &v)) return NASC_EXIT_USAGE;
-    if (val) to.val_size = v;
-    if (parse_long(&a, "--train-subset", subset, 1, 1L << 40, &v)) return NASC_EXIT_USAGE;
-    if (subset) to.train_subset = v;
-    if (parse_long(&a, "--max-steps", maxs, 1, 1L << 40, &v)) return NASC_EXIT_USAGE;
-    if (maxs) to.max_steps = v;
-    if (parse_long(&a, "--crop-pad", crop, 0, 64, &v)) return NASC_EXIT_USAGE;
-    if (crop) to.crop_pad = (int)v;
-    if (parse_long(&a, "--cutout", cutout, 0, 1024, &v)) return NASC_EXIT_USAGE;
-    if (cutout) to.cutout = (int)v;
-    to.flip = flip;
-    if (lr) {
-        if (!nasc_cli_parse_float(lr, 1e-9, 100, &d)) return nasc_cli_usage_error(&a, "--lr wants a number in [1e-9, 100], got '%s'", lr);
-        to.lr = (float)d;
-    }
-    if (wd) {
-        if (!nasc_cli_parse_float(wd, 0, 1, &d)) return nasc_cli_usage_error(&a, "--weight-decay wants a number in [0, 1], got '%s'", wd);
-        to.optim.weight_decay = (float)d;
-    }
+    to->epochs = (int)epochs;
+    to->batch = (int)batch;
+    to->seed = (uint64_t)seed;
+    to->threads = (int)threads;
+    to->warmup_epochs = (int)warmup;
+    to->val_size = val;
+    to->train_subset = subset;
+    to->max_steps = maxs;
+    to->crop_pad = (int)crop;
+    to->cutout = (int)cutout;
+    if (lr >= 0) to->lr = (float)lr;
+    if (wd >= 0) to->optim.weight_decay = (float)wd;
+    return NASC_CLI_GO;
+}
 
-    nasc_ctx ctx;
-    nasc_ctx_init(&ctx);
-    nasc_cli_net net;
-    int rc = nasc_cli_load_prim(&ctx, &mo, &net);
-    if (rc) return rc;
-
-    /* the output directory */
-    char outbuf[4096], ckpt[4200], path[4200];
-    if (!out) {
-        const char *base = strrchr(mo.path, '/');
-        base = base ? base + 1 : mo.path;
+/* --out, or runs/<the model file's name up to its first '.'>, created. */
+static int make_out_dir(nasc_ctx *ctx, train_args *ta, char *buf, size_t size) {
+    if (!ta->out) {
+        const char *base = strrchr(ta->mo.path, '/');
+        base = base ? base + 1 : ta->mo.path;
         size_t n = strcspn(base, ".");
-        snprintf(outbuf, sizeof outbuf, "runs/%.*s", (int)n, base);
-        out = outbuf;
+        snprintf(buf, size, "runs/%.*s", (int)n, base);
+        ta->out = buf;
     }
-    rc = nasc_cli_mkdirs(&ctx, out);
+    return nasc_cli_mkdirs(ctx, ta->out);
+}
+
+/* The checkpoint at ckpt to continue (--resume only), or a new store that
+ * names this model. */
+static int open_store(nasc_ctx *ctx, const nasc_cli_net *net, const train_args *ta, const char *ckpt,
+                      nasc_param_store **out) {
+    *out = NULL;
+    if (access(ckpt, F_OK) != 0) {
+        if (ta->resume) fprintf(stderr, "nasc train: no checkpoint in %s yet; starting from scratch\n", ta->out);
+        nasc_param_store *s = nasc_params_create(ctx);
+        if (!s || nasc_params_set_meta(s, "model/hash", net->hash) ||
+            nasc_params_set_meta(s, "model/path", ta->mo.path)) {
+            nasc_params_destroy(s);
+            return nasc_cli_fail(ctx);
+        }
+        *out = s;
+        return NASC_EXIT_OK;
+    }
+    if (!ta->resume) {
+        nasc_error(ctx, NASC_EINPUT, ckpt, NASC_NOLOC,
+                   "a checkpoint is already there; pass --resume to continue it or choose another --out");
+        return nasc_cli_fail(ctx);
+    }
+    nasc_param_store *s = NULL;
+    if (nasc_params_load(ctx, ckpt, &s) != NASC_OK) return nasc_cli_fail(ctx);
+    int rc = nasc_cli_check_weights(ctx, net, s, ckpt);
     if (rc) {
-        nasc_cli_net_free(&net);
+        nasc_params_destroy(s);
         return rc;
     }
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.nasc", out);
+    const char *e = nasc_params_meta(s, "train/epoch");
+    fprintf(stderr, "resuming %s after epoch %s\n", ckpt, e ? e : "0");
+    *out = s;
+    return NASC_EXIT_OK;
+}
 
-    nasc_param_store *store = NULL;
-    if (access(ckpt, F_OK) == 0) {
-        if (!resume) {
-            nasc_error(&ctx, NASC_EINPUT, ckpt, NASC_NOLOC,
-                       "a checkpoint is already there; pass --resume to continue it or choose another --out");
-            nasc_cli_net_free(&net);
-            return nasc_cli_fail(&ctx);
-        }
-        if (nasc_params_load(&ctx, ckpt, &store) != NASC_OK) {
-            nasc_cli_net_free(&net);
-            return nasc_cli_fail(&ctx);
-        }
-        rc = nasc_cli_check_weights(&ctx, &net, store, ckpt);
-        if (rc) {
-            nasc_params_destroy(store);
-            nasc_cli_net_free(&net);
-            return rc;
-        }
-        const char *e = nasc_params_meta(store, "train/epoch");
-        fprintf(stderr, "resuming %s after epoch %s\n", ckpt, e ? e : "0");
-    } else {
-        if (resume) fprintf(stderr, "nasc train: no checkpoint in %s yet; starting from scratch\n", out);
-        store = nasc_params_create(&ctx);
-        if (!store || nasc_params_set_meta(store, "model/hash", net.hash) ||
-            nasc_params_set_meta(store, "model/path", mo.path)) {
-            nasc_params_destroy(store);
-            nasc_cli_net_free(&net);
-            return nasc_cli_fail(&ctx);
-        }
-    }
-    /* the model as text IR, for the record */
+/* model.nir in the output directory, for the record (best effort). */
+static void write_model_text(nasc_ctx *ctx, const nasc_module *m, const char *out) {
+    char path[4200];
     snprintf(path, sizeof path, "%s/model.nir", out);
-    {
-        nasc_buf b;
-        nasc_buf_init(&b, &ctx);
-        if (nasc_text_print(net.loaded, &b) == NASC_OK) {
-            FILE *f = fopen(path, "w");
-            if (f) {
-                fwrite(b.data, 1, b.len, f);
-                fclose(f);
-            }
+    nasc_buf b;
+    nasc_buf_init(&b, ctx);
+    if (nasc_text_print(m, &b) == NASC_OK) {
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fwrite(b.data, 1, b.len, f);
+            fclose(f);
         }
-        nasc_buf_free(&b);
     }
+    nasc_buf_free(&b);
+}
 
-    nasc_dataset train = {0}, test = {0};
-    fprintf(stderr, "loading %s ...\n", data);
-    rc = nasc_cli_load_data(&ctx, data, &train, &test);
-    if (rc) {
-        nasc_params_destroy(store);
-        nasc_cli_net_free(&net);
-        return rc;
-    }
+static void print_plan(const char *model, const nasc_module *prim, const nasc_dataset *train,
+                       const nasc_train_options *to) {
     nasc_cost cost;
-    if (nasc_cost_compute(net.prim, &cost) == NASC_OK) {
-        char p1[32], p2[32];
-        nasc_cli_fmt_int(cost.params, p1, sizeof p1);
-        nasc_cli_fmt_si(cost.macs, p2, sizeof p2);
-        fprintf(stderr, "%s: %s parameters, %s multiply-adds per image; %lld training images (%lld held out), %d epochs\n",
-                mo.path, p1, p2, (long long)(train.n - to.val_size), (long long)to.val_size, to.epochs);
-        nasc_cost_free(net.prim, &cost);
-    }
+    if (nasc_cost_compute(prim, &cost) != NASC_OK) return;
+    char p1[32], p2[32];
+    nasc_cli_fmt_int(cost.params, p1, sizeof p1);
+    nasc_cli_fmt_si(cost.macs, p2, sizeof p2);
+    fprintf(stderr, "%s: %s parameters, %s multiply-adds per image; %lld training images (%lld held out), %d epochs\n",
+            model, p1, p2, (long long)(train->n - to->val_size), (long long)to->val_size, to->epochs);
+    nasc_cost_free(prim, &cost);
+}
 
-    run r = {0};
-    r.ctx = &ctx;
-    r.out = out;
-    r.ckpt = ckpt;
-    r.store = store;
-    r.tty = isatty(2);
-    snprintf(path, sizeof path, "%s/metrics.csv", out);
+/* nasc_train with progress, and a checkpoint, a metrics.csv line and the
+ * curve after every epoch; Ctrl-C stops after the current step. */
+static nasc_status train_loop(run *r, const nasc_module *prim, const nasc_dataset *train, nasc_train_options *to,
+                              nasc_train_result *res) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.csv", r->out);
     bool fresh = access(path, F_OK) != 0;
-    r.csv = fopen(path, "a");
-    if (r.csv && fresh) fputs("epoch,train_loss,train_acc,val_loss,val_acc,images_per_s\n", r.csv);
-    to.progress = on_progress;
-    to.ud = &r;
+    r->csv = fopen(path, "a");
+    if (r->csv && fresh) fputs("epoch,train_loss,train_acc,val_loss,val_acc,images_per_s\n", r->csv);
+    to->progress = on_progress;
+    to->ud = r;
     struct sigaction sa = {0}, old;
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, &old);
-
-    nasc_train_result res;
-    nasc_status st = nasc_train(&ctx, net.prim, store, &train, &to, &res);
+    nasc_status st = nasc_train(r->ctx, prim, r->store, train, to, res);
     sigaction(SIGINT, &old, NULL);
-    if (r.tty && st) fputc('\n', stderr);
+    if (r->tty && st) fputc('\n', stderr);
+    return st;
+}
+
+/* The summary on stdout: epochs, train, validation (measured here when no
+ * epoch ran) and test accuracy; then the checkpoint once more. */
+static nasc_status report(run *r, const char *model, const nasc_module *prim, const nasc_dataset *train,
+                          const nasc_dataset *test, const nasc_train_options *to, const nasc_train_result *res) {
     float test_acc = NAN, test_loss = NAN;
-    if (!st) st = nasc_evaluate(&ctx, net.prim, store, &test, 0, test.n, to.batch, to.threads, &test_acc, &test_loss);
-    if (!st) {
-        printf("model %s\n", mo.path);
-        const char *done = nasc_params_meta(store, "train/epoch"); /* unset when no epoch finished */
-        printf("epochs %d (%d this run), %.1f s, %.0f images/s\n", done ? (int)strtol(done, NULL, 10) : 0,
-               res.epochs_run, res.seconds, res.images_per_s);
-        if (res.epochs_run) printf("train loss %.4f, accuracy %.2f%%\n", res.train_loss, 100 * res.train_acc);
-        if (to.val_size > 0) {
-            float va = res.val_acc, vl = res.val_loss;
-            if (res.epochs_run == 0)
-                st = nasc_evaluate(&ctx, net.prim, store, &train, train.n - to.val_size, train.n, to.batch, to.threads,
-                                   &va, &vl);
-            if (!st) printf("validation accuracy %.2f%% (loss %.4f, last %lld training images)\n", 100 * va, vl,
-                            (long long)to.val_size);
-        }
-        if (!st) printf("test accuracy %.2f%% (loss %.4f, %lld images)\n", 100 * test_acc, test_loss, (long long)test.n);
-        if (!st) st = nasc_params_save(store, ckpt);
-        if (!st) printf("checkpoint %s\ncurve %s/curve.svg\n", ckpt, out);
+    nasc_status st =
+        nasc_evaluate(r->ctx, prim, r->store, test, 0, test->n, to->batch, to->threads, &test_acc, &test_loss);
+    if (st) return st;
+    printf("model %s\n", model);
+    const char *done = nasc_params_meta(r->store, "train/epoch"); /* unset when no epoch finished */
+    printf("epochs %d (%d this run), %.1f s, %.0f images/s\n", done ? (int)strtol(done, NULL, 10) : 0,
+           res->epochs_run, res->seconds, res->images_per_s);
+    if (res->epochs_run) printf("train loss %.4f, accuracy %.2f%%\n", res->train_loss, 100 * res->train_acc);
+    if (to->val_size > 0) {
+        float va = res->val_acc, vl = res->val_loss;
+        if (res->epochs_run == 0)
+            st = nasc_evaluate(r->ctx, prim, r->store, train, train->n - to->val_size, train->n, to->batch,
+                               to->threads, &va, &vl);
+        if (!st)
+            printf("validation accuracy %.2f%% (loss %.4f, last %lld training images)\n", 100 * va, vl,
+                   (long long)to->val_size);
     }
-    if (r.csv) fclose(r.csv);
-    nasc_free(&ctx, r.ep);
-    nasc_free(&ctx, r.tl);
-    nasc_free(&ctx, r.ta);
-    nasc_free(&ctx, r.va);
-    nasc_dataset_free(&ctx, &train);
-    nasc_dataset_free(&ctx, &test);
-    nasc_params_destroy(store);
-    nasc_cli_net_free(&net);
-    if (st) return nasc_cli_fail(&ctx);
-    return NASC_EXIT_OK;
+    if (!st) printf("test accuracy %.2f%% (loss %.4f, %lld images)\n", 100 * test_acc, test_loss, (long long)test->n);
+    if (!st) st = nasc_params_save(r->store, r->ckpt);
+    if (!st) printf("checkpoint %s\ncurve %s/curve.svg\n", r->ckpt, r->out);
+    return st;
+}
+
+int nasc_cli_train(int argc, char **argv) {
+    train_args ta;
+    int rc = parse_args(argc, argv, &ta);
+    if (rc != NASC_CLI_GO) return rc;
+    nasc_cli_job j;
+    rc = nasc_cli_job_open(&j, &ta.mo, NASC_CLI_NO_WEIGHTS, NULL);
+    if (rc) return rc;
+
+    char outbuf[4096], ckpt[4200];
+    rc = make_out_dir(&j.ctx, &ta, outbuf, sizeof outbuf);
+    if (!rc) {
+        snprintf(ckpt, sizeof ckpt, "%s/checkpoint.nasc", ta.out);
+        rc = open_store(&j.ctx, &j.net, &ta, ckpt, &j.weights);
+        j.owned = true; /* the job destroys the store */
+    }
+    nasc_dataset train = {0}, test = {0};
+    if (!rc) {
+        write_model_text(&j.ctx, j.net.loaded, ta.out);
+        fprintf(stderr, "loading %s ...\n", ta.data);
+        rc = nasc_cli_load_data(&j.ctx, ta.data, &train, &test);
+    }
+    if (!rc) {
+        print_plan(ta.mo.path, j.net.prim, &train, &ta.to);
+        run r = {0};
+        r.ctx = &j.ctx;
+        r.out = ta.out;
+        r.ckpt = ckpt;
+        r.store = j.weights;
+        r.tty = isatty(2);
+        nasc_train_result res;
+        nasc_status st = train_loop(&r, j.net.prim, &train, &ta.to, &res);
+        if (!st) st = report(&r, ta.mo.path, j.net.prim, &train, &test, &ta.to, &res);
+        run_free(&r);
+        if (st) rc = nasc_cli_fail(&j.ctx);
+    }
+    nasc_dataset_free(&j.ctx, &train);
+    nasc_dataset_free(&j.ctx, &test);
+    nasc_cli_job_close(&j);
+    return rc;
 }

@@ -57,7 +57,9 @@ typedef struct nasc_net_options {
     bool fuse;           /* inference: fold batch norm into conv, relu as a post-op */
     float bn_momentum;   /* running = (1 - m) * running + m * batch (unbiased batch variance,
                           * as PyTorch); stored as "<bn result>.mean" / ".var"; default 0.1 */
-    int threads;         /* 0: oneDNN's default (all cores) */
+    int threads;         /* > 0: the process's thread count, set on the first compile that asks
+                          * (nasc_backend_set_threads: once per process; another count later
+                          * is an error); 0: leave it as it is */
     bool profile;        /* time every step (nasc_net_profile_print) */
 } nasc_net_options;
 
@@ -115,6 +117,22 @@ void nasc_net_profile_print(const nasc_net *net, FILE *out);
 void nasc_net_profile_reset(nasc_net *net);
 
 /* ------------------------------------------------------------------ */
+/* Threads                                                             */
+/* ------------------------------------------------------------------ */
+
+/* The OpenMP threads every net of the process runs (oneDNN's primitives and
+ * nasc's kernels), set once: at startup, from the thread that runs the nets,
+ * before the first compile, never per compile or per step. threads 0 keeps
+ * OpenMP's default (OMP_NUM_THREADS, else all cores). Asking again for the
+ * count already set does nothing; another count is NASC_EINPUT (compiled
+ * nets plan their kernels' scratch for the count). A compile with
+ * opt.threads > 0, nasc_train, nasc_evaluate and nasc_sgemm_gflops call it
+ * on first use for callers that have not. */
+nasc_status nasc_backend_set_threads(nasc_ctx *ctx, int threads);
+/* The threads nets run now (OpenMP's count for the calling thread). */
+int nasc_backend_threads(void);
+
+/* ------------------------------------------------------------------ */
 /* Optimizers                                                          */
 /* ------------------------------------------------------------------ */
 
@@ -139,7 +157,7 @@ nasc_status nasc_optim_step(nasc_optimizer *o, const nasc_param_grad *g, uint32_
 /* The machine's practical peak: GFLOP/s of dnnl_sgemm on an n x n x n
  * product with the process's threads, best of a few runs; memory from ctx. */
 nasc_status nasc_sgemm_peak(nasc_ctx *ctx, int n, double *gflops);
-/* The same with the default allocator and the given threads (0: all);
+/* The same with the default allocator after nasc_backend_set_threads(threads);
  * 0 on any failure. */
 double nasc_sgemm_gflops(int n, int threads);
 
@@ -210,7 +228,7 @@ typedef struct nasc_train_options {
     float lr;                 /* peak learning rate */
     int warmup_epochs;        /* linear warm-up, then cosine to 0 */
     uint64_t seed;            /* initialisation, shuffling, augmentation */
-    int threads;              /* 0: all cores */
+    int threads;              /* as nasc_net_options.threads */
     nasc_optim_options optim;
     int crop_pad, cutout;     /* augmentation, 0 off */
     bool flip;
@@ -242,7 +260,8 @@ nasc_status nasc_train(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store 
                        const nasc_dataset *train, const nasc_train_options *o, nasc_train_result *out);
 
 /* Accuracy and mean loss of the net in inference mode on images [begin,
- * end) of d, normalised as the store's meta says. */
+ * end) of d, normalised as the store's meta says; threads as
+ * nasc_net_options.threads. */
 nasc_status nasc_evaluate(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *store,
                           const nasc_dataset *d, int64_t begin, int64_t end, int batch, int threads,
                           float *acc, float *loss);

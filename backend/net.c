@@ -14,7 +14,6 @@
  *   bind_memory      oneDNN memory objects over the arena
  */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -646,10 +645,10 @@ nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_
     net->opt = opt ? *opt : nasc_net_options_default();
     net->cur_prim = -1;
     net->profile = net->opt.profile || getenv("NASC_PROFILE") != NULL;
-    if (net->opt.threads > 0) omp_set_num_threads(net->opt.threads);
     if (net->opt.bn_momentum <= 0) net->opt.bn_momentum = 0.1f;
 
-    nasc_status st = check_module(net);
+    nasc_status st = nasc_backend_set_threads(ctx, net->opt.threads); /* first use only */
+    if (!st) st = check_module(net);
     if (!st) st = NB_TRY(net, dnnl_engine_create(&net->engine, dnnl_cpu, 0));
     if (!st) st = NB_TRY(net, dnnl_stream_create(&net->stream, net->engine, dnnl_stream_default_flags));
     if (!st) {
@@ -942,8 +941,8 @@ double nasc_sgemm_gflops(int n, int threads) {
     nasc_ctx ctx;
     nasc_ctx_init(&ctx);
     double g;
-    if (threads > 0) omp_set_num_threads(threads);
-    return nasc_sgemm_peak(&ctx, n, &g) ? 0 : g;
+    if (nasc_backend_set_threads(&ctx, threads) || nasc_sgemm_peak(&ctx, n, &g)) return 0;
+    return g;
 }
 
 void nasc_net_profile_reset(nasc_net *net) {

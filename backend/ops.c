@@ -8,7 +8,6 @@
  * around flatten, and of gradients arriving in another layout.
  */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -260,9 +259,10 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
             *sh = (nasc_dw_shape){(int)nb_dim0(net, xt), (int)xt->dims[1], (int)xt->dims[2], (int)xt->dims[3],
                                   (int)yt->dims[2], (int)yt->dims[3], p->a.kh, p->a.kw, p->a.sh, p->a.sw,
                                   p->a.pt, p->a.pl, p->a.dh, p->a.dw};
-            /* scratch in the arena, for the threads the process runs */
+            /* scratch in the arena, for the threads the process runs (set
+             * once, before nets are compiled: nasc_backend_set_threads) */
             dnnl_memory_desc_t scr_md;
-            dnnl_dims_t scr_d = {(dnnl_dim_t)(nasc_dw_scratch_bytes(sh, omp_get_max_threads()) / sizeof(float))};
+            dnnl_dims_t scr_d = {(dnnl_dim_t)(nasc_dw_scratch_bytes(sh, nasc_backend_threads()) / sizeof(float))};
             int dw = nb_tensor_new(net, &g.w_plain), scr = -1;
             if (!NB_TRY(net, dnnl_memory_desc_init_by_tag(&scr_md, 1, scr_d, dnnl_f32, dnnl_a)))
                 scr = nb_tensor_new(net, &scr_md);

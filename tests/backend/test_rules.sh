@@ -12,6 +12,9 @@
 #
 #   2. No memory from libc (malloc, free, aligned_alloc, ...): everything
 #      through the context's allocator.
+#   3. The OpenMP thread count is set only by backend/threads.c (once per
+#      process), never while compiling or running a net.
+#
 # Comment lines (starting with *, /* or //) are skipped.
 # CTest sets NASC_SOURCE_DIR (the source tree).
 set -u -o pipefail
@@ -86,6 +89,15 @@ bad=$(perl -ne '
 if [ -n "$bad" ]; then
     printf '%s\n' "$bad" >&2
     fail "$(printf '%s\n' "$bad" | grep -c .) allocations outside the context's allocator (rule 2)"
+fi
+
+# Rule 3: the thread count is the process's, set in one place
+# (backend/threads.c, once); nothing else in the backend changes it.
+bad=$(grep -nE '\b(omp_set_num_threads|omp_set_dynamic|omp_set_max_active_levels|dnnl_set_num_threads|mkl_set_num_threads)\s*\(' \
+    "$SRC"/*.c "$SRC"/*.h | grep -v '^[^:]*/threads\.c:' | grep -vE '^[^:]*:[0-9]+:\s*(\*|/\*|//)')
+if [ -n "$bad" ]; then
+    printf '%s\n' "$bad" >&2
+    fail "thread count set outside backend/threads.c (rule 3)"
 fi
 
 echo "test_rules: all rules hold"

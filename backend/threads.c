@@ -1,0 +1,36 @@
+/* threads.c - the process's OpenMP thread count, set once.
+ *
+ * oneDNN (built on OpenMP) and nasc's own kernels run as many threads as
+ * OpenMP allows the calling thread. That is one setting for the whole
+ * process, so it is made once, before nets run, and never again by the
+ * backend: not per compile, not per step. The count the backend set is
+ * remembered so that a later request for another count is an error the
+ * caller sees instead of a silent change under nets already compiled
+ * (their kernel scratch is planned for the count).
+ */
+#include <omp.h>
+#include <stdatomic.h>
+
+#include "nasc_backend.h"
+
+/* 0: not set by the backend (OpenMP's default: OMP_NUM_THREADS, else all cores) */
+static atomic_int process_threads;
+
+nasc_status nasc_backend_set_threads(nasc_ctx *ctx, int threads) {
+    if (threads < 0)
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "the thread count must be 0 (all) or more, not %d",
+                          threads);
+    if (threads == 0) return NASC_OK;
+    int was = 0;
+    if (atomic_compare_exchange_strong(&process_threads, &was, threads)) {
+        omp_set_num_threads(threads);
+        return NASC_OK;
+    }
+    if (was == threads) return NASC_OK;
+    return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                      "the process already runs %d threads; the thread count is set once per process, before "
+                      "the first net, and cannot become %d",
+                      was, threads);
+}
+
+int nasc_backend_threads(void) { return omp_get_max_threads(); }

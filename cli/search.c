@@ -1,8 +1,6 @@
 /* search.c - `nasc search`: run a search into a run directory, continue a
  * killed one, and train, export and draw the best architecture. */
-#include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -155,80 +153,6 @@ static nasc_status on_final_step(void *ud, const nasc_train_progress *p) {
 }
 
 /* ------------------------------------------------------------------ */
-/* config.txt: the options that define a search                       */
-/* ------------------------------------------------------------------ */
-
-#define MAX_CFG 24
-typedef struct config {
-    char key[MAX_CFG][32];
-    char val[MAX_CFG][512];
-    int n;
-} config;
-
-static void cfg_add(config *c, const char *k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void cfg_add(config *c, const char *k, const char *fmt, ...) {
-    if (c->n >= MAX_CFG) return;
-    snprintf(c->key[c->n], sizeof c->key[0], "%s", k);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->val[c->n], sizeof c->val[0], fmt, ap);
-    va_end(ap);
-    c->n++;
-}
-
-static void cfg_format(const config *c, nasc_buf *b) {
-    nasc_buf_printf(b, "# nasc search configuration: written when the run starts; --resume checks\n"
-                       "# that the options are the same (budget, final-epochs and threads may change)\n");
-    for (int i = 0; i < c->n; i++) nasc_buf_printf(b, "%s = %s\n", c->key[i], c->val[i]);
-}
-
-/* Compare the file with c; NASC_EINPUT naming the first difference. */
-static nasc_status cfg_check(nasc_ctx *ctx, const config *c, const char *path) {
-    char *text = NULL;
-    size_t len = 0;
-    nasc_status st = nasc_file_read(ctx, path, &text, &len);
-    if (st) return st;
-    config f = {0};
-    int line = 0;
-    for (char *p = text; p && *p && !st;) {
-        line++;
-        char *nl = strchr(p, '\n');
-        if (nl) *nl = 0;
-        if (*p && *p != '#') {
-            char *eq = strstr(p, " = ");
-            if (!eq || f.n >= MAX_CFG || (size_t)(eq - p) >= sizeof f.key[0])
-                st = nasc_error(ctx, NASC_EINPUT, path, (nasc_loc){line, 1}, "expected 'key = value'");
-            else {
-                snprintf(f.key[f.n], sizeof f.key[0], "%.*s", (int)(eq - p), p);
-                snprintf(f.val[f.n], sizeof f.val[0], "%s", eq + 3);
-                f.n++;
-            }
-        }
-        p = nl ? nl + 1 : NULL;
-    }
-    nasc_free(ctx, text);
-    for (int i = 0; !st && i < c->n; i++) {
-        int k = 0;
-        while (k < f.n && strcmp(f.key[k], c->key[i]) != 0) k++;
-        if (k == f.n)
-            st = nasc_error(ctx, NASC_EINPUT, path, NASC_NOLOC, "the run directory's configuration has no '%s'",
-                            c->key[i]);
-        else if (strcmp(f.val[k], c->val[i]) != 0)
-            st = nasc_error(ctx, NASC_EINPUT, path, NASC_NOLOC,
-                            "this run directory belongs to another search: %s was '%s', now '%s' (use the same "
-                            "options, or another --out)",
-                            c->key[i], f.val[k], c->val[i]);
-    }
-    for (int k = 0; !st && k < f.n; k++) {
-        int i = 0;
-        while (i < c->n && strcmp(f.key[k], c->key[i]) != 0) i++;
-        if (i == c->n)
-            st = nasc_error(ctx, NASC_EINPUT, path, NASC_NOLOC, "unknown configuration key '%s'", f.key[k]);
-    }
-    return st;
-}
-
-/* ------------------------------------------------------------------ */
 
 static int parse_long(nasc_cli_args *a, const char *opt, const char *v, long lo, long hi, long *out) {
     if (!v) return 0;
@@ -318,11 +242,13 @@ typedef struct session {
     nasc_space *space;
     nasc_strategy *strategy;
     nasc_journal *journal;
+    nasc_run_config cfg; /* config.txt: the options that define the search */
     nasc_dataset train, test;
     const char *keys[NASC_CLI_MAX_SET], *vals[NASC_CLI_MAX_SET];
 } session;
 
 static void session_free(session *s) {
+    nasc_run_config_free(&s->cfg);
     nasc_journal_close(s->journal);
     nasc_strategy_destroy(s->strategy);
     nasc_space_destroy(s->space);
@@ -379,26 +305,30 @@ int nasc_cli_search(int argc, char **argv) {
         session_free(&s);
         return NASC_EXIT_INPUT;
     }
-    config c = {0};
-    cfg_add(&c, "space", "%s", o.space);
-    cfg_add(&c, "blocks", "%ld", o.blocks);
-    cfg_add(&c, "layers", "%ld", o.layers);
-    cfg_add(&c, "strategy", "%s", o.strategy);
-    cfg_add(&c, "seed", "%ld", o.seed);
-    cfg_add(&c, "epochs_per_trial", "%ld", o.epochs);
-    cfg_add(&c, "train_subset", "%ld", o.subset);
-    cfg_add(&c, "val_size", "%ld", o.val);
-    cfg_add(&c, "batch", "%ld", o.batch);
-    cfg_add(&c, "lr", "%.9g", o.lr);
-    cfg_add(&c, "time_limit", "%.9g", o.time_limit);
-    cfg_add(&c, "data", "%s", o.data);
+    /* an add that fails is returned again by the check or the write below */
+    nasc_run_config *c = &s.cfg;
+    nasc_run_config_init(c, ctx);
+    nasc_run_config_add(c, "space", "%s", o.space);
+    nasc_run_config_add(c, "blocks", "%ld", o.blocks);
+    nasc_run_config_add(c, "layers", "%ld", o.layers);
+    nasc_run_config_add(c, "strategy", "%s", o.strategy);
+    nasc_run_config_add(c, "seed", "%ld", o.seed);
+    nasc_run_config_add(c, "epochs_per_trial", "%ld", o.epochs);
+    nasc_run_config_add(c, "train_subset", "%ld", o.subset);
+    nasc_run_config_add(c, "val_size", "%ld", o.val);
+    nasc_run_config_add(c, "batch", "%ld", o.batch);
+    nasc_run_config_add(c, "lr", "%.9g", o.lr);
+    nasc_run_config_add(c, "time_limit", "%.9g", o.time_limit);
+    nasc_run_config_add(c, "data", "%s", o.data);
     {
-        char sets[512] = "";
-        for (size_t i = 0; i < o.mo.n_ov; i++) {
-            size_t l = strlen(sets);
-            snprintf(sets + l, sizeof sets - l, "%s%s=%s", i ? " " : "", o.mo.ov[i].key, o.mo.ov[i].value);
-        }
-        cfg_add(&c, "set", "%s", sets);
+        nasc_buf sets;
+        nasc_buf_init(&sets, ctx);
+        for (size_t i = 0; i < o.mo.n_ov; i++)
+            nasc_buf_printf(&sets, "%s%s=%s", i ? " " : "", o.mo.ov[i].key, o.mo.ov[i].value);
+        if (!sets.oom) nasc_run_config_add(c, "set", "%s", sets.data ? sets.data : "");
+        bool oom = sets.oom;
+        nasc_buf_free(&sets);
+        if (oom) return fail(&s);
     }
     char cfg_path[4200], journal_path[4200], state_path[4200];
     snprintf(cfg_path, sizeof cfg_path, "%s/config.txt", o.out);
@@ -411,7 +341,7 @@ int nasc_cli_search(int argc, char **argv) {
         return fail(&s);
     }
     if (exists) {
-        if (cfg_check(ctx, &c, cfg_path)) return fail(&s);
+        if (nasc_run_config_check(c, cfg_path)) return fail(&s);
     } else {
         if (o.resume) fprintf(stderr, "nasc search: no search in %s yet; starting a new one\n", o.out);
         if (access(journal_path, F_OK) == 0 || access(state_path, F_OK) == 0) {
@@ -420,17 +350,7 @@ int nasc_cli_search(int argc, char **argv) {
                                    "directory nasc can continue");
             return fail(&s);
         }
-        nasc_buf b;
-        nasc_buf_init(&b, ctx);
-        cfg_format(&c, &b);
-        FILE *f = b.oom ? NULL : fopen(cfg_path, "w");
-        bool ok = f && fwrite(b.data, 1, b.len, f) == b.len && fflush(f) == 0 && fsync(fileno(f)) == 0;
-        if (f && fclose(f) != 0) ok = false;
-        nasc_buf_free(&b);
-        if (!ok) {
-            nasc_error(ctx, NASC_EINPUT, cfg_path, NASC_NOLOC, "cannot write: %s", strerror(errno));
-            return fail(&s);
-        }
+        if (nasc_run_config_write(c, cfg_path)) return fail(&s);
     }
     char warning[512];
     if (nasc_journal_open(ctx, journal_path, s.space, o.strategy, &s.journal, warning, sizeof warning))

@@ -216,6 +216,45 @@ nasc_status nasc_journal_append(nasc_journal *j, const nasc_trial *t);
 void nasc_journal_close(nasc_journal *j);
 
 /* ------------------------------------------------------------------ */
+/* The run directory's configuration (search/rundir.c)                 */
+/* ------------------------------------------------------------------ */
+
+/* The options that define a search, as "key = value" lines in the run
+ * directory's config.txt: written when the run starts with the atomic
+ * writer (nasc_file_write_atomic: a crash leaves no config.txt or a whole
+ * one), and compared key by key when it continues. The list grows with
+ * every add. An add that fails (out of memory; a key that is empty, starts
+ * with '#', holds " = " or a newline, or is there already; a value with a
+ * newline) returns the error, and write and check return it again, so a
+ * caller may add every key and look at one status.
+ *
+ *     nasc_run_config c;
+ *     nasc_run_config_init(&c, &ctx);
+ *     nasc_run_config_add(&c, "space", "%s", "nasrl");
+ *     nasc_run_config_add(&c, "seed", "%ld", seed);
+ *     st = resume ? nasc_run_config_check(&c, "run/config.txt")
+ *                 : nasc_run_config_write(&c, "run/config.txt");
+ *     nasc_run_config_free(&c);
+ */
+typedef struct nasc_run_config {
+    nasc_ctx *ctx;
+    char **keys, **vals;  /* (n,) NUL-terminated, owned */
+    int n, cap;
+    nasc_status error;    /* the first failed add; NASC_OK when none */
+} nasc_run_config;
+
+void nasc_run_config_init(nasc_run_config *c, nasc_ctx *ctx);
+/* Frees the keys and values; a zero-initialised config is fine. */
+void nasc_run_config_free(nasc_run_config *c);
+nasc_status nasc_run_config_add(nasc_run_config *c, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+nasc_status nasc_run_config_write(const nasc_run_config *c, const char *path);
+/* NASC_EINPUT naming path (and the line) at the first key whose value
+ * differs, that is missing, unknown or repeated, or a line that is not
+ * "key = value". */
+nasc_status nasc_run_config_check(const nasc_run_config *c, const char *path);
+
+/* ------------------------------------------------------------------ */
 /* Evaluation and the search run (search/evaluate.c, search/run.c)     */
 /* ------------------------------------------------------------------ */
 

@@ -276,25 +276,18 @@ if [ -s "$A/checkpoint.nasc" ]; then
 fi
 
 # Ctrl-C (SIGINT) stops after the current step with exit 1; the checkpoint
-# keeps the last finished epoch and --resume continues from it. A long run
-# on the tiny set is interrupted once its first checkpoint is there.
+# keeps the last finished epoch and --resume continues from it. A run on the
+# tiny set that no machine finishes is interrupted once its first checkpoint
+# is there. Neither wait has a deadline (the run ending stops the first, and
+# CTest's timeout bounds the second), so a loaded machine only makes it slower.
 I=$TMP/int
 TINY_TRAIN=(train "$M" --set input=1x12x12 --data "$TINY" --batch 32 --val-size 32 --seed "$SEED" --threads 1)
 "$NASC_BIN" "${TINY_TRAIN[@]}" --epochs 100000 --out "$I" >"$TMP/int.out" 2>"$TMP/int.err" &
 pid=$!
-for _ in $(seq 300); do
-    [ -e "$I/checkpoint.nasc" ] || ! kill -0 "$pid" 2>/dev/null && break
+while [ ! -e "$I/checkpoint.nasc" ] && kill -0 "$pid" 2>/dev/null; do
     sleep 0.1
 done
-kill -INT "$pid" 2>/dev/null
-for _ in $(seq 300); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-done
-if kill -0 "$pid" 2>/dev/null; then
-    kill -KILL "$pid" 2>/dev/null
-    bad "train did not stop within 30 s of SIGINT"
-fi
+kill -INT "$pid" 2>/dev/null || bad "train ended before SIGINT"
 wait "$pid"
 rc=$?
 if [ "$rc" -eq 1 ] && ! grep -qE 'Sanitizer|runtime error:' "$TMP/int.err"; then ok; else

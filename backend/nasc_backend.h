@@ -50,6 +50,15 @@ typedef enum nasc_net_mode {
     NASC_MODE_INFER, /* running statistics, forward only */
 } nasc_net_mode;
 
+/* Layout of the net's 4-D activations. */
+typedef enum nasc_net_layout {
+    NASC_NET_LAYOUT_AUTO, /* nChw8c (blocks of 8 channels) when every 4-D result has a
+                           * multiple of 8 channels, else nchw: no reorder between primitives */
+    NASC_NET_LAYOUT_NCHW, /* always plain nchw (comparisons, debugging; usually slower) */
+} nasc_net_layout;
+
+/* Compile options; nasc_net_options_default() gives every default below.
+ * Nothing else (no environment variable) changes how a net is built. */
 typedef struct nasc_net_options {
     int batch;           /* the symbolic batch dimension N */
     nasc_net_mode mode;
@@ -60,7 +69,12 @@ typedef struct nasc_net_options {
     int threads;         /* > 0: the process's thread count, set on the first compile that asks
                           * (nasc_backend_set_threads: once per process; another count later
                           * is an error); 0: leave it as it is */
-    bool profile;        /* time every step (nasc_net_profile_print) */
+    bool profile;        /* time every step (nasc_net_profile_print); default off */
+    nasc_net_layout layout; /* 4-D activations; default NASC_NET_LAYOUT_AUTO */
+    bool onednn_dw;      /* depthwise convolutions' backward-weights always by oneDNN's primitive,
+                          * never nasc's own kernel (which replaces oneDNN's slow fallbacks:
+                          * kernels other than 3x3, plain layout); for comparisons and
+                          * benchmarks; default off */
 } nasc_net_options;
 
 nasc_net_options nasc_net_options_default(void);
@@ -110,9 +124,9 @@ typedef struct nasc_net_stats {
 } nasc_net_stats;
 void nasc_net_get_stats(const nasc_net *net, nasc_net_stats *out);
 
-/* Per-primitive profile: compile with the environment variable
- * NASC_PROFILE set (or opt.profile), run some steps, then print the time
- * per step kind (conv fwd, conv bwd-weights, reorder, ...) with GFLOP/s. */
+/* Per-primitive profile: compile with opt.profile, run some steps, then
+ * print the time per step kind (conv fwd, conv bwd-weights, reorder, ...)
+ * with GFLOP/s. */
 void nasc_net_profile_print(const nasc_net *net, FILE *out);
 void nasc_net_profile_reset(nasc_net *net);
 

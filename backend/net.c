@@ -4,8 +4,9 @@
  * nasc_net_compile runs, in order:
  *   check_module     verify the prim module, bind parameters to the store
  *   choose_layout    one layout for every 4-D activation (nChw8c when all
- *                    channel counts allow it, else nchw), so that no
- *                    reorder is ever needed between two primitives
+ *                    channel counts allow it and opt.layout is auto, else
+ *                    nchw), so that no reorder is ever needed between two
+ *                    primitives
  *   emit_forward     one or more steps per prim op (ops.c)
  *   emit_backward    the same, in reverse, with gradient contributions
  *                    summed where a value fans out (training only)
@@ -27,6 +28,9 @@ nasc_net_options nasc_net_options_default(void) {
     o.batch = 64;
     o.mode = NASC_MODE_TRAIN;
     o.bn_momentum = 0.1f;
+    o.profile = false;
+    o.layout = NASC_NET_LAYOUT_AUTO;
+    o.onednn_dw = false;
     return o;
 }
 
@@ -252,6 +256,8 @@ static nasc_status check_module(nasc_net *net) {
     if (net->opt.batch < 1)
         return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "batch size must be at least 1, not %d",
                           net->opt.batch);
+    if (net->opt.layout != NASC_NET_LAYOUT_AUTO && net->opt.layout != NASC_NET_LAYOUT_NCHW)
+        return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "unknown activation layout %d", (int)net->opt.layout);
     if (m->n_outputs == 0)
         return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC, "the module has no outputs");
     /* zeroed as soon as allocated: nasc_net_destroy reads them after any failure */
@@ -296,13 +302,11 @@ static nasc_status check_module(nasc_net *net) {
 
 static void choose_layout(nasc_net *net) {
     const nasc_module *m = net->m;
-    net->act_tag = dnnl_nChw8c;
+    net->act_tag = net->opt.layout == NASC_NET_LAYOUT_NCHW ? dnnl_nchw : dnnl_nChw8c;
     for (uint32_t p = 0; p < m->n_prims; p++) {
         const nasc_type *t = &m->values[m->prims[p].result].type;
         if (t->rank == 4 && t->dims[1] % 8 != 0) net->act_tag = dnnl_nchw;
     }
-    const char *env = getenv("NASC_LAYOUT");
-    if (env && strcmp(env, "nchw") == 0) net->act_tag = dnnl_nchw;
 }
 
 /* Values, parameters and inputs get their forward tensors. */
@@ -644,7 +648,7 @@ nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_
     net->store = params;
     net->opt = opt ? *opt : nasc_net_options_default();
     net->cur_prim = -1;
-    net->profile = net->opt.profile || getenv("NASC_PROFILE") != NULL;
+    net->profile = net->opt.profile;
     if (net->opt.bn_momentum <= 0) net->opt.bn_momentum = 0.1f;
 
     nasc_status st = nasc_backend_set_threads(ctx, net->opt.threads); /* first use only */

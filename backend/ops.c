@@ -204,7 +204,7 @@ static bool use_own_dw(nasc_net *net, const nasc_prim *p, const_dnnl_primitive_d
     const nasc_type *x = vtype(net, arg(net, p, 0));
     if (p->a.groups <= 1 || p->a.groups != x->dims[1] || vtype(net, p->result)->dims[1] != x->dims[1]) return false;
     if (p->a.kh < 1 || p->a.kw < 1 || p->a.sh < 1 || p->a.sw < 1 || p->a.dh < 1 || p->a.dw < 1) return false;
-    if (getenv("NASC_ONEDNN_DW")) return false;
+    if (net->opt.onednn_dw) return false;
     int bx = block_of(md_of(net, xs)), bg = block_of(md_of(net, G));
     if (bx == 0 || bx != bg) return false;
     const char *impl = NULL;

@@ -139,10 +139,137 @@ static void test_onednn_failure_message(void **state) {
     nasc_module_destroy(m);
 }
 
+/* A net with every switch in play: 8 channels (the blocked layout by
+ * default), a depthwise 5x5 convolution (nasc's own backward-weights kernel
+ * by default). */
+static const char *switch_net =
+    "prim {\n"
+    "  input %x : f32[N,8,5,5]\n"
+    "  param %w : f32[8,8,3,3]\n"
+    "  param %dw : f32[8,1,5,5]\n"
+    "  param %fc.w : f32[3,8]\n"
+    "  param %fc.b : f32[3]\n"
+    "  %c = conv %x, %w {kernel=3x3, stride=1x1, pad=1,1,1,1, dilation=1x1, groups=1} : f32[N,8,5,5]\n"
+    "  %d = conv %c, %dw {kernel=5x5, stride=1x1, pad=2,2,2,2, dilation=1x1, groups=8} : f32[N,8,5,5]\n"
+    "  %gap = global_avg_pool %d : f32[N,8,1,1]\n"
+    "  %fl = flatten %gap : f32[N,8]\n"
+    "  %fc = inner_product %fl, %fc.w, %fc.b : f32[N,3]\n"
+    "  output %fc\n"
+    "}\n";
+
+typedef struct switch_run {
+    int n_reorders;
+    char profile[4096]; /* nasc_net_profile_print after one training step */
+    float grad_dw[8 * 25];
+} switch_run;
+
+static void run_switches(const nasc_net_options *opt, switch_run *r) {
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    nasc_module *m = NULL;
+    assert_int_equal(nasc_text_parse(&ctx, switch_net, strlen(switch_net), "switches.nir", &m), NASC_OK);
+    nasc_param_store *ps = nasc_params_create(&ctx);
+    assert_int_equal(nasc_params_init(ps, m, 11), NASC_OK);
+    nasc_net *net = NULL;
+    nasc_status st = nasc_net_compile(&ctx, m, ps, opt, &net);
+    if (st) nasc_diag_print(&ctx.diag, stderr);
+    assert_int_equal(st, NASC_OK);
+    float x[2 * 8 * 25];
+    for (int i = 0; i < 2 * 8 * 25; i++) x[i] = (float)((i * 29) % 17) / 8.0f - 1.0f;
+    int32_t y[2] = {1, 2};
+    float loss;
+    assert_int_equal(nasc_net_set_input(net, 0, x), NASC_OK);
+    assert_int_equal(nasc_net_forward(net), NASC_OK);
+    assert_int_equal(nasc_net_loss(net, y, &loss, NULL), NASC_OK);
+    assert_int_equal(nasc_net_backward(net), NASC_OK);
+    assert_int_equal(nasc_net_read_grad(net, "dw", r->grad_dw), NASC_OK);
+    nasc_net_stats stats;
+    nasc_net_get_stats(net, &stats);
+    r->n_reorders = stats.n_reorders;
+    FILE *f = fmemopen(r->profile, sizeof r->profile, "w");
+    assert_non_null(f);
+    nasc_net_profile_print(net, f);
+    fclose(f);
+    nasc_net_destroy(net);
+    nasc_params_destroy(ps);
+    nasc_module_destroy(m);
+}
+
+/* The switches that used to be environment variables (NASC_LAYOUT,
+ * NASC_PROFILE, NASC_ONEDNN_DW) change nothing any more: with them set, a
+ * net compiled with the default options is the net compiled without. */
+static void test_environment_ignored(void **state) {
+    (void)state;
+    nasc_net_options o = nasc_net_options_default();
+    o.batch = 2;
+    switch_run plain, env, env_prof;
+    run_switches(&o, &plain);
+    setenv("NASC_LAYOUT", "nchw", 1);
+    setenv("NASC_PROFILE", "1", 1);
+    setenv("NASC_ONEDNN_DW", "1", 1);
+    run_switches(&o, &env);
+    o.profile = true;
+    run_switches(&o, &env_prof);
+    unsetenv("NASC_LAYOUT");
+    unsetenv("NASC_PROFILE");
+    unsetenv("NASC_ONEDNN_DW");
+    printf("  reorders %d without the variables, %d with\n", plain.n_reorders, env.n_reorders);
+    assert_int_equal(env.n_reorders, plain.n_reorders);
+    assert_non_null(strstr(env.profile, "no profile"));
+    assert_non_null(strstr(env_prof.profile, "dwconv bwd-weights (nasc)"));
+}
+
+static double max_rel_diff(const float *a, const float *b, int n) {
+    double scale = 0, err = 0;
+    for (int i = 0; i < n; i++) scale = fmax(scale, fabs((double)b[i]));
+    for (int i = 0; i < n; i++) err = fmax(err, fabs((double)a[i] - (double)b[i]));
+    return scale > 0 ? err / scale : err;
+}
+
+/* The options that replaced them: opt.layout, opt.onednn_dw, opt.profile
+ * each change what they say and nothing else (the gradients agree). */
+static void test_switch_options(void **state) {
+    (void)state;
+    nasc_net_options o = nasc_net_options_default();
+    o.batch = 2;
+    o.profile = true;
+    switch_run dflt, nchw, onednn;
+    run_switches(&o, &dflt);
+    o.layout = NASC_NET_LAYOUT_NCHW;
+    run_switches(&o, &nchw);
+    o.layout = NASC_NET_LAYOUT_AUTO;
+    o.onednn_dw = true;
+    run_switches(&o, &onednn);
+    printf("  reorders: auto %d, nchw %d\n", dflt.n_reorders, nchw.n_reorders);
+    /* the blocked layout reorders the input and the weights' gradients; plain does less */
+    assert_true(nchw.n_reorders < dflt.n_reorders);
+    assert_non_null(strstr(dflt.profile, "total"));
+    assert_non_null(strstr(dflt.profile, "dwconv bwd-weights (nasc)"));
+    assert_non_null(strstr(nchw.profile, "dwconv bwd-weights (nasc)"));
+    assert_null(strstr(onednn.profile, "dwconv bwd-weights (nasc)"));
+    assert_non_null(strstr(onednn.profile, "conv bwd-weights"));
+    assert_true(max_rel_diff(nchw.grad_dw, dflt.grad_dw, 8 * 25) < 1e-5);
+    assert_true(max_rel_diff(onednn.grad_dw, dflt.grad_dw, 8 * 25) < 1e-5);
+    /* an unknown layout is refused */
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    nasc_module *m = passthrough_module(&ctx, 3);
+    nasc_param_store *ps = nasc_params_create(&ctx);
+    o.layout = (nasc_net_layout)9;
+    nasc_net *net = NULL;
+    assert_int_equal(nasc_net_compile(&ctx, m, ps, &o, &net), NASC_EINPUT);
+    assert_null(net);
+    assert_non_null(strstr(ctx.diag.msg, "layout"));
+    nasc_params_destroy(ps);
+    nasc_module_destroy(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_output_is_input),
         cmocka_unit_test(test_onednn_failure_message),
+        cmocka_unit_test(test_environment_ignored),
+        cmocka_unit_test(test_switch_options),
     };
     return cmocka_run_group_tests_name("backend/net", tests, NULL, NULL);
 }

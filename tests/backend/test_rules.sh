@@ -14,6 +14,8 @@
 #      through the context's allocator.
 #   3. The OpenMP thread count is set only by backend/threads.c (once per
 #      process), never while compiling or running a net.
+#   4. No environment variable changes what the backend does (getenv):
+#      switches are fields of the options structs, documented there.
 #
 # Comment lines (starting with *, /* or //) are skipped.
 # CTest sets NASC_SOURCE_DIR (the source tree).
@@ -98,6 +100,14 @@ bad=$(grep -nE '\b(omp_set_num_threads|omp_set_dynamic|omp_set_max_active_levels
 if [ -n "$bad" ]; then
     printf '%s\n' "$bad" >&2
     fail "thread count set outside backend/threads.c (rule 3)"
+fi
+
+# Rule 4: behaviour is chosen by documented options (nasc_net_options ...),
+# never by an environment variable read behind the caller's back.
+bad=$(grep -nE '\b(getenv|secure_getenv)\s*\(' "$SRC"/*.c "$SRC"/*.h | grep -vE '^[^:]*:[0-9]+:\s*(\*|/\*|//)')
+if [ -n "$bad" ]; then
+    printf '%s\n' "$bad" >&2
+    fail "environment variables read in backend/ (rule 4): make them options"
 fi
 
 echo "test_rules: all rules hold"

@@ -62,3 +62,22 @@ char *nasc_test_read(const char *rel, size_t *len) {
     if (len) *len = n;
     return buf;
 }
+
+static int skipped; /* tests of this executable that called nasc_test_skip */
+
+void nasc_test_skip(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("SKIP: ", stdout);
+    vprintf(fmt, ap);
+    fputc('\n', stdout);
+    va_end(ap);
+    fflush(stdout);
+    skipped++;
+    skip();
+}
+
+int nasc_test_exit(int failures) {
+    if (failures) return failures;
+    return skipped ? 77 : 0;
+}

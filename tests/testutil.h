@@ -30,4 +30,12 @@ char *nasc_test_path(const char *rel);
 /* Whole file from the source tree, NUL-terminated, malloc'd; NULL if missing. */
 char *nasc_test_read(const char *rel, size_t *len);
 
+/* A test that cannot run here (a tool, a package or a data set missing):
+ * prints "SKIP: <reason>" and skips the cmocka test (it does not return).
+ * main() then returns nasc_test_exit(cmocka_run_group_tests...(...)): the
+ * number of failures, else 77 when a test was skipped, which CTest reports
+ * as skipped (SKIP_RETURN_CODE) instead of passed. */
+void nasc_test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int nasc_test_exit(int failures);
+
 #endif

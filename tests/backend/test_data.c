@@ -678,10 +678,8 @@ static double seconds(void) {
 static void test_fashion_mnist(void **state) {
     (void)state;
     struct stat sb;
-    if (stat("/usr/share/datasets/fashion-mnist", &sb) != 0) {
-        fprintf(stderr, "skipped: dataset-fashion-mnist is not installed\n");
-        skip();
-    }
+    if (stat("/usr/share/datasets/fashion-mnist", &sb) != 0)
+        nasc_test_skip("dataset-fashion-mnist is not installed (/usr/share/datasets/fashion-mnist)");
     nasc_ctx ctx;
     nasc_ctx_init(&ctx);
     nasc_dataset tr, te;
@@ -744,5 +742,5 @@ int main(void) {
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_fashion_mnist),
     };
-    return cmocka_run_group_tests_name("backend/data", tests, NULL, NULL);
+    return nasc_test_exit(cmocka_run_group_tests_name("backend/data", tests, NULL, NULL));
 }

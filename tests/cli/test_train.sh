@@ -9,6 +9,8 @@
 # bitwise reproducible (see section 2). A crash, a signal or a sanitizer
 # report in any run is a failure.
 # CTest sets NASC_BIN (the nasc executable) and NASC_SOURCE_DIR (the repo).
+# Without /usr/bin/python3 (it writes the data set) it prints "SKIP:
+# <reason>" and exits 77.
 set -u -o pipefail
 
 : "${NASC_BIN:?NASC_BIN must point at the nasc executable}"
@@ -18,10 +20,8 @@ if [ ! -x "$NASC_BIN" ]; then
     exit 1
 fi
 PY=/usr/bin/python3
-if [ ! -x "$PY" ]; then
-    echo "test_train: FAIL: $PY is needed to write the data set" >&2
-    exit 1
-fi
+. "$NASC_SOURCE_DIR/tests/prereq.sh"
+need_python gzip struct xml.dom.minidom
 cd "$NASC_SOURCE_DIR" || { echo "test_train: FAIL: cannot cd to $NASC_SOURCE_DIR" >&2; exit 1; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/nasc_test_train.XXXXXX")

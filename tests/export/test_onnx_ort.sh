@@ -15,7 +15,8 @@
 # file runs only with the weights it carries). Recurrent models (not lowered
 # yet) are left out by name in the report, never silently.
 # Prerequisites (`make deps`): python3-onnx for /usr/bin/python3, node, and
-# node_modules/onnxruntime-node in the source tree.
+# node_modules/onnxruntime-node in the source tree; without one the test
+# prints "SKIP: <reason>" and exits 77 (tests/prereq.sh).
 set -u -o pipefail
 
 : "${NASC_BIN:?NASC_BIN must point at the nasc executable}"
@@ -33,13 +34,9 @@ die() {
     exit 1
 }
 [ -x "$NASC_BIN" ] || die "NASC_BIN=$NASC_BIN is not an executable"
-"$PY" -c 'import onnx, numpy' 2>/dev/null ||
-    die "$PY cannot import onnx and numpy: install python3-onnx (run \`make deps\`)"
-command -v node >/dev/null || die "node is not on PATH: run \`make deps\`"
-[ -d "$SRC/node_modules/onnxruntime-node" ] ||
-    die "$SRC/node_modules/onnxruntime-node is missing: run \`make deps\` (npm install --ignore-scripts)"
-(cd "$SRC" && node -e "require('onnxruntime-node')") >/dev/null 2>&1 ||
-    die "node cannot load onnxruntime-node from $SRC/node_modules: run \`make deps\`"
+. "$SRC/tests/prereq.sh"
+need_python onnx numpy
+need_ort
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/nasc_test_onnx.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT

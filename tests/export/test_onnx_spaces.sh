@@ -5,7 +5,8 @@
 # `nasc run` and ONNX Runtime (onnxruntime-node) on the same input file,
 # compared within rtol 1e-3 / atol 1e-5. One Python and one Node.js process
 # check all of them. Small skeletons (channels=4, one cell per stage) keep it
-# quick: the topology is what is being checked.
+# quick: the topology is what is being checked. Without python3-onnx, node
+# or onnxruntime-node it prints "SKIP: <reason>" and exits 77.
 set -u -o pipefail
 NASC=${NASC_BIN:?NASC_BIN must point at the nasc binary}
 SRC=${NASC_SOURCE_DIR:?}
@@ -17,9 +18,9 @@ die() {
     echo "FAIL: $*" >&2
     exit 1
 }
-[ -d "$SRC/node_modules/onnxruntime-node" ] || die "onnxruntime-node is missing in $SRC/node_modules: run \`make deps\`"
-command -v node >/dev/null || die "node is missing: run \`make deps\`"
-"$PY" -c 'import onnx' 2>/dev/null || die "Debian's python3-onnx is missing: run \`make deps\`"
+. "$SRC/tests/prereq.sh"
+need_python onnx numpy
+need_ort
 
 SET=(--set channels=4 --set cells_per_stage=1)
 : >"$TMP/check.list"

@@ -664,10 +664,8 @@ static void test_failing_alloc(void **state) {
  * viewBox. Needs /usr/bin/python3; without it the test is skipped, not passed. */
 static void test_xml_valid(void **state) {
     (void)state;
-    if (access("/usr/bin/python3", X_OK) != 0) {
-        printf("note: /usr/bin/python3 not found; the XML well-formedness check is skipped\n");
-        skip();
-    }
+    if (access("/usr/bin/python3", X_OK) != 0)
+        nasc_test_skip("/usr/bin/python3 not found; the XML well-formedness check cannot run");
     nasc_plot_series s[5];
     nasc_plot none = {"nothing", "x", "y", "y2", NULL, 0, 0, 0};
     nasc_plot plots[6] = {basic_plot(s), none, {0}, {0}, {0}, {0}};
@@ -717,5 +715,5 @@ int main(void) {
         cmocka_unit_test(test_bad_input),     cmocka_unit_test(test_failing_alloc),
         cmocka_unit_test(test_xml_valid),
     };
-    return cmocka_run_group_tests_name("export/svg", tests, NULL, teardown);
+    return nasc_test_exit(cmocka_run_group_tests_name("export/svg", tests, NULL, teardown));
 }

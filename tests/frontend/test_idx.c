@@ -640,10 +640,8 @@ static void test_alloc_fail_data_load(void **state) {
 static void test_fashion_mnist(void **state) {
     (void)state;
     struct stat sb;
-    if (stat("/usr/share/datasets/fashion-mnist", &sb) != 0) {
-        fprintf(stderr, "skipped: dataset-fashion-mnist is not installed\n");
-        skip();
-    }
+    if (stat("/usr/share/datasets/fashion-mnist", &sb) != 0)
+        nasc_test_skip("dataset-fashion-mnist is not installed (/usr/share/datasets/fashion-mnist)");
     nasc_ctx ctx;
     nasc_test_alloc ta;
     nasc_test_ctx(&ctx, &ta, 0);
@@ -691,5 +689,5 @@ int main(void) {
         cmocka_unit_test(test_alloc_fail_data_load),
         cmocka_unit_test(test_fashion_mnist),
     };
-    return cmocka_run_group_tests_name("frontend/idx", tests, setup, teardown);
+    return nasc_test_exit(cmocka_run_group_tests_name("frontend/idx", tests, setup, teardown));
 }

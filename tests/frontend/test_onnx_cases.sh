@@ -4,7 +4,8 @@
 # of tests/onnx/cases.txt (found in Debian's libonnx-testdata, or in
 # $NASC_ONNX_NODE_DIR), then the extra cases of tests/onnx/extra.txt
 # (tests/onnx/cases/, made by tests/onnx/make_cases.py). Passes only when
-# the last line of each run says that every case passed.
+# the last line of each run says that every case passed. Without
+# libonnx-testdata it prints "SKIP: <reason>" and exits 77.
 #
 # CTest sets NASC_BIN (the nasc executable) and NASC_SOURCE_DIR (the repo).
 set -u -o pipefail
@@ -19,7 +20,8 @@ die() {
     exit 1
 }
 [ -x "$NASC_BIN" ] || die "NASC_BIN=$NASC_BIN is not an executable"
-[ -d "$NODE_DIR" ] || die "$NODE_DIR is missing: install libonnx-testdata (or set NASC_ONNX_NODE_DIR)"
+. "$NASC_SOURCE_DIR/tests/prereq.sh"
+need_dir "$NODE_DIR" "libonnx-testdata, or set NASC_ONNX_NODE_DIR"
 
 # run LIST DIR: test-onnx on every case named in LIST (comments skipped), under DIR
 run() {

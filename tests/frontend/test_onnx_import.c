@@ -247,10 +247,7 @@ static void test_feeds(void **state) {
     char path[512];
     snprintf(path, sizeof path, "%s/model.onnx", dir);
     FILE *probe = fopen(path, "rb");
-    if (!probe) {
-        printf("skipped: %s is missing (libonnx-testdata)\n", path);
-        return;
-    }
+    if (!probe) nasc_test_skip("%s is missing (libonnx-testdata)", path);
     fclose(probe);
     nasc_ctx ctx;
     nasc_ctx_init(&ctx);
@@ -439,5 +436,5 @@ int main(void) {
         cmocka_unit_test(test_names_and_info), cmocka_unit_test(test_feeds),
         cmocka_unit_test(test_roundtrip_zoo),  cmocka_unit_test(test_roundtrip_ops),
     };
-    return cmocka_run_group_tests_name("onnx_import", tests, NULL, NULL);
+    return nasc_test_exit(cmocka_run_group_tests_name("onnx_import", tests, NULL, NULL));
 }

@@ -105,8 +105,8 @@ size_t nasc_dw_scratch_bytes(const nasc_dw_shape *s, int threads);
  * allocates nothing. Threads: the OpenMP count (omp_get_max_threads; one
  * inside a parallel region), but no more than the scratch holds; without
  * scratch for one (scratch NULL), the direct summation. Returns NASC_EINPUT
- * (dw_out untouched) when the shape is not valid, the layout unknown, a
- * pointer NULL or scratch misaligned, else NASC_OK. */
+ * (dw_out untouched) when the shape is not valid, the layout unknown, x, dy
+ * or dw_out NULL or scratch misaligned, else NASC_OK. */
 nasc_status nasc_dw_bwd_weights_run(const nasc_dw_shape *s, nasc_dw_layout layout, const float *x, const float *dy,
                                     float *dw_out, nasc_dw_isa isa, void *scratch, size_t bytes);
 

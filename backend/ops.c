@@ -39,6 +39,13 @@ static int src_of(nasc_net *net, uint32_t v, bool plain_ok) {
     return nv->fwd;
 }
 
+/* A tref an emitter needs could not be made (out of memory, a failed oneDNN
+ * call, already recorded): stop with the recorded status. */
+#define NEED(t)                                                              \
+    do {                                                                     \
+        if ((t) < 0) return net->status ? net->status : NASC_EINTERNAL;      \
+    } while (0)
+
 static int new_result(nasc_net *net, const nasc_prim *p, const dnnl_memory_desc_t *md) {
     int t = nb_tensor_new(net, md);
     net->vals[p->result].fwd = t;
@@ -116,7 +123,7 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     conv_geom g;
     NB_PASS(conv_geometry(net, p, &g));
     int xs = src_of(net, x, true);
-    if (xs < 0) return net->status ? net->status : NASC_EINTERNAL;
+    NEED(xs);
     dnnl_memory_desc_t dst, bias_md;
     NB_PASS(nb_act_md(net, vtype(net, p->result), &dst));
     int64_t cout = vtype(net, p->result)->dims[1];
@@ -221,6 +228,7 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
     NB_PASS(conv_geometry(net, p, &g));
     int xs = net->ps[pi].t[0];
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    NEED(G);
     const dnnl_memory_desc_t dy_md = *md_of(net, G), *dy = &dy_md; /* trefs may move */
     if (net->vals[x].needs_grad) {
         dnnl_convolution_desc_t d;
@@ -342,6 +350,7 @@ static unsigned bn_flags(nasc_net *net) {
 static nasc_status bn_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     uint32_t x = arg(net, p, 0);
     int xs = src_of(net, x, false);
+    NEED(xs);
     int64_t c = vtype(net, x)->dims[1];
     dnnl_batch_normalization_desc_t d;
     NB_CHECK(net, dnnl_batch_normalization_forward_desc_init(&d, fwd_prop(net), md_of(net, xs), p->a.eps, bn_flags(net)));
@@ -386,6 +395,7 @@ static nasc_status bn_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G)
     uint32_t x = arg(net, p, 0);
     int xs = net->ps[pi].t[0];
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    NEED(G);
     dnnl_batch_normalization_desc_t d;
     NB_CHECK(net, dnnl_batch_normalization_backward_desc_init(&d, dnnl_backward, md_of(net, G), md_of(net, xs), p->a.eps,
                                                               bn_flags(net)));
@@ -426,6 +436,7 @@ static float eltwise_alpha(nasc_prim_op op) { return op == NASC_PRIM_IDENTITY ? 
 
 static nasc_status eltwise_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     int xs = src_of(net, arg(net, p, 0), false);
+    NEED(xs);
     dnnl_eltwise_desc_t d;
     NB_CHECK(net, dnnl_eltwise_forward_desc_init(&d, fwd_prop(net), eltwise_alg(p->op), md_of(net, xs), eltwise_alpha(p->op), 0));
     dnnl_primitive_desc_t pd;
@@ -441,6 +452,7 @@ static nasc_status eltwise_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
 static nasc_status eltwise_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
     int xs = net->ps[pi].t[0];
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    NEED(G);
     dnnl_eltwise_desc_t d;
     NB_CHECK(net, dnnl_eltwise_backward_desc_init(&d, eltwise_alg(p->op), md_of(net, G), md_of(net, xs), eltwise_alpha(p->op), 0));
     dnnl_primitive_desc_t pd;
@@ -480,6 +492,7 @@ static void pool_geometry(nasc_net *net, const nasc_prim *p, pool_geom *g) {
 
 static nasc_status pool_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     int xs = src_of(net, arg(net, p, 0), false);
+    NEED(xs);
     pool_geom g;
     pool_geometry(net, p, &g);
     dnnl_memory_desc_t dst;
@@ -505,6 +518,7 @@ static nasc_status pool_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
     pool_geom g;
     pool_geometry(net, p, &g);
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    NEED(G);
     dnnl_pooling_v2_desc_t d;
     NB_CHECK(net, dnnl_pooling_v2_backward_desc_init(&d, g.alg, md_of(net, net->ps[pi].t[0]), md_of(net, G), g.strides,
                                                      g.kernel, g.dil, g.pl, g.pr));
@@ -521,6 +535,7 @@ static nasc_status pool_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
 
 static nasc_status softmax_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     int xs = src_of(net, arg(net, p, 0), false);
+    NEED(xs);
     dnnl_softmax_desc_t d;
     NB_CHECK(net, dnnl_softmax_forward_desc_init(&d, fwd_prop(net), md_of(net, xs), p->a.axis));
     dnnl_primitive_desc_t pd;
@@ -535,6 +550,7 @@ static nasc_status softmax_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
 static nasc_status softmax_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
     int y = net->vals[p->result].fwd;
     G = nb_match(net, G, md_of(net, y));
+    NEED(G);
     dnnl_softmax_desc_t d;
     NB_CHECK(net, dnnl_softmax_backward_desc_init(&d, md_of(net, G), md_of(net, y), p->a.axis));
     dnnl_primitive_desc_t pd;
@@ -599,6 +615,7 @@ static int shift_step(nasc_net *net, int from, int to, const nasc_type *t, int d
 static nasc_status shift_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     (void)pi;
     int xs = src_of(net, arg(net, p, 0), false);
+    NEED(xs);
     int y = new_result(net, p, md_of(net, xs));
     net->trefs[y].md = *md_of(net, xs);
     shift_step(net, xs, y, vtype(net, p->result), p->a.dy, p->a.dx);
@@ -608,6 +625,7 @@ static nasc_status shift_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
 static nasc_status shift_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
     (void)pi;
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    NEED(G);
     int dx = nb_tensor_new(net, md_of(net, G));
     shift_step(net, G, dx, vtype(net, p->result), -p->a.dy, -p->a.dx);
     nb_contribute(net, arg(net, p, 0), dx);
@@ -810,7 +828,10 @@ static nasc_status mul_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     const nasc_type *yt = vtype(net, p->result);
     uint32_t v1 = arg(net, p, 1);
     int a0 = src_of(net, arg(net, p, 0), false), a1 = bcast_src(net, v1, yt);
+    NEED(a0);
+    NEED(a1);
     if (bcast_of(net, v1, yt) != BC_SPREAD) a1 = nb_match(net, a1, md_of(net, a0));
+    NEED(a1);
     net->ps[pi].t[0] = a0;
     net->ps[pi].t[1] = a1;
     int y = new_result(net, p, md_of(net, a0));
@@ -853,6 +874,7 @@ static nasc_status concat_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
 static nasc_status concat_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
     (void)pi;
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    NEED(G);
     /* each operand's gradient is a view into the result's gradient; a
      * blocked layout whose blocks straddle operands cannot be viewed, so
      * such a gradient is first converted to the plain layout */
@@ -867,6 +889,7 @@ static nasc_status concat_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, in
         dnnl_memory_desc_t plain;
         NB_PASS(nb_plain_md(net, vtype(net, p->result), &plain));
         G = nb_match(net, G, &plain);
+        NEED(G);
     }
     int64_t off = 0;
     for (uint32_t j = 0; j < p->n_args; j++) {
@@ -891,10 +914,12 @@ static nasc_status concat_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, in
 static nasc_status flatten_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     uint32_t x = arg(net, p, 0);
     int xs = src_of(net, x, true);
+    NEED(xs);
     dnnl_memory_desc_t plain4, plain2;
     NB_PASS(nb_plain_md(net, vtype(net, x), &plain4));
     NB_PASS(nb_plain_md(net, vtype(net, p->result), &plain2));
     int flat = nb_match(net, xs, &plain4);
+    NEED(flat);
     net->ps[pi].t[0] = xs;
     net->vals[p->result].fwd = nb_tref_new(net, net->trefs[flat].buf, &plain2);
     return net->status;
@@ -905,7 +930,9 @@ static nasc_status flatten_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, i
     dnnl_memory_desc_t plain4;
     NB_PASS(nb_plain_md(net, vtype(net, x), &plain4));
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd)); /* dense plain (N, C*H*W) */
+    NEED(G);
     int g4 = nb_tref_new(net, net->trefs[G].buf, &plain4);
+    NEED(g4);
     give_grad(net, x, nb_match(net, g4, md_of(net, net->ps[pi].t[0])), NULL, false);
     return net->status;
 }
@@ -913,6 +940,7 @@ static nasc_status flatten_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, i
 static nasc_status ip_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     uint32_t x = arg(net, p, 0), w = arg(net, p, 1), b = arg(net, p, 2);
     int xs = src_of(net, x, true);
+    NEED(xs);
     const nasc_type *wt = vtype(net, w);
     dnnl_memory_desc_t w_any, w_plain, dst;
     dnnl_dims_t wd = {wt->dims[0], wt->dims[1]};
@@ -945,6 +973,7 @@ static nasc_status ip_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G)
     NB_CHECK(net, dnnl_memory_desc_init_by_tag(&w_any, 2, wd, dnnl_f32, dnnl_format_tag_any));
     NB_CHECK(net, dnnl_memory_desc_init_by_tag(&w_plain, 2, wd, dnnl_f32, dnnl_ab));
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    NEED(G);
     if (net->vals[x].needs_grad) {
         dnnl_inner_product_desc_t d;
         NB_CHECK(net, dnnl_inner_product_backward_data_desc_init(&d, md_of(net, xs), &w_any, md_of(net, G)));

@@ -6,10 +6,11 @@
  * calls succeed and give the same loss as an undisturbed run. A training
  * step on a compiled net allocates nothing.
  *
- * The net has what allocates while compiling: a reorder of the input into
- * the blocked layout, batch norm (running statistics created in the store),
- * a depthwise 5x5 convolution (nasc's own backward-weights kernel and its
- * scratch), a gradient sum where a value fans out, parameter gradients, and
+ * The net has what allocates while compiling: reorders of the input into
+ * the blocked layout for two of its consumers, batch norm (running
+ * statistics created in the store), a depthwise 5x5 convolution (nasc's own
+ * backward-weights kernel and its scratch), max pooling (a workspace), add,
+ * mul, concat, gradient sums where values fan out, parameter gradients, and
  * the inference net fusing batch norm and relu into the convolution. The
  * same holds for nasc_train (batches, optimizer state, evaluation) on a
  * tiny data set.
@@ -29,15 +30,19 @@ static const char *net_text =
     "  param %g : f32[8]\n"
     "  param %b : f32[8]\n"
     "  param %dw : f32[8,1,5,5]\n"
-    "  param %fc.w : f32[4,8]\n"
+    "  param %fc.w : f32[4,16]\n"
     "  param %fc.b : f32[4]\n"
-    "  %c = conv %x, %w1 {kernel=3x3, stride=1x1, pad=1,1,1,1, dilation=1x1, groups=1} : f32[N,8,6,6]\n"
+    "  %xr = relu %x : f32[N,8,6,6]\n"
+    "  %c = conv %xr, %w1 {kernel=3x3, stride=1x1, pad=1,1,1,1, dilation=1x1, groups=1} : f32[N,8,6,6]\n"
     "  %bn = batch_norm %c, %g, %b {eps=9.99999975e-06} : f32[N,8,6,6]\n"
     "  %r = relu %bn : f32[N,8,6,6]\n"
     "  %d = conv %r, %dw {kernel=5x5, stride=1x1, pad=2,2,2,2, dilation=1x1, groups=8} : f32[N,8,6,6]\n"
-    "  %a = add %r, %d : f32[N,8,6,6]\n"
-    "  %gap = global_avg_pool %a : f32[N,8,1,1]\n"
-    "  %fl = flatten %gap : f32[N,8]\n"
+    "  %mp = max_pool %x {kernel=3x3, stride=1x1, pad=1,1,1,1} : f32[N,8,6,6]\n"
+    "  %a = add %r, %d, %mp : f32[N,8,6,6]\n"
+    "  %m = mul %a, %r : f32[N,8,6,6]\n"
+    "  %cat = concat %m, %a {axis=1} : f32[N,16,6,6]\n"
+    "  %gap = global_avg_pool %cat : f32[N,16,1,1]\n"
+    "  %fl = flatten %gap : f32[N,16]\n"
     "  %fc = inner_product %fl, %fc.w, %fc.b : f32[N,4]\n"
     "  output %fc\n"
     "}\n";

@@ -11,7 +11,9 @@
  *                  order) and which are only read as constants
  *   lower_nodes    node by node in ONNX order (a use before a definition
  *                  is a cycle or a misordered graph); onnx_ops.c has the
- *                  lowering of every operator
+ *                  operator table and most lowerings, onnx_fold.c the
+ *                  operators evaluated at import (shape chains),
+ *                  onnx_window.c Pad, Slice and Gather
  *   bind_outputs   graph outputs become prim outputs; declared shapes must
  *                  match the inferred ones
  *   verify         nasc_prim_verify
@@ -179,7 +181,6 @@ static int64_t sym_get(ox_imp *x, const char *name, bool *made) {
     s->name = name;
     s->konst = -1;
     s->def = -1;
-    s->user = -1;
     s->value = UINT32_MAX;
     x->n_syms++;
     if (2 * (x->n_syms + 1) > x->index_cap) {
@@ -202,19 +203,33 @@ static int const_add(ox_imp *x) {
     return (int)x->n_consts++;
 }
 
-int ox_const_new(ox_imp *x, int rank, const int64_t *dims) {
+#define MAX_NUMEL ((int64_t)1 << 31)
+
+int ox_const_make(ox_imp *x, int dtype, int rank, const int64_t *dims) {
+    int64_t numel = 1;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] < 0 || (dims[i] > 0 && numel > MAX_NUMEL / dims[i])) {
+            ox_fail(x, "a constant of more than 2^31 elements (or a negative dim) is not supported");
+            return -1;
+        }
+        numel *= dims[i];
+    }
     int k = const_add(x);
     if (k < 0) return -1;
     ox_const *c = &x->consts[k];
-    c->dtype = OX_F32;
+    c->dtype = dtype;
     c->rank = rank;
-    c->numel = 1;
-    for (int i = 0; i < rank; i++) c->dims[i] = dims[i], c->numel *= dims[i];
-    c->f = ox_alloc(x, (size_t)(c->numel ? c->numel : 1) * sizeof *c->f);
-    return c->f ? k : -1;
+    c->numel = numel;
+    for (int i = 0; i < rank; i++) c->dims[i] = dims[i];
+    size_t n = (size_t)(numel ? numel : 1);
+    if (dtype == OX_I64)
+        c->i = ox_alloc(x, n * sizeof *c->i);
+    else
+        c->f = ox_alloc(x, n * sizeof *c->f);
+    return c->i || c->f ? k : -1;
 }
 
-#define MAX_NUMEL ((int64_t)1 << 31)
+int ox_const_new(ox_imp *x, int rank, const int64_t *dims) { return ox_const_make(x, OX_F32, rank, dims); }
 
 /* Decode a TensorProto into c. A tensor nasc cannot read is not an error
  * yet: c->why says why, and it becomes one when something uses it. Only
@@ -298,24 +313,34 @@ const char *ox_in(ox_imp *x, uint32_t i) {
     return n->input[i];
 }
 
-static ox_sym *in_sym(ox_imp *x, uint32_t i) {
+ox_sym *ox_in_sym(ox_imp *x, uint32_t i) {
     const char *name = ox_in(x, i);
     int64_t k = name ? sym_find(x, name) : -1;
     return k >= 0 ? &x->syms[k] : NULL;
 }
 
 bool ox_is_const(ox_imp *x, uint32_t i) {
-    ox_sym *s = in_sym(x, i);
+    ox_sym *s = ox_in_sym(x, i);
     return s && s->konst >= 0;
 }
 
 bool ox_has_value(ox_imp *x, uint32_t i) {
-    ox_sym *s = in_sym(x, i);
+    ox_sym *s = ox_in_sym(x, i);
     return s && s->value != UINT32_MAX;
 }
 
 const ox_const *ox_const_in(ox_imp *x, uint32_t i, const char *what) {
-    ox_sym *s = in_sym(x, i);
+    const ox_const *c = ox_shape_in(x, i, what);
+    if (c && c->nb) {
+        ox_fail(x, "input %u '%.80s' (the %s) depends on the batch size N, which is not known at import", i + 1,
+                ox_in(x, i), what);
+        return NULL;
+    }
+    return c;
+}
+
+const ox_const *ox_shape_in(ox_imp *x, uint32_t i, const char *what) {
+    ox_sym *s = ox_in_sym(x, i);
     if (!s) {
         ox_fail(x, "input %u (the %s) is missing", i + 1, what);
         return NULL;
@@ -333,15 +358,25 @@ const ox_const *ox_const_in(ox_imp *x, uint32_t i, const char *what) {
     return c;
 }
 
+bool ox_all_const(ox_imp *x) {
+    const Onnx__NodeProto *n = ox_node(x);
+    for (uint32_t i = 0; i < n->n_input; i++) {
+        ox_sym *s = ox_in_sym(x, i);
+        if (ox_in(x, i) && (!s || s->konst < 0 || s->value != UINT32_MAX)) return false;
+    }
+    return true;
+}
+
 const nasc_type *ox_type(ox_imp *x, uint32_t value) { return &x->m->values[value].type; }
 
 uint32_t ox_value(ox_imp *x, uint32_t i) {
-    ox_sym *s = in_sym(x, i);
+    ox_sym *s = ox_in_sym(x, i);
     if (!s) {
         ox_fail(x, "input %u is missing", i + 1);
         return UINT32_MAX;
     }
     if (s->value != UINT32_MAX) return s->value;
+    if (s->win) return ox_window_emit(x, s);
     if (s->konst < 0) {
         ox_fail(x, "input %u '%.80s' has no value", i + 1, s->name);
         return UINT32_MAX;
@@ -442,7 +477,7 @@ bool ox_attrs_known(ox_imp *x, const char *const *known) {
 /* Results, parameters                                               */
 /* ---------------------------------------------------------------- */
 
-static ox_sym *out_sym(ox_imp *x, uint32_t out) {
+ox_sym *ox_out_sym(ox_imp *x, uint32_t out) {
     const Onnx__NodeProto *n = ox_node(x);
     if (!n || out >= n->n_output || !n->output[out] || !n->output[out][0]) return NULL;
     int64_t k = sym_find(x, n->output[out]);
@@ -450,13 +485,13 @@ static ox_sym *out_sym(ox_imp *x, uint32_t out) {
 }
 
 const char *ox_out_pname(ox_imp *x, uint32_t out) {
-    ox_sym *s = out_sym(x, out);
+    ox_sym *s = ox_out_sym(x, out);
     return s ? s->pname : "t";
 }
 
 nasc_status ox_define(ox_imp *x, uint32_t out, uint32_t value) {
     if (value == UINT32_MAX) return x->ctx->diag.status ? x->ctx->diag.status : NASC_EINTERNAL;
-    ox_sym *s = out_sym(x, out);
+    ox_sym *s = ox_out_sym(x, out);
     if (!s) return NASC_OK; /* an optional output nobody asked for */
     s->value = value;
     s->defined = true;
@@ -465,7 +500,7 @@ nasc_status ox_define(ox_imp *x, uint32_t out, uint32_t value) {
 
 nasc_status ox_define_const(ox_imp *x, uint32_t out, int konst) {
     if (konst < 0) return x->ctx->diag.status ? x->ctx->diag.status : NASC_ENOMEM;
-    ox_sym *s = out_sym(x, out);
+    ox_sym *s = ox_out_sym(x, out);
     if (!s) return NASC_OK;
     s->konst = konst;
     s->defined = true;
@@ -498,30 +533,6 @@ uint32_t ox_op_tmp(ox_imp *x, nasc_prim_op op, const uint32_t *args, uint32_t n,
         ox_fail(x, "%s", msg);
     }
     return v;
-}
-
-int ox_sole_user(ox_imp *x, uint32_t out, const char *op_type) {
-    ox_sym *s = out_sym(x, out);
-    if (!s || s->uses != 1 || s->is_output || s->user <= x->cur) return -1;
-    const Onnx__NodeProto *u = x->g->node[s->user];
-    if (!u->op_type || strcmp(u->op_type, op_type) != 0 || u->n_input < 1 || !u->input[0] ||
-        strcmp(u->input[0], s->name) != 0)
-        return -1;
-    const char *dom = u->domain ? u->domain : "";
-    if (dom[0] && strcmp(dom, "ai.onnx") != 0) return -1;
-    return s->user;
-}
-
-void ox_define_node(ox_imp *x, int node, uint32_t out, uint32_t value, bool skip) {
-    const Onnx__NodeProto *n = x->g->node[node];
-    if (out < n->n_output && name_ok(n->output[out])) {
-        int64_t k = sym_find(x, n->output[out]);
-        if (k >= 0) {
-            x->syms[k].value = value;
-            x->syms[k].defined = true;
-        }
-    }
-    if (skip) x->skip[node] = true;
 }
 
 static bool same_dims(int ra, const int64_t *a, int rb, const int64_t *b) {
@@ -688,7 +699,6 @@ static nasc_status name_all(ox_imp *x) {
             int64_t k = sym_find(x, nd->input[i]);
             if (k < 0) continue; /* reported when the node is lowered */
             x->syms[k].uses++;
-            x->syms[k].user = (int)ni;
         }
     }
     for (size_t i = 0; i < g->n_output; i++) {
@@ -749,9 +759,13 @@ static nasc_status constants(ox_imp *x, const nasc_onnx_import_options *o) {
 }
 
 /* Dims of a tensor type: dim 0 symbolic (a dim_param, 0 or unset) is the
- * batch; any other dim must be a positive number. rank 0 reads as [1]. */
-static nasc_status tensor_type(ox_imp *x, const Onnx__TypeProto *tp, const char *what, const char *name, nasc_type *t) {
+ * batch; any other dim must be a positive number, except in a declaration
+ * (any != NULL: graph outputs, value_info), where a symbolic dim d is
+ * "whatever nasc computes" (any[d] set). rank 0 reads as [1]. */
+static nasc_status tensor_type(ox_imp *x, const Onnx__TypeProto *tp, const char *what, const char *name, nasc_type *t,
+                               bool *any) {
     memset(t, 0, sizeof *t);
+    for (int d = 0; any && d < NASC_MAX_RANK; d++) any[d] = false;
     if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
         return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC, "%s '%.100s' is not a tensor", what, name);
     const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
@@ -775,6 +789,9 @@ static nasc_status tensor_type(ox_imp *x, const Onnx__TypeProto *tp, const char 
         } else if (sym && dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
             return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC,
                               "%s '%.100s': dim %zu is 0 (an empty tensor is not supported)", what, name, d);
+        } else if (sym && any) {
+            any[d] = true;
+            t->dims[d] = 1;
         } else if (sym) {
             return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC,
                               "%s '%.100s': dim %zu is symbolic; only the first dim may be (the batch)", what, name, d);
@@ -823,7 +840,7 @@ static nasc_status plan_inputs(ox_imp *x) {
         if (s->origin != OX_INPUT) continue; /* an initializer's default */
         if (s->const_uses && !s->value_uses && !s->is_output) continue;
         nasc_type t;
-        nasc_status st = tensor_type(x, g->input[i]->type, "graph input", s->name, &t);
+        nasc_status st = tensor_type(x, g->input[i]->type, "graph input", s->name, &t, NULL);
         if (st) return st;
         s->value = nasc_prim_add_input(x->m, s->pname, &t);
         if (s->value == UINT32_MAX) return x->ctx->diag.status;
@@ -833,10 +850,7 @@ static nasc_status plan_inputs(ox_imp *x) {
 
 static nasc_status lower_nodes(ox_imp *x) {
     const Onnx__GraphProto *g = x->g;
-    x->skip = ox_alloc(x, g->n_node + 1);
-    if (!x->skip) return NASC_ENOMEM;
     for (size_t ni = 0; ni < g->n_node; ni++) {
-        if (x->skip[ni]) continue;
         x->cur = (int)ni;
         const Onnx__NodeProto *nd = g->node[ni];
         const char *dom = nd->domain ? nd->domain : "";
@@ -881,6 +895,7 @@ static nasc_status bind_outputs(ox_imp *x) {
             return nasc_error(x->ctx, NASC_EINPUT, x->file, NASC_NOLOC,
                               "graph output '%.100s' is a constant; nasc outputs computed tensors only", n);
         nasc_type want;
+        bool any[NASC_MAX_RANK];
         const Onnx__TypeProto *tp = vi->type;
         bool no_shape = tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && tp->tensor_type &&
                         !tp->tensor_type->shape && tp->tensor_type->has_elem_type &&
@@ -888,12 +903,12 @@ static nasc_status bind_outputs(ox_imp *x) {
         nasc_status st = NASC_OK;
         if (no_shape)
             want.rank = 0; /* no shape given: nothing to check */
-        else if ((st = tensor_type(x, tp, "graph output", n, &want)))
+        else if ((st = tensor_type(x, tp, "graph output", n, &want, any)))
             return st;
         const nasc_type *have = ox_type(x, s->value);
         bool ok = want.rank == 0 || want.rank == have->rank;
         for (int d = 0; ok && d < want.rank; d++)
-            ok = want.dims[d] == have->dims[d] || (d == 0 && want.dims[0] == NASC_BATCH);
+            ok = any[d] || want.dims[d] == have->dims[d] || (d == 0 && want.dims[0] == NASC_BATCH);
         if (!ok) {
             char a[64], b[64];
             nasc_type_format(&want, a, sizeof a);
@@ -918,12 +933,13 @@ static nasc_status check_value_info(ox_imp *x) {
         if (tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type || !tp->tensor_type->shape)
             continue;
         nasc_type want;
-        nasc_status st = tensor_type(x, tp, "value", vi->name, &want);
+        bool any[NASC_MAX_RANK];
+        nasc_status st = tensor_type(x, tp, "value", vi->name, &want, any);
         if (st) return st;
         const nasc_type *have = ox_type(x, x->syms[k].value);
         bool ok = want.rank == have->rank;
         for (int d = 0; ok && d < want.rank; d++)
-            ok = want.dims[d] == have->dims[d] || (d == 0 && want.dims[0] == NASC_BATCH);
+            ok = any[d] || want.dims[d] == have->dims[d] || (d == 0 && want.dims[0] == NASC_BATCH);
         if (!ok) {
             char a[64], b[64];
             nasc_type_format(&want, a, sizeof a);

@@ -7,6 +7,7 @@
  * ops and defines the node's outputs. Anything it cannot express is an
  * error naming the node, the operator and the attribute or input.
  */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,7 +18,8 @@
  * honoured, none change the result in inference. */
 #define LEGACY "consumed_inputs"
 
-static nasc_status status_of(ox_imp *x) { return x->ctx->diag.status ? x->ctx->diag.status : NASC_EINTERNAL; }
+nasc_status ox_status(ox_imp *x) { return x->ctx->diag.status ? x->ctx->diag.status : NASC_EINTERNAL; }
+#define status_of ox_status
 
 static bool axis_in(ox_imp *x, int64_t axis, int rank, bool allow_end, int *out) {
     int64_t hi = allow_end ? rank : rank - 1;
@@ -63,7 +65,7 @@ static nasc_status lower_tanh(ox_imp *x) { return unary(x, NASC_PRIM_TANH); }
 /* Identity of a constant is that constant; of a value, an identity op. */
 static nasc_status pass_through(ox_imp *x) {
     if (ox_is_const(x, 0) && !ox_has_value(x, 0)) {
-        const ox_const *c = ox_const_in(x, 0, "input");
+        const ox_const *c = ox_shape_in(x, 0, "input");
         if (!c) return status_of(x);
         return ox_define_const(x, 0, (int)(c - x->consts));
     }
@@ -129,22 +131,17 @@ static bool broadcast_all(ox_imp *x, const uint32_t *v, uint32_t n, nasc_type *o
     return true;
 }
 
-/* Add, Mul, Sum: the prim ops take the operand of the result's shape
- * first and broadcast the others to it. */
-static nasc_status elementwise(ox_imp *x, nasc_prim_op op) {
-    static const char *const known[] = {LEGACY, NULL};
-    if (ox_attr(x, "broadcast") || ox_attr(x, "axis"))
-        return ox_fail(x, "the legacy attributes 'broadcast' / 'axis' (operator set < 7) are not supported");
-    if (!ox_attrs_known(x, known)) return status_of(x);
-    const Onnx__NodeProto *nd = ox_node(x);
-    uint32_t n = (uint32_t)nd->n_input;
-    if (n < 1 || (op == NASC_PRIM_MUL && n != 2) || n > 64) return ox_fail(x, "%u inputs is not supported", n);
-    uint32_t v[64];
+/* op over values v[0..n) (Add, Mul, Sum): the prim ops take the operand of
+ * the result's shape first and broadcast the others to it. The result is
+ * the node's output 0, or a helper "<output 0>.<suffix>" when suffix is
+ * given. */
+static uint32_t broadcast_op(ox_imp *x, nasc_prim_op op, uint32_t *v, uint32_t n, const char *suffix) {
     for (uint32_t i = 0; i < n; i++)
-        if ((v[i] = ox_value(x, i)) == UINT32_MAX) return status_of(x);
-    if (n == 1) return ox_define(x, 0, ox_op(x, NASC_PRIM_IDENTITY, v, 1, NULL, 0));
+        if (v[i] == UINT32_MAX) return UINT32_MAX;
+    if (n == 1) return suffix ? ox_op_tmp(x, NASC_PRIM_IDENTITY, v, 1, NULL, 0, suffix)
+                              : ox_op(x, NASC_PRIM_IDENTITY, v, 1, NULL, 0);
     nasc_type y;
-    if (!broadcast_all(x, v, n, &y)) return status_of(x);
+    if (!broadcast_all(x, v, n, &y)) return UINT32_MAX;
     uint32_t full = n;
     for (uint32_t i = 0; i < n && full == n; i++) {
         const nasc_type *t = ox_type(x, v[i]);
@@ -155,17 +152,156 @@ static nasc_status elementwise(ox_imp *x, nasc_prim_op op) {
     if (full == n) {
         char b[64];
         fmt_dims(&y, b, sizeof b);
-        return ox_fail(x, "broadcasting where no input has the result's shape %s is not supported", b);
+        ox_fail(x, "broadcasting where no input has the result's shape %s is not supported", b);
+        return UINT32_MAX;
     }
     uint32_t t = v[0];
     v[0] = v[full];
     v[full] = t;
-    return ox_define(x, 0, ox_op(x, op, v, n, NULL, 0));
+    return suffix ? ox_op_tmp(x, op, v, n, NULL, 0, suffix) : ox_op(x, op, v, n, NULL, 0);
+}
+
+/* Operator set < 7 broadcast attributes, unknown attributes, arity. */
+static bool binary_attrs(ox_imp *x, uint32_t lo, uint32_t hi) {
+    static const char *const known[] = {LEGACY, NULL};
+    if (ox_attr(x, "broadcast") || ox_attr(x, "axis")) {
+        ox_fail(x, "the legacy attributes 'broadcast' / 'axis' (operator set < 7) are not supported");
+        return false;
+    }
+    if (!ox_attrs_known(x, known)) return false;
+    uint32_t n = (uint32_t)ox_node(x)->n_input;
+    if (n < lo || n > hi) {
+        ox_fail(x, "%u inputs is not supported", n);
+        return false;
+    }
+    return true;
+}
+
+static nasc_status elementwise(ox_imp *x, nasc_prim_op op) {
+    if (!binary_attrs(x, op == NASC_PRIM_MUL ? 2 : 1, op == NASC_PRIM_MUL ? 2 : 64)) return status_of(x);
+    uint32_t n = (uint32_t)ox_node(x)->n_input;
+    if (n == 2 && ox_all_const(x)) return ox_fold_arith(x, op == NASC_PRIM_MUL ? '*' : '+');
+    uint32_t v[64];
+    for (uint32_t i = 0; i < n; i++)
+        if ((v[i] = ox_value(x, i)) == UINT32_MAX) return status_of(x);
+    return ox_define(x, 0, broadcast_op(x, op, v, n, NULL));
 }
 
 static nasc_status lower_add(ox_imp *x) { return elementwise(x, NASC_PRIM_ADD); }
 static nasc_status lower_sum(ox_imp *x) { return elementwise(x, NASC_PRIM_ADD); }
 static nasc_status lower_mul(ox_imp *x) { return elementwise(x, NASC_PRIM_MUL); }
+
+/* A parameter "<output 0>.<suffix>" holding f(c) for the float constant of
+ * input i: -c ('-') or 1 / c ('/'). */
+static uint32_t mapped_param(ox_imp *x, uint32_t i, char f, const char *suffix) {
+    const ox_const *c = ox_const_in(x, i, f == '/' ? "divisor" : "subtrahend");
+    if (!c) return UINT32_MAX;
+    if (c->dtype != OX_F32) {
+        ox_fail(x, "input %u is an integer tensor; computed tensors are float", i + 1);
+        return UINT32_MAX;
+    }
+    if (c->rank > NASC_MAX_RANK) {
+        ox_fail(x, "input %u has rank %d; nasc tensors have rank 1 to %d", i + 1, c->rank, NASC_MAX_RANK);
+        return UINT32_MAX;
+    }
+    int src = (int)(c - x->consts);
+    int64_t dims[NASC_MAX_RANK] = {1};
+    int rank = c->rank ? c->rank : 1;
+    for (int d = 0; d < c->rank; d++) dims[d] = c->dims[d];
+    int k = ox_const_new(x, rank, dims);
+    if (k < 0) return UINT32_MAX;
+    for (int64_t e = 0; e < x->consts[k].numel; e++) {
+        float v = x->consts[src].f[e];
+        x->consts[k].f[e] = f == '/' ? 1.0f / v : -v;
+    }
+    return ox_param(x, k, rank, dims, suffix, 0);
+}
+
+/* a - b: a + (-b) for a constant b, (-b) + a for a constant a, else
+ * a + b * -1. */
+static nasc_status lower_sub(ox_imp *x) {
+    if (!binary_attrs(x, 2, 2)) return status_of(x);
+    if (ox_all_const(x)) return ox_fold_arith(x, '-');
+    uint32_t v[2];
+    if (!ox_has_value(x, 1) && ox_is_const(x, 1)) {
+        v[0] = ox_value(x, 0);
+        v[1] = mapped_param(x, 1, '-', "neg");
+    } else {
+        uint32_t m[2] = {ox_value(x, 1), ox_scalar_param(x, -1.0f, "minus_one")};
+        v[1] = ox_value(x, 0);
+        v[0] = m[0] == UINT32_MAX || m[1] == UINT32_MAX ? UINT32_MAX : ox_op_tmp(x, NASC_PRIM_MUL, m, 2, NULL, 0, "neg");
+    }
+    if (v[0] == UINT32_MAX || v[1] == UINT32_MAX) return status_of(x);
+    return ox_define(x, 0, broadcast_op(x, NASC_PRIM_ADD, v, 2, NULL));
+}
+
+/* a / b for a constant b: a * (1 / b) (within an ulp of the quotient). */
+static nasc_status lower_div(ox_imp *x) {
+    if (!binary_attrs(x, 2, 2)) return status_of(x);
+    if (ox_all_const(x)) return ox_fold_arith(x, '/');
+    if (ox_has_value(x, 1) || !ox_is_const(x, 1))
+        return ox_fail(x, "division by a computed tensor is not supported (only by a constant)");
+    uint32_t v[2] = {ox_value(x, 0), mapped_param(x, 1, '/', "reciprocal")};
+    if (v[0] == UINT32_MAX || v[1] == UINT32_MAX) return status_of(x);
+    return ox_define(x, 0, broadcast_op(x, NASC_PRIM_MUL, v, 2, NULL));
+}
+
+static nasc_status lower_neg(ox_imp *x) {
+    static const char *const known[] = {LEGACY, NULL};
+    if (!ox_attrs_known(x, known)) return status_of(x);
+    uint32_t v[2] = {ox_value(x, 0), ox_scalar_param(x, -1.0f, "minus_one")};
+    if (v[0] == UINT32_MAX || v[1] == UINT32_MAX) return status_of(x);
+    return ox_define(x, 0, broadcast_op(x, NASC_PRIM_MUL, v, 2, NULL));
+}
+
+/* Clip(x, lo, hi) from relu, mul and add (nasc has no clip op):
+ *     t = relu(x) when lo is 0, else relu(x - lo) + lo
+ *     y = hi - relu(hi - t)
+ * y is exactly min(max(x, lo), hi) when lo is 0 and t >= hi / 2 (and
+ * wherever t >= hi); below hi / 2 the rounding of hi - t makes it off by at
+ * most half an ulp of hi (2.4e-7 for ReLU6). */
+static nasc_status lower_clip(ox_imp *x) {
+    static const char *const known[] = {"min", "max", LEGACY, NULL};
+    if (!ox_attrs_known(x, known)) return status_of(x);
+    float lo = -FLT_MAX, hi = FLT_MAX;
+    if (x->opset < 11) {
+        if (!ox_attr_float(x, "min", lo, &lo) || !ox_attr_float(x, "max", hi, &hi)) return status_of(x);
+    } else {
+        for (uint32_t i = 1; i <= 2; i++) {
+            if (!ox_in(x, i)) continue;
+            const ox_const *c = ox_const_in(x, i, i == 1 ? "min" : "max");
+            if (!c) return status_of(x);
+            if (c->dtype != OX_F32 || c->numel != 1)
+                return ox_fail(x, "input %u (%s) must be a float scalar", i + 1, i == 1 ? "min" : "max");
+            *(i == 1 ? &lo : &hi) = c->f[0];
+        }
+    }
+    if (!(lo <= hi)) return ox_fail(x, "min %g is above max %g", (double)lo, (double)hi);
+    if (!isfinite(lo) && lo > 0) return ox_fail(x, "min is +inf");
+    uint32_t v = ox_value(x, 0);
+    if (v == UINT32_MAX) return status_of(x);
+    bool has_lo = lo > -FLT_MAX, has_hi = hi < FLT_MAX;
+    if (!has_lo && !has_hi) return ox_define(x, 0, ox_op(x, NASC_PRIM_IDENTITY, &v, 1, NULL, 0));
+    uint32_t t = v;
+    if (has_lo && lo == 0.0f) {
+        t = has_hi ? ox_op_tmp(x, NASC_PRIM_RELU, &t, 1, NULL, 0, "relu") : ox_op(x, NASC_PRIM_RELU, &t, 1, NULL, 0);
+    } else if (has_lo) {
+        uint32_t a[2] = {t, ox_scalar_param(x, -lo, "minus_min")};
+        uint32_t sh = ox_op_tmp(x, NASC_PRIM_ADD, a, 2, NULL, 0, "shifted");
+        uint32_t b[2] = {ox_op_tmp(x, NASC_PRIM_RELU, &sh, 1, NULL, 0, "relu"), ox_scalar_param(x, lo, "min")};
+        t = has_hi ? ox_op_tmp(x, NASC_PRIM_ADD, b, 2, NULL, 0, "low") : ox_op(x, NASC_PRIM_ADD, b, 2, NULL, 0);
+    }
+    if (has_hi) {
+        uint32_t m1 = ox_scalar_param(x, -1.0f, "minus_one"), h = ox_scalar_param(x, hi, "max");
+        uint32_t a[2] = {t, m1};
+        uint32_t b[2] = {ox_op_tmp(x, NASC_PRIM_MUL, a, 2, NULL, 0, "neg"), h};
+        uint32_t r = ox_op_tmp(x, NASC_PRIM_ADD, b, 2, NULL, 0, "room");
+        uint32_t c[2] = {ox_op_tmp(x, NASC_PRIM_RELU, &r, 1, NULL, 0, "room_relu"), m1};
+        uint32_t d[2] = {ox_op_tmp(x, NASC_PRIM_MUL, c, 2, NULL, 0, "room_neg"), h};
+        t = ox_op(x, NASC_PRIM_ADD, d, 2, NULL, 0);
+    }
+    return ox_define(x, 0, t);
+}
 
 /* ---------------------------------------------------------------- */
 /* Shapes: concat, softmax, flatten, reshape                         */
@@ -180,6 +316,7 @@ static nasc_status lower_concat(ox_imp *x) {
     if (!ox_attr(x, "axis") && x->opset >= 4) return ox_fail(x, "attribute 'axis' is required");
     int64_t axis;
     if (!ox_attr_int(x, "axis", 1, &axis)) return status_of(x);
+    if (ox_all_const(x)) return ox_fold_concat(x);
     uint32_t v[64];
     for (uint32_t i = 0; i < n; i++)
         if ((v[i] = ox_value(x, i)) == UINT32_MAX) return status_of(x);
@@ -261,17 +398,19 @@ static nasc_status lower_reshape(ox_imp *x) {
     if (!ox_attrs_known(x, known)) return status_of(x);
     int64_t allowzero, s[OX_MAX_RANK];
     int n = 0;
+    bool nb[OX_MAX_RANK] = {false};
     if (!ox_attr_int(x, "allowzero", 0, &allowzero)) return status_of(x);
     if (x->opset < 5) {
         if (!ox_attr_ints(x, "shape", s, OX_MAX_RANK, &n)) return status_of(x);
     } else {
-        const ox_const *c = ox_const_in(x, 1, "shape");
+        const ox_const *c = ox_shape_in(x, 1, "shape");
         if (!c) return status_of(x);
         if (c->dtype != OX_I64 || c->rank != 1) return ox_fail(x, "input 2 (the shape) must be a 1-D INT64 tensor");
         if (c->numel > OX_MAX_RANK) return ox_fail(x, "a shape of %lld dims is not supported", (long long)c->numel);
         n = (int)c->numel;
-        for (int i = 0; i < n; i++) s[i] = c->i[i];
+        for (int i = 0; i < n; i++) s[i] = c->i[i], nb[i] = c->nb && c->nb[i];
     }
+    if (ox_is_const(x, 0) && !ox_has_value(x, 0)) return ox_fold_reshape(x);
     if (n > NASC_MAX_RANK)
         return ox_fail(x, "the result would have rank %d; nasc tensors have rank 1 to %d", n, NASC_MAX_RANK);
     uint32_t v = ox_value(x, 0);
@@ -281,6 +420,15 @@ static nasc_status lower_reshape(ox_imp *x) {
     int64_t d[NASC_MAX_RANK], known_p = 1;
     int infer = -1;
     for (int i = 0; i < n; i++) {
+        if (nb[i]) {
+            /* the batch size N, read from a Shape: it stays where it was */
+            if (i != 0 || !batched)
+                return ox_fail(x, "shape[%d] is the batch size N of another tensor; only shape[0] of a batched input "
+                                  "may be",
+                               i);
+            d[i] = NASC_BATCH;
+            continue;
+        }
         if (s[i] == 0 && allowzero) return ox_fail(x, "a zero dim (an empty tensor) is not supported");
         if (s[i] == 0) {
             if (i >= t.rank) return ox_fail(x, "shape[%d] = 0 copies a dim the input does not have", i);
@@ -329,8 +477,7 @@ static nasc_status lower_matmul(ox_imp *x) {
     return ox_define(x, 0, ox_op(x, NASC_PRIM_MATMUL, v, 2, NULL, 0));
 }
 
-/* A constant [1] holding f, as a parameter named "<out>.<name>". */
-static uint32_t scalar_param(ox_imp *x, float f, const char *name) {
+uint32_t ox_scalar_param(ox_imp *x, float f, const char *name) {
     int64_t one = 1;
     int k = ox_const_new(x, 1, &one);
     if (k < 0) return UINT32_MAX;
@@ -414,7 +561,7 @@ static nasc_status lower_gemm(ox_imp *x) {
     uint32_t y = (scale || has_c) ? ox_op_tmp(x, NASC_PRIM_MATMUL, mm, 2, &ma, 0, "matmul")
                                   : ox_op(x, NASC_PRIM_MATMUL, mm, 2, &ma, 0);
     if (scale) {
-        uint32_t s[2] = {y, scalar_param(x, alpha, "alpha")};
+        uint32_t s[2] = {y, ox_scalar_param(x, alpha, "alpha")};
         y = has_c ? ox_op_tmp(x, NASC_PRIM_MUL, s, 2, NULL, 0, "scaled") : ox_op(x, NASC_PRIM_MUL, s, 2, NULL, 0);
     }
     if (has_c) {
@@ -433,7 +580,7 @@ static nasc_status lower_gemm(ox_imp *x) {
         } else {
             c = ox_value(x, 2);
             if (c != UINT32_MAX && beta != 1.0f) {
-                uint32_t s[2] = {c, scalar_param(x, beta, "beta")};
+                uint32_t s[2] = {c, ox_scalar_param(x, beta, "beta")};
                 c = ox_op_tmp(x, NASC_PRIM_MUL, s, 2, NULL, 0, "c");
             }
         }
@@ -514,6 +661,26 @@ static bool read_window(ox_imp *x, const nasc_type *in, const int64_t *kernel, b
     return true;
 }
 
+/* Input 0, with the zero padding of a Pad before it taken into this op's
+ * own when fold says that is exact (ox_value_unpadded); pad gets it. */
+static uint32_t input_unpadded(ox_imp *x, bool fold, int64_t pad[4]) {
+    if (fold) return ox_value_unpadded(x, 0, pad);
+    memset(pad, 0, 4 * sizeof *pad);
+    return ox_value(x, 0);
+}
+
+/* A Pad's padding (top, left, bottom, right) added to the op's own. */
+static bool add_folded_pad(ox_imp *x, window *w, const int64_t *p) {
+    for (int i = 0; i < 4; i++) {
+        w->p[i] += p[i];
+        if (w->p[i] > 64) {
+            ox_fail(x, "with the padding of the Pad before it, pad %lld is not supported (0..64)", (long long)w->p[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
 static void window_attrs(const window *w, nasc_prim_attrs *a) {
     a->kh = (int)w->k[0], a->kw = (int)w->k[1];
     a->sh = (int)w->s[0], a->sw = (int)w->s[1];
@@ -531,7 +698,10 @@ static bool rank4(ox_imp *x, uint32_t v, const char *what) {
 static nasc_status lower_conv(ox_imp *x) {
     static const char *const known[] = {"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides", NULL};
     if (!ox_attrs_known(x, known)) return status_of(x);
-    uint32_t v = ox_value(x, 0);
+    char autopad[32];
+    int64_t fold[4];
+    if (!ox_attr_string(x, "auto_pad", "NOTSET", autopad, sizeof autopad)) return status_of(x);
+    uint32_t v = input_unpadded(x, strcmp(autopad, "NOTSET") == 0 || strcmp(autopad, "VALID") == 0, fold);
     if (v == UINT32_MAX) return status_of(x);
     if (!rank4(x, v, "convolution")) return status_of(x);
     const ox_const *wc = ox_const_in(x, 1, "weights W");
@@ -548,7 +718,7 @@ static nasc_status lower_conv(ox_imp *x) {
         return ox_fail(x, "attribute 'group' value %lld is not supported", (long long)group);
     window w;
     nasc_type in = *ox_type(x, v);
-    if (!read_window(x, &in, wc->dims + 2, false, &w)) return status_of(x);
+    if (!read_window(x, &in, wc->dims + 2, false, &w) || !add_folded_pad(x, &w, fold)) return status_of(x);
     nasc_prim_attrs a = nasc_prim_attrs_default();
     window_attrs(&w, &a);
     a.groups = (int)group;
@@ -612,18 +782,28 @@ static nasc_status lower_pool(ox_imp *x, bool max) {
                                        "kernel_shape", "pads",      "strides",           NULL};
     if (!ox_attrs_known(x, max ? kmax : kavg)) return status_of(x);
     if (!one_output(x, "the Indices of the maxima")) return status_of(x);
-    uint32_t v = ox_value(x, 0);
-    if (v == UINT32_MAX) return status_of(x);
-    if (!rank4(x, v, "pooling")) return status_of(x);
-    int64_t ks[8], cip;
-    int nk;
-    if (!ox_attr_ints(x, "kernel_shape", ks, 8, &nk) || !ox_attr_int(x, "count_include_pad", 0, &cip))
+    int64_t ks[8], cip, ceil_mode, own[8], fold[4];
+    int nk, np;
+    char autopad[32];
+    if (!ox_attr_ints(x, "kernel_shape", ks, 8, &nk) || !ox_attr_int(x, "count_include_pad", 0, &cip) ||
+        !ox_attr_int(x, "ceil_mode", 0, &ceil_mode) || !ox_attr_ints(x, "pads", own, 8, &np) ||
+        !ox_attr_string(x, "auto_pad", "NOTSET", autopad, sizeof autopad))
         return status_of(x);
     if (nk != 2) return ox_fail(x, "attribute 'kernel_shape' must have 2 values");
     if (cip != 0 && cip != 1) return ox_fail(x, "attribute 'count_include_pad' must be 0 or 1");
+    /* an average pool can count a Pad's zeros as its own padding: when it
+     * counts padding, or has none of its own (then it starts to) */
+    bool no_own = true;
+    for (int i = 0; i < np; i++) no_own = no_own && own[i] == 0;
+    bool can_fold = !max && !ceil_mode && (cip || no_own) &&
+                    (strcmp(autopad, "NOTSET") == 0 || strcmp(autopad, "VALID") == 0);
+    uint32_t v = input_unpadded(x, can_fold, fold);
+    if (v == UINT32_MAX) return status_of(x);
+    if (!rank4(x, v, "pooling")) return status_of(x);
+    if (fold[0] || fold[1] || fold[2] || fold[3]) cip = 1;
     window w;
     nasc_type in = *ox_type(x, v);
-    if (!read_window(x, &in, ks, true, &w)) return status_of(x);
+    if (!read_window(x, &in, ks, true, &w) || !add_folded_pad(x, &w, fold)) return status_of(x);
     if (!max && cip && w.overhang)
         return ox_fail(x, "count_include_pad = 1 with a ceil_mode window past the edge is not supported");
     if (!max && (w.d[0] != 1 || w.d[1] != 1))
@@ -645,6 +825,79 @@ static nasc_status lower_global_avg_pool(ox_imp *x) {
     if (!rank4(x, v, "pooling")) return status_of(x);
     return ox_define(x, 0, ox_op(x, NASC_PRIM_GLOBAL_AVG_POOL, &v, 1, NULL, 0));
 }
+
+/* ---------------------------------------------------------------- */
+/* ReduceMean, ReduceSum                                             */
+/* ---------------------------------------------------------------- */
+
+/* Over a run of adjacent axes a..b that leaves the batch alone. A mean over
+ * H and W of an N,C,H,W tensor is global_avg_pool; anything else is a
+ * matmul of a (1, K) row of ones (of 1/K for the mean) with the input seen
+ * as (N, M, K, P), K the reduced elements, then a reshape to the result. */
+static nasc_status lower_reduce(ox_imp *x, bool mean) {
+    static const char *const known[] = {"axes", "keepdims", "noop_with_empty_axes", NULL};
+    if (!ox_attrs_known(x, known)) return status_of(x);
+    int64_t keep, noop, ax[OX_MAX_RANK];
+    int na;
+    if (!ox_attr_int(x, "keepdims", 1, &keep) || !ox_attr_int(x, "noop_with_empty_axes", 0, &noop) ||
+        !ox_ints_of(x, 1, "axes", mean ? 18 : 13, "axes", ax, OX_MAX_RANK, &na))
+        return status_of(x);
+    uint32_t v = ox_value(x, 0);
+    if (v == UINT32_MAX) return status_of(x);
+    const nasc_type t = *ox_type(x, v);
+    if (na == 0 && noop) return ox_define(x, 0, ox_op(x, NASC_PRIM_IDENTITY, &v, 1, NULL, 0));
+    bool on[NASC_MAX_RANK] = {false};
+    if (na == 0)
+        for (int d = 0; d < t.rank; d++) on[d] = true;
+    for (int i = 0; i < na; i++) {
+        int a;
+        if (!axis_in(x, ax[i], t.rank, false, &a)) return status_of(x);
+        on[a] = true;
+    }
+    if (on[0]) return ox_fail(x, "reducing over axis 0 (the batch) is not supported");
+    int lo = -1, hi = -1;
+    for (int d = 0; d < t.rank; d++)
+        if (on[d]) {
+            if (lo < 0) lo = d;
+            else if (hi != d - 1) return ox_fail(x, "the axes must be adjacent (a run such as 2, 3)");
+            hi = d;
+        }
+    int64_t m = 1, k = 1, p = 1, od[NASC_MAX_RANK] = {0};
+    int orank = 0;
+    for (int d = 0; d < t.rank; d++) {
+        if (d > 0 && d < lo) m *= t.dims[d];
+        if (on[d]) k *= t.dims[d];
+        if (d > hi) p *= t.dims[d];
+        if (!on[d] || keep) od[orank++] = on[d] ? 1 : t.dims[d];
+    }
+    nasc_prim_attrs ra = reshape_attrs(orank, od);
+    if (mean && t.rank == 4 && lo == 2 && hi == 3) {
+        if (keep) return ox_define(x, 0, ox_op(x, NASC_PRIM_GLOBAL_AVG_POOL, &v, 1, NULL, 0));
+        uint32_t g = ox_op_tmp(x, NASC_PRIM_GLOBAL_AVG_POOL, &v, 1, NULL, 0, "pool");
+        return ox_define(x, 0, ox_op(x, NASC_PRIM_RESHAPE, &g, 1, &ra, 0));
+    }
+    int64_t xs[4] = {t.dims[0], m, k, p}; /* (N, k, p) when the run starts at axis 1 */
+    int xr = lo == 1 ? 3 : 4;
+    if (lo == 1) xs[1] = k, xs[2] = p;
+    bool same = xr == t.rank;
+    for (int d = 0; same && d < xr; d++) same = xs[d] == t.dims[d];
+    uint32_t in = v;
+    if (!same) {
+        nasc_prim_attrs a = reshape_attrs(xr, xs);
+        in = ox_op_tmp(x, NASC_PRIM_RESHAPE, &v, 1, &a, 0, "rows");
+    }
+    int64_t wd[2] = {1, k};
+    int kw = ox_const_new(x, 2, wd);
+    if (kw < 0) return status_of(x);
+    for (int64_t i = 0; i < k; i++) x->consts[kw].f[i] = mean ? 1.0f / (float)k : 1.0f;
+    uint32_t args[2] = {ox_param(x, kw, 2, wd, mean ? "mean_weights" : "ones", 0), in};
+    uint32_t y = ox_op_tmp(x, NASC_PRIM_MATMUL, args, 2, NULL, 0, mean ? "mean" : "sum");
+    if (y == UINT32_MAX) return status_of(x);
+    return ox_define(x, 0, ox_op(x, NASC_PRIM_RESHAPE, &y, 1, &ra, 0));
+}
+
+static nasc_status lower_reduce_mean(ox_imp *x) { return lower_reduce(x, true); }
+static nasc_status lower_reduce_sum(ox_imp *x) { return lower_reduce(x, false); }
 
 /* ---------------------------------------------------------------- */
 /* Constant                                                          */
@@ -686,127 +939,23 @@ static nasc_status lower_constant(ox_imp *x) {
 }
 
 /* ---------------------------------------------------------------- */
-/* Pad then Slice: the shift pattern                                 */
+/* Integers of constants and attributes                              */
 /* ---------------------------------------------------------------- */
 
-/* Integers of constant input i (or attribute attr before operator set
- * since); n = count. */
-static bool ints_of(ox_imp *x, uint32_t i, const char *attr, int64_t since, const char *what, int64_t *out, int *n) {
+bool ox_ints_of(ox_imp *x, uint32_t i, const char *attr, int64_t since, const char *what, int64_t *out, int cap,
+                int *n) {
     *n = 0;
-    if (x->opset < since) return ox_attr_ints(x, attr, out, 8, n);
+    if (x->opset < since) return ox_attr_ints(x, attr, out, cap, n);
     if (!ox_in(x, i)) return true;
     const ox_const *c = ox_const_in(x, i, what);
     if (!c) return false;
-    if (c->dtype != OX_I64 || c->rank > 1 || c->numel > 8) {
-        ox_fail(x, "input %u (%s) must be a 1-D integer tensor of at most 8 values", i + 1, what);
+    if (c->dtype != OX_I64 || c->rank > 1 || c->numel > cap) {
+        ox_fail(x, "input %u (%s) must be a 1-D integer tensor of at most %d values", i + 1, what, cap);
         return false;
     }
     for (int64_t k = 0; k < c->numel; k++) out[k] = c->i[k];
     *n = (int)c->numel;
     return true;
-}
-
-/* y = Slice(Pad(x, bottom dy, right dx), starts dy/dx on axes 2/3, ends
- * H+dy/W+dx): y[i, j] = x[i + dy, j + dx], zero outside (the shift prim). */
-static nasc_status lower_pad(ox_imp *x) {
-    static const char *const known[] = {"mode", "pads", "paddings", "value", NULL};
-    if (!ox_attrs_known(x, known)) return status_of(x);
-    int slice = ox_sole_user(x, 0, "Slice");
-    if (slice < 0)
-        return ox_fail(x, "Pad is supported only when its result feeds one Slice (the shift pattern nasc exports)");
-    char mode[32];
-    if (!ox_attr_string(x, "mode", "constant", mode, sizeof mode)) return status_of(x);
-    if (strcmp(mode, "constant") != 0) return ox_fail(x, "attribute 'mode' value '%s' is not supported", mode);
-    uint32_t v = ox_value(x, 0);
-    if (v == UINT32_MAX) return status_of(x);
-    if (!rank4(x, v, "shift (Pad and Slice)")) return status_of(x);
-    const nasc_type t = *ox_type(x, v);
-    int64_t pads[8];
-    int n;
-    if (x->opset < 11) {
-        if (!ox_attr_ints(x, ox_attr(x, "paddings") ? "paddings" : "pads", pads, 8, &n)) return status_of(x);
-        float value;
-        if (!ox_attr_float(x, "value", 0.0f, &value)) return status_of(x);
-        if (value != 0.0f) return ox_fail(x, "attribute 'value' must be 0");
-    } else {
-        if (!ints_of(x, 1, "pads", 11, "pads", pads, &n)) return status_of(x);
-        if (ox_in(x, 3)) return ox_fail(x, "input 4 (axes) is not supported");
-        if (ox_in(x, 2)) {
-            const ox_const *c = ox_const_in(x, 2, "constant_value");
-            if (!c) return status_of(x);
-            if (c->numel != 1 || (c->dtype == OX_F32 ? c->f[0] != 0.0f : c->i[0] != 0))
-                return ox_fail(x, "input 3 (constant_value) must be 0");
-        }
-    }
-    if (n != 8) return ox_fail(x, "the pads must have 8 values (rank 4)");
-    for (int i = 0; i < 6; i++)
-        if (pads[i] != 0)
-            return ox_fail(x, "only bottom and right pads (pads[6], pads[7]) are supported in the shift pattern");
-    int64_t dy = pads[6], dx = pads[7];
-    if (dy < 0 || dx < 0 || dy >= t.dims[2] || dx >= t.dims[3])
-        return ox_fail(x, "pads %lld, %lld do not make a shift of a %lldx%lld image", (long long)dy, (long long)dx,
-                       (long long)t.dims[2], (long long)t.dims[3]);
-    /* the Slice, read with errors naming it */
-    int pad_node = x->cur;
-    x->cur = slice;
-    static const char *const sknown[] = {"starts", "ends", "axes", NULL};
-    int64_t st[8], en[8], ax[8] = {0, 1, 2, 3}, sp[8];
-    int ns, ne, na, np;
-    bool ok = ox_attrs_known(x, sknown) && ints_of(x, 1, "starts", 10, "starts", st, &ns) &&
-              ints_of(x, 2, "ends", 10, "ends", en, &ne) && ints_of(x, 3, "axes", 10, "axes", ax, &na) &&
-              (x->opset < 10 || ints_of(x, 4, "steps", 10, "steps", sp, &np));
-    if (ok && x->opset < 10) np = 0;
-    if (ok && (ns != ne || ns < 1 || (na && na != ns) || (np && np != ns)))
-        ok = !ox_fail(x, "starts, ends, axes and steps must have the same length");
-    int64_t lo[4] = {0, 0, 0, 0}, hi[4] = {t.dims[0], t.dims[1], t.dims[2] + dy, t.dims[3] + dx};
-    int64_t size[4] = {hi[0], hi[1], hi[2], hi[3]};
-    bool seen[4] = {false, false, false, false};
-    for (int i = 0; ok && i < ns; i++) {
-        int64_t a = na ? ax[i] : i;
-        if (a < 0) a += 4;
-        if (a < 0 || a > 3 || seen[a]) {
-            ok = !ox_fail(x, "axis %lld is out of range or repeated", (long long)(na ? ax[i] : i));
-            break;
-        }
-        seen[a] = true;
-        if (np && sp[i] != 1) {
-            ok = !ox_fail(x, "steps other than 1 are not supported");
-            break;
-        }
-        if (a == 0 && size[0] == NASC_BATCH) {
-            if (!(st[i] == 0 && en[i] >= INT32_MAX)) ok = !ox_fail(x, "slicing the batch dimension N is not supported");
-            continue;
-        }
-        int64_t s = st[i] < 0 ? st[i] + size[a] : st[i], e = en[i] < 0 ? en[i] + size[a] : en[i];
-        lo[a] = s < 0 ? 0 : s > size[a] ? size[a] : s;
-        hi[a] = e < 0 ? 0 : e > size[a] ? size[a] : e;
-    }
-    if (ok && (lo[0] != 0 || lo[1] != 0 || (size[0] != NASC_BATCH && hi[0] != size[0]) || hi[1] != size[1] ||
-               lo[2] != dy || lo[3] != dx || hi[2] != t.dims[2] + dy || hi[3] != t.dims[3] + dx))
-        ok = !ox_fail(x,
-                      "the Slice after Pad (bottom %lld, right %lld) must keep the window [%lld:%lld, %lld:%lld] "
-                      "of axes 2, 3 (the shift pattern)",
-                      (long long)dy, (long long)dx, (long long)dy, (long long)(t.dims[2] + dy), (long long)dx,
-                      (long long)(t.dims[3] + dx));
-    if (ok && !one_output(x, "")) ok = false;
-    x->cur = pad_node;
-    if (!ok) return status_of(x);
-    nasc_prim_attrs a = nasc_prim_attrs_default();
-    a.dy = (int)dy;
-    a.dx = (int)dx;
-    /* the shift takes the Slice's name and result; the padded tensor only fed it */
-    x->cur = slice;
-    uint32_t y = ox_op(x, NASC_PRIM_SHIFT, &v, 1, &a, 0);
-    x->cur = pad_node;
-    if (y == UINT32_MAX) return status_of(x);
-    ox_define_node(x, slice, 0, y, true);
-    ox_define_node(x, pad_node, 0, UINT32_MAX, false);
-    return NASC_OK;
-}
-
-static nasc_status lower_slice(ox_imp *x) {
-    return ox_fail(x,
-                   "Slice is supported only after a Pad whose result it alone reads (the shift pattern nasc exports)");
 }
 
 /* ---------------------------------------------------------------- */
@@ -818,25 +967,38 @@ static const ox_op_info ops[] = {
     {"Add", lower_add, 0, 0},
     {"AveragePool", lower_avg_pool, 0, 0},
     {"BatchNormalization", lower_batch_norm, 0x1e, 0},
+    {"Cast", ox_lower_cast, 0, 0},
+    {"Clip", lower_clip, 0x6, 0},
     {"Concat", lower_concat, 0, 0},
     {"Constant", lower_constant, 0, 0},
+    {"ConstantOfShape", ox_lower_constant_of_shape, 0x1, 0},
     {"Conv", lower_conv, 0x6, 0},
+    {"Div", lower_div, 0, 0x2},
     {"Dropout", lower_dropout, 0x6, 0},
     {"Flatten", lower_flatten, 0, 0},
+    {"Gather", ox_lower_gather, 0x2, 0},
     {"Gemm", lower_gemm, 0, 0x6},
     {"GlobalAveragePool", lower_global_avg_pool, 0, 0},
     {"Identity", lower_identity, 0, 0},
     {"MatMul", lower_matmul, 0, 0},
     {"MaxPool", lower_max_pool, 0, 0},
     {"Mul", lower_mul, 0, 0},
-    {"Pad", lower_pad, 0xe, 0},
+    {"Neg", lower_neg, 0, 0},
+    {"Pad", ox_lower_pad, 0xe, 0},
+    {"ReduceMean", lower_reduce_mean, 0x2, 0},
+    {"ReduceSum", lower_reduce_sum, 0x2, 0},
     {"Relu", lower_relu, 0, 0},
     {"Reshape", lower_reshape, 0x2, 0},
+    {"Shape", ox_lower_shape, 0, 0},
     {"Sigmoid", lower_sigmoid, 0, 0},
-    {"Slice", lower_slice, 0x1e, 0},
+    {"Slice", ox_lower_slice, 0x1e, 0},
     {"Softmax", lower_softmax, 0, 0},
+    {"Squeeze", ox_lower_squeeze, 0x2, 0},
+    {"Sub", lower_sub, 0, 0x2},
     {"Sum", lower_sum, 0, 0},
     {"Tanh", lower_tanh, 0, 0},
+    {"Transpose", ox_lower_transpose, 0, 0},
+    {"Unsqueeze", ox_lower_unsqueeze, 0x2, 0},
 };
 
 const ox_op_info *ox_op_find(const char *op_type) {

@@ -118,18 +118,92 @@ def main():
     save("pad_reflect.onnx",
          model([helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect")], [vi("x", ["N", 3, 4, 4])],
                [vi("y", ["N", 3, 4, 5])], [init("p", np.array([0, 0, 0, 0, 0, 0, 0, 1], np.int64))]),
-         "Pad is supported only when its result feeds one Slice")
-    save("slice_alone.onnx",
+         "node #0 (unnamed, Pad): mode 'reflect' is not supported")
+    save("pad_batch.onnx",
+         model([helper.make_node("Pad", ["x", "p"], ["y"])], [vi("x", ["N", 3, 4, 4])],
+               [vi("y", ["N", 3, 4, 4])], [init("p", np.array([1, 0, 0, 0, 0, 0, 0, 0], np.int64))], check=False),
+         "node #0 (unnamed, Pad): padding axis 0 (the batch) is not supported")
+    save("slice_batch.onnx",
          model([helper.make_node("Slice", ["x", "s", "e"], ["y"])], [vi("x", ["N", 3, 4, 4])],
                [vi("y", ["N", 3, 3, 4])], [init("s", np.array([1], np.int64)), init("e", np.array([4], np.int64))],
                check=False),
-         "Slice is supported only after a Pad")
-    save("shift_wrong_slice.onnx",
-         model([helper.make_node("Pad", ["x", "p"], ["q"]), helper.make_node("Slice", ["q", "s", "e", "a"], ["y"])],
-               [vi("x", ["N", 3, 4, 4])], [vi("y", ["N", 3, 4, 4])],
-               [init("p", np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64)), init("s", np.array([0, 0], np.int64)),
-                init("e", np.array([4, 4], np.int64)), init("a", np.array([2, 3], np.int64))]),
-         "must keep the window [1:5, 1:5] of axes 2, 3")
+         "node #0 (unnamed, Slice): slicing the batch dimension N is not supported")
+    save("slice_reverse.onnx",
+         model([helper.make_node("Slice", ["x", "s", "e", "a", "t"], ["y"])], [vi("x", ["N", 3, 4, 4])],
+               [vi("y", ["N", 3, 4, 4])],
+               [init("s", np.array([-1], np.int64)), init("e", np.array([-5], np.int64)),
+                init("a", np.array([3], np.int64)), init("t", np.array([-1], np.int64))]),
+         "a negative step along axis 3 (reversing) is not supported")
+    save("slice_empty.onnx",
+         model([helper.make_node("Slice", ["x", "s", "e", "a"], ["y"])], [vi("x", ["N", 3, 4, 4])],
+               [vi("y", ["N", 3, 1, 4])],
+               [init("s", np.array([3], np.int64)), init("e", np.array([1], np.int64)),
+                init("a", np.array([2], np.int64))], check=False),
+         "the slice of axis 2 is empty")
+    save("gather_batch.onnx",
+         model([helper.make_node("Gather", ["x", "i"], ["y"], axis=0)], [vi("x", ["N", 3])], [vi("y", [3])],
+               [init("i", np.array(0, np.int64))]),
+         "gathering along axis 0 (the batch) is not supported")
+    save("gather_uneven.onnx",
+         model([helper.make_node("Gather", ["x", "i"], ["y"], axis=2)], [vi("x", ["N", 3, 4, 4])],
+               [vi("y", ["N", 3, 3, 4])], [init("i", np.array([0, 1, 3], np.int64))]),
+         "indices along axis 2 must be evenly spaced and increasing")
+    save("transpose_value.onnx",
+         model([helper.make_node("Transpose", ["x"], ["y"], perm=[0, 1, 3, 2], name="swap_hw")],
+               [vi("x", ["N", 3, 4, 5])], [vi("y", ["N", 3, 5, 4])]),
+         "node 'swap_hw' (#0, Transpose): a Transpose of a computed tensor is not supported")
+    # shapes computed in the graph: the batch size N is only known at run time
+    shape_of_x = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "i0"], ["n"], axis=0),
+                  helper.make_node("Unsqueeze", ["n", "ax0"], ["n1"])]
+    save("shape_batch_arith.onnx",
+         model(shape_of_x + [helper.make_node("Mul", ["n1", "two"], ["n2"], name="twice_n"),
+                             helper.make_node("Concat", ["n2", "m1"], ["shape"], axis=0),
+                             helper.make_node("Reshape", ["x", "shape"], ["y"])],
+               [vi("x", ["N", 4])], [vi("y", ["M", 2])],
+               [init("i0", np.array(0, np.int64)), init("ax0", np.array([0], np.int64)),
+                init("two", np.array([2], np.int64)), init("m1", np.array([-1], np.int64))]),
+         "node 'twice_n' (#3, Mul): the result depends on the batch size N, which is not known at import")
+    save("shape_batch_moved.onnx",
+         model([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "i"], ["t"], axis=0),
+                helper.make_node("Reshape", ["x", "t"], ["y"])],
+               [vi("x", ["N", 1])], [vi("y", [1, "N"])], [init("i", np.array([1, 0], np.int64))]),
+         "shape[1] is the batch size N of another tensor")
+    save("constant_of_shape_batch.onnx",
+         model([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("ConstantOfShape", ["s"], ["z"]),
+                helper.make_node("Add", ["x", "z"], ["y"])], [vi("x", ["N", 3])], [vi("y", ["N", 3])]),
+         "(the shape) depends on the batch size N, which is not known at import")
+    save("int_div_by_zero.onnx",
+         model([helper.make_node("Div", ["a", "b"], ["c"]), helper.make_node("Reshape", ["x", "c"], ["y"])],
+               [vi("x", ["N", 4])], [vi("y", ["N", 4])],
+               [init("a", np.array([4, 8], np.int64)), init("b", np.array([1, 0], np.int64))], check=False),
+         "node #0 (unnamed, Div): integer division by zero")
+    save("div_by_value.onnx",
+         model([helper.make_node("Div", ["x", "x"], ["y"])], [vi("x", ["N", 3])], [vi("y", ["N", 3])]),
+         "division by a computed tensor is not supported")
+    save("cast_value_int.onnx",
+         model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT64)], [vi("x", ["N", 3])],
+               [vi("y", ["N", 3], TensorProto.INT64)]),
+         "a cast of a computed tensor to INT64 is not supported")
+    save("reduce_batch.onnx",
+         model([helper.make_node("ReduceSum", ["x", "a"], ["y"], keepdims=0)], [vi("x", ["N", 3])], [vi("y", [3])],
+               [init("a", np.array([0], np.int64))]),
+         "reducing over axis 0 (the batch) is not supported")
+    save("reduce_not_adjacent.onnx",
+         model([helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 3])], [vi("x", ["N", 3, 4, 5])],
+               [vi("y", ["N", 1, 4, 1])]),
+         "the axes must be adjacent")
+    save("clip_min_above_max.onnx",
+         model([helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], [vi("x", ["N", 3])], [vi("y", ["N", 3])],
+               [init("lo", np.array(2, np.float32)), init("hi", np.array(1, np.float32))]),
+         "min 2 is above max 1")
+    save("unsqueeze_no_axes.onnx",
+         model([helper.make_node("Unsqueeze", ["x"], ["y"])], [vi("x", ["N", 3])], [vi("y", ["N", 1, 3])],
+               check=False),
+         "the axes are required")
+    save("squeeze_not_one.onnx",
+         model([helper.make_node("Squeeze", ["x", "a"], ["y"])], [vi("x", ["N", 3, 1])], [vi("y", ["N", 1])],
+               [init("a", np.array([1], np.int64))], check=False),
+         "axis 1 has size 3, not 1")
     save("training_batchnorm.onnx",
          model([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], training_mode=1)],
                [vi("x", ["N", 2, 3, 3])], [vi("y", ["N", 2, 3, 3])],

@@ -13,6 +13,14 @@
 #include "nasc_search.h"
 #include "reinforce.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define NASC_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NASC_TEST_ASAN 1
+#endif
+#endif
+
 /* A decision list like a small macro space: per layer a few choices and an
  * anchor over the earlier layers, plus some cell-like choices. */
 static uint32_t make_decisions(nasc_decision *d, int layers, int extra) {
@@ -194,17 +202,27 @@ static double run_task(const char *strategy, uint64_t seed, int budget, double *
     return last / 100;
 }
 
+/* REINFORCE is the costly one (an LSTM step per decision, a backward pass
+ * per batch) and most of this test's time: on these seeds it is past 0.9
+ * from about 1500 proposals on (0.92-0.98 at 1500-3000), so 2000 keeps a
+ * margin. Evolution and random search cost next to nothing. The sanitizer
+ * build looks for memory errors, not statistics: two seeds there. */
 static void test_synthetic(void **state) {
     (void)state;
-    const int budget = 3000;
-    for (uint64_t seed = 1; seed <= 3; seed++) {
+    const int budget_rf = 2000, budget = 3000;
+#ifdef NASC_TEST_ASAN
+    const uint64_t seeds = 2;
+#else
+    const uint64_t seeds = 3;
+#endif
+    for (uint64_t seed = 1; seed <= seeds; seed++) {
         double chance, rf, ev, rn;
-        rf = run_task("reinforce", seed, budget, &chance);
+        rf = run_task("reinforce", seed, budget_rf, &chance);
         ev = run_task("evolution", seed, budget, &chance);
         rn = run_task("random", seed, budget, &chance);
-        printf("synthetic task, seed %llu, budget %d: mean reward of the last 100: reinforce %.3f, evolution %.3f, "
-               "random %.3f (chance %.3f)\n",
-               (unsigned long long)seed, budget, rf, ev, rn, chance);
+        printf("synthetic task, seed %llu: mean reward of the last 100 of %d proposals: reinforce %.3f; of %d: "
+               "evolution %.3f, random %.3f (chance %.3f)\n",
+               (unsigned long long)seed, budget_rf, rf, budget, ev, rn, chance);
         assert_true(rf >= 0.9);
         assert_true(ev >= 0.9);
         assert_true(fabs(rn - chance) < 0.06);

@@ -3,7 +3,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "model.h"
 #include "verbs.h"
@@ -32,12 +31,6 @@ void nasc_cli_bench_help(FILE *out) {
     nasc_cli_model_help(out);
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef struct timing {
     double images_per_s, gflops;
     int64_t steps;
@@ -54,7 +47,7 @@ static nasc_status time_net(nasc_net *net, bool train, int batch, const float *x
     int64_t n = 0;
     for (int64_t i = 0; !st; i++) {
         if (i == 2) {
-            t0 = now();
+            t0 = nasc_cli_now();
             nasc_net_profile_reset(net);
         }
         st = nasc_net_set_input(net, 0, x);
@@ -66,9 +59,9 @@ static nasc_status time_net(nasc_net *net, bool train, int batch, const float *x
             if (!st) st = nasc_net_backward(net);
         }
         if (i >= 2) n++;
-        if (i >= 4 && now() - t0 >= seconds) break;
+        if (i >= 4 && nasc_cli_now() - t0 >= seconds) break;
     }
-    double dt = now() - t0;
+    double dt = nasc_cli_now() - t0;
     t->steps = n;
     t->images_per_s = (double)n * batch / dt;
     t->gflops = (double)n * (double)flops / dt / 1e9;
@@ -123,9 +116,9 @@ static nasc_status bench_training(nasc_ctx *ctx, const nasc_module *prim, nasc_p
                                   const float *x, const int32_t *y, double peak) {
     nasc_net *tn = NULL;
     timing tt = {0};
-    double c0 = now();
+    double c0 = nasc_cli_now();
     nasc_status st = compile(ctx, prim, ps, (int)o->batch, true, (int)o->threads, o->profile, &tn);
-    double compile_s = now() - c0;
+    double compile_s = nasc_cli_now() - c0;
     if (!st) st = time_net(tn, true, (int)o->batch, x, y, o->seconds, &tt);
     if (!st) {
         nasc_net_stats s;
@@ -144,9 +137,9 @@ static nasc_status bench_training(nasc_ctx *ctx, const nasc_module *prim, nasc_p
     tn = NULL;
     if (!st) {
         /* the same shapes again: oneDNN's primitive cache makes this cheap */
-        c0 = now();
+        c0 = nasc_cli_now();
         st = compile(ctx, prim, ps, (int)o->batch, true, (int)o->threads, false, &tn);
-        if (!st) printf("  compile again (same shapes, primitive cache): %.2f s\n", now() - c0);
+        if (!st) printf("  compile again (same shapes, primitive cache): %.2f s\n", nasc_cli_now() - c0);
         nasc_net_destroy(tn);
     }
     return st;

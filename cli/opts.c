@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void nasc_cli_args_init(nasc_cli_args *a, int argc, char **argv, void (*usage)(FILE *)) {
     a->verb = argc > 0 ? argv[0] : "?";
@@ -265,6 +266,38 @@ void nasc_cli_help_row(FILE *out, const char *left, int col, const char *text) {
         used = 0;
     }
     if (!*text) fputc('\n', out);
+}
+
+volatile sig_atomic_t nasc_cli_interrupted;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    nasc_cli_interrupted = 1;
+}
+
+void nasc_cli_sigint_catch(struct sigaction *old) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    nasc_cli_interrupted = 0;
+    sigaction(SIGINT, &sa, old);
+}
+
+void nasc_cli_sigint_restore(const struct sigaction *old) { sigaction(SIGINT, old, NULL); }
+
+double nasc_cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void nasc_cli_fmt_duration(double seconds, char *buf, size_t size) {
+    if (!(seconds >= 0) || seconds > 1e8) seconds = 0;
+    long t = (long)(seconds + 0.5);
+    if (t >= 3600)
+        snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
 }
 
 void nasc_cli_fmt_int(int64_t v, char *buf, size_t size) {

@@ -4,6 +4,7 @@
 #ifndef NASC_CLI_OPTS_H
 #define NASC_CLI_OPTS_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -124,6 +125,17 @@ void nasc_cli_model_help(FILE *out);
  * left does not fit before col). */
 void nasc_cli_help_row(FILE *out, const char *left, int col, const char *text);
 
+/* Ctrl-C during a long run (train, search): between catch and restore,
+ * SIGINT only sets nasc_cli_interrupted, which the run's callbacks and the
+ * search loop check. catch clears the flag and keeps the old action. */
+extern volatile sig_atomic_t nasc_cli_interrupted;
+void nasc_cli_sigint_catch(struct sigaction *old);
+void nasc_cli_sigint_restore(const struct sigaction *old);
+
+/* Seconds on the monotonic clock, for durations. */
+double nasc_cli_now(void);
+/* 125 -> "2:05", 3725 -> "1:02:05" (negative, NaN or absurd: "0:00"), for ETAs. */
+void nasc_cli_fmt_duration(double seconds, char *buf, size_t size);
 /* 3312640 -> "3,312,640" */
 void nasc_cli_fmt_int(int64_t v, char *buf, size_t size);
 /* 3312640 -> "3.31M" (K, M, G, T; 3 significant digits; small values as is) */

@@ -3,8 +3,6 @@
 #include <math.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "model.h"
@@ -74,12 +72,6 @@ void nasc_cli_search_help(FILE *out) {
 
 /* ------------------------------------------------------------------ */
 
-static volatile sig_atomic_t stop_flag;
-static void on_sigint(int sig) {
-    (void)sig;
-    stop_flag = 1;
-}
-
 typedef struct progress_state {
     nasc_ctx *ctx;
     double t0;
@@ -88,28 +80,13 @@ typedef struct progress_state {
     double last_log;
 } progress_state;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void fmt_time(double s, char *buf, size_t n) {
-    if (!(s >= 0) || s > 1e8) s = 0;
-    long t = (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else
-        snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
-}
-
 static void on_trial(void *ud, const nasc_search_progress *p) {
     progress_state *ps = ud;
     const nasc_trial *t = p->trial;
     int64_t done = t->index + 1 - ps->first;
-    double dt = now_s() - ps->t0;
+    double dt = nasc_cli_now() - ps->t0;
     char eta[32], pr[32], mc[32];
-    fmt_time(done > 0 ? dt / (double)done * (double)(p->budget - t->index - 1) : 0, eta, sizeof eta);
+    nasc_cli_fmt_duration(done > 0 ? dt / (double)done * (double)(p->budget - t->index - 1) : 0, eta, sizeof eta);
     nasc_cli_fmt_si(t->params, pr, sizeof pr);
     nasc_cli_fmt_si(t->macs, mc, sizeof mc);
     char rw[32], best[48];
@@ -136,7 +113,7 @@ static nasc_status on_final_step(void *ud, const nasc_train_progress *p) {
         ps->last_log = 0;
     } else {
         char eta[32];
-        fmt_time(p->eta_s, eta, sizeof eta);
+        nasc_cli_fmt_duration(p->eta_s, eta, sizeof eta);
         double done = (double)p->step / (double)(p->steps ? p->steps : 1);
         if (ps->tty)
             fprintf(stderr, "\rfinal training: epoch %d/%d step %lld/%lld loss %.4f acc %.2f%% ETA %s  ", p->epoch + 1,
@@ -147,70 +124,24 @@ static nasc_status on_final_step(void *ud, const nasc_train_progress *p) {
                     p->epochs, (long long)p->step, (long long)p->steps, p->loss, 100 * p->acc, eta);
         }
     }
-    if (stop_flag)
+    if (nasc_cli_interrupted)
         return nasc_error(ps->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "interrupted");
     return NASC_OK;
 }
 
 /* ------------------------------------------------------------------ */
 
-static int parse_long(nasc_cli_args *a, const char *opt, const char *v, long lo, long hi, long *out) {
-    if (!v) return 0;
-    if (!nasc_cli_parse_int(v, lo, hi, out))
-        return nasc_cli_usage_error(a, "%s wants an integer in [%ld, %ld], got '%s'", opt, lo, hi, v);
-    return 0;
-}
-
-typedef struct opts {
+typedef struct search_opts {
     const char *space, *strategy, *out, *data;
     long budget, epochs, subset, val, final_epochs, batch, seed, threads, blocks, layers;
     double lr, time_limit;
     bool resume;
     nasc_cli_model mo; /* only the --set overrides */
-} opts;
+} search_opts;
 
-static int parse(int argc, char **argv, opts *o) {
-    nasc_cli_args a;
-    nasc_cli_args_init(&a, argc, argv, usage);
-    const char *budget = NULL, *epochs = NULL, *subset = NULL, *val = NULL, *fin = NULL, *batch = NULL, *seed = NULL;
-    const char *threads = NULL, *blocks = NULL, *layers = NULL, *lr = NULL, *tl = NULL;
+static int parse(int argc, char **argv, search_opts *o) {
     memset(o, 0, sizeof *o);
     o->data = "fashion-mnist";
-    while (a.i < argc) {
-        int r;
-        if (!a.positional && nasc_cli_is_help(argv[a.i])) {
-            nasc_cli_search_help(stdout);
-            return -1;
-        }
-        if ((r = nasc_cli_model_opt(&a, &o->mo)) != 0 || (r = nasc_cli_value_opt(&a, "--space", NULL, &o->space)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--strategy", NULL, &o->strategy)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--budget", NULL, &budget)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--epochs-per-trial", NULL, &epochs)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--train-subset", NULL, &subset)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--val-size", NULL, &val)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--final-epochs", NULL, &fin)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--batch", NULL, &batch)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--lr", NULL, &lr)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--seed", NULL, &seed)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--threads", NULL, &threads)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--blocks", NULL, &blocks)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--layers", NULL, &layers)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--time-limit", NULL, &tl)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--data", NULL, &o->data)) != 0 ||
-            (r = nasc_cli_value_opt(&a, "--out", "-o", &o->out)) != 0 || (r = nasc_cli_flag(&a, "--resume")) != 0) {
-            if (r < 0) return NASC_EXIT_USAGE;
-            if (strcmp(argv[a.i - 1], "--resume") == 0) o->resume = true;
-            continue;
-        }
-        const char *pos = nasc_cli_positional(&a);
-        if (pos) return nasc_cli_usage_error(&a, "unexpected argument '%s'", pos);
-        if (a.i >= argc) break;
-        return nasc_cli_usage_error(&a, "unknown option '%s'", argv[a.i]);
-    }
-    if (!o->space) return nasc_cli_usage_error(&a, "missing --space");
-    if (!o->strategy) return nasc_cli_usage_error(&a, "missing --strategy");
-    if (!budget) return nasc_cli_usage_error(&a, "missing --budget");
-    if (!o->out) return nasc_cli_usage_error(&a, "missing --out RUN (the run directory)");
     o->epochs = 1;
     o->subset = 10000;
     o->val = 5000;
@@ -218,22 +149,29 @@ static int parse(int argc, char **argv, opts *o) {
     o->batch = 64;
     o->seed = NASC_DEFAULT_SEED;
     o->lr = 0.05;
-    if (parse_long(&a, "--budget", budget, 1, 1000000, &o->budget) ||
-        parse_long(&a, "--epochs-per-trial", epochs, 1, 10000, &o->epochs) ||
-        parse_long(&a, "--train-subset", subset, 0, 1L << 40, &o->subset) ||
-        parse_long(&a, "--val-size", val, 1, 1L << 40, &o->val) ||
-        parse_long(&a, "--final-epochs", fin, 1, 100000, &o->final_epochs) ||
-        parse_long(&a, "--batch", batch, 1, 65536, &o->batch) ||
-        parse_long(&a, "--seed", seed, 0, 0x7fffffffL, &o->seed) ||
-        parse_long(&a, "--threads", threads, 0, 1024, &o->threads) ||
-        parse_long(&a, "--blocks", blocks, 1, 100, &o->blocks) ||
-        parse_long(&a, "--layers", layers, 1, 100, &o->layers))
-        return NASC_EXIT_USAGE;
-    if (lr && !nasc_cli_parse_float(lr, 1e-9, 100, &o->lr))
-        return nasc_cli_usage_error(&a, "--lr wants a number in [1e-9, 100], got '%s'", lr);
-    if (tl && !nasc_cli_parse_float(tl, 0, 1e9, &o->time_limit))
-        return nasc_cli_usage_error(&a, "--time-limit wants seconds (a number >= 0), got '%s'", tl);
-    return 0;
+    const nasc_cli_opt opts[] = {
+        {NASC_CLI_OPT("--space", NULL, NASC_CLI_STR, &o->space), .missing = "missing --space"},
+        {NASC_CLI_OPT("--strategy", NULL, NASC_CLI_STR, &o->strategy), .missing = "missing --strategy"},
+        {NASC_CLI_OPT("--budget", NULL, NASC_CLI_INT, &o->budget), .lo = 1, .hi = 1000000, .missing = "missing --budget"},
+        {NASC_CLI_OPT("--out", "-o", NASC_CLI_STR, &o->out), .missing = "missing --out RUN (the run directory)"},
+        {NASC_CLI_OPT("--epochs-per-trial", NULL, NASC_CLI_INT, &o->epochs), .lo = 1, .hi = 10000},
+        {NASC_CLI_OPT("--train-subset", NULL, NASC_CLI_INT, &o->subset), .lo = 0, .hi = 1L << 40},
+        {NASC_CLI_OPT("--val-size", NULL, NASC_CLI_INT, &o->val), .lo = 1, .hi = 1L << 40},
+        {NASC_CLI_OPT("--final-epochs", NULL, NASC_CLI_INT, &o->final_epochs), .lo = 1, .hi = 100000},
+        {NASC_CLI_OPT("--batch", NULL, NASC_CLI_INT, &o->batch), .lo = 1, .hi = 65536},
+        {NASC_CLI_OPT("--seed", NULL, NASC_CLI_INT, &o->seed), .lo = 0, .hi = 0x7fffffffL},
+        {NASC_CLI_OPT("--threads", NULL, NASC_CLI_INT, &o->threads), .lo = 0, .hi = 1024},
+        {NASC_CLI_OPT("--blocks", NULL, NASC_CLI_INT, &o->blocks), .lo = 1, .hi = 100},
+        {NASC_CLI_OPT("--layers", NULL, NASC_CLI_INT, &o->layers), .lo = 1, .hi = 100},
+        {NASC_CLI_OPT("--lr", NULL, NASC_CLI_FLOAT, &o->lr), .lo = 1e-9, .hi = 100, .want = "a number in [1e-9, 100]"},
+        {NASC_CLI_OPT("--time-limit", NULL, NASC_CLI_FLOAT, &o->time_limit), .lo = 0, .hi = 1e9,
+         .want = "seconds (a number >= 0)"},
+        {NASC_CLI_OPT("--data", NULL, NASC_CLI_STR, &o->data)},
+        {NASC_CLI_OPT("--resume", NULL, NASC_CLI_FLAG, &o->resume)},
+    };
+    nasc_cli_args a;
+    nasc_cli_args_init(&a, argc, argv, usage);
+    return nasc_cli_parse(&a, NASC_CLI_TABLE(opts), &o->mo, NASC_CLI_NO_MODEL, nasc_cli_search_help);
 }
 
 /* Everything the run needs, released in one place. */
@@ -245,6 +183,8 @@ typedef struct session {
     nasc_run_config cfg; /* config.txt: the options that define the search */
     nasc_dataset train, test;
     const char *keys[NASC_CLI_MAX_SET], *vals[NASC_CLI_MAX_SET];
+    char cfg_path[4200], journal_path[4200], state_path[4200];
+    int64_t ok, cached, failed; /* trials by status, once the search is done */
 } session;
 
 static void session_free(session *s) {
@@ -262,224 +202,241 @@ static int fail(session *s) {
     return NASC_EXIT_INPUT;
 }
 
+/* The space, the --set overrides (checked on a sampled child before any
+ * time is spent) and the strategy. */
+static nasc_status open_space_and_strategy(session *s, const search_opts *o) {
+    nasc_ctx *ctx = &s->ctx;
+    if (!nasc_cli_registry_find(nasc_cli_spaces, ctx, "search space", o->space) ||
+        !nasc_cli_registry_find(nasc_cli_strategies, ctx, "strategy", o->strategy))
+        return ctx->diag.status;
+    nasc_space_options so = {(int)o->blocks, (int)o->layers};
+    nasc_status st = nasc_space_create(ctx, o->space, &so, &s->space);
+    if (st) return st;
+    for (size_t i = 0; i < o->mo.n_ov; i++) {
+        s->keys[i] = o->mo.ov[i].key;
+        s->vals[i] = o->mo.ov[i].value;
+    }
+    uint32_t n = nasc_space_count(s->space);
+    uint32_t *d = nasc_alloc(ctx, (size_t)(n ? n : 1) * sizeof *d);
+    if (!d) return NASC_ENOMEM;
+    nasc_module *m = NULL;
+    nasc_rng r;
+    nasc_rng_seed(&r, 0);
+    nasc_space_sample(s->space, &r, d);
+    st = nasc_space_decode(s->space, d, &m);
+    if (!st) st = nasc_arch_apply_overrides(m, s->keys, s->vals, (int)o->mo.n_ov);
+    nasc_module_destroy(m);
+    nasc_free(ctx, d);
+    if (st) return st;
+    nasc_strategy_options sto = nasc_strategy_options_default();
+    sto.seed = (uint64_t)o->seed;
+    return nasc_strategy_create(ctx, o->strategy, nasc_space_decisions(s->space), nasc_space_count(s->space), &sto,
+                                &s->strategy);
+}
+
+/* config.txt: the options that define the search, written for a new run
+ * and compared with the file on --resume. */
+static nasc_status check_config(session *s, const search_opts *o) {
+    nasc_ctx *ctx = &s->ctx;
+    /* an add that fails is returned again by the check or the write below */
+    nasc_run_config *c = &s->cfg;
+    nasc_run_config_init(c, ctx);
+    nasc_run_config_add(c, "space", "%s", o->space);
+    nasc_run_config_add(c, "blocks", "%ld", o->blocks);
+    nasc_run_config_add(c, "layers", "%ld", o->layers);
+    nasc_run_config_add(c, "strategy", "%s", o->strategy);
+    nasc_run_config_add(c, "seed", "%ld", o->seed);
+    nasc_run_config_add(c, "epochs_per_trial", "%ld", o->epochs);
+    nasc_run_config_add(c, "train_subset", "%ld", o->subset);
+    nasc_run_config_add(c, "val_size", "%ld", o->val);
+    nasc_run_config_add(c, "batch", "%ld", o->batch);
+    nasc_run_config_add(c, "lr", "%.9g", o->lr);
+    nasc_run_config_add(c, "time_limit", "%.9g", o->time_limit);
+    nasc_run_config_add(c, "data", "%s", o->data);
+    nasc_buf sets;
+    nasc_buf_init(&sets, ctx);
+    for (size_t i = 0; i < o->mo.n_ov; i++)
+        nasc_buf_printf(&sets, "%s%s=%s", i ? " " : "", o->mo.ov[i].key, o->mo.ov[i].value);
+    if (!sets.oom) nasc_run_config_add(c, "set", "%s", sets.data ? sets.data : "");
+    bool oom = sets.oom;
+    nasc_buf_free(&sets);
+    if (oom) return ctx->diag.status ? ctx->diag.status : NASC_ENOMEM;
+
+    bool exists = access(s->cfg_path, F_OK) == 0;
+    if (exists && !o->resume)
+        return nasc_error(ctx, NASC_EINPUT, o->out, NASC_NOLOC,
+                          "a search is already there; pass --resume to continue it or choose another --out");
+    if (exists) return nasc_run_config_check(c, s->cfg_path);
+    if (o->resume) fprintf(stderr, "nasc search: no search in %s yet; starting a new one\n", o->out);
+    if (access(s->journal_path, F_OK) == 0 || access(s->state_path, F_OK) == 0)
+        return nasc_error(ctx, NASC_EINPUT, s->cfg_path, NASC_NOLOC,
+                          "missing, but the directory holds a journal or strategy state: not a run "
+                          "directory nasc can continue");
+    return nasc_run_config_write(c, s->cfg_path);
+}
+
+/* The journal and the strategy's saved state of the run directory. */
+static nasc_status open_journal(session *s, const search_opts *o) {
+    nasc_ctx *ctx = &s->ctx;
+    char warning[512];
+    nasc_status st =
+        nasc_journal_open(ctx, s->journal_path, s->space, o->strategy, &s->journal, warning, sizeof warning);
+    if (st) return st;
+    if (warning[0]) fprintf(stderr, "warning: %s\n", warning);
+    if (access(s->state_path, F_OK) == 0) {
+        nasc_param_store *ps = NULL;
+        st = nasc_params_load(ctx, s->state_path, &ps);
+        if (st) return st;
+        st = nasc_strategy_load(s->strategy, ps);
+        nasc_params_destroy(ps);
+        if (st) {
+            char msg[600];
+            nasc_diag_format(&ctx->diag, msg, sizeof msg);
+            return nasc_error(ctx, NASC_EINPUT, s->state_path, NASC_NOLOC, "corrupt strategy state: %s", msg);
+        }
+    } else if (s->journal->n > 0) {
+        fprintf(stderr, "nasc search: %s is missing; the strategy replays the %lld journal records\n", s->state_path,
+                (long long)s->journal->n);
+    }
+    if (s->journal->n > 0)
+        fprintf(stderr, "resuming %s: %lld of %ld trials done\n", o->out, (long long)s->journal->n, o->budget);
+    return NASC_OK;
+}
+
+static nasc_status load_data(session *s, const search_opts *o) {
+    fprintf(stderr, "loading %s ...\n", o->data);
+    nasc_status st = nasc_data_load(&s->ctx, o->data, &s->train, &s->test);
+    if (st) return st;
+    if (o->val >= s->train.n)
+        return nasc_error(&s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "--val-size %ld leaves no training images (%lld in all)",
+                          o->val, (long long)s->train.n);
+    return NASC_OK;
+}
+
+/* The trials up to the budget (those in the journal are not redone), then
+ * search.svg. */
+static nasc_status run_trials(session *s, const search_opts *o, progress_state *ps) {
+    fprintf(stderr, "search: space %s (%u decisions, 10^%.1f architectures), strategy %s, budget %ld\n", o->space,
+            nasc_space_count(s->space), nasc_space_log10_size(s->space), o->strategy, o->budget);
+    nasc_train_eval_options eo = {0};
+    eo.train = &s->train;
+    eo.epochs = (int)o->epochs;
+    eo.train_subset = o->subset;
+    eo.val_size = o->val;
+    eo.batch = (int)o->batch;
+    eo.lr = (float)o->lr;
+    eo.seed = (uint64_t)o->seed;
+    eo.threads = (int)o->threads;
+    eo.time_limit_s = o->time_limit;
+    eo.stop = &nasc_cli_interrupted;
+    nasc_search_run run = {0};
+    run.space = s->space;
+    run.strategy = s->strategy;
+    run.journal = s->journal;
+    run.state_path = s->state_path;
+    run.budget = o->budget;
+    run.eval = nasc_train_evaluator(&eo);
+    run.set_keys = s->keys;
+    run.set_vals = s->vals;
+    run.n_set = (int)o->mo.n_ov;
+    run.progress = on_trial;
+    run.ud = ps;
+    run.stop = &nasc_cli_interrupted;
+    nasc_status st = nasc_search_loop(&s->ctx, &run);
+    if (st) return st;
+    char svg[4200];
+    snprintf(svg, sizeof svg, "%s/search.svg", o->out);
+    return nasc_search_plot(&s->ctx, s->journal, svg);
+}
+
+/* The search is done: train the best from scratch, export and draw it. */
+static nasc_status final_training(session *s, const search_opts *o, progress_state *ps,
+                                  nasc_search_final_result *fr) {
+    for (int64_t i = 0; i < s->journal->n; i++) {
+        const char *t = s->journal->trials[i].status;
+        s->ok += strcmp(t, "ok") == 0;
+        s->failed += strcmp(t, "failed") == 0;
+        s->cached += strcmp(t, "cached") == 0;
+    }
+    fprintf(stderr, "search done: %lld trials (%lld trained, %lld cached, %lld failed); final training of the best for %ld epoch%s\n",
+            (long long)s->journal->n, (long long)s->ok, (long long)s->cached, (long long)s->failed, o->final_epochs,
+            o->final_epochs == 1 ? "" : "s");
+    nasc_search_final_options fo = {0};
+    fo.dir = o->out;
+    fo.train = &s->train;
+    fo.test = &s->test;
+    fo.epochs = (int)o->final_epochs;
+    fo.val_size = o->val;
+    fo.batch = (int)o->batch;
+    fo.lr = (float)o->lr;
+    fo.seed = (uint64_t)o->seed;
+    fo.threads = (int)o->threads;
+    fo.set_keys = s->keys;
+    fo.set_vals = s->vals;
+    fo.n_set = (int)o->mo.n_ov;
+    fo.progress = on_final_step;
+    fo.ud = ps;
+    return nasc_search_finish(&s->ctx, s->space, s->journal, &fo, fr);
+}
+
+static void print_summary(const session *s, const search_opts *o, const nasc_search_final_result *fr) {
+    char pr[32], mc[32];
+    nasc_cli_fmt_int(fr->params, pr, sizeof pr);
+    nasc_cli_fmt_si(fr->macs, mc, sizeof mc);
+    printf("\nsearch %s: space %s, strategy %s, %lld trials (%lld trained, %lld cached, %lld failed)\n", o->out,
+           o->space, o->strategy, (long long)s->journal->n, (long long)s->ok, (long long)s->cached,
+           (long long)s->failed);
+    printf("best trial #%lld: validation accuracy %.2f%% during the search (%ld epoch%s on %ld images)\n",
+           (long long)fr->best_index, 100 * fr->best_reward, o->epochs, o->epochs == 1 ? "" : "s", o->subset);
+    printf("final training (%ld epoch%s): validation accuracy %.2f%%, test accuracy %.2f%%\n", o->final_epochs,
+           o->final_epochs == 1 ? "" : "s", 100 * fr->val_acc, 100 * fr->test_acc);
+    printf("best model: %s parameters, %s multiply-adds per image\n", pr, mc);
+    printf("  %s/best.onnx\n  %s/best.yaml\n  %s/best.nir\n  %s/best.nasc\n  %s/search.svg\n  %s/%s\n", o->out,
+           o->out, o->out, o->out, o->out, o->out, fr->cells_picture);
+    if (fr->note[0]) printf("note: %s\n", fr->note);
+}
+
 int nasc_cli_search(int argc, char **argv) {
-    opts o;
+    search_opts o;
     int rc = parse(argc, argv, &o);
-    if (rc) return rc < 0 ? NASC_EXIT_OK : rc;
+    if (rc != NASC_CLI_GO) return rc;
 
     session s = {0};
     nasc_ctx_init(&s.ctx);
-    nasc_ctx *ctx = &s.ctx;
-    if (!nasc_cli_registry_find(nasc_cli_spaces, ctx, "search space", o.space) ||
-        !nasc_cli_registry_find(nasc_cli_strategies, ctx, "strategy", o.strategy))
-        return fail(&s);
-    nasc_space_options so = {(int)o.blocks, (int)o.layers};
-    if (nasc_space_create(ctx, o.space, &so, &s.space)) return fail(&s);
-    for (size_t i = 0; i < o.mo.n_ov; i++) {
-        s.keys[i] = o.mo.ov[i].key;
-        s.vals[i] = o.mo.ov[i].value;
-    }
-    /* the overrides must fit a sampled child before any time is spent */
-    {
-        uint32_t n = nasc_space_count(s.space);
-        uint32_t *d = nasc_alloc(ctx, (size_t)(n ? n : 1) * sizeof *d);
-        nasc_module *m = NULL;
-        nasc_rng r;
-        nasc_rng_seed(&r, 0);
-        if (!d) return fail(&s);
-        nasc_space_sample(s.space, &r, d);
-        nasc_status st = nasc_space_decode(s.space, d, &m);
-        if (!st) st = nasc_arch_apply_overrides(m, s.keys, s.vals, (int)o.mo.n_ov);
-        nasc_module_destroy(m);
-        nasc_free(ctx, d);
-        if (st) return fail(&s);
-    }
-    nasc_strategy_options sto = nasc_strategy_options_default();
-    sto.seed = (uint64_t)o.seed;
-    if (nasc_strategy_create(ctx, o.strategy, nasc_space_decisions(s.space), nasc_space_count(s.space), &sto,
-                             &s.strategy))
-        return fail(&s);
-
-    /* the run directory */
-    if (nasc_cli_mkdirs(ctx, o.out)) {
+    if (open_space_and_strategy(&s, &o)) return fail(&s);
+    if (nasc_cli_mkdirs(&s.ctx, o.out)) { /* it printed the diagnostic */
         session_free(&s);
         return NASC_EXIT_INPUT;
     }
-    /* an add that fails is returned again by the check or the write below */
-    nasc_run_config *c = &s.cfg;
-    nasc_run_config_init(c, ctx);
-    nasc_run_config_add(c, "space", "%s", o.space);
-    nasc_run_config_add(c, "blocks", "%ld", o.blocks);
-    nasc_run_config_add(c, "layers", "%ld", o.layers);
-    nasc_run_config_add(c, "strategy", "%s", o.strategy);
-    nasc_run_config_add(c, "seed", "%ld", o.seed);
-    nasc_run_config_add(c, "epochs_per_trial", "%ld", o.epochs);
-    nasc_run_config_add(c, "train_subset", "%ld", o.subset);
-    nasc_run_config_add(c, "val_size", "%ld", o.val);
-    nasc_run_config_add(c, "batch", "%ld", o.batch);
-    nasc_run_config_add(c, "lr", "%.9g", o.lr);
-    nasc_run_config_add(c, "time_limit", "%.9g", o.time_limit);
-    nasc_run_config_add(c, "data", "%s", o.data);
-    {
-        nasc_buf sets;
-        nasc_buf_init(&sets, ctx);
-        for (size_t i = 0; i < o.mo.n_ov; i++)
-            nasc_buf_printf(&sets, "%s%s=%s", i ? " " : "", o.mo.ov[i].key, o.mo.ov[i].value);
-        if (!sets.oom) nasc_run_config_add(c, "set", "%s", sets.data ? sets.data : "");
-        bool oom = sets.oom;
-        nasc_buf_free(&sets);
-        if (oom) return fail(&s);
-    }
-    char cfg_path[4200], journal_path[4200], state_path[4200];
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.txt", o.out);
-    snprintf(journal_path, sizeof journal_path, "%s/journal.jsonl", o.out);
-    snprintf(state_path, sizeof state_path, "%s/strategy.nasc", o.out);
-    bool exists = access(cfg_path, F_OK) == 0;
-    if (exists && !o.resume) {
-        nasc_error(ctx, NASC_EINPUT, o.out, NASC_NOLOC,
-                   "a search is already there; pass --resume to continue it or choose another --out");
-        return fail(&s);
-    }
-    if (exists) {
-        if (nasc_run_config_check(c, cfg_path)) return fail(&s);
-    } else {
-        if (o.resume) fprintf(stderr, "nasc search: no search in %s yet; starting a new one\n", o.out);
-        if (access(journal_path, F_OK) == 0 || access(state_path, F_OK) == 0) {
-            nasc_error(ctx, NASC_EINPUT, cfg_path,
-                       NASC_NOLOC, "missing, but the directory holds a journal or strategy state: not a run "
-                                   "directory nasc can continue");
-            return fail(&s);
-        }
-        if (nasc_run_config_write(c, cfg_path)) return fail(&s);
-    }
-    char warning[512];
-    if (nasc_journal_open(ctx, journal_path, s.space, o.strategy, &s.journal, warning, sizeof warning))
-        return fail(&s);
-    if (warning[0]) fprintf(stderr, "warning: %s\n", warning);
-    if (access(state_path, F_OK) == 0) {
-        nasc_param_store *st = NULL;
-        if (nasc_params_load(ctx, state_path, &st)) return fail(&s);
-        nasc_status e = nasc_strategy_load(s.strategy, st);
-        nasc_params_destroy(st);
-        if (e) {
-            char msg[600];
-            nasc_diag_format(&ctx->diag, msg, sizeof msg);
-            nasc_error(ctx, NASC_EINPUT, state_path, NASC_NOLOC, "corrupt strategy state: %s", msg);
-            return fail(&s);
-        }
-    } else if (s.journal->n > 0) {
-        fprintf(stderr, "nasc search: %s is missing; the strategy replays the %lld journal records\n", state_path,
-                (long long)s.journal->n);
-    }
-    if (s.journal->n > 0)
-        fprintf(stderr, "resuming %s: %lld of %ld trials done\n", o.out, (long long)s.journal->n, o.budget);
+    snprintf(s.cfg_path, sizeof s.cfg_path, "%s/config.txt", o.out);
+    snprintf(s.journal_path, sizeof s.journal_path, "%s/journal.jsonl", o.out);
+    snprintf(s.state_path, sizeof s.state_path, "%s/strategy.nasc", o.out);
+    if (check_config(&s, &o) || open_journal(&s, &o) || load_data(&s, &o)) return fail(&s);
 
-    fprintf(stderr, "loading %s ...\n", o.data);
-    if (nasc_data_load(ctx, o.data, &s.train, &s.test)) return fail(&s);
-    if (o.val >= s.train.n) {
-        nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "--val-size %ld leaves no training images (%lld in all)",
-                   o.val, (long long)s.train.n);
-        return fail(&s);
-    }
-    fprintf(stderr, "search: space %s (%u decisions, 10^%.1f architectures), strategy %s, budget %ld\n", o.space,
-            nasc_space_count(s.space), nasc_space_log10_size(s.space), o.strategy, o.budget);
-
-    struct sigaction sa = {0}, old;
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old);
-    stop_flag = 0;
-
-    nasc_train_eval_options eo = {0};
-    eo.train = &s.train;
-    eo.epochs = (int)o.epochs;
-    eo.train_subset = o.subset;
-    eo.val_size = o.val;
-    eo.batch = (int)o.batch;
-    eo.lr = (float)o.lr;
-    eo.seed = (uint64_t)o.seed;
-    eo.threads = (int)o.threads;
-    eo.time_limit_s = o.time_limit;
-    eo.stop = &stop_flag;
-    progress_state ps = {ctx, now_s(), s.journal->n, isatty(2) != 0, 0};
-    nasc_search_run run = {0};
-    run.space = s.space;
-    run.strategy = s.strategy;
-    run.journal = s.journal;
-    run.state_path = state_path;
-    run.budget = o.budget;
-    run.eval = nasc_train_evaluator(&eo);
-    run.set_keys = s.keys;
-    run.set_vals = s.vals;
-    run.n_set = (int)o.mo.n_ov;
-    run.progress = on_trial;
-    run.ud = &ps;
-    run.stop = &stop_flag;
-    nasc_status st = nasc_search_loop(ctx, &run);
-    if (!st) {
-        char svg[4200];
-        snprintf(svg, sizeof svg, "%s/search.svg", o.out);
-        st = nasc_search_plot(ctx, s.journal, svg);
-    }
-    if (st && stop_flag) {
-        sigaction(SIGINT, &old, NULL);
-        fprintf(stderr, "nasc search: interrupted after %lld of %ld trials; continue with --resume\n",
-                (long long)s.journal->n, o.budget);
-        session_free(&s);
-        return NASC_EXIT_INPUT;
-    }
-    if (st) {
-        sigaction(SIGINT, &old, NULL);
-        return fail(&s);
-    }
-
-    /* the search is done: train, export and draw the best */
-    int64_t ok = 0, failed = 0, cached = 0;
-    for (int64_t i = 0; i < s.journal->n; i++) {
-        const char *t = s.journal->trials[i].status;
-        ok += strcmp(t, "ok") == 0;
-        failed += strcmp(t, "failed") == 0;
-        cached += strcmp(t, "cached") == 0;
-    }
-    fprintf(stderr, "search done: %lld trials (%lld trained, %lld cached, %lld failed); final training of the best for %ld epoch%s\n",
-            (long long)s.journal->n, (long long)ok, (long long)cached, (long long)failed, o.final_epochs, o.final_epochs == 1 ? "" : "s");
-    nasc_search_final_options fo = {0};
-    fo.dir = o.out;
-    fo.train = &s.train;
-    fo.test = &s.test;
-    fo.epochs = (int)o.final_epochs;
-    fo.val_size = o.val;
-    fo.batch = (int)o.batch;
-    fo.lr = (float)o.lr;
-    fo.seed = (uint64_t)o.seed;
-    fo.threads = (int)o.threads;
-    fo.set_keys = s.keys;
-    fo.set_vals = s.vals;
-    fo.n_set = (int)o.mo.n_ov;
-    fo.progress = on_final_step;
-    fo.ud = &ps;
+    /* Ctrl-C: the trial in flight (or the final training) is abandoned */
+    struct sigaction old;
+    nasc_cli_sigint_catch(&old);
+    progress_state ps = {&s.ctx, nasc_cli_now(), s.journal->n, isatty(2) != 0, 0};
     nasc_search_final_result fr;
-    st = nasc_search_finish(ctx, s.space, s.journal, &fo, &fr);
-    sigaction(SIGINT, &old, NULL);
-    if (st && stop_flag) {
-        fprintf(stderr, "nasc search: interrupted during the final training; best.nasc keeps the last finished "
-                        "epoch (continue with --resume)\n");
+    bool final = false;
+    nasc_status st = run_trials(&s, &o, &ps);
+    if (!st) {
+        final = true;
+        st = final_training(&s, &o, &ps, &fr);
+    }
+    nasc_cli_sigint_restore(&old);
+    if (st && nasc_cli_interrupted) {
+        if (final)
+            fprintf(stderr, "nasc search: interrupted during the final training; best.nasc keeps the last finished "
+                            "epoch (continue with --resume)\n");
+        else
+            fprintf(stderr, "nasc search: interrupted after %lld of %ld trials; continue with --resume\n",
+                    (long long)s.journal->n, o.budget);
         session_free(&s);
         return NASC_EXIT_INPUT;
     }
     if (st) return fail(&s);
-    char pr[32], mc[32];
-    nasc_cli_fmt_int(fr.params, pr, sizeof pr);
-    nasc_cli_fmt_si(fr.macs, mc, sizeof mc);
-    printf("\nsearch %s: space %s, strategy %s, %lld trials (%lld trained, %lld cached, %lld failed)\n", o.out, o.space,
-           o.strategy, (long long)s.journal->n, (long long)ok, (long long)cached, (long long)failed);
-    printf("best trial #%lld: validation accuracy %.2f%% during the search (%ld epoch%s on %ld images)\n",
-           (long long)fr.best_index, 100 * fr.best_reward, o.epochs, o.epochs == 1 ? "" : "s", o.subset);
-    printf("final training (%ld epoch%s): validation accuracy %.2f%%, test accuracy %.2f%%\n", o.final_epochs,
-           o.final_epochs == 1 ? "" : "s", 100 * fr.val_acc, 100 * fr.test_acc);
-    printf("best model: %s parameters, %s multiply-adds per image\n", pr, mc);
-    printf("  %s/best.onnx\n  %s/best.yaml\n  %s/best.nir\n  %s/best.nasc\n  %s/search.svg\n  %s/%s\n", o.out, o.out,
-           o.out, o.out, o.out, o.out, fr.cells_picture);
-    if (fr.note[0]) printf("note: %s\n", fr.note);
+    print_summary(&s, &o, &fr);
     session_free(&s);
     return NASC_EXIT_OK;
 }

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -106,134 +107,153 @@ static bool compare(const float *got, const nasc_tensor_pb *want, double *max_er
     return ok;
 }
 
-/* One data set of a case. */
-static void run_set(nasc_ctx *ctx, const char *dir, const blob *model, const char *set, int threads, verdict *v) {
+/* One data set of a case on its way through the importer and the net. */
+typedef struct set_run {
+    nasc_ctx *ctx;
+    const char *dir, *set;
+    verdict *v;
+    blob in[MAX_IO]; /* input_<i>.pb, in order */
+    int n_in;
+    bool imported; /* prim, w and info hold the import */
+    nasc_module *prim;
+    nasc_param_store *w;
+    nasc_onnx_import_info info;
+    nasc_net *net;
+    int64_t batch;
+} set_run;
+
+static bool set_fail(set_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool set_fail(set_run *r, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->v->why, sizeof r->v->why, fmt, ap);
+    va_end(ap);
+    r->v->pass = false;
+    return false;
+}
+
+static bool diag_fail(set_run *r) {
+    fail_diag(r->v, r->ctx);
+    return false;
+}
+
+/* The input files, fed to the importer as constants where the model reads
+ * them so. */
+static bool import_set(set_run *r, const blob *model) {
     char path[4096];
-    blob in[MAX_IO];
     nasc_onnx_feed feeds[MAX_IO];
-    int n_in = 0;
-    memset(in, 0, sizeof in);
-    for (; n_in < MAX_IO; n_in++) {
-        snprintf(path, sizeof path, "%s/%s/input_%d.pb", dir, set, n_in);
+    for (; r->n_in < MAX_IO; r->n_in++) {
+        snprintf(path, sizeof path, "%s/%s/input_%d.pb", r->dir, r->set, r->n_in);
         if (!exists(path)) break;
-        if (nasc_file_read(ctx, path, &in[n_in].data, &in[n_in].len) != NASC_OK) {
-            fail_diag(v, ctx);
-            goto done_inputs;
-        }
-        feeds[n_in] = (nasc_onnx_feed){NULL, in[n_in].data, in[n_in].len};
+        blob *b = &r->in[r->n_in];
+        if (nasc_file_read(r->ctx, path, &b->data, &b->len) != NASC_OK) return diag_fail(r);
+        feeds[r->n_in] = (nasc_onnx_feed){NULL, b->data, b->len};
     }
     nasc_onnx_import_options o = nasc_onnx_import_options_default();
     o.feeds = feeds;
-    o.n_feeds = (uint32_t)n_in;
-    snprintf(path, sizeof path, "%s/model.onnx", dir);
-    nasc_module *prim = NULL;
-    nasc_param_store *w = NULL;
-    nasc_onnx_import_info info;
-    nasc_net *net = NULL;
-    float *got = NULL;
-    nasc_tensor_pb t;
-    memset(&t, 0, sizeof t);
-    if (nasc_onnx_import_ex(ctx, model->data, model->len, path, &o, &prim, &w, &info) != NASC_OK) {
-        fail_diag(v, ctx);
-        goto done_inputs;
+    o.n_feeds = (uint32_t)r->n_in;
+    snprintf(path, sizeof path, "%s/model.onnx", r->dir);
+    if (nasc_onnx_import_ex(r->ctx, model->data, model->len, path, &o, &r->prim, &r->w, &r->info) != NASC_OK)
+        return diag_fail(r);
+    r->imported = true;
+    return true;
+}
+
+/* The batch: dim 0 of a fed input whose first dim is symbolic. */
+static bool find_batch(set_run *r) {
+    r->batch = 1;
+    for (uint32_t i = 0; i < r->info.n_inputs; i++) {
+        if (r->info.inputs[i].value < 0) continue;
+        const nasc_type *ty = &r->prim->values[r->info.inputs[i].value].type;
+        if (i >= (uint32_t)r->n_in)
+            return set_fail(r, "%s: no input_%u.pb for graph input '%.100s'", r->set, i, r->info.inputs[i].name);
+        nasc_tensor_pb t;
+        memset(&t, 0, sizeof t);
+        if (nasc_tensor_pb_read(r->ctx, r->in[i].data, r->in[i].len, "input", &t) != NASC_OK) return diag_fail(r);
+        if (ty->dims[0] == NASC_BATCH && t.rank >= 1) r->batch = t.dims[0];
+        nasc_tensor_pb_free(r->ctx, &t);
     }
-    /* the batch: dim 0 of a fed input whose first dim is symbolic */
-    int64_t batch = 1;
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < info.n_inputs; i++) {
-        if (info.inputs[i].value < 0) continue;
-        const nasc_type *ty = &prim->values[info.inputs[i].value].type;
-        if (i >= (uint32_t)n_in) {
-            v->pass = false;
-            snprintf(v->why, sizeof v->why, "%s: no input_%u.pb for graph input '%.100s'", set, i, info.inputs[i].name);
-            goto done;
-        }
-        if (nasc_tensor_pb_read(ctx, in[i].data, in[i].len, "input", &t) != NASC_OK) {
-            fail_diag(v, ctx);
-            goto done;
-        }
-        if (ty->dims[0] == NASC_BATCH && t.rank >= 1) batch = t.dims[0];
-        nasc_tensor_pb_free(ctx, &t);
-    }
+    return true;
+}
+
+/* An inference net at that batch, with the inputs set. */
+static bool compile_and_feed(set_run *r, int threads) {
+    if (r->batch < 1 || r->batch > 65536)
+        return set_fail(r, "%s: batch %lld is not supported", r->set, (long long)r->batch);
     nasc_net_options no = nasc_net_options_default();
     no.mode = NASC_MODE_INFER;
     no.fuse = true;
     no.threads = threads;
-    no.batch = (int)batch;
-    if (batch < 1 || batch > 65536 || nasc_net_compile(ctx, prim, w, &no, &net) != NASC_OK) {
-        if (batch < 1 || batch > 65536)
-            snprintf(v->why, sizeof v->why, "%s: batch %lld is not supported", set, (long long)batch), v->pass = false;
-        else
-            fail_diag(v, ctx);
-        goto done;
+    no.batch = (int)r->batch;
+    if (nasc_net_compile(r->ctx, r->prim, r->w, &no, &r->net) != NASC_OK) return diag_fail(r);
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < r->info.n_inputs; i++) {
+        if (r->info.inputs[i].value < 0) continue;
+        const nasc_type *ty = &r->prim->values[r->info.inputs[i].value].type;
+        nasc_tensor_pb t;
+        memset(&t, 0, sizeof t);
+        if (nasc_tensor_pb_read(r->ctx, r->in[i].data, r->in[i].len, "input", &t) != NASC_OK) return diag_fail(r);
+        int64_t want = nasc_type_numel(ty) * (ty->dims[0] == NASC_BATCH ? r->batch : 1);
+        bool ok = t.numel == want ? true
+                                  : set_fail(r, "%s: input_%u.pb has %lld values, input '%.100s' takes %lld", r->set,
+                                             i, (long long)t.numel, r->info.inputs[i].name, (long long)want);
+        if (ok && nasc_net_set_input(r->net, k++, t.data) != NASC_OK) ok = diag_fail(r);
+        nasc_tensor_pb_free(r->ctx, &t);
+        if (!ok) return false;
     }
-    for (uint32_t i = 0; i < info.n_inputs; i++) {
-        if (info.inputs[i].value < 0) continue;
-        const nasc_type *ty = &prim->values[info.inputs[i].value].type;
-        if (nasc_tensor_pb_read(ctx, in[i].data, in[i].len, "input", &t) != NASC_OK) {
-            fail_diag(v, ctx);
-            goto done;
-        }
-        int64_t want = nasc_type_numel(ty) * (ty->dims[0] == NASC_BATCH ? batch : 1);
-        if (t.numel != want) {
-            v->pass = false;
-            snprintf(v->why, sizeof v->why, "%s: input_%u.pb has %lld values, input '%.100s' takes %lld", set, i,
-                     (long long)t.numel, info.inputs[i].name, (long long)want);
-            goto done;
-        }
-        if (nasc_net_set_input(net, k++, t.data) != NASC_OK) {
-            fail_diag(v, ctx);
-            goto done;
-        }
-        nasc_tensor_pb_free(ctx, &t);
-    }
-    if (nasc_net_forward(net) != NASC_OK) {
-        fail_diag(v, ctx);
-        goto done;
-    }
-    for (uint32_t j = 0; j < info.n_outputs; j++) {
-        snprintf(path, sizeof path, "%s/%s/output_%u.pb", dir, set, j);
-        if (nasc_tensor_pb_load(ctx, path, &t) != NASC_OK) {
-            fail_diag(v, ctx);
-            goto done;
-        }
-        uint32_t val = (uint32_t)info.outputs[j].value;
-        const nasc_type *ty = &prim->values[val].type;
-        int64_t n = nasc_type_numel(ty) * (ty->dims[0] == NASC_BATCH ? batch : 1);
-        if (t.numel != n) {
-            v->pass = false;
-            snprintf(v->why, sizeof v->why, "%s: output %u '%.100s' has %lld values, the expected tensor %lld", set, j,
-                     info.outputs[j].name, (long long)n, (long long)t.numel);
-            goto done;
-        }
-        free(got);
-        got = malloc((size_t)(n ? n : 1) * sizeof *got);
-        if (!got || nasc_net_read(net, nasc_str(prim, prim->values[val].name), got) != NASC_OK) {
-            if (got)
-                fail_diag(v, ctx);
-            else
-                snprintf(v->why, sizeof v->why, "out of memory"), v->pass = false;
-            goto done;
-        }
-        int64_t bad;
-        if (!compare(got, &t, &v->max_err, &bad)) {
-            v->pass = false;
-            snprintf(v->why, sizeof v->why,
-                     "%s: output %u '%.100s' element %lld is %.9g, expected %.9g (max error %.3g)", set, j,
-                     info.outputs[j].name, (long long)bad, (double)got[bad], (double)t.data[bad], v->max_err);
-            goto done;
-        }
-        nasc_tensor_pb_free(ctx, &t);
-    }
-done:
-    nasc_tensor_pb_free(ctx, &t);
+    return true;
+}
+
+/* Output j of the net against output_<j>.pb; t is the expected tensor. */
+static bool check_output(set_run *r, uint32_t j, const nasc_tensor_pb *t) {
+    uint32_t val = (uint32_t)r->info.outputs[j].value;
+    const nasc_type *ty = &r->prim->values[val].type;
+    int64_t n = nasc_type_numel(ty) * (ty->dims[0] == NASC_BATCH ? r->batch : 1);
+    if (t->numel != n)
+        return set_fail(r, "%s: output %u '%.100s' has %lld values, the expected tensor %lld", r->set, j,
+                        r->info.outputs[j].name, (long long)n, (long long)t->numel);
+    float *got = malloc((size_t)(n ? n : 1) * sizeof *got);
+    if (!got) return set_fail(r, "out of memory");
+    bool ok = true;
+    int64_t bad;
+    if (nasc_net_read(r->net, nasc_str(r->prim, r->prim->values[val].name), got) != NASC_OK)
+        ok = diag_fail(r);
+    else if (!compare(got, t, &r->v->max_err, &bad))
+        ok = set_fail(r, "%s: output %u '%.100s' element %lld is %.9g, expected %.9g (max error %.3g)", r->set, j,
+                      r->info.outputs[j].name, (long long)bad, (double)got[bad], (double)t->data[bad],
+                      r->v->max_err);
     free(got);
-    nasc_net_destroy(net);
-    nasc_onnx_import_info_free(ctx, &info);
-    nasc_module_destroy(prim);
-    nasc_params_destroy(w);
-done_inputs:
-    for (int i = 0; i < n_in; i++) nasc_free(ctx, in[i].data);
+    return ok;
+}
+
+/* One data set of a case. */
+static void run_set(nasc_ctx *ctx, const char *dir, const blob *model, const char *set, int threads, verdict *v) {
+    set_run r;
+    memset(&r, 0, sizeof r);
+    r.ctx = ctx;
+    r.dir = dir;
+    r.set = set;
+    r.v = v;
+    bool ok = import_set(&r, model) && find_batch(&r) && compile_and_feed(&r, threads);
+    if (ok && nasc_net_forward(r.net) != NASC_OK) ok = diag_fail(&r);
+    for (uint32_t j = 0; ok && j < r.info.n_outputs; j++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s/output_%u.pb", dir, set, j);
+        nasc_tensor_pb t;
+        memset(&t, 0, sizeof t);
+        if (nasc_tensor_pb_load(ctx, path, &t) != NASC_OK)
+            ok = diag_fail(&r);
+        else
+            ok = check_output(&r, j, &t);
+        nasc_tensor_pb_free(ctx, &t);
+    }
+    nasc_net_destroy(r.net);
+    if (r.imported) {
+        nasc_onnx_import_info_free(ctx, &r.info);
+        nasc_module_destroy(r.prim);
+        nasc_params_destroy(r.w);
+    }
+    for (int i = 0; i < r.n_in; i++) nasc_free(ctx, r.in[i].data);
 }
 
 static void run_case(const char *dir, int threads, verdict *v) {

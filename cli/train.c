@@ -56,12 +56,6 @@ void nasc_cli_train_help(FILE *out) {
 
 /* ------------------------------------------------------------------ */
 
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
-
 typedef struct run {
     nasc_ctx *ctx;
     const char *out;
@@ -74,15 +68,6 @@ typedef struct run {
     int n_ep, cap_ep;
     FILE *csv;
 } run;
-
-static void fmt_time(double s, char *buf, size_t n) {
-    if (!(s >= 0) || s > 1e7) s = 0;
-    long t = (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else
-        snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
-}
 
 static nasc_status write_curve(run *r) {
     char path[4200];
@@ -114,7 +99,7 @@ static nasc_status write_curve(run *r) {
 static nasc_status on_progress(void *ud, const nasc_train_progress *p) {
     run *r = ud;
     char eta[32];
-    fmt_time(p->eta_s, eta, sizeof eta);
+    nasc_cli_fmt_duration(p->eta_s, eta, sizeof eta);
     if (!p->epoch_end) {
         if (r->tty) {
             int width = 24, fill = (int)(width * p->step / (p->steps ? p->steps : 1));
@@ -129,7 +114,7 @@ static nasc_status on_progress(void *ud, const nasc_train_progress *p) {
             fprintf(stderr, "epoch %d/%d step %lld/%lld loss %.4f acc %.2f%% %.0f img/s ETA %s\n", p->epoch + 1,
                     p->epochs, (long long)p->step, (long long)p->steps, p->loss, 100 * p->acc, p->images_per_s, eta);
         }
-        if (interrupted)
+        if (nasc_cli_interrupted)
             return nasc_error(r->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
                               "interrupted at step %lld of epoch %d; the checkpoint keeps the last finished epoch "
                               "(continue with --resume)",
@@ -324,11 +309,10 @@ static nasc_status train_loop(run *r, const nasc_module *prim, const nasc_datase
     if (r->csv && fresh) fputs("epoch,train_loss,train_acc,val_loss,val_acc,images_per_s\n", r->csv);
     to->progress = on_progress;
     to->ud = r;
-    struct sigaction sa = {0}, old;
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old);
+    struct sigaction old;
+    nasc_cli_sigint_catch(&old);
     nasc_status st = nasc_train(r->ctx, prim, r->store, train, to, res);
-    sigaction(SIGINT, &old, NULL);
+    nasc_cli_sigint_restore(&old);
     if (r->tty && st) fputc('\n', stderr);
     return st;
 }

@@ -22,7 +22,7 @@ static void put(buf *b, const void *src, size_t n) {
         b->p = realloc(b->p, b->cap);
         assert_non_null(b->p);
     }
-    memcpy(b->p + b->n, src, n);
+    if (n) memcpy(b->p + b->n, src, n);
     b->n += n;
 }
 

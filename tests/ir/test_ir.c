@@ -1,8 +1,8 @@
 /* IR passes: canonical hashing, the verifiers (and the builders' own
  * checks), the arch -> prim lowering, and the cost model.
  *
- * Tests marked "BUG:" assert the behaviour the design asks for and fail
- * until the ir/ code named in their comment is fixed. */
+ * Tests marked "BUG:" assert the intended behaviour and fail until the ir/
+ * code named in their comment is fixed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -9,7 +9,7 @@
 
 static void usage(FILE *out) {
     fputs("usage: nasc bench MODEL [--batch B] [--threads T] [--seconds S] [--profile]\n"
-          "                  [--set KEY=VALUE]...\n",
+          "                  [--nchw] [--onednn-dw] [--set KEY=VALUE]...\n",
           out);
 }
 
@@ -26,6 +26,10 @@ void nasc_cli_bench_help(FILE *out) {
           "  --threads T         threads (default: all cores)\n"
           "  --seconds S         time spent on each measurement (default 3)\n"
           "  --profile           per-primitive profile of a training step\n"
+          "  --nchw              plain nchw activations instead of the blocked layout\n"
+          "                      nasc picks (to compare layouts)\n"
+          "  --onednn-dw         depthwise backward-weights by oneDNN's primitive\n"
+          "                      instead of nasc's kernel (to compare kernels)\n"
           "  -h, --help          this help\n",
           out);
     nasc_cli_model_help(out);
@@ -68,9 +72,21 @@ static nasc_status time_net(nasc_net *net, bool train, int batch, const float *x
     return st;
 }
 
-static nasc_status compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *ps, int batch, bool train,
-                           int threads, bool profile, nasc_net **net) {
+/* What the command line asks for. */
+typedef struct bench_opts {
+    long batch, threads;
+    double seconds;
+    bool profile;
+    bool nchw;      /* --nchw: plain activations for every net compiled */
+    bool onednn_dw; /* --onednn-dw: oneDNN's depthwise backward-weights */
+} bench_opts;
+
+static nasc_status compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *ps,
+                           const bench_opts *bo, int batch, bool train, bool profile, nasc_net **net) {
     nasc_net_options o = nasc_net_options_default();
+    o.layout = bo->nchw ? NASC_NET_LAYOUT_NCHW : NASC_NET_LAYOUT_AUTO;
+    o.onednn_dw = bo->onednn_dw;
+    int threads = (int)bo->threads;
     o.batch = batch;
     o.mode = train ? NASC_MODE_TRAIN : NASC_MODE_INFER;
     o.fuse = !train; /* inference: batch norm folded, relu as a post-op */
@@ -79,12 +95,6 @@ static nasc_status compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_st
     return nasc_net_compile(ctx, prim, ps, &o, net);
 }
 
-/* What the command line asks for. */
-typedef struct bench_opts {
-    long batch, threads;
-    double seconds;
-    bool profile;
-} bench_opts;
 
 /* Random inputs of the net's input shape and labels below its class count,
  * for batch images (malloc'd; NULL when out of memory). */
@@ -117,7 +127,7 @@ static nasc_status bench_training(nasc_ctx *ctx, const nasc_module *prim, nasc_p
     nasc_net *tn = NULL;
     timing tt = {0};
     double c0 = nasc_cli_now();
-    nasc_status st = compile(ctx, prim, ps, (int)o->batch, true, (int)o->threads, o->profile, &tn);
+    nasc_status st = compile(ctx, prim, ps, o, (int)o->batch, true, o->profile, &tn);
     double compile_s = nasc_cli_now() - c0;
     if (!st) st = time_net(tn, true, (int)o->batch, x, y, o->seconds, &tt);
     if (!st) {
@@ -138,7 +148,7 @@ static nasc_status bench_training(nasc_ctx *ctx, const nasc_module *prim, nasc_p
     if (!st) {
         /* the same shapes again: oneDNN's primitive cache makes this cheap */
         c0 = nasc_cli_now();
-        st = compile(ctx, prim, ps, (int)o->batch, true, (int)o->threads, false, &tn);
+        st = compile(ctx, prim, ps, o, (int)o->batch, true, false, &tn);
         if (!st) printf("  compile again (same shapes, primitive cache): %.2f s\n", nasc_cli_now() - c0);
         nasc_net_destroy(tn);
     }
@@ -150,7 +160,7 @@ static nasc_status bench_inference(nasc_ctx *ctx, const nasc_module *prim, nasc_
                                    const bench_opts *o, const float *x, const int32_t *y, double peak) {
     nasc_net *net = NULL;
     timing t = {0};
-    nasc_status st = compile(ctx, prim, ps, (int)batch, false, (int)o->threads, false, &net);
+    nasc_status st = compile(ctx, prim, ps, o, (int)batch, false, false, &net);
     if (!st) st = time_net(net, false, (int)batch, x, y, o->seconds, &t);
     if (!st)
         printf("inference, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", batch,
@@ -161,12 +171,14 @@ static nasc_status bench_inference(nasc_ctx *ctx, const nasc_module *prim, nasc_
 
 int nasc_cli_bench(int argc, char **argv) {
     nasc_cli_model mo = {0};
-    bench_opts o = {64, 0, 3, false};
+    bench_opts o = {64, 0, 3, false, false, false};
     const nasc_cli_opt opts[] = {
         {NASC_CLI_OPT("--batch", NULL, NASC_CLI_INT, &o.batch), .lo = 1, .hi = 65536},
         {NASC_CLI_OPT("--threads", NULL, NASC_CLI_INT, &o.threads), .lo = 0, .hi = 1024},
         {NASC_CLI_OPT("--seconds", NULL, NASC_CLI_FLOAT, &o.seconds), .lo = 0.01, .hi = 3600},
         {NASC_CLI_OPT("--profile", NULL, NASC_CLI_FLAG, &o.profile)},
+        {NASC_CLI_OPT("--nchw", NULL, NASC_CLI_FLAG, &o.nchw)},
+        {NASC_CLI_OPT("--onednn-dw", NULL, NASC_CLI_FLAG, &o.onednn_dw)},
     };
     nasc_cli_args a;
     nasc_cli_args_init(&a, argc, argv, usage);

@@ -428,6 +428,18 @@ if run 0 "bench" "$NASC_BIN" bench "$M" --seconds 0.2 --batch 8; then
     fi
 fi
 
+# --nchw keeps every activation plain: fewer reorders than the blocked default
+reorders() { sed -n 's/.* \([0-9][0-9]*\) reorders;.*/\1/p' "$1" | head -n 1; }
+if run 0 "bench blocked" "$NASC_BIN" bench "$M" --seconds 0.05 --batch 8; then
+    blocked=$(reorders "$TMP/out")
+    if run 0 "bench --nchw --onednn-dw" "$NASC_BIN" bench "$M" --seconds 0.05 --batch 8 --nchw --onednn-dw; then
+        plain=$(reorders "$TMP/out")
+        if [ -n "$blocked" ] && [ -n "$plain" ] && [ "$plain" -lt "$blocked" ]; then ok; else
+            bad "bench --nchw: expected fewer reorders than the default layout (got '$plain' against '$blocked')"
+        fi
+    fi
+fi
+
 echo "test_train: $passed passed, $failed failed ($((SECONDS - start)) s)"
 if [ "$failed" -eq 0 ]; then echo "$passed checks passed"; fi
 [ "$failed" -eq 0 ]

@@ -1,0 +1,41 @@
+#!/bin/bash
+# Source rules that keep two classes of defect from coming back:
+#  1. A flag written by a signal handler is `volatile sig_atomic_t` (or a C11
+#     atomic): a plain `volatile int`/`bool` shared with a handler is a data
+#     race the compiler may break.
+#  2. Library code and the CLI do not change behaviour through environment
+#     variables: every switch is a documented option or flag (getenv only in
+#     tests/ and bench/).
+set -u
+ROOT=${NASC_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+cd "$ROOT" || exit 1
+failed=0 passed=0
+dirs="ir frontend export onnx backend search cli examples"
+
+# Rule 1: no volatile object of another type than sig_atomic_t.
+hits=$(grep -nE '\bvolatile\b' $(find $dirs -name '*.[ch]' 2>/dev/null) |
+       grep -vE 'volatile[[:space:]]+sig_atomic_t|^[^:]+:[0-9]+:[[:space:]]*(/\*|\*)')
+n=$(find $dirs -name '*.[ch]' 2>/dev/null | wc -l)
+if [ "$n" -lt 50 ]; then
+    echo "FAIL: found only $n C files under $dirs: the scan looked in the wrong place" >&2
+    failed=$((failed + 1))
+elif [ -n "$hits" ]; then
+    echo "FAIL: volatile objects that are not sig_atomic_t (a signal flag must be volatile sig_atomic_t):" >&2
+    echo "$hits" | sed 's/^/    /' >&2
+    failed=$((failed + 1))
+else
+    passed=$((passed + 1))
+fi
+
+# Rule 2: no getenv outside tests and benchmarks.
+hits=$(grep -nE '\b(secure_)?getenv[[:space:]]*\(' $(find $dirs -name '*.[ch]' 2>/dev/null))
+if [ -n "$hits" ]; then
+    echo "FAIL: environment variables read by library or CLI code (make them options or flags):" >&2
+    echo "$hits" | sed 's/^/    /' >&2
+    failed=$((failed + 1))
+else
+    passed=$((passed + 1))
+fi
+
+echo "test_rules: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -22,11 +22,16 @@ die() {
 need_python onnx numpy
 need_ort
 
+# Every registered space, as `nasc space --list` names them (a new space is
+# tested without editing this file).
+SPACES=$("$NASC" space --list | awk 'NR > 1 && NF > 3 && $2 ~ /^[0-9]+$/ { print $1 }')
+[ "$(echo "$SPACES" | wc -w)" -ge 4 ] || die "nasc space --list named too few spaces: $SPACES"
+
 SET=(--set channels=4 --set cells_per_stage=1)
 : >"$TMP/check.list"
 : >"$TMP/ort.list"
 n=0
-for space in nasnet enas-micro enas-macro nasrl; do
+for space in $SPACES; do
     for seed in $(seq 1 $PER_SPACE); do
         m=$TMP/$space-$seed
         "$NASC" sample --space "$space" --seed "$seed" -o "$m.yaml" 2>"$m.err" ||
@@ -47,7 +52,7 @@ done
 "$PY" "$SRC/scripts/onnx_check.py" --list "$TMP/check.list" --batch 2 >"$TMP/check.out" 2>&1 ||
     die "onnx.checker: $(tail -3 "$TMP/check.out")"
 
-for space in nasnet enas-micro enas-macro nasrl; do
+for space in $SPACES; do
     for seed in $(seq 1 $PER_SPACE); do
         m=$TMP/$space-$seed
         for j in "$m" $([ "$seed" -eq 1 ] && echo "$m.fold"); do

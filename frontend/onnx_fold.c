@@ -60,6 +60,28 @@ static void strides_of(int rank, const int64_t *dims, int64_t *st) {
     for (int d = rank - 1; d >= 0; d--) st[d] = s, s *= dims[d];
 }
 
+/* A fold that can make a constant larger than its inputs (ConstantOfShape,
+ * a broadcast, a Gather) may make it as large as its inputs, or 2^20
+ * elements: shapes are small, and a few bytes of model must not ask for
+ * gigabytes. */
+#define MAX_GROWN ((int64_t)1 << 20)
+
+static bool fold_size_ok(ox_imp *x, int rank, const int64_t *dims, int64_t inputs) {
+    int64_t cap = inputs > MAX_GROWN ? inputs : MAX_GROWN, n = 1;
+    for (int d = 0; d < rank; d++)
+        if (dims[d] == 0) return true;
+    for (int d = 0; d < rank; d++) {
+        if (dims[d] < 0 || n > cap / dims[d]) {
+            ox_fail(x, "the result would have more than %lld elements (or a negative dim): a constant computed at "
+                       "import may be as large as its inputs, or 2^20 elements",
+                    (long long)cap);
+            return false;
+        }
+        n *= dims[d];
+    }
+    return true;
+}
+
 /* A constant input read by a fold: decodable, any dtype, marks allowed. */
 static int fold_in(ox_imp *x, uint32_t i, const char *what) {
     const ox_const *c = ox_shape_in(x, i, what);
@@ -127,6 +149,7 @@ nasc_status ox_lower_constant_of_shape(ox_imp *x) {
         dims[d] = sc->i[d];
         if (dims[d] < 0) return ox_fail(x, "shape[%d] = %lld is negative", d, (long long)dims[d]);
     }
+    if (!fold_size_ok(x, rank, dims, 0)) return status_of(x);
     int dtype = OX_F32;
     double fill = 0;
     const Onnx__AttributeProto *a = ox_attr(x, "value");
@@ -348,6 +371,8 @@ nasc_status ox_fold_reshape(ox_imp *x) {
             infer = i;
         } else if (s[i] < 0) {
             return ox_fail(x, "shape[%d] = %lld is not a dim", i, (long long)s[i]);
+        } else if (s[i] > 0 && known > c->numel / s[i]) {
+            return ox_fail(x, "the shape does not fit the input's %lld elements", (long long)c->numel);
         } else {
             known *= s[i];
         }
@@ -422,6 +447,7 @@ nasc_status ox_fold_gather(ox_imp *x) {
     for (int d = 0; d < axis; d++) dims[o++] = c->dims[d];
     for (int d = 0; d < ic->rank; d++) dims[o++] = ic->dims[d];
     for (int d = (int)axis + 1; d < r; d++) dims[o++] = c->dims[d];
+    if (!fold_size_ok(x, orank, dims, c->numel + ic->numel)) return status_of(x);
     int k = ox_const_make(x, c->dtype, orank, dims);
     if (k < 0) return status_of(x);
     c = &x->consts[src];
@@ -483,14 +509,16 @@ bool ox_slice_ranges(ox_imp *x, int rank, const int64_t *dims, int64_t *start, i
         }
         if (s < 0) s += n; /* no overflow: n > 0 */
         if (e < 0) e += n;
+        /* |t| as unsigned: t may be INT64_MIN */
+        uint64_t mag = t > 0 ? (uint64_t)t : (uint64_t)(-(t + 1)) + 1;
         if (t > 0) {
             s = s < 0 ? 0 : s > n ? n : s;
             e = e < 0 ? 0 : e > n ? n : e;
-            count[a] = e > s ? (e - s + t - 1) / t : 0;
+            count[a] = e > s ? (int64_t)(1 + (uint64_t)(e - s - 1) / mag) : 0;
         } else {
             s = s < 0 ? 0 : s > n - 1 ? n - 1 : s;
             e = e < -1 ? -1 : e > n - 1 ? n - 1 : e;
-            count[a] = s > e ? (s - e + (-t) - 1) / (-t) : 0;
+            count[a] = s > e ? (int64_t)(1 + (uint64_t)(s - e - 1) / mag) : 0;
         }
         if (count[a] == 0) {
             ox_fail(x, "the slice of axis %lld is empty (an empty tensor is not supported)", (long long)a);
@@ -587,6 +615,7 @@ nasc_status ox_fold_arith(ox_imp *x, char op) {
                            (long long)db[d]);
         dims[d] = da[d] == 1 ? db[d] : da[d];
     }
+    if (!fold_size_ok(x, r, dims, ca->numel + cb->numel)) return status_of(x);
     strides_of(r, da, sa);
     strides_of(r, db, sb);
     for (int d = 0; d < r; d++) {

@@ -440,10 +440,12 @@ static nasc_status lower_reshape(ox_imp *x) {
             continue;
         } else if (s[i] < 0) {
             return ox_fail(x, "shape[%d] = %lld is not a dim", i, (long long)s[i]);
+        } else if (s[i] > (1 << 24)) {
+            return ox_fail(x, "shape[%d] = %lld is not supported (dims are 1 to 2^24)", i, (long long)s[i]);
         } else {
             d[i] = s[i];
         }
-        if (d[i] != NASC_BATCH) known_p *= d[i];
+        if (d[i] != NASC_BATCH && known_p <= ((int64_t)1 << 40)) known_p *= d[i]; /* past 2^40 it fits nothing */
     }
     int64_t numel = nasc_type_numel(&t); /* per image when batched */
     if (batched) {

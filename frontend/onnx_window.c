@@ -270,6 +270,7 @@ static uint32_t window_emit(ox_imp *x, const ox_window *w, bool named) {
     } else {
         v = v == UINT32_MAX ? v : select_conv(x, w, v, last);
     }
+    if (v == UINT32_MAX) return v;
     if (mask) {
         uint32_t args[2] = {v, pad_mask(x, w)};
         v = op(x, NASC_PRIM_ADD, args, 2, NULL, "padded", named && !reshape);
@@ -424,6 +425,9 @@ nasc_status ox_lower_pad(ox_imp *x) {
     }
     if (full[0] || full[r])
         return ox_fail(x, "padding axis 0 (%s) is not supported", w.dims[0] == NASC_BATCH ? "the batch" : "images");
+    for (int i = 0; i < 2 * r; i++)
+        if (full[i] < -(1 << 24) || full[i] > (1 << 24))
+            return ox_fail(x, "a pad of %lld is not supported (at most 2^24 either way)", (long long)full[i]);
     int64_t before[4], after[4];
     for (int d = 0; d < 4; d++) before[d] = d < r ? full[d] : 0, after[d] = d < r ? full[r + d] : 0;
     if (stack && (before[2] < 0 || after[2] < 0 || before[3] < 0 || after[3] < 0)) {
@@ -479,6 +483,7 @@ nasc_status ox_lower_gather(ox_imp *x) {
     if (axis < 0) axis += r;
     if (axis == 0) return ox_fail(x, "gathering along axis 0 (the batch) is not supported");
     int64_t n = x->consts[ik].numel, dim = w.dims[axis];
+    if (n > (1 << 24)) return ox_fail(x, "%lld indices are not supported (at most 2^24)", (long long)n);
     int64_t *idx = ox_alloc(x, (size_t)n * sizeof *idx);
     if (!idx) return status_of(x);
     for (int64_t k = 0; k < n; k++) {

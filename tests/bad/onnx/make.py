@@ -200,6 +200,15 @@ def main():
          model([helper.make_node("Unsqueeze", ["x"], ["y"])], [vi("x", ["N", 3])], [vi("y", ["N", 1, 3])],
                check=False),
          "the axes are required")
+    save("reshape_huge_dim.onnx",
+         model([helper.make_node("Reshape", ["x", "s"], ["y"])], [vi("x", ["N", 3])], [vi("y", ["N", 3])],
+               [init("s", np.array([0, 3 << 60], np.int64))], check=False),
+         "shape[1] = 3458764513820540928 is not supported (dims are 1 to 2^24)")
+    save("constant_of_shape_huge.onnx",
+         model([helper.make_node("ConstantOfShape", ["s"], ["z"]), helper.make_node("Add", ["x", "z"], ["y"])],
+               [vi("x", ["N", 3])], [vi("y", ["N", 3])], [init("s", np.array([1 << 20, 1 << 20], np.int64))],
+               check=False),
+         "the result would have more than 1048576 elements")
     save("squeeze_not_one.onnx",
          model([helper.make_node("Squeeze", ["x", "a"], ["y"])], [vi("x", ["N", 3, 1])], [vi("y", ["N", 1])],
                [init("a", np.array([1], np.int64))], check=False),

@@ -259,10 +259,7 @@ static void test_feeds(void **state) {
     char path[512];
     snprintf(path, sizeof path, "%s/model.onnx", dir);
     FILE *probe = fopen(path, "rb");
-    if (!probe) {
-        printf("skipped: %s is missing (libonnx-testdata)\n", path);
-        return;
-    }
+    if (!probe) nasc_test_skip("%s is missing (libonnx-testdata)", path);
     fclose(probe);
     nasc_ctx ctx;
     nasc_ctx_init(&ctx);
@@ -625,5 +622,5 @@ int main(void) {
         cmocka_unit_test(test_torch_slice),    cmocka_unit_test(test_torch_nasnet),
         cmocka_unit_test(test_torch_misc),
     };
-    return cmocka_run_group_tests_name("onnx_import", tests, NULL, NULL);
+    return nasc_test_exit(cmocka_run_group_tests_name("onnx_import", tests, NULL, NULL));
 }

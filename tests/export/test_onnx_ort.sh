@@ -211,7 +211,11 @@ check_model() {
         return
         ;;
     esac
-    if "$NASC_BIN" check "$model" 2>/dev/null | grep -q '^kind *recurrent'; then
+    # (read whole, then grep: `nasc check | grep -q` under pipefail fails when
+    # grep exits first and nasc dies of SIGPIPE)
+    local report
+    report=$("$NASC_BIN" check "$model" 2>/dev/null)
+    if grep -q '^kind *recurrent' <<<"$report"; then
         echo "  $name: recurrent net, not lowered yet: not exported"
         return
     fi
@@ -219,7 +223,7 @@ check_model() {
     compare "$name.fresh" "$model" --
     # trained weights at a small size, plain and folded
     local small=()
-    "$NASC_BIN" check "$model" 2>/dev/null | grep -q '^kind *prim' || small=(--set channels=8)
+    grep -q '^kind *prim' <<<"$report" || small=(--set channels=8)
     local ckpt=$TMP/train/$name
     train "$model" "$ckpt" "${small[@]}" || return
     compare "$name.trained" "$model" -- --weights "$ckpt/checkpoint.nasc" "${small[@]}"

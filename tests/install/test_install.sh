@@ -112,15 +112,20 @@ check_run() {
 # 3. Linked to libnasc.so, found through LD_LIBRARY_PATH in the install tree.
 "$CC" "${CFLAGS[@]}" "$EXAMPLE" -o "$TMP/shared" "${PC_CFLAGS[@]}" "${PC_LIBS[@]}" ||
     die "the example does not compile and link against libnasc.so with: ${PC_CFLAGS[*]} ${PC_LIBS[*]}"
-readelf -d "$TMP/shared" | grep -q "NEEDED.*\[$soname\]" || die "the shared example does not need $soname"
-LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ldd "$TMP/shared" | grep -q "$soname => $LIBDIR/" ||
-    die "the shared example does not load $soname from $LIBDIR"
+# (outputs are read whole before grep: `cmd | grep -q` under pipefail fails
+# whenever grep exits first and cmd dies of SIGPIPE, which load makes likely)
+dyn=$(readelf -d "$TMP/shared") || die "readelf -d $TMP/shared failed"
+grep -q "NEEDED.*\[$soname\]" <<<"$dyn" || die "the shared example does not need $soname"
+deps=$(LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ldd "$TMP/shared") ||
+    die "ldd $TMP/shared failed"
+grep -q "$soname => $LIBDIR/" <<<"$deps" || die "the shared example does not load $soname from $LIBDIR"
 check_run shared LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 # 4. Linked to libnasc.a and what `pkg-config --static` adds.
 "$CC" "${CFLAGS[@]}" "$EXAMPLE" -o "$TMP/static" "${PC_CFLAGS[@]}" "${PC_STATIC[@]}" ||
     die "the example does not compile and link against libnasc.a with: ${PC_CFLAGS[*]} ${PC_STATIC[*]}"
-if readelf -d "$TMP/static" | grep -q "NEEDED.*libnasc"; then die "the static example still needs libnasc.so"; fi
+dyn=$(readelf -d "$TMP/static") || die "readelf -d $TMP/static failed"
+if grep -q "NEEDED.*libnasc" <<<"$dyn"; then die "the static example still needs libnasc.so"; fi
 check_run static
 
 echo "test_install: all passed"

@@ -222,6 +222,80 @@ static bool use_own_dw(nasc_net *net, const nasc_prim *p, const_dnnl_primitive_d
 }
 #endif
 
+/* Whether oneDNN found a jit kernel for pd (not a reference loop). */
+static bool is_jit(nasc_net *net, const_dnnl_primitive_desc_t pd) {
+    const char *impl = NULL;
+    if (NB_TRY(net, dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl))) return false;
+    return impl && strncmp(impl, "ref", 3) != 0;
+}
+
+/* w_flip[g][i][o][a][b] = w[g][o][i][kh-1-a][kw-1-b]: the weights of the
+ * forward convolution that computes a stride-1 convolution's backward-data. */
+static void k_flip_weights(nasc_net *net, const nb_step *s) {
+    const float *w = nb_ptr(net, net->args[s->first_arg].tref);
+    float *f = nb_ptr(net, net->args[s->first_arg + 1].tref);
+    int64_t groups = s->i[0], og = s->i[1], ig = s->i[2], kh = s->i[3], kw = s->i[4], k = kh * kw;
+    for (int64_t gi = 0; gi < groups; gi++)
+        for (int64_t o = 0; o < og; o++)
+            for (int64_t i = 0; i < ig; i++) {
+                const float *src = w + ((gi * og + o) * ig + i) * k;
+                float *dst = f + ((gi * ig + i) * og + o) * k;
+                for (int64_t e = 0; e < k; e++) dst[e] = src[k - 1 - e];
+            }
+}
+
+/* oneDNN 2.6 has no jit kernel for some backward-data convolutions (dilated
+ * depthwise ones run a reference loop, hundreds of times slower than the
+ * forward pass). With stride 1, the gradient of the input is itself a
+ * forward convolution: of dy, with the kernel flipped in space and its
+ * input and output channels swapped per group, the same dilation, and pads
+ * d*(k-1) - pad on each side. Emits that when the pads allow it (returns
+ * true; failures are in net->status), else returns false. */
+static bool conv_bwd_data_as_fwd(nasc_net *net, const nasc_prim *p, const conv_geom *g, int xs, int G) {
+    const nasc_prim_attrs *a = &p->a;
+    if (a->sh != 1 || a->sw != 1) return false;
+    dnnl_dims_t pl = {(a->kh - 1) * a->dh - a->pt, (a->kw - 1) * a->dw - a->pl};
+    dnnl_dims_t pr = {(a->kh - 1) * a->dh - a->pb, (a->kw - 1) * a->dw - a->pr};
+    if (pl[0] < 0 || pl[1] < 0 || pr[0] < 0 || pr[1] < 0) return false;
+    const nasc_type *w = vtype(net, arg(net, p, 1));
+    int64_t groups = a->groups > 1 ? a->groups : 1, og = w->dims[0] / groups, ig = w->dims[1];
+    dnnl_memory_desc_t fl_any, fl_plain;
+    dnnl_dims_t d5 = {groups, ig, og, w->dims[2], w->dims[3]}, d4 = {ig, og, w->dims[2], w->dims[3]};
+    dnnl_format_tag_t plain_tag = groups > 1 ? dnnl_goihw : dnnl_oihw;
+    int nd = groups > 1 ? 5 : 4;
+    const dnnl_dim_t *dd = groups > 1 ? d5 : d4;
+    if (NB_TRY(net, dnnl_memory_desc_init_by_tag(&fl_any, nd, dd, dnnl_f32, dnnl_format_tag_any)) ||
+        NB_TRY(net, dnnl_memory_desc_init_by_tag(&fl_plain, nd, dd, dnnl_f32, plain_tag)))
+        return true;
+    dnnl_memory_desc_t dx_md = *md_of(net, xs), dy_md = *md_of(net, G);
+    dnnl_convolution_desc_t d;
+    if (NB_TRY(net, dnnl_dilated_convolution_forward_desc_init(&d, dnnl_forward_inference, dnnl_convolution_direct,
+                                                                &dy_md, &fl_any, NULL, &dx_md, g->strides, g->dil, pl, pr)))
+        return true;
+    dnnl_primitive_desc_t pd;
+    if (pd_create(net, &pd, &d, NULL, "conv backward data as forward")) return true;
+    if (!is_jit(net, pd)) { /* no faster: leave it to the backward primitive */
+        NB_DESTROY(dnnl_primitive_desc_destroy(pd));
+        return net->status != NASC_OK;
+    }
+    int wsrc = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 1)].fwd].buf, &g->w_plain);
+    int flip = nb_tensor_new(net, &fl_plain);
+    nb_arg fa[2] = {{0, wsrc}, {1, flip}};
+    int s = nb_step_kernel(net, k_flip_weights, "flip weights", 2, fa);
+    if (s >= 0) {
+        int *i = net->steps[s].i;
+        i[0] = (int)groups, i[1] = (int)og, i[2] = (int)ig, i[3] = (int)w->dims[2], i[4] = (int)w->dims[3];
+    }
+    int wt = nb_match(net, flip, q(pd, dnnl_query_weights_md));
+    int gd = nb_match(net, G, q(pd, dnnl_query_src_md));
+    int dx = nb_tensor_new(net, q(pd, dnnl_query_dst_md));
+    nb_arg ca[3] = {{DNNL_ARG_SRC, gd}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DST, dx}};
+    nb_step_prim(net, pd, "conv bwd-data", g->flops, 3, ca);
+    NB_DESTROY(dnnl_primitive_desc_destroy(pd));
+    nb_contribute(net, arg(net, p, 0), dx);
+    return true;
+}
+
 static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
     uint32_t x = arg(net, p, 0), w = arg(net, p, 1);
     conv_geom g;
@@ -236,6 +310,10 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
                                                                g.strides, g.dil, g.pl, g.pr));
         dnnl_primitive_desc_t pd;
         if (pd_create(net, &pd, &d, net->ps[pi].pd, "conv backward data")) return net->status;
+        if (!is_jit(net, pd) && conv_bwd_data_as_fwd(net, p, &g, xs, G)) {
+            NB_DESTROY(dnnl_primitive_desc_destroy(pd));
+            if (net->status) return net->status;
+        } else {
         int wt = weights_in(net, w, &g.w_plain, q(pd, dnnl_query_weights_md));
         int gd = nb_match(net, G, q(pd, dnnl_query_diff_dst_md));
         int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
@@ -243,6 +321,7 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
         nb_step_prim(net, pd, "conv bwd-data", g.flops, 3, a);
         NB_DESTROY(dnnl_primitive_desc_destroy(pd));
         nb_contribute(net, x, dx);
+        }
     }
     if (net->vals[w].needs_grad) {
         /* a plain source (the net input) may not have a fast backward-weights

@@ -959,6 +959,42 @@ static void build_conv_depthwise_wide(tcase *t, int i) {
     build_conv_cfg(t, c);
 }
 
+/* Dilated and grouped convolutions on blocked activations (a 1x1 conv puts
+ * the input in the net's 8-channel layout): the backward-data oneDNN has no
+ * jit kernel for (dilated depthwise) runs as a forward convolution with the
+ * flipped kernel; instances cover depthwise 3x3/5x5 with dilation 2 and 3,
+ * random pads, and a grouped one whose per-group channels are swapped. */
+static void build_conv_dilated_wide(tcase *t, int i) {
+    conv_cfg c = conv_base(t, i % 2 ? 5 : 3);
+    c.c = 16;
+    c.o = 16;
+    c.groups = i == 3 ? 2 : 16;
+    if (i == 3) c.o = 8;
+    c.dh = c.dw = i == 2 ? 3 : 2;
+    int eh = (c.kh - 1) * c.dh;
+    c.pt = ri(t, 0, eh);
+    c.pb = ri(t, 0, eh);
+    c.pl = ri(t, 0, eh);
+    c.pr = ri(t, 0, eh);
+    c.h = ri(t, 3, 7);
+    c.w = ri(t, 3, 7);
+    while (c.h + c.pt + c.pb < eh + 1) c.h++;
+    while (c.w + c.pl + c.pr < eh + 1) c.w++;
+    t->batch = 1 + i % 2;
+    uint32_t x = tc_input(t, "x", 4, c.c, c.h, c.w);
+    uint32_t w0 = tc_param(t, "w0", 4, c.c, c.c, 1, 1, NULL);
+    nasc_prim_attrs a0 = attrs_window(1, 1, 1, 1, 0, 0, 0, 0);
+    uint32_t args0[2] = {x, w0};
+    uint32_t h = tc_op(t, NASC_PRIM_CONV, args0, 2, &a0, "h");
+    uint32_t w = tc_param(t, "w", 4, c.o, c.c / c.groups, c.kh, c.kw, NULL);
+    nasc_prim_attrs a = attrs_window(c.kh, c.kw, c.sh, c.sw, c.pt, c.pl, c.pb, c.pr);
+    a.dh = c.dh;
+    a.dw = c.dw;
+    a.groups = c.groups;
+    uint32_t args[2] = {h, w};
+    tc_output(t, tc_op(t, NASC_PRIM_CONV, args, 2, &a, "y"));
+}
+
 static void build_bn_wide(tcase *t, int i) {
     t->batch = 2;
     int c = i % 2 ? 16 : 13;
@@ -1255,6 +1291,7 @@ typedef struct op_case {
     X(chain, 3)                                                                                                        \
     X(conv_wide, 4)                                                                                                    \
     X(conv_depthwise_wide, 3)                                                                                          \
+    X(conv_dilated_wide, 4)                                                                                            \
     X(bn_wide, 2)                                                                                                      \
     X(pool_wide, 3)                                                                                                    \
     X(concat_wide, 3)                                                                                                  \

@@ -1,10 +1,12 @@
 /* dwconv.c - depthwise convolution backward-weights (see dwconv.h).
  *
- * A unit of work is one block of 8 channels of one image. Its x plane goes
+ * A unit of work is one group of 8 channels of one image. Its x plane goes
  * into a zero-padded, channel-interleaved buffer (Hp, Wp, 8), so that every
- * tap reads in bounds without a branch: a row copy for nChw8c, an 8x8
- * register transpose for NCHW (zero lanes past C). Its dy plane is used in
- * place for nChw8c and transposed into (OH, OW, 8) for NCHW.
+ * tap reads in bounds without a branch: a row copy for nChw8c, a strided
+ * copy of one half of each pixel's 16 channels for nChw16c, an 8x8 register
+ * transpose for NCHW (zero lanes past C). Its dy plane is used in place for
+ * nChw8c, copied into (OH, OW, 8) for nChw16c and transposed into it for
+ * NCHW.
  *
  * The inner kernel adds, for a tile of up to 15 filter taps (R kernel rows x
  * J kernel columns, one 8-lane register each), x * dy over every output
@@ -49,13 +51,14 @@ typedef struct dw_tile_spec {
 /* Everything a task needs, computed once per call. */
 typedef struct dw_plan {
     nasc_dw_shape s;
-    bool blocked;   /* x and dy are nChw8c, else NCHW */
+    bool blocked;   /* x and dy are nChw8c or nChw16c, else NCHW */
+    int pix;        /* blocked: floats per pixel of x and dy, 8 or 16 */
     bool avx2;
-    int cb;         /* channel blocks, ceil(C/8) */
+    int cb;         /* groups of 8 channels, ceil(C/8) */
     int taps;       /* kh*kw */
     int hp, wp;     /* x buffer: (OH-1)*sh + (kh-1)*dh + 1 rows, (OW-1)*sw + (kw-1)*dw + 1 columns */
     size_t xbuf;    /* floats of the x buffer, hp*wp*8 */
-    size_t dybuf;   /* floats of the dy buffer: OH*OW*8 (NCHW), 0 (nChw8c) */
+    size_t dybuf;   /* floats of the dy buffer: OH*OW*8 (NCHW, nChw16c), 0 (nChw8c) */
     int n_tiles;
     dw_tile_spec *tiles;
     size_t per_thr; /* scratch floats per thread */
@@ -89,15 +92,23 @@ static void buf_cols(int wp, int pl, int w, int *lo, int *hi) {
     *hi = imax(imin(pl + w, wp), *lo);
 }
 
-/* The interior of a buffer (hp, wp, 8) from the nChw8c plane src (h, w, 8).
- * The border stays as it is: zeroed once per task. */
-static void pack_blocked(float *xb, int hp, int wp, const float *src, int h, int w, int pt, int pl) {
+/* The interior of a buffer (hp, wp, 8) from the 8 channels at src of a
+ * blocked plane (h, w, pix): pix 8 is a whole nChw8c plane, pix 16 one half
+ * of an nChw16c one. Packs dy too (hp = h, wp = w, no padding). The border
+ * stays as it is: zeroed once per task. */
+static void pack_blocked(float *xb, int hp, int wp, const float *src, int pix, int h, int w, int pt, int pl) {
     int lo, hi;
     buf_cols(wp, pl, w, &lo, &hi);
     if (lo == hi) return;
-    for (int r = imax(pt, 0); r < hp && r - pt < h; r++)
-        memcpy(xb + ((size_t)r * wp + lo) * DW_V, src + ((size_t)(r - pt) * w + (lo - pl)) * DW_V,
-               (size_t)(hi - lo) * DW_V * sizeof *xb);
+    for (int r = imax(pt, 0); r < hp && r - pt < h; r++) {
+        float *d = xb + ((size_t)r * wp + lo) * DW_V;
+        const float *from = src + ((size_t)(r - pt) * w + (lo - pl)) * pix;
+        if (pix == DW_V) {
+            memcpy(d, from, (size_t)(hi - lo) * DW_V * sizeof *xb);
+            continue;
+        }
+        for (int k = 0; k < hi - lo; k++) memcpy(d + (size_t)k * DW_V, from + (size_t)k * pix, DW_V * sizeof *xb);
+    }
 }
 
 /* The interior of a buffer (hp, wp, 8) from cn <= 8 NCHW planes src +
@@ -118,22 +129,23 @@ static void pack_plain_scalar(float *xb, int hp, int wp, const float *src, size_
 #ifdef DW_X86
 /* pack_blocked with inline vector copies: rows are a few hundred bytes, and
  * a memcpy call per row costs as much as the copy. */
-DW_AVX2 static void pack_blocked_avx2(float *xb, int hp, int wp, const float *src, int h, int w, int pt, int pl) {
+DW_AVX2 static void pack_blocked_avx2(float *xb, int hp, int wp, const float *src, int pix, int h, int w, int pt,
+                                      int pl) {
     int lo, hi;
     buf_cols(wp, pl, w, &lo, &hi);
     for (int r = imax(pt, 0); r < hp && r - pt < h; r++) {
         float *d = xb + ((size_t)r * wp + lo) * DW_V;
-        const float *from = src + ((size_t)(r - pt) * w + (lo - pl)) * DW_V;
+        const float *from = src + ((size_t)(r - pt) * w + (lo - pl)) * pix;
         int k = 0;
         for (; k + 4 <= hi - lo; k += 4) {
-            __m256 a = _mm256_loadu_ps(from + k * DW_V), b = _mm256_loadu_ps(from + (k + 1) * DW_V);
-            __m256 c = _mm256_loadu_ps(from + (k + 2) * DW_V), e = _mm256_loadu_ps(from + (k + 3) * DW_V);
+            __m256 a = _mm256_loadu_ps(from + k * pix), b = _mm256_loadu_ps(from + (k + 1) * pix);
+            __m256 c = _mm256_loadu_ps(from + (k + 2) * pix), e = _mm256_loadu_ps(from + (k + 3) * pix);
             _mm256_store_ps(d + k * DW_V, a);
             _mm256_store_ps(d + (k + 1) * DW_V, b);
             _mm256_store_ps(d + (k + 2) * DW_V, c);
             _mm256_store_ps(d + (k + 3) * DW_V, e);
         }
-        for (; k < hi - lo; k++) _mm256_store_ps(d + k * DW_V, _mm256_loadu_ps(from + k * DW_V));
+        for (; k < hi - lo; k++) _mm256_store_ps(d + k * DW_V, _mm256_loadu_ps(from + k * pix));
     }
 }
 
@@ -371,14 +383,26 @@ static void run_task(const dw_plan *p, float *scratch, const float *x, const flo
         int n = (int)(k / p->cb), b = (int)(k % p->cb);
         const float *dyv;
         if (p->blocked) {
-            size_t blk = (size_t)n * p->cb + b;
+            /* group b of image n: block b/(pix/8) of the image, lanes from (b % (pix/8)) * 8 */
+            int per = p->pix / DW_V, nblk = (p->cb + per - 1) / per;
+            size_t blk = (size_t)n * nblk + (size_t)(b / per), lane = (size_t)(b % per) * DW_V;
+            const float *xs = x + blk * xplane * p->pix + lane, *ys = dy + blk * yplane * p->pix + lane;
 #ifdef DW_X86
             if (p->avx2)
-                pack_blocked_avx2(xb, p->hp, p->wp, x + blk * xplane * DW_V, s->h, s->w, s->pt, s->pl);
+                pack_blocked_avx2(xb, p->hp, p->wp, xs, p->pix, s->h, s->w, s->pt, s->pl);
             else
 #endif
-                pack_blocked(xb, p->hp, p->wp, x + blk * xplane * DW_V, s->h, s->w, s->pt, s->pl);
-            dyv = dy + blk * yplane * DW_V;
+                pack_blocked(xb, p->hp, p->wp, xs, p->pix, s->h, s->w, s->pt, s->pl);
+            dyv = ys;
+            if (p->pix != DW_V) {
+#ifdef DW_X86
+                if (p->avx2)
+                    pack_blocked_avx2(dyb, s->oh, s->ow, ys, p->pix, s->oh, s->ow, 0, 0);
+                else
+#endif
+                    pack_blocked(dyb, s->oh, s->ow, ys, p->pix, s->oh, s->ow, 0, 0);
+                dyv = dyb;
+            }
         } else {
             int c0 = b * DW_V, cn = imin(s->c - c0, DW_V);
             const float *xs = x + ((size_t)n * s->c + c0) * xplane, *ys = dy + ((size_t)n * s->c + c0) * yplane;
@@ -408,7 +432,8 @@ static void write_block(const dw_plan *p, float *dw_out, int b, const float *acc
 /* Element (n, c, h, w) of x or dy in the plan's layout. */
 static float at(const dw_plan *p, const float *t, int n, int c, int h, int w, int hh, int ww) {
     if (!p->blocked) return t[(((size_t)n * p->s.c + c) * hh + h) * ww + w];
-    return t[((((size_t)n * p->cb + c / DW_V) * hh + h) * ww + w) * DW_V + c % DW_V];
+    int nblk = (p->s.c + p->pix - 1) / p->pix;
+    return t[((((size_t)n * nblk + c / p->pix) * hh + h) * ww + w) * p->pix + c % p->pix];
 }
 
 /* No scratch memory to be had: direct summation, one channel per thread. */
@@ -434,14 +459,15 @@ static void run_direct(const dw_plan *p, const float *x, const float *dy, float 
 }
 
 /* The plan of shape s: everything but the tiles, which go into scratch. */
-static void make_plan(const nasc_dw_shape *s, bool blocked, bool avx2, dw_plan *p) {
-    *p = (dw_plan){.s = *s, .blocked = blocked, .avx2 = avx2};
+static void make_plan(const nasc_dw_shape *s, nasc_dw_layout layout, bool avx2, dw_plan *p) {
+    bool blocked = layout != NASC_DW_NCHW;
+    *p = (dw_plan){.s = *s, .blocked = blocked, .pix = layout == NASC_DW_NCHW16C ? 16 : DW_V, .avx2 = avx2};
     p->cb = (s->c + DW_V - 1) / DW_V;
     p->taps = s->kh * s->kw;
     p->hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
     p->wp = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
     p->xbuf = (size_t)p->hp * p->wp * DW_V;
-    p->dybuf = blocked ? 0 : (size_t)s->oh * s->ow * DW_V;
+    p->dybuf = layout == NASC_DW_NCHW8C ? 0 : (size_t)s->oh * s->ow * DW_V;
     p->per_thr = round16(p->xbuf) + round16(p->dybuf);
     p->n_tiles = plan_tiles(s, NULL);
 }
@@ -458,17 +484,18 @@ size_t nasc_dw_scratch_bytes(const nasc_dw_shape *s, int threads) {
     if (threads < 1) threads = 1;
     /* the NCHW plan is the larger (it has a dy buffer) */
     dw_plan p;
-    make_plan(s, false, false, &p);
+    make_plan(s, NASC_DW_NCHW, false, &p);
     return round16(tiles_floats(&p) + (size_t)threads * thread_floats(&p)) * sizeof(float);
 }
 
 nasc_status nasc_dw_bwd_weights_run(const nasc_dw_shape *s, nasc_dw_layout layout, const float *x, const float *dy,
                                     float *dw_out, nasc_dw_isa isa, void *scratch, size_t bytes) {
-    if (!nasc_dw_shape_valid(s) || (layout != NASC_DW_NCHW && layout != NASC_DW_NCHW8C) || !x || !dy || !dw_out ||
+    if (!nasc_dw_shape_valid(s) || (layout != NASC_DW_NCHW && layout != NASC_DW_NCHW8C && layout != NASC_DW_NCHW16C) ||
+        !x || !dy || !dw_out ||
         ((uintptr_t)scratch & 63) != 0)
         return NASC_EINPUT;
     dw_plan p;
-    make_plan(s, layout == NASC_DW_NCHW8C,
+    make_plan(s, layout,
               (isa == NASC_DW_ISA_AUTO || isa == NASC_DW_ISA_AVX2) && nasc_dw_isa_best() == NASC_DW_ISA_AVX2, &p);
 
     /* thread k takes the k-th of nthr equal runs of planes in image-major

@@ -22,13 +22,16 @@
  *   NASC_DW_NCHW    plain: element (n, c, h, w) at ((n*C + c)*H + h)*W + w
  *   NASC_DW_NCHW8C  oneDNN's nChw8c: CB = ceil(C/8) blocks of 8 channels,
  *                   element (n, c, h, w) at ((n*CB + c/8)*H + h)*W*8 + w*8 + c%8;
- *                   the padding lanes of the last block are never read into
- *                   a result (they may hold anything).
+ *   NASC_DW_NCHW16C oneDNN's nChw16c (AVX-512 machines): the same with blocks
+ *                   of 16, element (n, c, h, w) at
+ *                   ((n*CB16 + c/16)*H + h)*W*16 + w*16 + c%16;
+ *                   in both blocked layouts the padding lanes of the last
+ *                   block are never read into a result (they may hold anything).
  * dW is written plain, (C, 1, kh, kw) floats, overwritten (not accumulated).
  *
- * How (details in dwconv.c): for each image and block of 8 channels, x is
+ * How (details in dwconv.c): for each image and group of 8 channels, x is
  * copied into a zero-padded, channel-interleaved buffer (transposed on the
- * way for NCHW, as dy is), and a register-tiled kernel adds x * dy for up to
+ * way for NCHW, as dy is; dy is copied for nChw16c), and a register-tiled kernel adds x * dy for up to
  * 15 taps at a time, one 8-lane accumulator per tap. Each thread (OpenMP,
  * omp_get_max_threads of them; one when called inside a parallel region)
  * takes an equal run of the N*ceil(C/8) (image, block) planes in memory
@@ -80,6 +83,7 @@ typedef struct nasc_dw_shape {
 typedef enum nasc_dw_layout {
     NASC_DW_NCHW,   /* plain (N, C, H, W) */
     NASC_DW_NCHW8C, /* oneDNN nChw8c: (N, ceil(C/8), H, W, 8) */
+    NASC_DW_NCHW16C, /* oneDNN nChw16c: (N, ceil(C/16), H, W, 16) */
 } nasc_dw_layout;
 
 /* Which code path runs the kernel. */

@@ -52,8 +52,10 @@ typedef enum nasc_net_mode {
 
 /* Layout of the net's 4-D activations. */
 typedef enum nasc_net_layout {
-    NASC_NET_LAYOUT_AUTO, /* nChw8c (blocks of 8 channels) when every 4-D result has a
-                           * multiple of 8 channels, else nchw: no reorder between primitives */
+    NASC_NET_LAYOUT_AUTO, /* blocks of channels at the CPU's vector width: nChw16c on AVX-512
+                           * when every 4-D result has a multiple of 16 channels, else nChw8c
+                           * when they all have a multiple of 8, else nchw: no reorder
+                           * between primitives */
     NASC_NET_LAYOUT_NCHW, /* always plain nchw (comparisons, debugging; usually slower) */
 } nasc_net_layout;
 

@@ -3,10 +3,10 @@
  *
  * nasc_net_compile runs, in order:
  *   check_module     verify the prim module, bind parameters to the store
- *   choose_layout    one layout for every 4-D activation (nChw8c when all
- *                    channel counts allow it and opt.layout is auto, else
- *                    nchw), so that no reorder is ever needed between two
- *                    primitives
+ *   choose_layout    one layout for every 4-D activation (nChw16c or nChw8c,
+ *                    the blocks of this CPU's vector width, when all channel
+ *                    counts allow it and opt.layout is auto, else nchw), so
+ *                    that no reorder is ever needed between two primitives
  *   emit_forward     one or more steps per prim op (ops.c)
  *   emit_backward    the same, in reverse, with gradient contributions
  *                    summed where a value fans out (training only)
@@ -300,13 +300,43 @@ static nasc_status check_module(nasc_net *net) {
     return NASC_OK;
 }
 
+/* Channels per block of the layout oneDNN picks for a convolution's
+ * activations on this CPU (16 with AVX-512, 8 with AVX2): the machine's
+ * vector width, asked of the library that dispatches on it. 8 when the
+ * answer is anything else. */
+static int64_t preferred_block(nasc_net *net) {
+    dnnl_memory_desc_t x, w, y;
+    dnnl_dims_t xd = {1, 64, 8, 8}, wd = {64, 64, 3, 3}, st = {1, 1}, pad = {1, 1};
+    dnnl_convolution_desc_t d;
+    dnnl_primitive_desc_t pd = NULL;
+    int64_t blk = 8;
+    if (NB_TRY(net, dnnl_memory_desc_init_by_tag(&x, 4, xd, dnnl_f32, dnnl_format_tag_any)) ||
+        NB_TRY(net, dnnl_memory_desc_init_by_tag(&y, 4, xd, dnnl_f32, dnnl_format_tag_any)) ||
+        NB_TRY(net, dnnl_memory_desc_init_by_tag(&w, 4, wd, dnnl_f32, dnnl_format_tag_any)) ||
+        NB_TRY(net, dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, dnnl_convolution_direct, &x, &w,
+                                                        NULL, &y, st, pad, pad)) ||
+        NB_TRY(net, dnnl_primitive_desc_create(&pd, &d, NULL, net->engine, NULL)))
+        return blk;
+    const dnnl_memory_desc_t *src = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    const dnnl_blocking_desc_t *b = &src->format_desc.blocking;
+    if (src->format_kind == dnnl_blocked && b->inner_nblks == 1 && b->inner_idxs[0] == 1 && b->inner_blks[0] == 16)
+        blk = 16;
+    NB_DESTROY(dnnl_primitive_desc_destroy(pd));
+    return blk;
+}
+
 static void choose_layout(nasc_net *net) {
     const nasc_module *m = net->m;
-    net->act_tag = net->opt.layout == NASC_NET_LAYOUT_NCHW ? dnnl_nchw : dnnl_nChw8c;
-    for (uint32_t p = 0; p < m->n_prims; p++) {
-        const nasc_type *t = &m->values[m->prims[p].result].type;
-        if (t->rank == 4 && t->dims[1] % 8 != 0) net->act_tag = dnnl_nchw;
+    if (net->opt.layout == NASC_NET_LAYOUT_NCHW) {
+        net->act_tag = dnnl_nchw;
+        return;
     }
+    int64_t blk = preferred_block(net);
+    for (uint32_t p = 0; p < m->n_prims && blk > 1; p++) {
+        const nasc_type *t = &m->values[m->prims[p].result].type;
+        while (blk > 1 && t->rank == 4 && t->dims[1] % blk != 0) blk = blk == 16 ? 8 : 1;
+    }
+    net->act_tag = blk == 16 ? dnnl_nChw16c : blk == 8 ? dnnl_nChw8c : dnnl_nchw;
 }
 
 /* Values, parameters and inputs get their forward tensors. */
@@ -612,7 +642,14 @@ static nasc_status plan_memory(nasc_net *net) {
             return nasc_error(net->ctx, NASC_ENOMEM, NULL, NASC_NOLOC,
                               "out of memory: the net needs %zu bytes of activations", total);
         net->arena = net->arena_raw + (64 - (uintptr_t)net->arena_raw % 64) % 64;
-        memset(net->arena, 0, total);
+        /* Not zeroed: every planned buffer is written by a step before a step
+         * reads it, and zeroing hundreds of megabytes page by page was most
+         * of a compile. Builds with assertions (Debug, the sanitizer suite)
+         * fill it with NaN instead, so that a read before a write shows up in
+         * the tests' results. */
+#ifndef NDEBUG
+        memset(net->arena, 0xff, total);
+#endif
     }
     return NASC_OK;
 }

@@ -179,7 +179,7 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     return net->status;
 }
 
-/* Channels per pixel block of a dense 4-D tensor: 8 (nChw8c), 1 (nchw), 0 other. */
+/* Channels per pixel block of a dense 4-D tensor: 8 (nChw8c), 16 (nChw16c), 1 (nchw), 0 other. */
 static int block_of(const dnnl_memory_desc_t *md) {
     if (md->ndims != 4 || md->format_kind != dnnl_blocked || md->offset0 != 0) return 0;
     const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
@@ -188,8 +188,9 @@ static int block_of(const dnnl_memory_desc_t *md) {
                     b->strides[0] == md->dims[1] * md->dims[2] * md->dims[3];
         return nchw ? 1 : 0;
     }
-    if (b->inner_nblks == 1 && b->inner_idxs[0] == 1 && b->inner_blks[0] == 8 && md->padded_dims[1] == md->dims[1])
-        return 8;
+    if (b->inner_nblks == 1 && b->inner_idxs[0] == 1 && (b->inner_blks[0] == 8 || b->inner_blks[0] == 16) &&
+        md->padded_dims[1] == md->dims[1])
+        return (int)b->inner_blks[0];
     return 0;
 }
 
@@ -314,13 +315,13 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
             NB_DESTROY(dnnl_primitive_desc_destroy(pd));
             if (net->status) return net->status;
         } else {
-        int wt = weights_in(net, w, &g.w_plain, q(pd, dnnl_query_weights_md));
-        int gd = nb_match(net, G, q(pd, dnnl_query_diff_dst_md));
-        int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
-        nb_arg a[3] = {{DNNL_ARG_DIFF_DST, gd}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DIFF_SRC, dx}};
-        nb_step_prim(net, pd, "conv bwd-data", g.flops, 3, a);
-        NB_DESTROY(dnnl_primitive_desc_destroy(pd));
-        nb_contribute(net, x, dx);
+            int wt = weights_in(net, w, &g.w_plain, q(pd, dnnl_query_weights_md));
+            int gd = nb_match(net, G, q(pd, dnnl_query_diff_dst_md));
+            int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
+            nb_arg a[3] = {{DNNL_ARG_DIFF_DST, gd}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DIFF_SRC, dx}};
+            nb_step_prim(net, pd, "conv bwd-data", g.flops, 3, a);
+            NB_DESTROY(dnnl_primitive_desc_destroy(pd));
+            nb_contribute(net, x, dx);
         }
     }
     if (net->vals[w].needs_grad) {
@@ -360,7 +361,8 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
                 return net->status;
             }
             net->steps[s].ptr = sh;
-            net->steps[s].i[0] = block_of(md_of(net, xs)) == 8 ? NASC_DW_NCHW8C : NASC_DW_NCHW;
+            int blk = block_of(md_of(net, xs));
+            net->steps[s].i[0] = blk == 16 ? NASC_DW_NCHW16C : blk == 8 ? NASC_DW_NCHW8C : NASC_DW_NCHW;
             net->steps[s].i[7] = 1; /* the step owns ptr */
             net->steps[s].flops = g.flops;
             nb_param_grad(net, w, dw, &g.w_plain); /* on the first use, dw becomes the gradient array */
@@ -647,8 +649,8 @@ static nasc_status softmax_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, i
 /* ---------------------------------------------------------------- */
 
 /* y[i, j] = x[i + dy, j + dx] (zero outside) per channel plane; V = 8 for
- * nChw8c (8 channels per pixel), 1 for nchw. The backward pass is the
- * same shift with the offsets negated. */
+ * nChw8c (8 channels per pixel), 16 for nChw16c, 1 for nchw. The backward
+ * pass is the same shift with the offsets negated. */
 static void shift_run(const float *x, float *y, int64_t planes, int h, int w, int v, int dy, int dx) {
 #pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < planes; p++) {
@@ -958,10 +960,11 @@ static nasc_status concat_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, in
      * blocked layout whose blocks straddle operands cannot be viewed, so
      * such a gradient is first converted to the plain layout */
     bool straddle = false;
-    int64_t at = 0;
+    const dnnl_blocking_desc_t *gb = &md_of(net, G)->format_desc.blocking;
+    int64_t at = 0, blk = gb->inner_nblks ? gb->inner_blks[0] : 1;
     for (uint32_t j = 0; j < p->n_args; j++) {
         int64_t c = vtype(net, arg(net, p, j))->dims[p->a.axis];
-        if (md_of(net, G)->format_desc.blocking.inner_nblks && (at % 8 || (c % 8 && j + 1 < p->n_args))) straddle = true;
+        if (blk > 1 && (at % blk || (c % blk && j + 1 < p->n_args))) straddle = true;
         at += c;
     }
     if (straddle) {

@@ -5,11 +5,13 @@
 #include <string.h>
 
 #include "model.h"
+#include "nasc_search.h"
 #include "verbs.h"
 
 static void usage(FILE *out) {
     fputs("usage: nasc bench MODEL [--batch B] [--threads T] [--seconds S] [--profile]\n"
-          "                  [--nchw] [--onednn-dw] [--set KEY=VALUE]...\n",
+          "                  [--nchw] [--onednn-dw] [--space NAME [--children K]]\n"
+          "                  [--set KEY=VALUE]...\n",
           out);
 }
 
@@ -20,7 +22,10 @@ void nasc_cli_bench_help(FILE *out) {
           "practical peak), training steps at batch B (images/s and GFLOP/s of the\n"
           "convolutions and inner products, forward and backward), and inference at\n"
           "batch 1 and batch B. Every GFLOP/s figure is also given as a ratio to the\n"
-          "sgemm peak. Inputs are random; no data set is read.\n\n"
+          "sgemm peak. Inputs are random; no data set is read. Compile times: the\n"
+          "model's training net, then the same net again; with --space, also K\n"
+          "random children of a search space (the first one, then the others,\n"
+          "whose layers mostly have shapes an earlier child had).\n\n"
           "Options:\n"
           "  --batch B           training and large-batch inference size (default 64)\n"
           "  --threads T         threads (default: all cores)\n"
@@ -30,6 +35,9 @@ void nasc_cli_bench_help(FILE *out) {
           "                      nasc picks (to compare layouts)\n"
           "  --onednn-dw         depthwise backward-weights by oneDNN's primitive\n"
           "                      instead of nasc's kernel (to compare kernels)\n"
+          "  --space NAME        also time compiling children of this search space\n"
+          "                      (training nets at batch B; see `nasc space --list`)\n"
+          "  --children K        how many children (default 10)\n"
           "  -h, --help          this help\n",
           out);
     nasc_cli_model_help(out);
@@ -79,6 +87,8 @@ typedef struct bench_opts {
     bool profile;
     bool nchw;      /* --nchw: plain activations for every net compiled */
     bool onednn_dw; /* --onednn-dw: oneDNN's depthwise backward-weights */
+    const char *space; /* --space: also time compiling children of it */
+    long children;
 } bench_opts;
 
 static nasc_status compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *ps,
@@ -138,7 +148,7 @@ static nasc_status bench_training(nasc_ctx *ctx, const nasc_module *prim, nasc_p
         nasc_cli_fmt_si(s.unplanned_bytes, ub, sizeof ub);
         printf("training, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", o->batch,
                tt.images_per_s, tt.gflops, 100 * tt.gflops / peak);
-        printf("  compile %.2f s; %d forward + %d backward steps, %d reorders; memory %sB planned (%sB unplanned, %.0f%%)\n",
+        printf("  compile %.3f s; %d forward + %d backward steps, %d reorders; memory %sB planned (%sB unplanned, %.0f%%)\n",
                compile_s, s.n_forward, s.n_backward, s.n_reorders, ab, ub,
                s.unplanned_bytes ? 100.0 * (double)s.arena_bytes / (double)s.unplanned_bytes : 0);
         if (o->profile) nasc_net_profile_print(tn, stdout);
@@ -149,9 +159,57 @@ static nasc_status bench_training(nasc_ctx *ctx, const nasc_module *prim, nasc_p
         /* the same shapes again: oneDNN's primitive cache makes this cheap */
         c0 = nasc_cli_now();
         st = compile(ctx, prim, ps, o, (int)o->batch, true, false, &tn);
-        if (!st) printf("  compile again (same shapes, primitive cache): %.2f s\n", nasc_cli_now() - c0);
+        if (!st) printf("  compile again (same shapes, primitive cache): %.3f s\n", nasc_cli_now() - c0);
         nasc_net_destroy(tn);
     }
+    return st;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Compile K random children of a space (seeds 1..K) as training nets:
+ * the first, then the median and the slowest of the others. Lowering and
+ * parameter initialisation are not counted; the compile is. */
+static nasc_status bench_children(nasc_ctx *ctx, nasc_space *sp, const bench_opts *o) {
+    nasc_status st = NASC_OK;
+    uint32_t n = nasc_space_count(sp);
+    uint32_t *d = nasc_alloc(ctx, (n + 1) * sizeof *d);
+    double *sec = nasc_alloc(ctx, (size_t)o->children * sizeof *sec);
+    if (!d || !sec) st = NASC_ENOMEM;
+    for (long k = 0; k < o->children && !st; k++) {
+        nasc_rng r;
+        nasc_rng_seed(&r, (uint64_t)k + 1);
+        nasc_space_sample(sp, &r, d);
+        nasc_module *arch = NULL, *prim = NULL;
+        nasc_param_store *ps = NULL;
+        nasc_net *net = NULL;
+        st = nasc_space_decode(sp, d, &arch);
+        if (!st) st = nasc_lower(arch, &prim);
+        if (!st) st = (ps = nasc_params_create(ctx)) ? NASC_OK : NASC_ENOMEM;
+        if (!st) st = nasc_params_init(ps, prim, NASC_DEFAULT_SEED);
+        double c0 = nasc_cli_now();
+        if (!st) st = compile(ctx, prim, ps, o, (int)o->batch, true, false, &net);
+        sec[k] = nasc_cli_now() - c0;
+        nasc_net_destroy(net);
+        nasc_params_destroy(ps);
+        nasc_module_destroy(prim);
+        nasc_module_destroy(arch);
+    }
+    if (!st) {
+        printf("compile of a child of space %s (batch %ld, training): first %.3f s", nasc_space_name(sp), o->batch,
+               sec[0]);
+        if (o->children > 1) {
+            qsort(sec + 1, (size_t)o->children - 1, sizeof *sec, cmp_double);
+            printf(", then median %.3f s, slowest %.3f s over %ld more", sec[1 + (o->children - 1) / 2],
+                   sec[o->children - 1], o->children - 1);
+        }
+        putchar('\n');
+    }
+    nasc_free(ctx, d);
+    nasc_free(ctx, sec);
     return st;
 }
 
@@ -171,7 +229,7 @@ static nasc_status bench_inference(nasc_ctx *ctx, const nasc_module *prim, nasc_
 
 int nasc_cli_bench(int argc, char **argv) {
     nasc_cli_model mo = {0};
-    bench_opts o = {64, 0, 3, false, false, false};
+    bench_opts o = {64, 0, 3, false, false, false, NULL, 10};
     const nasc_cli_opt opts[] = {
         {NASC_CLI_OPT("--batch", NULL, NASC_CLI_INT, &o.batch), .lo = 1, .hi = 65536},
         {NASC_CLI_OPT("--threads", NULL, NASC_CLI_INT, &o.threads), .lo = 0, .hi = 1024},
@@ -179,6 +237,8 @@ int nasc_cli_bench(int argc, char **argv) {
         {NASC_CLI_OPT("--profile", NULL, NASC_CLI_FLAG, &o.profile)},
         {NASC_CLI_OPT("--nchw", NULL, NASC_CLI_FLAG, &o.nchw)},
         {NASC_CLI_OPT("--onednn-dw", NULL, NASC_CLI_FLAG, &o.onednn_dw)},
+        {NASC_CLI_OPT("--space", NULL, NASC_CLI_STR, &o.space)},
+        {NASC_CLI_OPT("--children", NULL, NASC_CLI_INT, &o.children), .lo = 1, .hi = 100000},
     };
     nasc_cli_args a;
     nasc_cli_args_init(&a, argc, argv, usage);
@@ -189,6 +249,12 @@ int nasc_cli_bench(int argc, char **argv) {
     nasc_cli_job j;
     rc = nasc_cli_job_open(&j, &mo, NASC_CLI_ANY_WEIGHTS, NULL);
     if (rc) return rc;
+    nasc_space *sp = NULL; /* --space: known before minutes of measuring */
+    if (o.space && nasc_space_create(&j.ctx, o.space, NULL, &sp)) {
+        rc = nasc_cli_fail(&j.ctx);
+        nasc_cli_job_close(&j);
+        return rc;
+    }
     float *x;
     int32_t *y;
     random_batch(j.net.prim, o.batch, &x, &y);
@@ -203,6 +269,8 @@ int nasc_cli_bench(int argc, char **argv) {
     if (!st) st = bench_training(&j.ctx, j.net.prim, j.weights, &o, x, y, peak);
     if (!st) st = bench_inference(&j.ctx, j.net.prim, j.weights, 1, &o, x, y, peak);
     if (!st) st = bench_inference(&j.ctx, j.net.prim, j.weights, o.batch, &o, x, y, peak);
+    if (!st && sp) st = bench_children(&j.ctx, sp, &o);
+    nasc_space_destroy(sp);
     free(x);
     free(y);
     rc = st ? nasc_cli_fail(&j.ctx) : NASC_EXIT_OK;

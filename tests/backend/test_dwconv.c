@@ -6,10 +6,10 @@
  *    multiple of 8), odd and even H, W, kernels {1,3,5,7} square and
  *    asymmetric (1x7, 7x1, 3x5...), strides and dilations 1/2 per axis, pads
  *    from 0 to the "same" pad and beyond, output sizes from any right pad.
- *    Each shape runs in both layouts, on every code path (direct summation,
- *    scalar, AVX2 when the CPU has it), the best path with 1, 2 and 3
- *    threads; the padding lanes of nChw8c hold NaN to show they never reach
- *    a result.
+ *    Each shape runs in the three layouts (nchw, nChw8c, nChw16c), on every
+ *    code path (direct summation, scalar, AVX2 when the CPU has it), the
+ *    best path with 1, 2 and 3 threads; the padding lanes of the blocked
+ *    layouts hold NaN to show they never reach a result.
  *  - fixed: the benchmark shapes (64 channels, 14x14, 3/5/7, stride 1/2) at
  *    a small batch, kernels wider than 7 (tiled in column groups), kernels
  *    larger than the input, negative pads (cropping), a single pixel.
@@ -111,10 +111,10 @@ static void ref_fwd(const nasc_dw_shape *s, const double *x, const double *w, do
                 }
 }
 
-/* t (N, C, hh, ww) double -> float in `layout`; nChw8c padding lanes get NaN. */
+/* t (N, C, hh, ww) double -> float in `layout`; blocked padding lanes get NaN. */
 static float *to_layout(const double *t, int n, int c, int hh, int ww, nasc_dw_layout layout) {
-    int cb = (c + 7) / 8;
-    size_t numel = layout == NASC_DW_NCHW ? (size_t)n * c * hh * ww : (size_t)n * cb * hh * ww * 8;
+    int blk = layout == NASC_DW_NCHW16C ? 16 : 8, cb = (c + blk - 1) / blk;
+    size_t numel = layout == NASC_DW_NCHW ? (size_t)n * c * hh * ww : (size_t)n * cb * hh * ww * blk;
     float *f = malloc(numel * sizeof *f);
     assert_non_null(f);
     if (layout == NASC_DW_NCHW) {
@@ -126,12 +126,15 @@ static float *to_layout(const double *t, int n, int c, int hh, int ww, nasc_dw_l
         for (int ch = 0; ch < c; ch++)
             for (int h = 0; h < hh; h++)
                 for (int w = 0; w < ww; w++)
-                    f[((((size_t)b * cb + ch / 8) * hh + h) * ww + w) * 8 + ch % 8] =
+                    f[((((size_t)b * cb + ch / blk) * hh + h) * ww + w) * blk + ch % blk] =
                         (float)t[(((size_t)b * c + ch) * hh + h) * ww + w];
     return f;
 }
 
-static const char *layout_name(nasc_dw_layout l) { return l == NASC_DW_NCHW ? "nchw" : "nChw8c"; }
+static const char *layout_name(nasc_dw_layout l) {
+    return l == NASC_DW_NCHW ? "nchw" : l == NASC_DW_NCHW8C ? "nChw8c" : "nChw16c";
+}
+static const nasc_dw_layout layouts[3] = {NASC_DW_NCHW, NASC_DW_NCHW8C, NASC_DW_NCHW16C};
 static const char *isa_name(nasc_dw_isa i) {
     return i == NASC_DW_ISA_AVX2 ? "avx2" : i == NASC_DW_ISA_DIRECT ? "direct" : "scalar";
 }
@@ -180,8 +183,8 @@ static double check_case(const dcase *t, bool verbose) {
     double worst = 0;
     char name[128];
     shape_str(s, name, sizeof name);
-    for (int l = 0; l < 2; l++) {
-        nasc_dw_layout layout = l ? NASC_DW_NCHW8C : NASC_DW_NCHW;
+    for (int l = 0; l < 3; l++) {
+        nasc_dw_layout layout = layouts[l];
         float *x = to_layout(t->x, s->n, s->c, s->h, s->w, layout);
         float *dy = to_layout(t->dy, s->n, s->c, s->oh, s->ow, layout);
         for (int k = 0; k < n_isa; k++)
@@ -250,7 +253,7 @@ static void test_random(void **state) {
         if (!(e <= worst)) worst = e;
         done++;
     }
-    printf("  %d random shapes x 2 layouts x paths x 1-3 threads: worst error %.2e\n", done, worst);
+    printf("  %d random shapes x 3 layouts x paths x 1-3 threads: worst error %.2e\n", done, worst);
     assert_true(worst <= TOL);
 }
 
@@ -327,8 +330,8 @@ static void test_finite_difference(void **state) {
         w[k] = w0;
         fd[k] = (l[1] - l[0]) / (2 * eps);
     }
-    for (int lay = 0; lay < 2; lay++) {
-        nasc_dw_layout layout = lay ? NASC_DW_NCHW8C : NASC_DW_NCHW;
+    for (int lay = 0; lay < 3; lay++) {
+        nasc_dw_layout layout = layouts[lay];
         float *x = to_layout(t.x, s.n, s.c, s.h, s.w, layout);
         float *dy = to_layout(t.dy, s.n, s.c, s.oh, s.ow, layout);
         assert_int_equal(nasc_dw_bwd_weights(&ctx, &s, layout, x, dy, got), NASC_OK);
@@ -374,8 +377,8 @@ static void test_api(void **state) {
     assert_int_equal(nasc_dw_bwd_weights(&ctx, NULL, NASC_DW_NCHW, x, dy, dw), NASC_EINPUT);
     assert_int_equal(nasc_dw_bwd_weights(&ctx, &good, NASC_DW_NCHW, NULL, dy, dw), NASC_EINPUT);
     /* the same inputs give the same bits */
-    for (int l = 0; l < 2; l++) {
-        nasc_dw_layout layout = l ? NASC_DW_NCHW8C : NASC_DW_NCHW;
+    for (int l = 0; l < 3; l++) {
+        nasc_dw_layout layout = layouts[l];
         assert_int_equal(nasc_dw_bwd_weights(&ctx, &good, layout, x, dy, dw), NASC_OK);
         assert_int_equal(nasc_dw_bwd_weights(&ctx, &good, layout, x, dy, again), NASC_OK);
         assert_memory_equal(dw, again, sizeof dw);

@@ -440,6 +440,19 @@ if run 0 "bench blocked" "$NASC_BIN" bench "$M" --seconds 0.05 --batch 8; then
     fi
 fi
 
+# --space: compile times of children of a search space, checked before any
+# measurement runs (an unknown space fails at once, naming the known ones)
+if run 0 "bench --space" "$NASC_BIN" bench "$M" --seconds 0.05 --batch 8 --space enas-micro --children 3; then
+    if grep -Eq '^compile of a child of space enas-micro \(batch 8, training\): first [0-9.]+ s, then median [0-9.]+ s, slowest [0-9.]+ s over 2 more$' "$TMP/out"; then ok; else
+        bad "bench --space: expected a 'compile of a child of space enas-micro' line with first, median and slowest"
+        sed 's/^/    got: /' "$TMP/out" >&2
+    fi
+fi
+if run 1 "bench --space unknown" "$NASC_BIN" bench "$M" --seconds 0.05 --batch 8 --space nope; then
+    contains "$TMP/err" "unknown search space 'nope'" "bench --space unknown"
+    if grep -q "images/s" "$TMP/out"; then bad "bench --space nope measured before failing"; else ok; fi
+fi
+
 echo "test_train: $passed passed, $failed failed ($((SECONDS - start)) s)"
 if [ "$failed" -eq 0 ]; then echo "$passed checks passed"; fi
 [ "$failed" -eq 0 ]

@@ -135,7 +135,8 @@ run() {
 for i in "${!NAMES[@]}"; do
     m=${NAMES[$i]} f=${FILES[$i]} d=$TMP/${NAMES[$i]}
     mkdir -p "$d"
-    echo "== $m: nasc bench ($SECS s per figure)"
+    cut -d' ' -f1 /proc/loadavg >"$d/loadavg"
+    echo "== $m: nasc bench ($SECS s per figure; load average $(cat "$d/loadavg"))"
     run "$d/nasc.out" "nasc bench" "$NASC" bench "$f" --threads "$THREADS" --batch "$BATCH" --seconds "$SECS"
     "$PY" "$HERE/report.py" parse-nasc "$d/nasc.out" || exit 1
     run "$d/export.out" "nasc export" "$NASC" export "$f" -o "$d/model.onnx"

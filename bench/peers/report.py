@@ -10,7 +10,8 @@ machine block and the Markdown table (the dashboard's last step).
 
 DIR holds machine.txt ("key value" lines) and, per model M, M/nasc.out
 (`nasc bench`), M/ort_b1.out and M/ort_b64.out (bench/ort_bench.js),
-M/torch.out (torch_from_onnx.py bench, absent when PyTorch was skipped) and,
+M/torch.out (torch_from_onnx.py bench, absent when PyTorch was skipped),
+M/loadavg (the load average when the model's turn began) and,
 with --load, M/load_nasc.out and M/load_ort_b64.out.
 """
 import math
@@ -118,6 +119,14 @@ def ratio(a, b):
     return "—" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
 
+def load_of(d, m):
+    """The 1-minute load average when the model's measurements began."""
+    try:
+        return open(os.path.join(d, m, "loadavg")).read().strip() or "?"
+    except OSError:
+        return "?"
+
+
 def table(d, models):
     mach = kv(os.path.join(d, "machine.txt")) or {}
     rows, extra_cols, others, notes = [], [], [], []
@@ -132,7 +141,7 @@ def table(d, models):
             if k not in extra_cols:
                 extra_cols.append(k)
         others += [f"{m}: {l}" for l in n["other"]]
-        f = lambda k: float(t[k]) if t and k in t else None
+        f = lambda k, t=t: float(t[k]) if t and k in t else None
         rows.append((m, n, t, o1, oB, f))
         if t:
             notes.append(f"{m}: PyTorch vs ONNX Runtime max |diff| {t.get('check_max_abs_diff', '?')} "
@@ -163,7 +172,7 @@ def table(d, models):
     hdr = (["model", f"nasc train b{B} img/s", "PyTorch train img/s", "nasc/PyTorch train", "train % of sgemm peak",
             f"nasc infer b{B}", f"ORT b{B}", f"nasc/ORT b{B}", "nasc infer b1", "ORT b1", "nasc/ORT b1",
             f"PyTorch infer b{B}", "PyTorch infer b1", "compile s", "compile again s"]
-           + [f"{c} s" for c in extra_cols] + ["nasc arena (planned)", "PyTorch train peak mem"])
+           + [f"{c} s" for c in extra_cols] + ["nasc arena (planned)", "PyTorch train peak mem", "load avg"])
     p("| " + " | ".join(hdr) + " |")
     p("|" + "|".join("---" if i == 0 else "---:" for i in range(len(hdr))) + "|")
     for m, n, t, o1, oB, f in rows:
@@ -175,10 +184,10 @@ def table(d, models):
                   fmt(n["infer_b1"]), fmt(o1), ratio(n["infer_b1"], o1),
                   fmt(pB), fmt(p1), f"{n['compile']:.2f}", f"{n['compile_again']:.2f}"]
                  + [f"{n['extra'][c]:.2f}" if c in n["extra"] else "—" for c in extra_cols]
-                 + [n["arena"], mem])
+                 + [n["arena"], mem, load_of(d, m)])
         p("| " + " | ".join(cells) + " |")
     p("")
-    p("img/s = images per second; ratios above 1: nasc is faster. nasc's training figure is forward + loss + "
+    p("img/s = images per second; ratios above 1: nasc is faster; load avg: the 1-minute load average when the row's measurements began. nasc's training figure is forward + loss + "
       "backward (`nasc bench` does not time an optimizer update); PyTorch's includes the SGD step.")
     if any(t for _, _, t, _, _, _ in rows):
         t0 = next(t for _, _, t, _, _, _ in rows if t)

@@ -396,13 +396,16 @@ static void mark_grads(nasc_net *net) {
         if (net->vals[m->outputs[o]].needs_grad) net->vals[m->outputs[o]].n_contrib++;
 }
 
-/* Inference: fold a batch norm into the convolution that feeds it (the
- * conv's result has no other use) and run a following relu as the
- * convolution's post-op. */
+/* With opt.fuse. Inference: fold a batch norm into the convolution that
+ * feeds it (the conv's result has no other use) and run a following relu
+ * as the convolution's post-op. Both modes: a relu that is the only use of
+ * a batch norm's result (not folded) runs inside the batch norm, forward
+ * and backward (oneDNN's fuse_norm_relu). A fused op's result is the
+ * fusing primitive's; the values in between are not readable. */
 static nasc_status plan_fusion(nasc_net *net) {
     const nasc_module *m = net->m;
-    for (uint32_t p = 0; p < m->n_prims; p++) net->ps[p].fold_bn = net->ps[p].post_relu = -1;
-    if (net->opt.mode != NASC_MODE_INFER || !net->opt.fuse) return NASC_OK;
+    for (uint32_t p = 0; p < m->n_prims; p++) net->ps[p].fold_bn = net->ps[p].post_relu = net->ps[p].bn_relu = -1;
+    if (!net->opt.fuse) return NASC_OK;
     uint32_t *uses = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *uses);
     int *user = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *user);
     if (!uses || !user) {
@@ -418,7 +421,7 @@ static nasc_status plan_fusion(nasc_net *net) {
             user[a] = (int)p;
         }
     for (uint32_t o = 0; o < m->n_outputs; o++) uses[m->outputs[o]] += 2; /* outputs stay visible */
-    for (uint32_t p = 0; p < m->n_prims; p++) {
+    for (uint32_t p = 0; p < m->n_prims && net->opt.mode == NASC_MODE_INFER; p++) {
         if (m->prims[p].op != NASC_PRIM_CONV) continue;
         uint32_t last = m->prims[p].result;
         if (uses[last] == 1 && m->prims[user[last]].op == NASC_PRIM_BATCH_NORM &&
@@ -435,6 +438,14 @@ static nasc_status plan_fusion(nasc_net *net) {
             net->ps[q].skip = true;
             net->vals[last].fused = true;
         }
+    }
+    for (uint32_t p = 0; p < m->n_prims; p++) {
+        uint32_t r = m->prims[p].result;
+        if (m->prims[p].op != NASC_PRIM_BATCH_NORM || net->ps[p].skip || uses[r] != 1) continue;
+        if (m->prims[user[r]].op != NASC_PRIM_RELU || m->values[r].type.rank != 4) continue;
+        net->ps[p].bn_relu = user[r];
+        net->ps[user[r]].skip = true;
+        net->vals[r].fused = true;
     }
     nasc_free(net->ctx, uses);
     nasc_free(net->ctx, user);

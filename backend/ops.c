@@ -422,9 +422,10 @@ static int store_vec(nasc_net *net, const nasc_prim *p, const char *suffix, int6
     return nb_tref_new(net, b, &md);
 }
 
-static unsigned bn_flags(nasc_net *net) {
+static unsigned bn_flags(nasc_net *net, uint32_t pi) {
     unsigned f = dnnl_use_scale | dnnl_use_shift;
     if (net->opt.mode != NASC_MODE_TRAIN) f |= dnnl_use_global_stats;
+    if (net->ps[pi].bn_relu >= 0) f |= dnnl_fuse_norm_relu;
     return f;
 }
 
@@ -434,11 +435,19 @@ static nasc_status bn_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     NEED(xs);
     int64_t c = vtype(net, x)->dims[1];
     dnnl_batch_normalization_desc_t d;
-    NB_CHECK(net, dnnl_batch_normalization_forward_desc_init(&d, fwd_prop(net), md_of(net, xs), p->a.eps, bn_flags(net)));
+    NB_CHECK(net, dnnl_batch_normalization_forward_desc_init(&d, fwd_prop(net), md_of(net, xs), p->a.eps,
+                                                             bn_flags(net, pi)));
     dnnl_primitive_desc_t pd;
     if (pd_create(net, &pd, &d, NULL, "batch norm forward")) return net->status;
     net->ps[pi].pd = pd;
     int y = new_result(net, p, q(pd, dnnl_query_dst_md));
+    int relu = net->ps[pi].bn_relu, ws = -1;
+    if (relu >= 0) {
+        net->vals[M(net)->prims[relu].result].fwd = y; /* the relu's result is the batch norm's */
+        const dnnl_memory_desc_t *wmd = q(pd, dnnl_query_workspace_md);
+        if (wmd && wmd->ndims) ws = nb_tensor_new(net, wmd); /* training: the relu's mask */
+    }
+    net->ps[pi].t[5] = ws;
     int rm = store_vec(net, p, "mean", c, 0), rv = store_vec(net, p, "var", c, 1);
     dnnl_memory_desc_t vmd;
     dnnl_dims_t vd = {c};
@@ -447,9 +456,10 @@ static nasc_status bn_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     int sf = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 2)].fwd].buf, &vmd);
     if (net->opt.mode == NASC_MODE_TRAIN) {
         int mean = nb_tensor_new(net, &vmd), var = nb_tensor_new(net, &vmd);
-        nb_arg a[6] = {{DNNL_ARG_SRC, xs},  {DNNL_ARG_DST, y},       {DNNL_ARG_SCALE, sc},
-                       {DNNL_ARG_SHIFT, sf}, {DNNL_ARG_MEAN, mean}, {DNNL_ARG_VARIANCE, var}};
-        nb_step_prim(net, pd, "bnorm fwd", 0, 6, a);
+        nb_arg a[7] = {{DNNL_ARG_SRC, xs},    {DNNL_ARG_DST, y},          {DNNL_ARG_SCALE, sc},
+                       {DNNL_ARG_SHIFT, sf},  {DNNL_ARG_MEAN, mean},      {DNNL_ARG_VARIANCE, var},
+                       {DNNL_ARG_WORKSPACE, ws}};
+        nb_step_prim(net, pd, relu >= 0 ? "bnorm+relu fwd" : "bnorm fwd", 0, ws >= 0 ? 7 : 6, a);
         nb_arg r[4] = {{0, mean}, {1, var}, {2, rm}, {3, rv}};
         int s = nb_step_kernel(net, k_bn_running, "bnorm running stats", 4, r);
         if (s >= 0) {
@@ -467,7 +477,7 @@ static nasc_status bn_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     } else {
         nb_arg a[6] = {{DNNL_ARG_SRC, xs},  {DNNL_ARG_DST, y},     {DNNL_ARG_SCALE, sc},
                        {DNNL_ARG_SHIFT, sf}, {DNNL_ARG_MEAN, rm}, {DNNL_ARG_VARIANCE, rv}};
-        nb_step_prim(net, pd, "bnorm fwd", 0, 6, a);
+        nb_step_prim(net, pd, relu >= 0 ? "bnorm+relu fwd" : "bnorm fwd", 0, 6, a);
     }
     return net->status;
 }
@@ -479,7 +489,7 @@ static nasc_status bn_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G)
     NEED(G);
     dnnl_batch_normalization_desc_t d;
     NB_CHECK(net, dnnl_batch_normalization_backward_desc_init(&d, dnnl_backward, md_of(net, G), md_of(net, xs), p->a.eps,
-                                                              bn_flags(net)));
+                                                              bn_flags(net, pi)));
     dnnl_primitive_desc_t pd;
     if (pd_create(net, &pd, &d, net->ps[pi].pd, "batch norm backward")) return net->status;
     int64_t c = vtype(net, x)->dims[1];
@@ -490,10 +500,12 @@ static nasc_status bn_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G)
     int dsc = nb_tensor_new(net, &vmd), dsf = nb_tensor_new(net, &vmd);
     /* oneDNN 2.6 wants the shift too when use_shift is set, although the
      * backward pass does not read it */
-    nb_arg a[9] = {{DNNL_ARG_SRC, xs},        {DNNL_ARG_MEAN, net->ps[pi].t[1]}, {DNNL_ARG_VARIANCE, net->ps[pi].t[2]},
-                   {DNNL_ARG_DIFF_DST, G},    {DNNL_ARG_SCALE, net->ps[pi].t[3]}, {DNNL_ARG_SHIFT, net->ps[pi].t[4]},
-                   {DNNL_ARG_DIFF_SRC, dx},   {DNNL_ARG_DIFF_SCALE, dsc},       {DNNL_ARG_DIFF_SHIFT, dsf}};
-    nb_step_prim(net, pd, "bnorm bwd", 0, 9, a);
+    int ws = net->ps[pi].t[5]; /* fused relu: its mask, from the forward pass */
+    nb_arg a[10] = {{DNNL_ARG_SRC, xs},        {DNNL_ARG_MEAN, net->ps[pi].t[1]}, {DNNL_ARG_VARIANCE, net->ps[pi].t[2]},
+                    {DNNL_ARG_DIFF_DST, G},    {DNNL_ARG_SCALE, net->ps[pi].t[3]}, {DNNL_ARG_SHIFT, net->ps[pi].t[4]},
+                    {DNNL_ARG_DIFF_SRC, dx},   {DNNL_ARG_DIFF_SCALE, dsc},       {DNNL_ARG_DIFF_SHIFT, dsf},
+                    {DNNL_ARG_WORKSPACE, ws}};
+    nb_step_prim(net, pd, ws >= 0 ? "bnorm+relu bwd" : "bnorm bwd", 0, ws >= 0 ? 10 : 9, a);
     NB_DESTROY(dnnl_primitive_desc_destroy(pd));
     nb_contribute(net, x, dx);
     if (net->vals[arg(net, p, 1)].needs_grad) nb_param_grad(net, arg(net, p, 1), dsc, NULL);
@@ -1263,5 +1275,11 @@ nasc_status nb_emit_forward(nasc_net *net, uint32_t pi) {
 
 nasc_status nb_emit_backward(nasc_net *net, uint32_t pi, int grad) {
     const nasc_prim *p = &M(net)->prims[pi];
+    if (net->ps[pi].skip) {
+        /* a relu fused into the batch norm that feeds it (the only kind of
+         * fusion in training): that batch norm's backward applies it */
+        nb_contribute(net, arg(net, p, 0), grad);
+        return net->status;
+    }
     return emitters[p->op].bwd(net, pi, p, grad);
 }

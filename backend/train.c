@@ -162,6 +162,7 @@ nasc_status nasc_train(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store 
     nasc_net_options no = nasc_net_options_default();
     no.batch = o->batch;
     no.threads = o->threads;
+    no.fuse = true;
     nasc_batcher_options bo = nasc_batcher_options_default();
     bo.batch = o->batch;
     bo.seed = o->seed;

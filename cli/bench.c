@@ -99,7 +99,7 @@ static nasc_status compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_st
     int threads = (int)bo->threads;
     o.batch = batch;
     o.mode = train ? NASC_MODE_TRAIN : NASC_MODE_INFER;
-    o.fuse = !train; /* inference: batch norm folded, relu as a post-op */
+    o.fuse = true; /* as nasc train and eval compile their nets */
     o.threads = threads;
     o.profile = profile;
     return nasc_net_compile(ctx, prim, ps, &o, net);

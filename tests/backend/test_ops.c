@@ -682,6 +682,30 @@ static void build_bn_infer(tcase *t, int i) {
     build_bn(t, i % 2 ? 2 : 4, i == 2 ? 1e-3f : 1e-5f);
 }
 
+/* conv -> bn -> relu -> conv in training, with fusion on: the relu runs
+ * inside the batch norm, forward and backward. Channels 3 (plain layout)
+ * and 16 (blocked); i == 3 adds a second use of the batch norm's result,
+ * which keeps the relu separate. */
+static void build_bn_relu_train(tcase *t, int i) {
+    t->fuse = true;
+    t->batch = ri(t, 2, 3);
+    int c = i % 2 ? 16 : 3;
+    uint32_t x = tc_input(t, "x", 4, c, ri(t, 3, 5), ri(t, 3, 5));
+    nasc_prim_attrs a = attrs_window(3, 3, 1, 1, 1, 1, 1, 1);
+    uint32_t cargs[2] = {x, tc_param(t, "conv.w", 4, c, c, 3, 3, NULL)};
+    uint32_t y = tc_op(t, NASC_PRIM_CONV, cargs, 2, &a, "conv");
+    uint32_t bargs[3] = {y, tc_param(t, "bn.scale", 1, c, 0, 0, 0, NULL), tc_param(t, "bn.shift", 1, c, 0, 0, 0, NULL)};
+    uint32_t b = tc_op(t, NASC_PRIM_BATCH_NORM, bargs, 3, NULL, "bn");
+    uint32_t r = tc_op(t, NASC_PRIM_RELU, &b, 1, NULL, "relu");
+    uint32_t c2[2] = {r, tc_param(t, "conv2.w", 4, c, c, 3, 3, NULL)};
+    uint32_t z = tc_op(t, NASC_PRIM_CONV, c2, 2, &a, "conv2");
+    if (i == 3) {
+        uint32_t sum[2] = {z, b};
+        z = tc_op(t, NASC_PRIM_ADD, sum, 2, NULL, "sum");
+    }
+    tc_output(t, z);
+}
+
 /* conv -> bn -> relu in inference, fused (i odd) and not. */
 static void build_conv_bn_relu_infer(tcase *t, int i) {
     t->mode = NASC_MODE_INFER;
@@ -1266,6 +1290,7 @@ typedef struct op_case {
     X(bn_train2, 3)                                                                                                    \
     X(bn_infer, 3)                                                                                                     \
     X(conv_bn_relu_infer, 4)                                                                                           \
+    X(bn_relu_train, 4)                                                                                                \
     X(relu, 4)                                                                                                         \
     X(tanh, 3)                                                                                                         \
     X(sigmoid, 3)                                                                                                      \

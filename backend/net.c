@@ -125,6 +125,7 @@ static int add_step(nasc_net *net, const char *what, int n, const nb_arg *args) 
     s->n_args = n;
     s->prim_index = net->cur_prim;
     s->what = what;
+    s->prep = net->emit_prep && net->opt.mode == NASC_MODE_INFER;
     memcpy(net->args + net->n_args, args, (size_t)n * sizeof *args);
     net->n_args += n;
     return net->n_steps++;
@@ -603,6 +604,13 @@ static nasc_status plan_memory(nasc_net *net) {
             if (s < b->first) b->first = s;
             if (s > b->last) b->last = s;
         }
+    /* prepared weights live from one preparation to the next: for good */
+    for (int s = 0; s < net->n_steps; s++)
+        for (int a = 0; net->steps[s].prep && a < net->steps[s].n_args; a++) {
+            nb_buffer *b = &net->bufs[net->trefs[net->args[net->steps[s].first_arg + a].tref].buf];
+            b->first = 0;
+            b->keep = true;
+        }
     int *ids = nasc_alloc(net->ctx, (size_t)(net->n_bufs + 1) * sizeof *ids);
     int *placed = nasc_alloc(net->ctx, (size_t)(net->n_bufs + 1) * sizeof *placed);
     if (!ids || !placed) {
@@ -665,6 +673,46 @@ static nasc_status plan_memory(nasc_net *net) {
     return NASC_OK;
 }
 
+/* The store tensors the preparation steps read (external buffers of size
+ * 0 are the store's), each once, with room for a copy of its bytes. */
+static nasc_status watch_store(nasc_net *net) {
+    for (int s = 0; s < net->n_steps; s++) {
+        const nb_step *st = &net->steps[s];
+        for (int a = 0; st->prep && a < st->n_args; a++) {
+            const nb_tref *t = &net->trefs[net->args[st->first_arg + a].tref];
+            const nb_buffer *b = &net->bufs[t->buf];
+            if (!b->ext || b->bytes) continue;
+            size_t bytes = dnnl_memory_desc_get_size(&t->md);
+            int k = 0;
+            while (k < net->n_watch && net->watch[k].data != b->ext) k++;
+            if (k == net->n_watch) {
+                struct nb_watch *w = nasc_realloc(net->ctx, net->watch, (size_t)(k + 1) * sizeof *w);
+                if (!w) return NASC_ENOMEM;
+                net->watch = w;
+                net->watch[net->n_watch++] = (struct nb_watch){b->ext, 0, NULL};
+            }
+            if (bytes > net->watch[k].bytes) net->watch[k].bytes = bytes;
+        }
+    }
+    for (int k = 0; k < net->n_watch; k++)
+        if (!(net->watch[k].seen = nasc_alloc(net->ctx, net->watch[k].bytes))) return NASC_ENOMEM;
+    return NASC_OK;
+}
+
+/* Whether the preparation steps must run: never yet, or a watched store
+ * tensor changed since; records the bytes they will see. */
+static bool prep_stale(nasc_net *net) {
+    bool stale = !net->prepared;
+    for (int k = 0; k < net->n_watch; k++) {
+        struct nb_watch *w = &net->watch[k];
+        if (!stale && memcmp(w->seen, w->data, w->bytes) == 0) continue;
+        memcpy(w->seen, w->data, w->bytes);
+        stale = true;
+    }
+    net->prepared = true;
+    return stale;
+}
+
 static nasc_status bind_memory(nasc_net *net) {
     for (int s = 0; s < net->n_steps; s++) {
         nb_step *st = &net->steps[s];
@@ -714,6 +762,7 @@ nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_
     if (!st) st = net->status;
     if (!st) st = plan_memory(net);
     if (!st) st = bind_memory(net);
+    if (!st) st = watch_store(net);
     if (st) {
         if (!ctx->diag.status) nasc_error(ctx, st, NULL, NASC_NOLOC, "out of memory while compiling the net");
         nasc_net_destroy(net);
@@ -747,6 +796,8 @@ void nasc_net_destroy(nasc_net *net) {
     }
     if (net->vals)
         for (uint32_t v = 0; v < net->m->n_values; v++) nasc_free(net->ctx, net->vals[v].contrib);
+    for (int k = 0; k < net->n_watch; k++) nasc_free(net->ctx, net->watch[k].seen);
+    nasc_free(net->ctx, net->watch);
     nasc_free(net->ctx, net->arena_raw);
     nasc_free(net->ctx, net->vals);
     nasc_free(net->ctx, net->grads);
@@ -772,8 +823,10 @@ static double now(void) {
 
 static nasc_status run(nasc_net *net, int from, int to) {
     nasc_status ret = NASC_OK;
+    bool prep = from == 0 && prep_stale(net);
     for (int s = from; s < to && !ret; s++) {
         nb_step *st = &net->steps[s];
+        if (st->prep && !prep) continue;
         double t0 = net->profile ? now() : 0;
         net->cur_prim = st->prim_index; /* names the op in a diagnostic */
         if (st->prim) {

@@ -41,6 +41,8 @@ typedef struct nb_step {
     float f[2];            /* small kernel parameters */
     int i[8];
     void *ptr;             /* kernel data (not owned) */
+    bool prep;             /* inference: prepares weights from the store (fold, reorder);
+                            * runs only when the store tensors it reads changed */
     double seconds;        /* accumulated time when profiling */
     int64_t calls;
 } nb_step;
@@ -100,6 +102,18 @@ struct nasc_net {
     size_t arena_bytes, unplanned_bytes;
     int n_reorders;
     bool profile;
+    bool emit_prep;  /* steps added now are weight preparation (inference) */
+    /* Store tensors the preparation steps read, and a copy of their bytes
+     * as of the last preparation: a forward pass re-runs the preparation
+     * when the store's bytes differ (an optimizer step, a loaded
+     * checkpoint, any write), and skips it when they do not. */
+    struct nb_watch {
+        const void *data;
+        size_t bytes;
+        void *seen; /* the bytes when last prepared */
+    } *watch;
+    int n_watch;
+    bool prepared;   /* the preparation steps' results match the copies */
     nasc_status status; /* first error while building */
     bool built;         /* compiled: errors no longer go to status */
     int cur_prim;       /* prim op being emitted or run, for diagnostics */

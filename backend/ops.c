@@ -159,7 +159,9 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         int sf = nb_tref_new(net, net->trefs[net->vals[arg(net, bn, 2)].fwd].buf, &bias_md);
         int rm = store_vec(net, bn, "mean", cout, 0), rv = store_vec(net, bn, "var", cout, 1);
         nb_arg fa[7] = {{0, wsrc}, {1, sc}, {2, sf}, {3, rm}, {4, rv}, {5, wf}, {6, bias}};
+        net->emit_prep = true;
         int s = nb_step_kernel(net, k_fold_bn, "fold bnorm", 7, fa);
+        net->emit_prep = false;
         if (s >= 0) {
             net->steps[s].i[0] = (int)cout;
             net->steps[s].i[1] = (int)(nasc_type_numel(vtype(net, w)) / cout);
@@ -167,7 +169,9 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         }
         wsrc = wf;
     }
+    net->emit_prep = true;
     int wt = nb_match(net, wsrc, q(pd, dnnl_query_weights_md));
+    net->emit_prep = false;
     int y = new_result(net, p, q(pd, dnnl_query_dst_md));
     nb_arg a[4] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DST, y}, {DNNL_ARG_BIAS, bias}};
     nb_step_prim(net, pd, "conv fwd", g.flops, fold >= 0 ? 4 : 3, a);
@@ -1048,7 +1052,9 @@ static nasc_status ip_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     if (pd_create(net, &pd, &d, NULL, "inner product forward")) return net->status;
     net->ps[pi].pd = pd;
     xs = nb_match(net, xs, q(pd, dnnl_query_src_md));
+    net->emit_prep = true;
     int wm = weights_in(net, w, &w_plain, q(pd, dnnl_query_weights_md));
+    net->emit_prep = false;
     int y = new_result(net, p, q(pd, dnnl_query_dst_md));
     int64_t flops = 2 * nb_dim0(net, vtype(net, x)) * wt->dims[0] * wt->dims[1];
     nb_arg a[4] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_BIAS, net->vals[b].fwd}, {DNNL_ARG_DST, y}};

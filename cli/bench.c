@@ -30,7 +30,8 @@ void nasc_cli_bench_help(FILE *out) {
           "  --batch B           training and large-batch inference size (default 64)\n"
           "  --threads T         threads (default: all cores)\n"
           "  --seconds S         time spent on each measurement (default 3)\n"
-          "  --profile           per-primitive profile of a training step\n"
+          "  --profile           per-primitive profile of a training step and of\n"
+          "                      inference at both batch sizes\n"
           "  --nchw              plain nchw activations instead of the blocked layout\n"
           "                      nasc picks (to compare layouts)\n"
           "  --onednn-dw         depthwise backward-weights by oneDNN's primitive\n"
@@ -218,11 +219,13 @@ static nasc_status bench_inference(nasc_ctx *ctx, const nasc_module *prim, nasc_
                                    const bench_opts *o, const float *x, const int32_t *y, double peak) {
     nasc_net *net = NULL;
     timing t = {0};
-    nasc_status st = compile(ctx, prim, ps, o, (int)batch, false, false, &net);
+    nasc_status st = compile(ctx, prim, ps, o, (int)batch, false, o->profile, &net);
     if (!st) st = time_net(net, false, (int)batch, x, y, o->seconds, &t);
-    if (!st)
+    if (!st) {
         printf("inference, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", batch,
                t.images_per_s, t.gflops, 100 * t.gflops / peak);
+        if (o->profile) nasc_net_profile_print(net, stdout);
+    }
     nasc_net_destroy(net);
     return st;
 }

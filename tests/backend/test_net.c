@@ -228,6 +228,73 @@ static double max_rel_diff(const float *a, const float *b, int n) {
 
 /* The options that replaced them: opt.layout, opt.onednn_dw, opt.profile
  * each change what they say and nothing else (the gradients agree). */
+/* Inference nets prepare their weights (batch norm folded into the conv,
+ * weights reordered into the conv's layout) once and again only when the
+ * store's bytes change: a forward pass after a write to the weights, the
+ * running statistics or the batch-norm scale gives what a freshly compiled
+ * net gives, and forward passes without a write give the same bits. */
+static void test_prepared_weights_follow_the_store(void **state) {
+    (void)state;
+    enum { N = 2, C = 16, H = 5, W = 5, NY = N * C * H * W };
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    nasc_module *m = nasc_module_create(&ctx, NASC_DIALECT_PRIM, "prepared");
+    assert_non_null(m);
+    nasc_type xt = {NASC_F32, 4, {NASC_BATCH, C, H, W}}, wt = {NASC_F32, 4, {C, C, 3, 3}}, vt = {NASC_F32, 1, {C}};
+    uint32_t x = nasc_prim_add_input(m, "x", &xt);
+    uint32_t cargs[2] = {x, nasc_prim_add_param(m, "w", &wt)};
+    nasc_prim_attrs a = nasc_prim_attrs_default();
+    a.kh = a.kw = 3;
+    a.pt = a.pl = a.pb = a.pr = 1;
+    uint32_t conv = nasc_prim_add_op(m, NASC_PRIM_CONV, cargs, 2, &a, "conv", NULL, NASC_NOLOC);
+    uint32_t bargs[3] = {conv, nasc_prim_add_param(m, "bn.scale", &vt), nasc_prim_add_param(m, "bn.shift", &vt)};
+    nasc_prim_attrs ba = nasc_prim_attrs_default();
+    ba.eps = 1e-5f;
+    uint32_t bn = nasc_prim_add_op(m, NASC_PRIM_BATCH_NORM, bargs, 3, &ba, "bn", NULL, NASC_NOLOC);
+    assert_int_not_equal(bn, UINT32_MAX);
+    assert_int_equal(nasc_prim_add_output(m, bn), NASC_OK);
+    nasc_param_store *ps = nasc_params_create(&ctx);
+    assert_non_null(ps);
+    assert_int_equal(nasc_params_init(ps, m, 3), NASC_OK);
+
+    nasc_net_options o = nasc_net_options_default();
+    o.batch = N;
+    o.mode = NASC_MODE_INFER;
+    o.fuse = true;
+    nasc_net *net = NULL;
+    assert_int_equal(nasc_net_compile(&ctx, m, ps, &o, &net), NASC_OK);
+    static float in[NY], y0[NY], y1[NY], want[NY];
+    for (int i = 0; i < NY; i++) in[i] = (float)((i * 37) % 11) * 0.1f - 0.5f;
+    assert_int_equal(nasc_net_set_input(net, 0, in), NASC_OK);
+    assert_int_equal(nasc_net_forward(net), NASC_OK);
+    assert_int_equal(nasc_net_read(net, "bn", y0), NASC_OK);
+    assert_int_equal(nasc_net_forward(net), NASC_OK);
+    assert_int_equal(nasc_net_read(net, "bn", y1), NASC_OK);
+    assert_memory_equal(y0, y1, sizeof y0);
+
+    /* each write is seen by the next forward pass */
+    const char *names[] = {"w", "bn.scale", "bn.mean", "bn.var"};
+    for (int k = 0; k < 4; k++) {
+        nasc_tensor *t = nasc_params_find(ps, names[k]);
+        assert_non_null(t);
+        t->data[k] += 0.75f;
+        assert_int_equal(nasc_net_forward(net), NASC_OK);
+        assert_int_equal(nasc_net_read(net, "bn", y1), NASC_OK);
+        nasc_net *fresh = NULL;
+        assert_int_equal(nasc_net_compile(&ctx, m, ps, &o, &fresh), NASC_OK);
+        assert_int_equal(nasc_net_set_input(fresh, 0, in), NASC_OK);
+        assert_int_equal(nasc_net_forward(fresh), NASC_OK);
+        assert_int_equal(nasc_net_read(fresh, "bn", want), NASC_OK);
+        nasc_net_destroy(fresh);
+        assert_memory_equal(y1, want, sizeof want);
+        assert_memory_not_equal(y0, y1, sizeof y0);
+        memcpy(y0, y1, sizeof y0);
+    }
+    nasc_net_destroy(net);
+    nasc_params_destroy(ps);
+    nasc_module_destroy(m);
+}
+
 static void test_switch_options(void **state) {
     (void)state;
     nasc_net_options o = nasc_net_options_default();
@@ -270,6 +337,7 @@ int main(void) {
         cmocka_unit_test(test_onednn_failure_message),
         cmocka_unit_test(test_environment_ignored),
         cmocka_unit_test(test_switch_options),
+        cmocka_unit_test(test_prepared_weights_follow_the_store),
     };
     return cmocka_run_group_tests_name("backend/net", tests, NULL, NULL);
 }

@@ -397,6 +397,38 @@ static void mark_grads(nasc_net *net) {
         if (net->vals[m->outputs[o]].needs_grad) net->vals[m->outputs[o]].n_contrib++;
 }
 
+/* A unary elementwise op (relu, tanh, sigmoid) applied again to a value it
+ * was already applied to computes nothing new: its result is the first
+ * one's, and its gradient is added to the first one's. Cell nets are full
+ * of these (every op of a cell applies its own relu to a shared input). */
+static nasc_status plan_same(nasc_net *net) {
+    const nasc_module *m = net->m;
+    for (uint32_t p = 0; p < m->n_prims; p++) net->ps[p].same_as = -1;
+    /* first[3 * x + k]: the first op of kind k (relu, tanh, sigmoid) applied to value x, + 1 */
+    uint32_t *first = nasc_alloc(net->ctx, (3 * (size_t)m->n_values + 1) * sizeof *first);
+    if (!first) return NASC_ENOMEM;
+    memset(first, 0, (3 * (size_t)m->n_values + 1) * sizeof *first);
+    for (uint32_t p = 0; p < m->n_prims; p++) {
+        const nasc_prim *pp = &m->prims[p];
+        int k = pp->op == NASC_PRIM_RELU ? 0 : pp->op == NASC_PRIM_TANH ? 1 : pp->op == NASC_PRIM_SIGMOID ? 2 : -1;
+        if (k < 0) continue;
+        uint32_t x = m->args[pp->first_arg], *f = &first[3 * (size_t)x + (size_t)k];
+        if (!*f) {
+            *f = p + 1;
+            continue;
+        }
+        const nasc_prim *pq = &m->prims[*f - 1];
+        net->ps[p].same_as = (int)(*f - 1);
+        /* the gradient of p's result goes to q's, not through p to x */
+        if (net->vals[pp->result].needs_grad) {
+            net->vals[pq->result].n_contrib++;
+            if (net->vals[x].needs_grad && m->values[x].kind != NASC_VAL_PARAM) net->vals[x].n_contrib--;
+        }
+    }
+    nasc_free(net->ctx, first);
+    return NASC_OK;
+}
+
 /* With opt.fuse. Inference: fold a batch norm into the convolution that
  * feeds it (the conv's result has no other use) and run a following relu
  * as the convolution's post-op. Both modes: a relu that is the only use of
@@ -754,7 +786,8 @@ nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_
     if (!st) {
         choose_layout(net);
         mark_grads(net);
-        st = plan_fusion(net);
+        st = plan_same(net);
+        if (!st) st = plan_fusion(net);
     }
     if (!st) st = bind_values(net);
     if (!st) st = emit_forward(net);

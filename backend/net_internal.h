@@ -91,6 +91,7 @@ struct nasc_net {
         int fold_bn;              /* conv: the batch norm folded into it, -1 none */
         int post_relu;            /* conv: the relu run as its post-op, -1 none */
         int bn_relu;              /* batch norm: the relu it computes too (fused), -1 none */
+        int same_as;              /* an earlier prim op computing the same value, -1 none */
         bool skip;                /* fused into an earlier op: emits nothing */
     } *ps;                        /* one per prim op */
     nasc_param_grad *grads;

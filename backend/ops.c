@@ -1269,6 +1269,10 @@ static const struct emitter {
 
 nasc_status nb_emit_forward(nasc_net *net, uint32_t pi) {
     const nasc_prim *p = &M(net)->prims[pi];
+    if (net->ps[pi].same_as >= 0) { /* computed already */
+        net->vals[p->result].fwd = net->vals[M(net)->prims[net->ps[pi].same_as].result].fwd;
+        return net->status;
+    }
     if (net->ps[pi].skip) return net->status; /* computed by the conv it was fused into */
     const struct emitter *e = &emitters[p->op];
     if (!e->fwd)
@@ -1281,6 +1285,10 @@ nasc_status nb_emit_forward(nasc_net *net, uint32_t pi) {
 
 nasc_status nb_emit_backward(nasc_net *net, uint32_t pi, int grad) {
     const nasc_prim *p = &M(net)->prims[pi];
+    if (net->ps[pi].same_as >= 0) {
+        nb_contribute(net, M(net)->prims[net->ps[pi].same_as].result, grad);
+        return net->status;
+    }
     if (net->ps[pi].skip) {
         /* a relu fused into the batch norm that feeds it (the only kind of
          * fusion in training): that batch norm's backward applies it */

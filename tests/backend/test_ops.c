@@ -835,6 +835,35 @@ static void build_mul(tcase *t, int i) {
     tc_output(t, tc_op(t, NASC_PRIM_MUL, x, 2, NULL, "y"));
 }
 
+/* The same unary op applied to one value more than once (a cell's ops
+ * each apply their own relu to a shared input): computed once, with every
+ * copy's gradient reaching x. Copies feed different ops; i odd: on a
+ * blocked 16-channel activation; i == 2: one copy is an output; i == 3 in
+ * inference. */
+static void build_repeated_unary(tcase *t, int i) {
+    uint32_t x;
+    if (i % 2) {
+        t->batch = 2;
+        uint32_t in = tc_input(t, "x", 4, 16, 3, 3);
+        uint32_t cargs[2] = {in, tc_param(t, "w", 4, 16, 16, 1, 1, NULL)};
+        nasc_prim_attrs a = attrs_window(1, 1, 1, 1, 0, 0, 0, 0);
+        x = tc_op(t, NASC_PRIM_CONV, cargs, 2, &a, "h");
+    } else {
+        same_inputs(t, i, 1, &x);
+    }
+    if (i == 3) t->mode = NASC_MODE_INFER;
+    uint32_t r1 = tc_op(t, NASC_PRIM_RELU, &x, 1, NULL, "r1");
+    uint32_t s1 = tc_op(t, NASC_PRIM_SIGMOID, &x, 1, NULL, "s1");
+    uint32_t r2 = tc_op(t, NASC_PRIM_RELU, &x, 1, NULL, "r2");
+    uint32_t s2 = tc_op(t, NASC_PRIM_SIGMOID, &x, 1, NULL, "s2");
+    uint32_t r3 = tc_op(t, NASC_PRIM_RELU, &x, 1, NULL, "r3");
+    uint32_t margs[2] = {r2, s2};
+    uint32_t mu = tc_op(t, NASC_PRIM_MUL, margs, 2, NULL, "m");
+    uint32_t aargs[3] = {r1, s1, mu};
+    tc_output(t, tc_op(t, NASC_PRIM_ADD, aargs, 3, NULL, "y"));
+    if (i == 2) tc_output(t, r3);
+}
+
 /* Fan-out: t = tanh(x) feeds three ops (twice into one of them) and x feeds
  * two; three outputs, each with its own gradient. Gradients must
  * accumulate over every use. */
@@ -1304,6 +1333,7 @@ typedef struct op_case {
     X(add3, 3)                                                                                                         \
     X(add_repeat, 2)                                                                                                   \
     X(fanout, 3)                                                                                                       \
+    X(repeated_unary, 4)                                                                                               \
     X(mul, 3)                                                                                                          \
     X(concat2, 4)                                                                                                      \
     X(concat3, 4)                                                                                                      \

@@ -948,6 +948,65 @@ static nasc_status mul_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G
     return net->status;
 }
 
+/* Concatenation along channels of dense 4-D tensors whose channel blocks
+ * do not straddle operands: per image, each operand is one contiguous run
+ * of the result (nchw, and nChw8c/16c with channel offsets a multiple of
+ * the block), so it is a copy per (image, operand). s->ptr holds per
+ * operand its floats per image and its offset in a result image. */
+static void k_concat(nasc_net *net, const nb_step *s) {
+    int n = s->i[0];
+    int64_t batch = s->i[1], total = s->i[2];
+    const int64_t *run = s->ptr;
+    float *dst = nb_ptr(net, net->args[s->first_arg + n].tref);
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < batch * n; k++) {
+        int64_t b = k / n, j = k % n;
+        const float *src = nb_ptr(net, net->args[s->first_arg + j].tref);
+        memcpy(dst + b * total + run[2 * j + 1], src + b * run[2 * j], (size_t)run[2 * j] * sizeof *dst);
+    }
+}
+
+/* The copy kernel above when every operand and the result are dense in
+ * the same channel-blocked (or plain) layout with aligned offsets; else -1
+ * (oneDNN's concat runs). */
+static int concat_copy(nasc_net *net, const nasc_prim *p, const dnnl_memory_desc_t *srcs, nb_arg *a, uint32_t n,
+                       const dnnl_memory_desc_t *dst) {
+    int blk = block_of(dst);
+    if (blk == 0 || p->a.axis != 1 || n != p->n_args) return -1;
+    const nasc_type *y = vtype(net, p->result);
+    int64_t plane = y->dims[2] * y->dims[3], off = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        dnnl_memory_desc_t want;
+        if (nb_act_md(net, vtype(net, arg(net, p, j)), &want)) return -1;
+        if (block_of(&srcs[j]) != blk || !dnnl_memory_desc_equal(&srcs[j], &want) || vtype(net, arg(net, p, j))->dims[1] % blk)
+            return -1;
+    }
+    int64_t *run = nasc_alloc(net->ctx, 2 * (size_t)n * sizeof *run);
+    if (!run) {
+        if (!net->status) net->status = NASC_ENOMEM;
+        return -1;
+    }
+    for (uint32_t j = 0; j < n; j++) {
+        run[2 * j] = vtype(net, arg(net, p, j))->dims[1] * plane;
+        run[2 * j + 1] = off;
+        off += run[2 * j];
+    }
+    int yt = new_result(net, p, dst);
+    a[n] = (nb_arg){0, yt};
+    int s = nb_step_kernel(net, k_concat, "concat (nasc)", (int)n + 1, a);
+    if (s < 0) {
+        nasc_free(net->ctx, run);
+        return -1;
+    }
+    nb_step *st = &net->steps[s];
+    st->ptr = run;
+    st->i[7] = 1; /* the step owns ptr */
+    st->i[0] = (int)n;
+    st->i[1] = (int)nb_dim0(net, y);
+    st->i[2] = (int)off;
+    return s;
+}
+
 static nasc_status concat_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     (void)pi;
     dnnl_memory_desc_t srcs[64], dst;
@@ -959,6 +1018,8 @@ static nasc_status concat_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         NB_PASS(nb_plain_md(net, vtype(net, p->result), &dst));
     else
         NB_PASS(nb_act_md(net, vtype(net, p->result), &dst));
+    if (vtype(net, p->result)->rank == 4 && concat_copy(net, p, srcs, a, n, &dst) >= 0) return net->status;
+    if (net->status) return net->status;
     dnnl_primitive_desc_t pd;
     NB_CHECK(net, dnnl_concat_primitive_desc_create(&pd, &dst, (int)n, p->a.axis, srcs, NULL, net->engine));
     int y = new_result(net, p, &dst);

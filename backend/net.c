@@ -437,7 +437,8 @@ static nasc_status plan_same(nasc_net *net) {
  * fusing primitive's; the values in between are not readable. */
 static nasc_status plan_fusion(nasc_net *net) {
     const nasc_module *m = net->m;
-    for (uint32_t p = 0; p < m->n_prims; p++) net->ps[p].fold_bn = net->ps[p].post_relu = net->ps[p].bn_relu = -1;
+    for (uint32_t p = 0; p < m->n_prims; p++)
+        net->ps[p].fold_bn = net->ps[p].post_relu = net->ps[p].bn_relu = net->ps[p].sum_add = -1;
     if (!net->opt.fuse) return NASC_OK;
     uint32_t *uses = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *uses);
     int *user = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *user);
@@ -472,6 +473,49 @@ static nasc_status plan_fusion(nasc_net *net) {
             net->vals[last].fused = true;
         }
     }
+    /* inference: add(a, b) where b is a conv's result (after its folded
+     * batch norm, without a relu) and both are used only there: the conv
+     * adds its result into a's tensor. a must be a tensor of its own (made
+     * by a conv, batch norm, add or pooling; not a unary op whose tensor
+     * may be shared) and computed before the conv. */
+    int *maker = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *maker);
+    if (!maker) {
+        nasc_free(net->ctx, uses);
+        nasc_free(net->ctx, user);
+        return NASC_ENOMEM;
+    }
+    for (uint32_t v = 0; v < m->n_values; v++) maker[v] = -1;
+    for (uint32_t p = 0; p < m->n_prims; p++) maker[m->prims[p].result] = (int)p;
+    for (uint32_t p = 0; p < m->n_prims && net->opt.mode == NASC_MODE_INFER; p++) {
+        if (net->ps[p].fold_bn >= 0 && net->ps[p].post_relu < 0) maker[m->prims[net->ps[p].fold_bn].result] = (int)p;
+    }
+    for (uint32_t p = 0; p < m->n_prims && net->opt.mode == NASC_MODE_INFER; p++) {
+        const nasc_prim *pp = &m->prims[p];
+        if (pp->op != NASC_PRIM_ADD || pp->n_args != 2) continue;
+        const nasc_type *yt = &m->values[pp->result].type;
+        if (yt->rank != 4) continue;
+        for (int side = 0; side < 2; side++) {
+            uint32_t a = m->args[pp->first_arg + (1 - side)], b = m->args[pp->first_arg + side];
+            int c = maker[b], pa = maker[a];
+            if (a == b || c < 0 || pa < 0 || pa >= c || uses[a] != 1 || uses[b] != 1) continue;
+            if (m->prims[c].op != NASC_PRIM_CONV || net->ps[c].post_relu >= 0 || net->ps[c].sum_add >= 0) continue;
+            nasc_prim_op ao = m->prims[pa].op;
+            if (ao != NASC_PRIM_CONV && ao != NASC_PRIM_BATCH_NORM && ao != NASC_PRIM_ADD && ao != NASC_PRIM_MAX_POOL &&
+                ao != NASC_PRIM_AVG_POOL)
+                continue;
+            if (net->ps[pa].skip && ao != NASC_PRIM_BATCH_NORM && ao != NASC_PRIM_ADD) continue;
+            bool same = m->values[a].type.rank == 4 && m->values[b].type.rank == 4;
+            for (int d = 0; same && d < 4; d++)
+                same = m->values[a].type.dims[d] == yt->dims[d] && m->values[b].type.dims[d] == yt->dims[d];
+            if (!same) continue;
+            net->ps[c].sum_add = (int)p;
+            net->ps[p].skip = true;
+            net->vals[b].fused = true;
+            maker[pp->result] = c;
+            break;
+        }
+    }
+    nasc_free(net->ctx, maker);
     for (uint32_t p = 0; p < m->n_prims; p++) {
         uint32_t r = m->prims[p].result;
         if (m->prims[p].op != NASC_PRIM_BATCH_NORM || net->ps[p].skip || uses[r] != 1) continue;

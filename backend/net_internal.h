@@ -92,6 +92,8 @@ struct nasc_net {
         int post_relu;            /* conv: the relu run as its post-op, -1 none */
         int bn_relu;              /* batch norm: the relu it computes too (fused), -1 none */
         int same_as;              /* an earlier prim op computing the same value, -1 none */
+        int sum_add;              /* conv: the add it computes by summing into the add's other
+                                   * operand's tensor (post-op sum), -1 none */
         bool skip;                /* fused into an earlier op: emits nothing */
     } *ps;                        /* one per prim op */
     nasc_param_grad *grads;

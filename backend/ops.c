@@ -136,10 +136,19 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
                                                              g.dil, g.pl, g.pr));
     dnnl_primitive_attr_t attr = NULL;
     nasc_status st = NASC_OK;
-    if (relu >= 0) {
+    int sum = net->ps[pi].sum_add, into = -1; /* sum: the add computed by adding into into */
+    if (sum >= 0) {
+        const nasc_prim *ap = &M(net)->prims[sum];
+        uint32_t mine = fold >= 0 ? M(net)->prims[fold].result : p->result;
+        uint32_t other = arg(net, ap, 0) == mine ? arg(net, ap, 1) : arg(net, ap, 0);
+        into = nb_match(net, net->vals[other].fwd, &dst); /* its own tensor, in the conv's layout */
+        NEED(into);
+    }
+    if (relu >= 0 || sum >= 0) {
         dnnl_post_ops_t po;
         NB_CHECK(net, dnnl_post_ops_create(&po));
-        st = NB_TRY(net, dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0, 0));
+        if (sum >= 0) st = NB_TRY(net, dnnl_post_ops_append_sum(po, 1.0f));
+        if (!st && relu >= 0) st = NB_TRY(net, dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0, 0));
         if (!st) st = NB_TRY(net, dnnl_primitive_attr_create(&attr));
         if (!st) st = NB_TRY(net, dnnl_primitive_attr_set_post_ops(attr, po));
         NB_DESTROY(dnnl_post_ops_destroy(po));
@@ -172,7 +181,17 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     net->emit_prep = true;
     int wt = nb_match(net, wsrc, q(pd, dnnl_query_weights_md));
     net->emit_prep = false;
-    int y = new_result(net, p, q(pd, dnnl_query_dst_md));
+    int y;
+    if (into >= 0 && dnnl_memory_desc_equal(md_of(net, into), q(pd, dnnl_query_dst_md))) {
+        y = into;
+        net->vals[p->result].fwd = y;
+        net->vals[M(net)->prims[sum].result].fwd = y; /* the add's result */
+    } else if (into >= 0) {
+        return nasc_error(net->ctx, NASC_EINTERNAL, M(net)->source, p->loc,
+                          "the convolution chose another layout than the tensor it sums into");
+    } else {
+        y = new_result(net, p, q(pd, dnnl_query_dst_md));
+    }
     nb_arg a[4] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DST, y}, {DNNL_ARG_BIAS, bias}};
     nb_step_prim(net, pd, "conv fwd", g.flops, fold >= 0 ? 4 : 3, a);
     net->ps[pi].t[0] = xs;

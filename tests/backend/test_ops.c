@@ -706,6 +706,37 @@ static void build_bn_relu_train(tcase *t, int i) {
     tc_output(t, z);
 }
 
+/* Inference with fusion: add(a, conv -> bn) where a is a conv's folded
+ * batch norm (i 0, 1), an average pool (i 2) or an earlier add (i 3): the conv
+ * sums into a's tensor. 16 channels (blocked) for i odd, else 3. */
+static void build_conv_sum_infer(tcase *t, int i) {
+    t->mode = NASC_MODE_INFER;
+    t->fuse = true;
+    t->batch = ri(t, 1, 2);
+    int c = i % 2 ? 16 : 3;
+    uint32_t x = tc_input(t, "x", 4, c, ri(t, 3, 5), ri(t, 3, 5));
+    nasc_prim_attrs a3 = attrs_window(3, 3, 1, 1, 1, 1, 1, 1);
+    uint32_t a;
+    if (i == 2) {
+        a = tc_op(t, NASC_PRIM_AVG_POOL, &x, 1, &a3, "pool");
+    } else {
+        uint32_t ca[2] = {x, tc_param(t, "ca.w", 4, c, c, 3, 3, NULL)};
+        uint32_t y = tc_op(t, NASC_PRIM_CONV, ca, 2, &a3, "ca");
+        uint32_t ba[3] = {y, tc_param(t, "ba.scale", 1, c, 0, 0, 0, NULL), tc_param(t, "ba.shift", 1, c, 0, 0, 0, NULL)};
+        a = tc_op(t, NASC_PRIM_BATCH_NORM, ba, 3, NULL, "ba");
+    }
+    if (i == 3) {
+        uint32_t xx[2] = {x, a};
+        a = tc_op(t, NASC_PRIM_ADD, xx, 2, NULL, "first");
+    }
+    uint32_t cb[2] = {x, tc_param(t, "cb.w", 4, c, c, 3, 3, NULL)};
+    uint32_t y = tc_op(t, NASC_PRIM_CONV, cb, 2, &a3, "cb");
+    uint32_t bb[3] = {y, tc_param(t, "bb.scale", 1, c, 0, 0, 0, NULL), tc_param(t, "bb.shift", 1, c, 0, 0, 0, NULL)};
+    uint32_t b = tc_op(t, NASC_PRIM_BATCH_NORM, bb, 3, NULL, "bb");
+    uint32_t ab[2] = {i == 1 ? b : a, i == 1 ? a : b};
+    tc_output(t, tc_op(t, NASC_PRIM_ADD, ab, 2, NULL, "sum"));
+}
+
 /* conv -> bn -> relu in inference, fused (i odd) and not. */
 static void build_conv_bn_relu_infer(tcase *t, int i) {
     t->mode = NASC_MODE_INFER;
@@ -1320,6 +1351,7 @@ typedef struct op_case {
     X(bn_infer, 3)                                                                                                     \
     X(conv_bn_relu_infer, 4)                                                                                           \
     X(bn_relu_train, 4)                                                                                                \
+    X(conv_sum_infer, 4)                                                                                               \
     X(relu, 4)                                                                                                         \
     X(tanh, 3)                                                                                                         \
     X(sigmoid, 3)                                                                                                      \

@@ -338,7 +338,10 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
             NB_DESTROY(dnnl_primitive_desc_destroy(pd));
             if (net->status) return net->status;
         } else {
-            int wt = weights_in(net, w, &g.w_plain, q(pd, dnnl_query_weights_md));
+            /* the forward pass's copy of the weights when it is in this layout too */
+            int wt = net->ps[pi].t[1];
+            if (!dnnl_memory_desc_equal(md_of(net, wt), q(pd, dnnl_query_weights_md)))
+                wt = weights_in(net, w, &g.w_plain, q(pd, dnnl_query_weights_md));
             int gd = nb_match(net, G, q(pd, dnnl_query_diff_dst_md));
             int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
             nb_arg a[3] = {{DNNL_ARG_DIFF_DST, gd}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DIFF_SRC, dx}};

@@ -59,6 +59,14 @@ typedef enum nasc_net_layout {
     NASC_NET_LAYOUT_NCHW, /* always plain nchw (comparisons, debugging; usually slower) */
 } nasc_net_layout;
 
+/* How many of the process's threads run a net's passes. */
+typedef enum nasc_net_parallel {
+    NASC_NET_PARALLEL_AUTO, /* one thread for batch-1 inference nets, whose primitives are too
+                             * small for the cost of sharing them out; the process's threads
+                             * otherwise */
+    NASC_NET_PARALLEL_ALL,  /* always the process's threads (comparisons) */
+} nasc_net_parallel;
+
 /* Compile options; nasc_net_options_default() gives every default below.
  * Nothing else (no environment variable) changes how a net is built. */
 typedef struct nasc_net_options {
@@ -75,6 +83,9 @@ typedef struct nasc_net_options {
                           * is an error); 0: leave it as it is */
     bool profile;        /* time every step (nasc_net_profile_print); default off */
     nasc_net_layout layout; /* 4-D activations; default NASC_NET_LAYOUT_AUTO */
+    nasc_net_parallel parallel; /* default NASC_NET_PARALLEL_AUTO; one thread means the calling
+                          * thread runs each pass alone (its OpenMP count is 1 during the
+                          * pass and restored after; the process's count is unchanged) */
     bool onednn_dw;      /* depthwise convolutions' backward-weights always by oneDNN's primitive,
                           * never nasc's own kernel (which replaces oneDNN's slow fallbacks:
                           * kernels other than 3x3, plain layout); for comparisons and

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <omp.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 
 #include "net_internal.h"
@@ -30,6 +31,7 @@ nasc_net_options nasc_net_options_default(void) {
     o.bn_momentum = 0.1f;
     o.profile = false;
     o.layout = NASC_NET_LAYOUT_AUTO;
+    o.parallel = NASC_NET_PARALLEL_AUTO;
     o.onednn_dw = false;
     return o;
 }
@@ -259,6 +261,9 @@ static nasc_status check_module(nasc_net *net) {
                           net->opt.batch);
     if (net->opt.layout != NASC_NET_LAYOUT_AUTO && net->opt.layout != NASC_NET_LAYOUT_NCHW)
         return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "unknown activation layout %d", (int)net->opt.layout);
+    if (net->opt.parallel != NASC_NET_PARALLEL_AUTO && net->opt.parallel != NASC_NET_PARALLEL_ALL)
+        return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "unknown parallel policy %d", (int)net->opt.parallel);
+    net->serial = net->opt.parallel == NASC_NET_PARALLEL_AUTO && net->opt.batch == 1 && net->opt.mode == NASC_MODE_INFER;
     if (m->n_outputs == 0)
         return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC, "the module has no outputs");
     /* zeroed as soon as allocated: nasc_net_destroy reads them after any failure */
@@ -833,10 +838,15 @@ nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_
         st = plan_same(net);
         if (!st) st = plan_fusion(net);
     }
+    /* a serial net's primitives are made for one thread: oneDNN fixes a
+     * primitive's split between threads when it creates it */
+    int threads = omp_get_max_threads();
+    if (!st && net->serial && threads > 1) omp_set_num_threads(1);
     if (!st) st = bind_values(net);
     if (!st) st = emit_forward(net);
     if (!st && net->opt.mode == NASC_MODE_TRAIN) st = emit_backward(net);
     if (!st) st = net->status;
+    if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
     if (!st) st = plan_memory(net);
     if (!st) st = bind_memory(net);
     if (!st) st = watch_store(net);
@@ -901,6 +911,10 @@ static double now(void) {
 static nasc_status run(nasc_net *net, int from, int to) {
     nasc_status ret = NASC_OK;
     bool prep = from == 0 && prep_stale(net);
+    /* serial: this thread's OpenMP count is 1 for the pass (oneDNN and our
+     * kernels read it per call), then what it was */
+    int threads = omp_get_max_threads();
+    if (net->serial && threads > 1) omp_set_num_threads(1);
     for (int s = from; s < to && !ret; s++) {
         nb_step *st = &net->steps[s];
         if (st->prep && !prep) continue;
@@ -919,6 +933,7 @@ static nasc_status run(nasc_net *net, int from, int to) {
     }
     net->cur_prim = -1;
     if (!ret) ret = NB_TRY(net, dnnl_stream_wait(net->stream));
+    if (net->serial && threads > 1) omp_set_num_threads(threads);
     return ret;
 }
 

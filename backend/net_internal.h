@@ -106,6 +106,7 @@ struct nasc_net {
     int n_reorders;
     bool profile;
     bool emit_prep;  /* steps added now are weight preparation (inference) */
+    bool serial;     /* passes run on the calling thread alone (opt.parallel) */
     /* Store tensors the preparation steps read, and a copy of their bytes
      * as of the last preparation: a forward pass re-runs the preparation
      * when the store's bytes differ (an optimizer step, a loaded

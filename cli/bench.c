@@ -10,7 +10,7 @@
 
 static void usage(FILE *out) {
     fputs("usage: nasc bench MODEL [--batch B] [--threads T] [--seconds S] [--profile]\n"
-          "                  [--nchw] [--onednn-dw] [--space NAME [--children K]]\n"
+          "                  [--nchw] [--onednn-dw] [--parallel-b1] [--space NAME [--children K]]\n"
           "                  [--set KEY=VALUE]...\n",
           out);
 }
@@ -36,6 +36,8 @@ void nasc_cli_bench_help(FILE *out) {
           "                      nasc picks (to compare layouts)\n"
           "  --onednn-dw         depthwise backward-weights by oneDNN's primitive\n"
           "                      instead of nasc's kernel (to compare kernels)\n"
+          "  --parallel-b1       batch-1 inference on all threads (by default it runs\n"
+          "                      on one: its primitives are too small to share out)\n"
           "  --space NAME        also time compiling children of this search space\n"
           "                      (training nets at batch B; see `nasc space --list`)\n"
           "  --children K        how many children (default 10)\n"
@@ -88,6 +90,7 @@ typedef struct bench_opts {
     bool profile;
     bool nchw;      /* --nchw: plain activations for every net compiled */
     bool onednn_dw; /* --onednn-dw: oneDNN's depthwise backward-weights */
+    bool parallel_b1; /* --parallel-b1: batch-1 inference on all threads */
     const char *space; /* --space: also time compiling children of it */
     long children;
 } bench_opts;
@@ -97,6 +100,7 @@ static nasc_status compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_st
     nasc_net_options o = nasc_net_options_default();
     o.layout = bo->nchw ? NASC_NET_LAYOUT_NCHW : NASC_NET_LAYOUT_AUTO;
     o.onednn_dw = bo->onednn_dw;
+    o.parallel = bo->parallel_b1 ? NASC_NET_PARALLEL_ALL : NASC_NET_PARALLEL_AUTO;
     int threads = (int)bo->threads;
     o.batch = batch;
     o.mode = train ? NASC_MODE_TRAIN : NASC_MODE_INFER;
@@ -232,7 +236,7 @@ static nasc_status bench_inference(nasc_ctx *ctx, const nasc_module *prim, nasc_
 
 int nasc_cli_bench(int argc, char **argv) {
     nasc_cli_model mo = {0};
-    bench_opts o = {64, 0, 3, false, false, false, NULL, 10};
+    bench_opts o = {64, 0, 3, false, false, false, false, NULL, 10};
     const nasc_cli_opt opts[] = {
         {NASC_CLI_OPT("--batch", NULL, NASC_CLI_INT, &o.batch), .lo = 1, .hi = 65536},
         {NASC_CLI_OPT("--threads", NULL, NASC_CLI_INT, &o.threads), .lo = 0, .hi = 1024},
@@ -240,6 +244,7 @@ int nasc_cli_bench(int argc, char **argv) {
         {NASC_CLI_OPT("--profile", NULL, NASC_CLI_FLAG, &o.profile)},
         {NASC_CLI_OPT("--nchw", NULL, NASC_CLI_FLAG, &o.nchw)},
         {NASC_CLI_OPT("--onednn-dw", NULL, NASC_CLI_FLAG, &o.onednn_dw)},
+        {NASC_CLI_OPT("--parallel-b1", NULL, NASC_CLI_FLAG, &o.parallel_b1)},
         {NASC_CLI_OPT("--space", NULL, NASC_CLI_STR, &o.space)},
         {NASC_CLI_OPT("--children", NULL, NASC_CLI_INT, &o.children), .lo = 1, .hi = 100000},
     };

@@ -5,6 +5,7 @@
  *
  * Its own executable: the count is the process's.
  */
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,9 +101,43 @@ static void test_threads_set_once(void **state) {
     fx_free(&f);
 }
 
+/* Batch-1 inference runs its passes on the calling thread alone
+ * (NASC_NET_PARALLEL_AUTO): the same outputs as on all threads, and the
+ * caller's OpenMP count is what it was after each pass. An unknown policy
+ * is refused. */
+static void test_batch1_inference_serial(void **state) {
+    (void)state;
+    fixture f;
+    fx_init(&f);
+    omp_set_num_threads(2);
+    float x[8 * 16], y[2][3];
+    for (int i = 0; i < 8 * 16; i++) x[i] = (float)(i % 7) - 3.0f;
+    for (int k = 0; k < 2; k++) {
+        nasc_net_options o = nasc_net_options_default();
+        o.batch = 1;
+        o.mode = NASC_MODE_INFER;
+        o.parallel = k ? NASC_NET_PARALLEL_ALL : NASC_NET_PARALLEL_AUTO;
+        nasc_net *net = NULL;
+        assert_int_equal(nasc_net_compile(&f.ctx, f.m, f.ps, &o, &net), NASC_OK);
+        assert_int_equal(nasc_net_set_input(net, 0, x), NASC_OK);
+        assert_int_equal(nasc_net_forward(net), NASC_OK);
+        assert_int_equal(omp_get_max_threads(), 2);
+        assert_int_equal(nasc_net_read(net, "fc", y[k]), NASC_OK);
+        nasc_net_destroy(net);
+    }
+    for (int j = 0; j < 3; j++) assert_float_equal(y[0][j], y[1][j], 1e-5 * (1 + fabsf(y[1][j])));
+    nasc_net_options o = nasc_net_options_default();
+    o.parallel = (nasc_net_parallel)9;
+    nasc_net *net = NULL;
+    assert_int_equal(nasc_net_compile(&f.ctx, f.m, f.ps, &o, &net), NASC_EINPUT);
+    assert_non_null(strstr(f.ctx.diag.msg, "parallel policy"));
+    fx_free(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threads_set_once),
+        cmocka_unit_test(test_batch1_inference_serial),
     };
     return cmocka_run_group_tests_name("backend/threads", tests, NULL, NULL);
 }

@@ -19,7 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <omp.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 
 #include "net_internal.h"
@@ -840,13 +839,12 @@ nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_
     }
     /* a serial net's primitives are made for one thread: oneDNN fixes a
      * primitive's split between threads when it creates it */
-    int threads = omp_get_max_threads();
-    if (!st && net->serial && threads > 1) omp_set_num_threads(1);
+    int threads = !st && net->serial ? nb_serial_begin() : 0;
     if (!st) st = bind_values(net);
     if (!st) st = emit_forward(net);
     if (!st && net->opt.mode == NASC_MODE_TRAIN) st = emit_backward(net);
     if (!st) st = net->status;
-    if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
+    if (threads) nb_serial_end(threads);
     if (!st) st = plan_memory(net);
     if (!st) st = bind_memory(net);
     if (!st) st = watch_store(net);
@@ -911,10 +909,7 @@ static double now(void) {
 static nasc_status run(nasc_net *net, int from, int to) {
     nasc_status ret = NASC_OK;
     bool prep = from == 0 && prep_stale(net);
-    /* serial: this thread's OpenMP count is 1 for the pass (oneDNN and our
-     * kernels read it per call), then what it was */
-    int threads = omp_get_max_threads();
-    if (net->serial && threads > 1) omp_set_num_threads(1);
+    int threads = net->serial ? nb_serial_begin() : 0;
     for (int s = from; s < to && !ret; s++) {
         nb_step *st = &net->steps[s];
         if (st->prep && !prep) continue;
@@ -933,7 +928,7 @@ static nasc_status run(nasc_net *net, int from, int to) {
     }
     net->cur_prim = -1;
     if (!ret) ret = NB_TRY(net, dnnl_stream_wait(net->stream));
-    if (net->serial && threads > 1) omp_set_num_threads(threads);
+    if (threads) nb_serial_end(threads);
     return ret;
 }
 

@@ -214,6 +214,11 @@ double nb_xent_row(const float *z, int k, int y, int *argmax, float *grad, float
 /* g in descriptor md: itself when it already is, else a reorder copy. */
 int nb_match(nasc_net *net, int g, const dnnl_memory_desc_t *md);
 
+/* Serial nets (threads.c): the calling thread's OpenMP count is 1 from
+ * begin to end; begin returns what end restores. */
+int nb_serial_begin(void);
+void nb_serial_end(int was);
+
 /* Emitters (ops.c). */
 nasc_status nb_emit_forward(nasc_net *net, uint32_t prim_index);
 nasc_status nb_emit_backward(nasc_net *net, uint32_t prim_index, int grad_tref);

@@ -34,3 +34,17 @@ nasc_status nasc_backend_set_threads(nasc_ctx *ctx, int threads) {
 }
 
 int nasc_backend_threads(void) { return omp_get_max_threads(); }
+
+/* A serial net: the calling thread's count is 1 while the net compiles (oneDNN
+ * fixes a primitive's split between threads when it creates it) and while
+ * it runs a pass, and what it was after; the process's count, and other
+ * threads', are untouched. */
+int nb_serial_begin(void) {
+    int was = omp_get_max_threads();
+    if (was > 1) omp_set_num_threads(1);
+    return was;
+}
+
+void nb_serial_end(int was) {
+    if (omp_get_max_threads() != was) omp_set_num_threads(was);
+}

@@ -94,7 +94,8 @@ if [ -n "$bad" ]; then
 fi
 
 # Rule 3: the thread count is the process's, set in one place
-# (backend/threads.c, once); nothing else in the backend changes it.
+# (backend/threads.c, once; there too the calling thread's count for a
+# serial net's compile and passes); nothing else in the backend changes it.
 bad=$(grep -nE '\b(omp_set_num_threads|omp_set_dynamic|omp_set_max_active_levels|dnnl_set_num_threads|mkl_set_num_threads)\s*\(' \
     "$SRC"/*.c "$SRC"/*.h | grep -v '^[^:]*/threads\.c:' | grep -vE '^[^:]*:[0-9]+:\s*(\*|/\*|//)')
 if [ -n "$bad" ]; then

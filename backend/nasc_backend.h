@@ -61,9 +61,10 @@ typedef enum nasc_net_layout {
 
 /* How many of the process's threads run a net's passes. */
 typedef enum nasc_net_parallel {
-    NASC_NET_PARALLEL_AUTO, /* one thread for batch-1 inference nets, whose primitives are too
-                             * small for the cost of sharing them out; the process's threads
-                             * otherwise */
+    NASC_NET_PARALLEL_AUTO, /* one thread for inference nets whose convolutions and inner
+                             * products do under a million multiply-adds each on average at
+                             * the net's batch size (cell nets at batch 1): too small for the
+                             * cost of sharing them out; the process's threads otherwise */
     NASC_NET_PARALLEL_ALL,  /* always the process's threads (comparisons) */
 } nasc_net_parallel;
 

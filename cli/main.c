@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "nasc_ir.h"
+#include "omp_policy.h"
 #include "opts.h"
 #include "verbs.h"
 
@@ -54,6 +55,12 @@ static void help(FILE *out) {
     for (size_t i = 0; i < N_VERBS; i++) fprintf(out, "  %-9s %s\n", verbs[i].name, verbs[i].summary);
     fputs("\nExit codes: 0 success, 1 bad input (file:line:col: error: ...),\n"
           "2 bad command line.\n"
+          "\nEnvironment: unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set, nasc\n"
+          "sets " NASC_CLI_OMP_POLICY_VAR "=" NASC_CLI_OMP_POLICY_VALUE
+          " and starts itself again, once (OpenMP\n"
+          "reads them before the program runs): idle threads spin briefly, then\n"
+          "sleep, so other busy processes do not stall them. A value set by the\n"
+          "user is kept (OMP_WAIT_POLICY=active: spin as OpenMP does by default).\n"
           "\nStart with `nasc space --list`, `nasc search --help` or `nasc check MODEL`.\n",
           out);
 }
@@ -102,6 +109,7 @@ static int help_run(int argc, char **argv) {
 static void help_help(FILE *out) { help(out); }
 
 int main(int argc, char **argv) {
+    nasc_cli_omp_policy(argv); /* first: it may execute nasc again */
     if (argc < 2) {
         fputs("nasc: missing VERB\n", stderr);
         short_usage(stderr);

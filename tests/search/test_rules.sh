@@ -5,7 +5,11 @@
 #     race the compiler may break.
 #  2. Library code and the CLI do not change behaviour through environment
 #     variables: every switch is a documented option or flag (getenv only in
-#     tests/ and bench/).
+#     tests/ and bench/). One exception: cli/omp_policy.c reads
+#     OMP_WAIT_POLICY and GOMP_SPINCOUNT. The OpenMP runtime takes its wait
+#     policy from the environment when it is loaded, before main, so setting
+#     one of them and executing nasc again is the only way the command can
+#     choose it, and it must see whether the user chose already.
 set -u
 ROOT=${NASC_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$ROOT" || exit 1
@@ -27,8 +31,12 @@ else
     passed=$((passed + 1))
 fi
 
-# Rule 2: no getenv outside tests and benchmarks.
-hits=$(grep -nE '\b(secure_)?getenv[[:space:]]*\(' $(find $dirs -name '*.[ch]' 2>/dev/null))
+# Rule 2: no getenv outside tests and benchmarks, but for the two OpenMP
+# variables in cli/omp_policy.c (the exception above; any other getenv there
+# fails too).
+omp_exception='^cli/omp_policy\.c:[0-9]+:[[:space:]]*if \(getenv\("OMP_WAIT_POLICY"\) \|\| getenv\("GOMP_SPINCOUNT"\)\) return;[[:space:]]*(/\*.*)?$'
+hits=$(grep -nE '\b(secure_)?getenv[[:space:]]*\(' $(find $dirs -name '*.[ch]' 2>/dev/null) |
+       grep -vE "$omp_exception")
 if [ -n "$hits" ]; then
     echo "FAIL: environment variables read by library or CLI code (make them options or flags):" >&2
     echo "$hits" | sed 's/^/    /' >&2

@@ -952,6 +952,7 @@ static nasc_status run(nasc_net *net, int from, int to) {
     net->cur_prim = -1;
     if (!ret) ret = NB_TRY(net, dnnl_stream_wait(net->stream));
     if (threads) nb_serial_end(threads);
+    if (ret && prep) net->prepared = false; /* a failed pass prepares again */
     return ret;
 }
 

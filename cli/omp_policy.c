@@ -5,9 +5,16 @@
  * unset) before they sleep. On a quiet machine that saves a wake-up per
  * region; when another process keeps the cores busy, nasc's threads spin
  * against it and against each other, and inference at batch 64 kept 1.4%
- * of its quiet throughput (ONNX Runtime kept 42%). A short spin keeps the
- * quiet speed and most of the loaded one (measured: the table in the commit
- * that chose the value, NASC_CLI_OMP_POLICY_VALUE in omp_policy.h).
+ * to 10% of its quiet throughput (ONNX Runtime 42%): 300000 spins take about
+ * 5.6 ms on a 2-core EPYC (18.6 ns a spin), longer than the time slice the
+ * thread being waited for lost to the other process. No spin at all
+ * (OMP_WAIT_POLICY=passive, GOMP_SPINCOUNT=0) costs 70% of the quiet speed
+ * at batch 1 (every region waits for a wake-up). GOMP_SPINCOUNT=10000
+ * (0.19 ms) kept the quiet speed (DARTS-V2 inference, batch 64: 1514 images/s
+ * against 1490 with the default, medians) and a third of it with `stress -c 2`
+ * beside (504 against 150); 1000 to 100000 all did about as well loaded.
+ * Training and batch 1 under load stay far lower with any setting (about a
+ * fifth): every small step waits for both threads to be scheduled.
  *
  * libgomp reads these variables in its constructor, before main, and has
  * no call to change them afterwards; a pre-initialization function (which

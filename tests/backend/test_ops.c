@@ -528,18 +528,26 @@ typedef struct conv_cfg {
     int c, h, w, o, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, groups;
 } conv_cfg;
 
-static void build_conv_cfg(tcase *t, conv_cfg c) {
-    /* grow the input until the (dilated) kernel fits the padded input */
-    while (c.h + c.pt + c.pb < (c.kh - 1) * c.dh + 1) c.h++;
-    while (c.w + c.pl + c.pr < (c.kw - 1) * c.dw + 1) c.w++;
-    uint32_t x = tc_input(t, "x", 4, c.c, c.h, c.w);
-    uint32_t w = tc_param(t, "w", 4, c.o, c.c / c.groups, c.kh, c.kw, NULL);
-    nasc_prim_attrs a = attrs_window(c.kh, c.kw, c.sh, c.sw, c.pt, c.pl, c.pb, c.pr);
-    a.dh = c.dh;
-    a.dw = c.dw;
-    a.groups = c.groups;
+/* Grow the input until the (dilated) kernel fits the padded input. */
+static void conv_fit(conv_cfg *c) {
+    while (c->h + c->pt + c->pb < (c->kh - 1) * c->dh + 1) c->h++;
+    while (c->w + c->pl + c->pr < (c->kw - 1) * c->dw + 1) c->w++;
+}
+
+/* The conv of c on value x (weights "w") as the output "y". */
+static void conv_output(tcase *t, uint32_t x, const conv_cfg *c) {
+    uint32_t w = tc_param(t, "w", 4, c->o, c->c / c->groups, c->kh, c->kw, NULL);
+    nasc_prim_attrs a = attrs_window(c->kh, c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr);
+    a.dh = c->dh;
+    a.dw = c->dw;
+    a.groups = c->groups;
     uint32_t args[2] = {x, w};
     tc_output(t, tc_op(t, NASC_PRIM_CONV, args, 2, &a, "y"));
+}
+
+static void build_conv_cfg(tcase *t, conv_cfg c) {
+    conv_fit(&c);
+    conv_output(t, tc_input(t, "x", 4, c.c, c.h, c.w), &c);
 }
 
 /* A k x k conv with "same" padding (the odd pixel of an even kernel at the
@@ -1062,21 +1070,13 @@ static void build_conv_dilated_wide(tcase *t, int i) {
     c.pr = ri(t, 0, eh);
     c.h = ri(t, 3, 7);
     c.w = ri(t, 3, 7);
-    while (c.h + c.pt + c.pb < eh + 1) c.h++;
-    while (c.w + c.pl + c.pr < eh + 1) c.w++;
+    conv_fit(&c);
     t->batch = 1 + i % 2;
     uint32_t x = tc_input(t, "x", 4, c.c, c.h, c.w);
     uint32_t w0 = tc_param(t, "w0", 4, c.c, c.c, 1, 1, NULL);
     nasc_prim_attrs a0 = attrs_window(1, 1, 1, 1, 0, 0, 0, 0);
     uint32_t args0[2] = {x, w0};
-    uint32_t h = tc_op(t, NASC_PRIM_CONV, args0, 2, &a0, "h");
-    uint32_t w = tc_param(t, "w", 4, c.o, c.c / c.groups, c.kh, c.kw, NULL);
-    nasc_prim_attrs a = attrs_window(c.kh, c.kw, c.sh, c.sw, c.pt, c.pl, c.pb, c.pr);
-    a.dh = c.dh;
-    a.dw = c.dw;
-    a.groups = c.groups;
-    uint32_t args[2] = {h, w};
-    tc_output(t, tc_op(t, NASC_PRIM_CONV, args, 2, &a, "y"));
+    conv_output(t, tc_op(t, NASC_PRIM_CONV, args0, 2, &a0, "h"), &c);
 }
 
 static void build_bn_wide(tcase *t, int i) {

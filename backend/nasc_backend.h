@@ -115,6 +115,12 @@ nasc_status nasc_net_read(nasc_net *net, const char *value, float *out);
 /* Softmax cross-entropy of output 0 (logits (N, K)) against labels; seeds
  * the backward pass with its gradient (mean over the batch). */
 nasc_status nasc_net_loss(nasc_net *net, const int32_t *labels, float *loss, int *correct);
+/* The same for output `out`, its gradient scaled by weight (an auxiliary
+ * head's loss weight) and the labels smoothed: the target is
+ * (1 - smooth) onehot(y) + smooth / K, smooth in [0, 1). *loss is the
+ * unweighted mean over the batch. */
+nasc_status nasc_net_loss_at(nasc_net *net, uint32_t out, const int32_t *labels, float weight, float smooth,
+                             float *loss, int *correct);
 /* Seed the backward pass with a given gradient of output i instead. */
 nasc_status nasc_net_set_output_grad(nasc_net *net, uint32_t i, const float *grad);
 nasc_status nasc_net_backward(nasc_net *net);
@@ -183,6 +189,14 @@ typedef struct nasc_optimizer nasc_optimizer;
 nasc_optimizer *nasc_optim_create(nasc_ctx *ctx, const nasc_optim_options *o, nasc_param_store *store);
 void nasc_optim_destroy(nasc_optimizer *o);
 nasc_status nasc_optim_step(nasc_optimizer *o, const nasc_param_grad *g, uint32_t n, float lr);
+/* The same with every gradient multiplied by gscale first (before weight
+ * decay is added, as torch.nn.utils.clip_grad_norm_ then torch.optim do). */
+nasc_status nasc_optim_step_scaled(nasc_optimizer *o, const nasc_param_grad *g, uint32_t n, float lr, float gscale);
+/* The L2 norm of all n gradients taken together. */
+double nasc_grad_norm(const nasc_param_grad *g, uint32_t n);
+/* The factor that clips gradients of that norm to max_norm (PyTorch's
+ * clip_grad_norm_: max_norm / (norm + 1e-6) when below 1); 1 when max_norm <= 0. */
+float nasc_clip_scale(double norm, float max_norm);
 
 /* The machine's practical peak: GFLOP/s of dnnl_sgemm on an n x n x n
  * product with the process's threads, best of a few runs; memory from ctx. */
@@ -194,6 +208,11 @@ double nasc_sgemm_gflops(int n, int threads);
 /* Cosine learning rate with linear warm-up: lr * step/warmup for the first
  * warmup steps, then lr * (1 + cos(pi * t)) / 2 over the rest. */
 float nasc_lr_cosine(float lr, int64_t step, int64_t total, int64_t warmup);
+/* Cosine with warm restarts (SGDR, Loshchilov & Hutter 2017): after the
+ * warm-up, cycles of period, period * mult, period * mult^2, ... steps,
+ * each from lr down to 0 (the last one cut off at the end of training).
+ * period <= 0 is nasc_lr_cosine. */
+float nasc_lr_restarts(float lr, int64_t step, int64_t warmup, int64_t total, int64_t period, double mult);
 
 /* ------------------------------------------------------------------ */
 /* Batches                                                             */
@@ -265,11 +284,33 @@ typedef struct nasc_train_options {
     int64_t val_size;         /* the last val_size training images are held out */
     int64_t train_subset;     /* train on the first K images only; 0 all */
     int64_t max_steps;        /* stop after this many steps in all (a partial epoch is not recorded as done); 0 no limit */
+    /* The final-training recipe (all off by default). */
+    float label_smoothing;    /* target (1 - s) onehot + s / K, in [0, 1) */
+    float grad_clip;          /* clip the gradients' global L2 norm to this; 0 off */
+    float aux_weight;         /* weight of the loss of output 1 (the auxiliary head), when the net has one */
+    float drop_path;          /* drop-path probability reached in the last epoch, linear from 0 in the first
+                                 (DARTS: p * epoch / epochs); needs a net lowered with drop_path */
+    float ema_decay;          /* exponential moving average of the weights: validated each epoch, and
+                                 it replaces the weights after the last epoch; 0 off */
+    int restart_epochs;       /* cosine with warm restarts: first period in epochs; 0 one cosine */
+    float restart_mult;       /* each period this many times the last (>= 1) */
+    /* The net validated after each epoch (the same parameters without the
+     * training-only parts: no drop-path, no auxiliary head); NULL: prim. */
+    const nasc_module *eval_prim;
     nasc_train_cb progress;   /* may be NULL */
     void *ud;
 } nasc_train_options;
 
 nasc_train_options nasc_train_options_default(void);
+/* Set o's optimizer, schedule, augmentation and regularisation to the
+ * final-training recipe of DARTS (docs/training.md); epochs and the rest stay. */
+void nasc_train_final_recipe(nasc_train_options *o);
+/* n drop-path mask values for a training step: each 0 with probability p,
+ * else 1 / (1 - p) (so the expected value is 1); all 1 when p is 0. They
+ * depend only on (seed, step). nasc_train fills a net's masks (inputs 1...)
+ * with them, image by image: a mask input of shape (N, 1, 1, 1) drops or
+ * rescales a whole path of one image. */
+void nasc_drop_path_masks(float *out, int64_t n, float p, uint64_t seed, int64_t step);
 
 typedef struct nasc_train_result {
     int epochs_run;

@@ -1057,30 +1057,38 @@ nasc_status nasc_net_set_output_grad(nasc_net *net, uint32_t i, const float *gra
     return NASC_OK;
 }
 
-double nb_xent_row(const float *z, int k, int y, int *argmax, float *grad, float scale) {
+double nb_xent_row(const float *z, int k, int y, int *argmax, float *grad, float scale, float smooth) {
     float mx = z[0];
     int arg = 0;
     for (int j = 1; j < k; j++)
         if (z[j] > mx) mx = z[j], arg = j;
-    double s = 0;
+    double s = 0, zsum = 0;
     for (int j = 0; j < k; j++) {
         double e = exp((double)(z[j] - mx));
         s += e;
+        zsum += (double)(z[j] - mx);
         if (grad) grad[j] = (float)e;
     }
+    /* The target puts 1 - smooth on the label and smooth / k on every class. */
+    double on = 1.0 - (double)smooth, off = (double)smooth / k;
     if (grad)
-        for (int j = 0; j < k; j++) grad[j] = (float)(((double)grad[j] / s - (j == y)) * scale);
+        for (int j = 0; j < k; j++) grad[j] = (float)(((double)grad[j] / s - on * (j == y) - off) * scale);
     *argmax = arg;
-    return log(s) - (double)(z[y] - mx);
+    return log(s) - on * (double)(z[y] - mx) - off * zsum;
 }
 
-nasc_status nasc_net_loss(nasc_net *net, const int32_t *labels, float *loss, int *correct) {
+nasc_status nasc_net_loss_at(nasc_net *net, uint32_t out, const int32_t *labels, float weight, float smooth,
+                             float *loss, int *correct) {
     const nasc_module *m = net->m;
-    uint32_t v = m->outputs[0];
+    if (out >= m->n_outputs) return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "no output %u", out);
+    if (!(smooth >= 0.0f && smooth < 1.0f))
+        return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "label smoothing must be in [0, 1), got %g",
+                          (double)smooth);
+    uint32_t v = m->outputs[out];
     const nasc_type *t = &m->values[v].type;
     if (t->rank != 2)
         return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC,
-                          "the loss needs logits of shape (N, classes); output 0 has rank %d", t->rank);
+                          "the loss needs logits of shape (N, classes); output %u has rank %d", out, t->rank);
     int n = (int)nb_dim0(net, t), k = (int)t->dims[1];
     /* a net input has no forward tensor of its own, only its plain copy */
     int ft = net->vals[v].fwd >= 0 ? net->vals[v].fwd : net->vals[v].fwd_plain;
@@ -1088,10 +1096,10 @@ nasc_status nasc_net_loss(nasc_net *net, const int32_t *labels, float *loss, int
     NB_PASS(nb_plain_md(net, t, &plain));
     if (ft < 0 || !dnnl_memory_desc_equal(&plain, &net->trefs[ft].md))
         return nasc_error(net->ctx, NASC_EINTERNAL, m->source, NASC_NOLOC,
-                          "the loss reads output 0 ('%s') as dense (N, classes) rows, but the net holds it %s",
+                          "the loss reads output %u ('%s') as dense (N, classes) rows, but the net holds it %s", out,
                           nasc_str(m, m->values[v].name), ft < 0 ? "nowhere" : "in another layout");
     const float *z = nb_ptr(net, ft);
-    float *seed = seed_of(net, 0);
+    float *seed = seed_of(net, out);
     double total = 0;
     int ok = 0;
     for (int i = 0; i < n; i++) {
@@ -1099,12 +1107,17 @@ nasc_status nasc_net_loss(nasc_net *net, const int32_t *labels, float *loss, int
         if (y < 0 || y >= k)
             return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "label %d of image %d is not in [0, %d)", y, i,
                               k);
-        total += nb_xent_row(z + (size_t)i * k, k, y, &arg, seed ? seed + (size_t)i * k : NULL, 1.0f / (float)n);
+        total += nb_xent_row(z + (size_t)i * k, k, y, &arg, seed ? seed + (size_t)i * k : NULL, weight / (float)n,
+                             smooth);
         ok += arg == y;
     }
     *loss = (float)(total / n);
     if (correct) *correct = ok;
     return NASC_OK;
+}
+
+nasc_status nasc_net_loss(nasc_net *net, const int32_t *labels, float *loss, int *correct) {
+    return nasc_net_loss_at(net, 0, labels, 1.0f, 0.0f, loss, correct);
 }
 
 uint32_t nasc_net_grads(const nasc_net *net, const nasc_param_grad **out) {

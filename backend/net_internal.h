@@ -206,10 +206,11 @@ void nb_contribute(nasc_net *net, uint32_t v, int g);
  * v; plain is the store layout seen with g's rank (NULL: the value's own). */
 void nb_param_grad(nasc_net *net, uint32_t v, int g, const dnnl_memory_desc_t *plain);
 
-/* Softmax cross-entropy of one row of logits z (k classes) against label
- * y: returns -log softmax(z)[y], sets *argmax, and when grad is not NULL
- * writes (softmax(z) - onehot(y)) * scale into it. */
-double nb_xent_row(const float *z, int k, int y, int *argmax, float *grad, float scale);
+/* Softmax cross-entropy of one row of logits z (k classes) against the
+ * label y smoothed by `smooth` (target t = (1 - smooth) onehot(y) + smooth / k):
+ * returns -sum_j t_j log softmax(z)_j, sets *argmax, and when grad is not
+ * NULL writes (softmax(z) - t) * scale into it. */
+double nb_xent_row(const float *z, int k, int y, int *argmax, float *grad, float scale, float smooth);
 
 /* g in descriptor md: itself when it already is, else a reorder copy. */
 int nb_match(nasc_net *net, int g, const dnnl_memory_desc_t *md);

@@ -943,8 +943,71 @@ static nasc_status add_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G
     return net->status;
 }
 
+/* Floats per image when every image of md is one contiguous run (the batch
+ * dim outermost and not blocked: nchw, nChw8c, nChw16c), else 0. */
+static int64_t image_run(const dnnl_memory_desc_t *md) {
+    if (md->format_kind != dnnl_blocked || md->ndims < 2) return 0;
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    for (int i = 0; i < b->inner_nblks; i++)
+        if (b->inner_idxs[i] == 0) return 0;
+    int64_t total = (int64_t)(dnnl_memory_desc_get_size(md) / sizeof(float));
+    return b->strides[0] * md->dims[0] == total ? b->strides[0] : 0;
+}
+
+/* mul(x, m) with m of shape (N, 1, 1, 1) taking no gradient (a drop-path
+ * mask): each image of x scaled by its own factor. */
+static bool image_scale(nasc_net *net, const nasc_prim *p) {
+    uint32_t v1 = arg(net, p, 1);
+    const nasc_type *t = vtype(net, v1), *y = vtype(net, p->result);
+    return t->rank == 4 && y->rank == 4 && t->dims[0] == NASC_BATCH && y->dims[0] == NASC_BATCH && t->dims[1] == 1 &&
+           t->dims[2] == 1 && t->dims[3] == 1 && !net->vals[v1].needs_grad;
+}
+
+/* y = x * m[image]: s->i[0] images of s->i[1] floats each. */
+static void k_scale_images(nasc_net *net, const nb_step *s) {
+    const float *x = nb_ptr(net, net->args[s->first_arg].tref);
+    const float *m = nb_ptr(net, net->args[s->first_arg + 1].tref);
+    float *y = nb_ptr(net, net->args[s->first_arg + 2].tref);
+    int64_t n = s->i[0], run = s->i[1];
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < n; b++) {
+        const float f = m[b];
+        const float *xb = x + b * run;
+        float *yb = y + b * run;
+        for (int64_t j = 0; j < run; j++) yb[j] = xb[j] * f;
+    }
+}
+
+/* The kernel above from x (a dense tensor of whole-image runs) and the
+ * plain mask m into a new tensor of x's layout; -1 when x is not laid out
+ * in whole-image runs (or on failure). */
+static int scale_images(nasc_net *net, int x, int m, const char *what) {
+    int64_t run = image_run(md_of(net, x));
+    if (run <= 0 || run > INT32_MAX) return -1;
+    int y = nb_tensor_new(net, md_of(net, x));
+    nb_arg a[3] = {{0, x}, {1, m}, {2, y}};
+    int s = nb_step_kernel(net, k_scale_images, what, 3, a);
+    if (s < 0) return -1;
+    net->steps[s].i[0] = (int)md_of(net, x)->dims[0];
+    net->steps[s].i[1] = (int)run;
+    return y;
+}
+
 static nasc_status mul_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     const nasc_type *yt = vtype(net, p->result);
+    if (image_scale(net, p)) {
+        int x = src_of(net, arg(net, p, 0), false), m = src_of(net, arg(net, p, 1), true);
+        NEED(x);
+        NEED(m);
+        if (image_run(md_of(net, x)) > 0) {
+            net->ps[pi].t[0] = x;
+            net->ps[pi].t[1] = m;
+            int y = scale_images(net, x, m, "mul by image (drop-path) fwd");
+            NEED(y);
+            net->vals[p->result].fwd = y;
+            return net->status;
+        }
+    }
     uint32_t v1 = arg(net, p, 1);
     int a0 = src_of(net, arg(net, p, 0), false), a1 = bcast_src(net, v1, yt);
     NEED(a0);
@@ -963,6 +1026,12 @@ static nasc_status mul_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G
     uint32_t v0 = arg(net, p, 0), v1 = arg(net, p, 1);
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
     if (G < 0) return net->status;
+    if (image_scale(net, p) && image_run(md_of(net, G)) > 0 && md_of(net, a1)->ndims == 4 &&
+        md_of(net, a1)->dims[1] == 1) {
+        /* d/dx (x * m) = G * m; the mask takes no gradient */
+        give_grad(net, v0, scale_images(net, G, a1, "mul by image (drop-path) bwd"), NULL, true);
+        return net->status;
+    }
     dnnl_memory_desc_t gmd = *md_of(net, G);
     if (net->vals[v0].needs_grad) give_grad(net, v0, binary_step(net, dnnl_binary_mul, G, a1, &gmd, -1, "mul bwd"), NULL, true);
     if (net->vals[v1].needs_grad)

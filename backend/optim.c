@@ -103,10 +103,10 @@ static nasc_status read_step(nasc_optimizer *o, int64_t *step) {
 }
 
 static void sgd_update(const nasc_optim_options *op, float *p, const float *g, float *buf, int64_t n,
-                       float wd, float lr) {
+                       float wd, float lr, float gs) {
     float mu = op->momentum;
     for (int64_t i = 0; i < n; i++) {
-        float d = g[i] + wd * p[i];
+        float d = gs * g[i] + wd * p[i];
         if (buf) {
             buf[i] = mu * buf[i] + d;
             d = op->nesterov ? d + mu * buf[i] : buf[i];
@@ -118,12 +118,12 @@ static void sgd_update(const nasc_optim_options *op, float *p, const float *g, f
 /* torch.optim.Adam: denom = sqrt(v) / sqrt(1 - b2^t) + eps,
  * p -= lr / (1 - b1^t) * m / denom. */
 static void adam_update(const nasc_optim_options *op, float *p, const float *g, float *m, float *v, int64_t n,
-                        float wd, float lr, int64_t t) {
+                        float wd, float lr, int64_t t, float gs) {
     float b1 = op->beta1, b2 = op->beta2;
     double bc1 = 1.0 - pow((double)b1, (double)t), bc2 = 1.0 - pow((double)b2, (double)t);
     float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
     for (int64_t i = 0; i < n; i++) {
-        float d = g[i] + wd * p[i];
+        float d = gs * g[i] + wd * p[i];
         m[i] = b1 * m[i] + (1.0f - b1) * d;
         v[i] = b2 * v[i] + (1.0f - b2) * d * d;
         float denom = sqrtf(v[i]) * inv_sqrt_bc2 + op->eps;
@@ -132,6 +132,23 @@ static void adam_update(const nasc_optim_options *op, float *p, const float *g, 
 }
 
 nasc_status nasc_optim_step(nasc_optimizer *o, const nasc_param_grad *g, uint32_t n, float lr) {
+    return nasc_optim_step_scaled(o, g, n, lr, 1.0f);
+}
+
+double nasc_grad_norm(const nasc_param_grad *g, uint32_t n) {
+    double s = 0;
+    for (uint32_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < g[i].param->numel; j++) s += (double)g[i].grad[j] * (double)g[i].grad[j];
+    return sqrt(s);
+}
+
+float nasc_clip_scale(double norm, float max_norm) {
+    if (!(max_norm > 0.0f)) return 1.0f;
+    double c = (double)max_norm / (norm + 1e-6);
+    return c < 1.0 ? (float)c : 1.0f;
+}
+
+nasc_status nasc_optim_step_scaled(nasc_optimizer *o, const nasc_param_grad *g, uint32_t n, float lr, float gscale) {
     const nasc_optim_options *op = &o->o;
     int64_t step;
     nasc_status st = read_step(o, &step);
@@ -162,9 +179,9 @@ nasc_status nasc_optim_step(nasc_optimizer *o, const nasc_param_grad *g, uint32_
         nasc_tensor *m = need_m ? state(o, 'm', p) : NULL, *v = need_v ? state(o, 'v', p) : NULL;
         if ((need_m && !m) || (need_v && !v)) return NASC_EINTERNAL;
         if (op->kind == NASC_OPTIM_SGD)
-            sgd_update(op, p->data, g[i].grad, m ? m->data : NULL, p->numel, wd, lr);
+            sgd_update(op, p->data, g[i].grad, m ? m->data : NULL, p->numel, wd, lr, gscale);
         else
-            adam_update(op, p->data, g[i].grad, m->data, v->data, p->numel, wd, lr, t);
+            adam_update(op, p->data, g[i].grad, m->data, v->data, p->numel, wd, lr, t, gscale);
     }
     return NASC_OK;
 }
@@ -177,4 +194,21 @@ float nasc_lr_cosine(float lr, int64_t step, int64_t total, int64_t warmup) {
     double t = (double)(step - warmup) / (double)(total - warmup);
     if (t > 1.0) t = 1.0;
     return (float)(lr * 0.5 * (1.0 + cos(3.14159265358979323846 * t)));
+}
+
+float nasc_lr_restarts(float lr, int64_t step, int64_t warmup, int64_t total, int64_t period, double mult) {
+    if (period <= 0) return nasc_lr_cosine(lr, step, total, warmup);
+    if (warmup < 0) warmup = 0;
+    if (step < 0) step = 0;
+    if (step < warmup) return lr * (float)((double)step / (double)warmup);
+    /* Find the cycle holding step: cycle i lasts period * mult^i steps. */
+    double t = (double)(step - warmup), len = (double)period;
+    if (!(mult > 1.0))
+        t = fmod(t, len);
+    else
+        while (t >= len) {
+            t -= len;
+            len *= mult;
+        }
+    return (float)(lr * 0.5 * (1.0 + cos(3.14159265358979323846 * t / len)));
 }

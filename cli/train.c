@@ -43,6 +43,20 @@ void nasc_cli_train_help(FILE *out) {
           "  --crop-pad P        random crops after padding by P pixels (default off)\n"
           "  --flip              random horizontal flips\n"
           "  --cutout S          cutout squares of side S (default off)\n"
+          "  --label-smoothing S smooth the labels: target (1-S) onehot + S/K (default 0)\n"
+          "  --grad-clip N       clip the gradients' global L2 norm to N (default off)\n"
+          "  --aux-weight W      add an auxiliary head after the last reduction cell,\n"
+          "                      its loss weighted W (default off; cell nets only)\n"
+          "  --drop-path P       drop each cell op's output per image with a probability\n"
+          "                      rising linearly from 0 to P over the epochs (default off)\n"
+          "  --ema D             keep an average of the weights (decay D per step);\n"
+          "                      validate it, and keep it as the weights at the end\n"
+          "  --restart-epochs T  cosine with warm restarts, first period T epochs\n"
+          "  --restart-mult M    each period M times the last (default 1)\n"
+          "  --final-recipe      the DARTS final-training recipe, for any flag not given:\n"
+          "                      --lr 0.025 --batch 96 --warmup 0 --crop-pad 4 --flip\n"
+          "                      --cutout 16 --aux-weight 0.4 --drop-path 0.2\n"
+          "                      --grad-clip 5 (docs/training.md)\n"
           "  --out DIR           output directory (default runs/<model name>)\n"
           "  --resume            continue the checkpoint in --out\n"
           "  -h, --help          this help\n",
@@ -176,10 +190,12 @@ static int parse_args(int argc, char **argv, train_args *ta) {
     ta->data = "fashion-mnist";
     *to = nasc_train_options_default();
     const char *optim = "sgd";
-    long epochs = to->epochs, batch = to->batch, seed = (long)to->seed, threads = to->threads;
-    long warmup = to->warmup_epochs, val = (long)to->val_size, subset = (long)to->train_subset;
-    long maxs = (long)to->max_steps, crop = to->crop_pad, cutout = to->cutout;
-    double lr = -1, wd = -1; /* -1: not given */
+    /* -1: not given, so that --final-recipe may set it */
+    long epochs = to->epochs, batch = -1, seed = (long)to->seed, threads = to->threads;
+    long warmup = -1, val = (long)to->val_size, subset = (long)to->train_subset;
+    long maxs = (long)to->max_steps, crop = -1, cutout = -1, restart = 0;
+    bool final = false, flip = false;
+    double lr = -1, wd = -1, smooth = 0, clip = -1, aux = -1, drop = -1, ema = 0, mult = 1;
     const nasc_cli_opt opts[] = {
         {NASC_CLI_OPT("--data", NULL, NASC_CLI_STR, &ta->data)},
         {NASC_CLI_OPT("--out", "-o", NASC_CLI_STR, &ta->out)},
@@ -197,7 +213,15 @@ static int parse_args(int argc, char **argv, train_args *ta) {
         {NASC_CLI_OPT("--lr", NULL, NASC_CLI_FLOAT, &lr), .lo = 1e-9, .hi = 100, .want = "a number in [1e-9, 100]"},
         {NASC_CLI_OPT("--weight-decay", NULL, NASC_CLI_FLOAT, &wd), .lo = 0, .hi = 1},
         {NASC_CLI_OPT("--resume", NULL, NASC_CLI_FLAG, &ta->resume)},
-        {NASC_CLI_OPT("--flip", NULL, NASC_CLI_FLAG, &to->flip)},
+        {NASC_CLI_OPT("--flip", NULL, NASC_CLI_FLAG, &flip)},
+        {NASC_CLI_OPT("--label-smoothing", NULL, NASC_CLI_FLOAT, &smooth), .lo = 0, .hi = 0.99},
+        {NASC_CLI_OPT("--grad-clip", NULL, NASC_CLI_FLOAT, &clip), .lo = 0, .hi = 1e9},
+        {NASC_CLI_OPT("--aux-weight", NULL, NASC_CLI_FLOAT, &aux), .lo = 0, .hi = 100},
+        {NASC_CLI_OPT("--drop-path", NULL, NASC_CLI_FLOAT, &drop), .lo = 0, .hi = 0.99},
+        {NASC_CLI_OPT("--ema", NULL, NASC_CLI_FLOAT, &ema), .lo = 0, .hi = 0.999999},
+        {NASC_CLI_OPT("--restart-epochs", NULL, NASC_CLI_INT, &restart), .lo = 1, .hi = 100000},
+        {NASC_CLI_OPT("--restart-mult", NULL, NASC_CLI_FLOAT, &mult), .lo = 1, .hi = 100},
+        {NASC_CLI_OPT("--final-recipe", NULL, NASC_CLI_FLAG, &final)},
     };
     nasc_cli_args a;
     nasc_cli_args_init(&a, argc, argv, usage);
@@ -209,17 +233,26 @@ static int parse_args(int argc, char **argv, train_args *ta) {
     } else if (strcmp(optim, "sgd") != 0) {
         return nasc_cli_usage_error(&a, "--optim must be sgd or adam, got '%s'", optim);
     }
+    if (final) nasc_train_final_recipe(to); /* then the flags given override it */
+    if (batch >= 0) to->batch = (int)batch;
+    if (warmup >= 0) to->warmup_epochs = (int)warmup;
+    if (crop >= 0) to->crop_pad = (int)crop;
+    if (cutout >= 0) to->cutout = (int)cutout;
+    if (aux >= 0) to->aux_weight = (float)aux;
+    if (drop >= 0) to->drop_path = (float)drop;
+    if (clip >= 0) to->grad_clip = (float)clip;
+    if (lr >= 0) to->lr = (float)lr;
+    if (flip) to->flip = true;
+    to->label_smoothing = (float)smooth;
+    to->ema_decay = (float)ema;
+    to->restart_epochs = (int)restart;
+    to->restart_mult = (float)mult;
     to->epochs = (int)epochs;
-    to->batch = (int)batch;
     to->seed = (uint64_t)seed;
     to->threads = (int)threads;
-    to->warmup_epochs = (int)warmup;
     to->val_size = val;
     to->train_subset = subset;
     to->max_steps = maxs;
-    to->crop_pad = (int)crop;
-    to->cutout = (int)cutout;
-    if (lr >= 0) to->lr = (float)lr;
     if (wd >= 0) to->optim.weight_decay = (float)wd;
     return NASC_CLI_GO;
 }
@@ -296,6 +329,28 @@ static void print_plan(const char *model, const nasc_module *prim, const nasc_da
     fprintf(stderr, "%s: %s parameters, %s multiply-adds per image; %lld training images (%lld held out), %d epochs\n",
             model, p1, p2, (long long)(train->n - to->val_size), (long long)to->val_size, to->epochs);
     nasc_cost_free(prim, &cost);
+}
+
+/* The net to train when the recipe adds drop-path or an auxiliary head
+ * (*out NULL otherwise): the model lowered again with them. */
+static nasc_status training_net(nasc_ctx *ctx, const nasc_cli_net *net, const nasc_train_options *to,
+                                nasc_module **out) {
+    *out = NULL;
+    nasc_lower_options lo = nasc_lower_options_default();
+    lo.drop_path = to->drop_path > 0;
+    lo.aux_head = to->aux_weight > 0;
+    if (!lo.drop_path && !lo.aux_head) return NASC_OK;
+    if (net->loaded->dialect != NASC_DIALECT_ARCH)
+        return nasc_error(ctx, NASC_EINPUT, net->loaded->source, NASC_NOLOC,
+                          "--drop-path and --aux-weight need a cell model (YAML or arch text IR); this one is %s",
+                          "a prim module (no cells to drop, no reduction cell to attach a head to)");
+    nasc_status st = nasc_lower_with(net->loaded, &lo, out);
+    if (!st) st = nasc_prim_verify(*out);
+    if (st) {
+        nasc_module_destroy(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 /* nasc_train with progress, and a checkpoint, a metrics.csv line and the
@@ -375,7 +430,14 @@ int nasc_cli_train(int argc, char **argv) {
         r.store = j.weights;
         r.tty = isatty(2);
         nasc_train_result res;
-        nasc_status st = train_loop(&r, j.net.prim, &train, &ta.to, &res);
+        /* the training net: the model plus drop-path masks and an auxiliary head when asked */
+        nasc_module *train_prim = NULL;
+        nasc_status st = training_net(&j.ctx, &j.net, &ta.to, &train_prim);
+        if (!st) {
+            ta.to.eval_prim = j.net.prim;
+            st = train_loop(&r, train_prim ? train_prim : j.net.prim, &train, &ta.to, &res);
+        }
+        nasc_module_destroy(train_prim);
         if (!st) st = report(&r, ta.mo.path, j.net.prim, &train, &test, &ta.to, &res);
         run_free(&r);
         if (st) rc = nasc_cli_fail(&j.ctx);

@@ -18,6 +18,7 @@
 
 typedef struct lower {
     const nasc_module *arch;
+    nasc_lower_options o;
     nasc_module *p;
     nasc_ctx *ctx;
     char group[64];   /* cost-report group of the ops being emitted */
@@ -264,6 +265,29 @@ static const struct lowering {
 /* Cells and the net                                                 */
 /* ---------------------------------------------------------------- */
 
+static bool in_list(uint32_t v, const uint32_t *list, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++)
+        if (list[i] == v) return true;
+    return false;
+}
+
+/* Drop-path (FractalNet; DARTS's drop_path): x times a per-image mask, the
+ * net input "<prefix>.drop" of shape (N, 1, 1, 1) that the trainer fills
+ * with 0 or 1 / keep-probability every step. */
+static uint32_t drop_path(lower *l, uint32_t x) {
+    if (l->status) return BAD;
+    char name[8448];
+    name_of(l, name, sizeof name, NASC_DROP_PATH_SUFFIX);
+    nasc_type t = {NASC_F32, 4, {NASC_BATCH, 1, 1, 1}};
+    uint32_t m = nasc_prim_add_input(l->p, name, &t);
+    if (m == BAD) {
+        l->status = l->ctx->diag.status ? l->ctx->diag.status : NASC_EINTERNAL;
+        return BAD;
+    }
+    uint32_t args[2] = {x, m};
+    return emit(l, NASC_PRIM_MUL, args, 2, NULL, "dropped");
+}
+
 static nasc_status lower_cell(lower *l, const nasc_cell *c, const uint32_t *inputs, int64_t channels,
                               const char *inst, uint32_t *out) {
     const nasc_module *a = l->arch;
@@ -299,7 +323,10 @@ static nasc_status lower_cell(lower *l, const nasc_cell *c, const uint32_t *inpu
         else if (reduction && on_inputs && (nasc_arch_op_info_get(nd->op)->attrs & NASC_ATTR_STRIDE))
             o.stride = 2;
         snprintf(l->prefix, sizeof l->prefix, "%s.%s", inst, nasc_str(a, nd->name));
-        vals[c->n_inputs + j] = row->fn(l, &o);
+        uint32_t r = row->fn(l, &o);
+        if (l->o.drop_path && r != BAD && !in_list(r, in, n) && nd->op != NASC_OP_ADD && nd->op != NASC_OP_CONCAT)
+            r = drop_path(l, r);
+        vals[c->n_inputs + j] = r;
         if (vals[c->n_inputs + j] == BAD && !l->status) l->status = NASC_EINTERNAL;
     }
     if (!l->status) {
@@ -357,7 +384,57 @@ static uint32_t lower_head(lower *l, uint32_t x, int classes) {
     return emit(l, NASC_PRIM_INNER_PRODUCT, args, 3, NULL, "");
 }
 
+/* NASNet's / DARTS's auxiliary classifier (DARTS AuxiliaryHeadCIFAR):
+ * ReLU, average pooling 5x5 (fewer rows or columns when the map is
+ * smaller) down to 2x2, 1x1 conv to 128 channels, BN, ReLU, a conv over
+ * the whole 2x2 map to 768 channels, BN, ReLU, a linear layer. */
+static uint32_t lower_aux_head(lower *l, uint32_t x, int classes) {
+    if (l->status || x == BAD) return BAD;
+    snprintf(l->group, sizeof l->group, "aux");
+    snprintf(l->prefix, sizeof l->prefix, "aux");
+    l->loc = l->arch->skel.loc;
+    const nasc_type *t = ty(l, x);
+    int64_t h = t->dims[2], w = t->dims[3];
+    nasc_prim_attrs a = nasc_prim_attrs_default();
+    a.kh = h < 5 ? (int)h : 5;
+    a.kw = w < 5 ? (int)w : 5;
+    a.sh = h > a.kh ? (int)(h - a.kh) : 1; /* two windows: at 0 and at h - k */
+    a.sw = w > a.kw ? (int)(w - a.kw) : 1;
+    a.count_include_pad = 0;
+    uint32_t r = relu(l, x, "relu");
+    uint32_t p = emit(l, NASC_PRIM_AVG_POOL, &r, 1, &a, "avgpool");
+    if (p == BAD) return BAD;
+    int oh = (int)ty(l, p)->dims[2], ow = (int)ty(l, p)->dims[3];
+    uint32_t b1 = bn(l, conv(l, p, "conv1", 128, 1, 1, 1, 1, 1, 1), "bn1");
+    uint32_t r1 = relu(l, b1, "relu1");
+    /* a valid (unpadded) conv over the whole map: 1x1 out */
+    if (l->status || r1 == BAD) return BAD;
+    uint32_t wv = param(l, "conv2.w", 4, 768, 128, oh, ow);
+    nasc_prim_attrs ca = nasc_prim_attrs_default();
+    ca.kh = oh;
+    ca.kw = ow;
+    uint32_t cargs[2] = {r1, wv};
+    uint32_t c2 = emit(l, NASC_PRIM_CONV, cargs, 2, &ca, "conv2");
+    uint32_t r2 = relu(l, bn(l, c2, "bn2"), "relu2");
+    uint32_t f = emit(l, NASC_PRIM_FLATTEN, &r2, 1, NULL, "flatten");
+    if (f == BAD) return BAD;
+    uint32_t args[3] = {f, param(l, "fc.w", 2, classes, 768, 0, 0), param(l, "fc.b", 1, classes, 0, 0, 0)};
+    snprintf(l->prefix, sizeof l->prefix, "aux_logits");
+    return emit(l, NASC_PRIM_INNER_PRODUCT, args, 3, NULL, "");
+}
+
+nasc_lower_options nasc_lower_options_default(void) {
+    nasc_lower_options o;
+    memset(&o, 0, sizeof o);
+    return o;
+}
+
 nasc_status nasc_lower(const nasc_module *arch, nasc_module **out_prim) {
+    nasc_lower_options o = nasc_lower_options_default();
+    return nasc_lower_with(arch, &o, out_prim);
+}
+
+nasc_status nasc_lower_with(const nasc_module *arch, const nasc_lower_options *opt, nasc_module **out_prim) {
     nasc_ctx *ctx = arch->ctx;
     *out_prim = NULL;
     nasc_status s = nasc_arch_verify(arch);
@@ -366,9 +443,14 @@ nasc_status nasc_lower(const nasc_module *arch, nasc_module **out_prim) {
     if (sk->kind == NASC_NET_RECURRENT)
         return nasc_error(ctx, NASC_EINTERNAL, arch->source, sk->loc,
                           "recurrent nets are not lowered to the prim dialect yet (nasc check reports their cost from the arch)");
+    if (opt->aux_head && (sk->kind != NASC_NET_CELLS || sk->stages < 2))
+        return nasc_error(ctx, NASC_EINPUT, arch->source, sk->loc,
+                          "an auxiliary head sits after the last reduction cell; this net has %s",
+                          sk->kind != NASC_NET_CELLS ? "no reduction cells (a macro net)" : "a single stage");
     lower l;
     memset(&l, 0, sizeof l);
     l.arch = arch;
+    l.o = *opt;
     l.ctx = ctx;
     l.p = nasc_module_create(ctx, NASC_DIALECT_PRIM, arch->source);
     if (!l.p) return NASC_ENOMEM;
@@ -383,14 +465,14 @@ nasc_status nasc_lower(const nasc_module *arch, nasc_module **out_prim) {
     int64_t stem_c = (int64_t)sk->stem_multiplier * sk->channels;
     uint32_t stem = bn(&l, conv(&l, x, "conv", stem_c, 3, 3, 1, 1, 1, 1), "bn");
 
-    uint32_t body = stem;
+    uint32_t body = stem, aux = BAD;
     char inst[32];
     if (sk->kind == NASC_NET_MACRO) {
         snprintf(inst, sizeof inst, "body");
         snprintf(l.group, sizeof l.group, "body.%s", nasc_str(arch, arch->cells[sk->normal_cell].name));
         if (!l.status) lower_cell(&l, &arch->cells[sk->normal_cell], &stem, sk->channels, inst, &body);
     } else {
-        uint32_t s0 = stem, s1 = stem;
+        uint32_t s0 = stem, s1 = stem, aux_in = BAD;
         int64_t channels = sk->channels;
         int idx = 0;
         for (int stage = 0; stage < sk->stages && !l.status; stage++) {
@@ -407,12 +489,15 @@ nasc_status nasc_lower(const nasc_module *arch, nasc_module **out_prim) {
                 if (!l.status) lower_cell(&l, c, pre, channels, inst, &out);
                 s0 = s1;
                 s1 = out;
+                if (k < 0 && stage == sk->stages - 1) aux_in = out;
             }
         }
         body = s1;
+        if (opt->aux_head) aux = lower_aux_head(&l, aux_in, sk->classes);
     }
     uint32_t logits = l.status ? BAD : lower_head(&l, body, sk->classes);
     if (!l.status && logits != BAD) l.status = nasc_prim_add_output(l.p, logits);
+    if (!l.status && aux != BAD) l.status = nasc_prim_add_output(l.p, aux);
     if (!l.status) l.status = nasc_prim_verify(l.p);
     if (l.status) {
         nasc_module_destroy(l.p);

@@ -428,6 +428,23 @@ nasc_status nasc_module_verify(const nasc_module *m);
  * node that causes them. Recurrent nets are not lowered yet (NASC_EINTERNAL). */
 nasc_status nasc_lower(const nasc_module *arch, nasc_module **out_prim);
 
+/* What training adds to a cell net (cells skeletons only); both off is
+ * nasc_lower's net, and the parameters both nets share have the same
+ * names, so one store serves the training net and the exported one. */
+typedef struct nasc_lower_options {
+    /* After every op of a cell that is not the identity (or a combine), a
+     * multiply by a net input "<cell>.<node>.drop" of shape (N, 1, 1, 1):
+     * the per-image drop-path mask the trainer fills. */
+    bool drop_path;
+    /* A second output "aux_logits": the auxiliary classifier of NASNet and
+     * DARTS on the output of the last reduction cell (params "aux.*"). */
+    bool aux_head;
+} nasc_lower_options;
+#define NASC_DROP_PATH_SUFFIX "drop"
+
+nasc_lower_options nasc_lower_options_default(void);
+nasc_status nasc_lower_with(const nasc_module *arch, const nasc_lower_options *o, nasc_module **out_prim);
+
 /* Canonical hash into *out: block order and the operand order of
  * commutative ops do not change it. A cell past 256 values needs scratch
  * memory (NASC_ENOMEM when the allocator fails); a cell index that is not in
@@ -530,9 +547,9 @@ nasc_status nasc_params_set_meta(nasc_param_store *s, const char *key, const cha
 const char *nasc_params_meta(const nasc_param_store *s, const char *key); /* NULL when unset */
 
 /* Create and initialise every parameter of a prim module that the store
- * does not hold yet: conv and inner-product weights He-normal
- * (std = sqrt(2 / fan_in)), inner-product biases 0, batch-norm scales 1 and
- * shifts 0. Each tensor draws from its own stream seeded by
+ * does not hold yet as PyTorch does by default: conv, inner-product and
+ * matmul weights U(-b, b) with b = 1/sqrt(fan_in), inner-product biases
+ * the same with their weight's fan_in, batch-norm scales 1 and shifts 0. Each tensor draws from its own stream seeded by
  * seed ^ nasc_hash_str(name), so the values do not depend on the order in
  * which parameters are created. Existing tensors must have matching dims. */
 nasc_status nasc_params_init(nasc_param_store *s, const nasc_module *prim, uint64_t seed);

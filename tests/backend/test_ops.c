@@ -48,6 +48,7 @@
  * gap of >= 1e-3 between values), large enough for negligible rounding. */
 #define FD_EPS 1e-4
 #define FD_EPS_NET 1e-5 /* whole nets: many kinks, so a smaller step */
+#define KINK_TOL 1e-3   /* reference gradient vs its finite difference beyond this: a kink in the step */
 #define FD_ALL 600      /* op cases: tensors up to this size are checked whole, */
 #define FD_SAMPLES 300  /* bigger ones at this many random elements */
 
@@ -1834,7 +1835,7 @@ static bool check_model(const model_cfg *cfg, grad_src src) {
     t.in_scale = 1;
     t.mode = src == SRC_REF ? NASC_MODE_TRAIN : cfg->mode;
     t.fuse = cfg->fuse;
-    /* He-normal weights from nasc_params_init; random batch-norm scales,
+    /* weights from nasc_params_init; random batch-norm scales,
      * shifts and biases, so that their gradients are not special; random
      * running statistics */
     randomize_params(&t, true);
@@ -1923,13 +1924,16 @@ static bool check_model(const model_cfg *cfg, grad_src src) {
                 ok = false;
             }
         }
-    } else {
-        double *og = malloc((size_t)t.batch * (size_t)k * sizeof *og);
-        assert_non_null(og);
-        ref_softmax_xent_grad(r.vals[out], t.batch, k, labels, og);
-        const double *ogs[1] = {og};
-        assert_int_equal(ref_backward(m, t.batch, r.vals, ogs, r.rg), 0);
-        free(og);
+    }
+    /* the reference's own gradients: the oracle where a finite difference
+     * straddles a kink (below); for SRC_REF, what is checked */
+    double *og = malloc((size_t)t.batch * (size_t)k * sizeof *og);
+    assert_non_null(og);
+    ref_softmax_xent_grad(r.vals[out], t.batch, k, labels, og);
+    const double *ogs[1] = {og};
+    assert_int_equal(ref_backward(m, t.batch, r.vals, ogs, r.rg), 0);
+    free(og);
+    if (src == SRC_REF) {
         for (uint32_t v = 0; v < m->n_values; v++) {
             if (m->values[v].kind == NASC_VAL_OP) continue;
             int64_t n = ref_numel(m, v, t.batch);
@@ -1952,6 +1956,7 @@ static bool check_model(const model_cfg *cfg, grad_src src) {
     if (n_pick > 10) n_pick = 10;
     pick[n_pick++] = r.in_ids[0];
     double worst = 0;
+    int kinks = 0, checked = 0;
     for (uint32_t i = 0; i < n_pick; i++) {
         uint32_t v = pick[i];
         int64_t n = ref_numel(m, v, t.batch), ns = n < 20 ? n : 20;
@@ -1960,13 +1965,29 @@ static bool check_model(const model_cfg *cfg, grad_src src) {
             int64_t e2 = n <= 20 ? s : (int64_t)nasc_rng_below(&t.rng, (uint64_t)n);
             fd[s] = fd_at(&r, v, e2, FD_EPS_NET, xent_loss_cb, &ud);
             g[s] = got[v][e2];
+            /* A whole net has relu and max-pool kinks: where the central
+             * difference of the double-precision reference disagrees with
+             * the reference's own gradient, a kink lies within the step and
+             * the difference measures nothing; the backend is held to the
+             * reference's gradient there instead (which the ref: cases check
+             * against finite differences at points without kinks). */
+            if (src == SRC_BACKEND && fabs(fd[s] - r.rg[v][e2]) > KINK_TOL * fmax(fabs(r.rg[v][e2]), 1e-6)) {
+                fd[s] = r.rg[v][e2];
+                kinks++;
+            }
+            checked++;
         }
         double mx, e = ref_rel_err_d(g, fd, ns, &mx);
         note(line, sizeof line, nasc_str(m, m->values[v].name), e, mx);
         if (!(e <= worst)) worst = e;
     }
     free(pick);
-    if (!(worst <= (src == SRC_REF ? REF_TOL : BWD_TOL))) ok = false;
+    if (kinks) {
+        size_t off = strlen(line);
+        snprintf(line + off, sizeof line - off, " (%d of %d checked against the reference at a kink)", kinks, checked);
+    }
+    /* kinks are rare: most elements must meet the finite differences */
+    if (!(worst <= (src == SRC_REF ? REF_TOL : BWD_TOL)) || kinks * 4 > checked) ok = false;
 
 done:
     printf("%s%s\n", line, ok ? "" : "  <-- FAIL");

@@ -453,6 +453,46 @@ if run 1 "bench --space unknown" "$NASC_BIN" bench "$M" --seconds 0.05 --batch 8
     if grep -q "images/s" "$TMP/out"; then bad "bench --space nope measured before failing"; else ok; fi
 fi
 
+# ------------------------------------------------------------------ #
+# The final-training recipe: resume, export, eval, errors             #
+# ------------------------------------------------------------------ #
+
+# Every recipe element at once on a tiny DARTS-V2: a run stopped after
+# epoch 1 and resumed matches the uninterrupted run bit for bit (drop-path
+# masks depend on the seed and step, the weight average is in the
+# checkpoint); the finished checkpoint holds the average as its weights,
+# which eval and export read without the training-only tensors.
+D=models/darts-v2.yaml
+REC=(train "$D" --data "$TINY" --set input=1x12x12 --set channels=4 --set cells_per_stage=1 --set stages=2
+     --batch 16 --val-size 32 --seed "$SEED" --threads 1 --label-smoothing 0.1 --grad-clip 2 --aux-weight 0.4
+     --drop-path 0.3 --ema 0.9 --restart-epochs 1 --restart-mult 2 --cutout 4)
+if run 0 "recipe, 2 epochs" "$NASC_BIN" "${REC[@]}" --epochs 2 --out "$TMP/ra"; then
+    cp "$TMP/out" "$TMP/ra.out"
+    if run 0 "recipe, 1 epoch" "$NASC_BIN" "${REC[@]}" --epochs 1 --out "$TMP/rb" &&
+        run 0 "recipe, resumed to 2 epochs" "$NASC_BIN" "${REC[@]}" --epochs 2 --out "$TMP/rb" --resume; then
+        same_metrics "$TMP/ra/metrics.csv" "$TMP/rb/metrics.csv" "recipe metrics.csv resumed against uninterrupted"
+        same "$TMP/ra/checkpoint.nasc" "$TMP/rb/checkpoint.nasc" "recipe checkpoint resumed against uninterrupted"
+        equal "$(test_line "$TMP/out")" "$(test_line "$TMP/ra.out")" "recipe test line resumed against uninterrupted"
+    fi
+    EVAL=(eval "$D" --set input=1x12x12 --set channels=4 --set cells_per_stage=1 --set stages=2 --data "$TINY"
+          --weights "$TMP/ra/checkpoint.nasc" --threads 1)
+    if run 0 "eval a recipe checkpoint" "$NASC_BIN" "${EVAL[@]}"; then
+        equal "$(test_line "$TMP/out")" "$(test_line "$TMP/ra.out")" "eval of a recipe checkpoint against train"
+    fi
+    run 0 "export a recipe checkpoint" "$NASC_BIN" export "$D" --set input=1x12x12 --set channels=4 \
+        --set cells_per_stage=1 --set stages=2 --weights "$TMP/ra/checkpoint.nasc" -o "$TMP/ra.onnx"
+fi
+# --final-recipe fills in what is not given; flags given win
+if run 0 "--final-recipe" "$NASC_BIN" train "$D" --data "$TINY" --set input=1x12x12 --set channels=4 \
+    --set cells_per_stage=1 --set stages=2 --val-size 32 --threads 1 --final-recipe --batch 16 --cutout 4 --epochs 1 \
+    --out "$TMP/fr"; then
+    contains "$TMP/out" "epochs 1 (1 this run)" "--final-recipe summary"
+fi
+# drop-path and the auxiliary head need cells
+if run 1 "--aux-weight on a macro net" "$NASC_BIN" "${TRAIN[@]}" --aux-weight 0.4 --out "$TMP/auxm"; then
+    contains "$TMP/err" "an auxiliary head sits after the last reduction cell" "--aux-weight on a macro net"
+fi
+
 echo "test_train: $passed passed, $failed failed ($((SECONDS - start)) s)"
 if [ "$failed" -eq 0 ]; then echo "$passed checks passed"; fi
 [ "$failed" -eq 0 ]

@@ -323,23 +323,26 @@ static void test_init_values(void **state) {
     assert_int_equal(nasc_params_init(s, m, 1), NASC_OK);
     assert_int_equal(s->n, 6);
 
-    nasc_tensor *g = nasc_params_find(s, "bn.g"), *b = nasc_params_find(s, "bn.b"), *fb = nasc_params_find(s, "fc.b");
+    nasc_tensor *g = nasc_params_find(s, "bn.g"), *b = nasc_params_find(s, "bn.b");
     for (int i = 0; i < 16; i++) assert_true(g->data[i] == 1.0f && b->data[i] == 0.0f);
-    for (int i = 0; i < 512; i++) assert_true(fb->data[i] == 0.0f);
 
-    /* He normal: std = sqrt(2 / fan_in), fan_in = C_in*kh*kw or I. */
+    /* PyTorch's default: U(-b, b), b = 1/sqrt(fan_in), fan_in = C_in*kh*kw
+     * or I; the inner-product bias with its weight's fan_in. Every value lies
+     * inside the bound, and the spread is that of the uniform (b/sqrt(3)). */
     struct {
         const char *name;
         double fan_in;
-    } he[] = {{"big.w", 16 * 9}, {"fc.w", 64}, {"c1.w", 27}};
-    for (int i = 0; i < 3; i++) {
-        nasc_tensor *t = nasc_params_find(s, he[i].name);
+    } u[] = {{"big.w", 16 * 9}, {"fc.w", 64}, {"c1.w", 27}, {"fc.b", 64}};
+    for (int i = 0; i < 4; i++) {
+        nasc_tensor *t = nasc_params_find(s, u[i].name);
         assert_non_null(t);
-        double mean, std, want = sqrt(2.0 / he[i].fan_in);
+        double mean, std, bound = 1.0 / sqrt(u[i].fan_in), want = bound / sqrt(3.0);
+        for (int64_t j = 0; j < t->numel; j++)
+            if (fabs(t->data[j]) > bound) fail_msg("%s[%lld] = %g is outside +-%g", u[i].name, (long long)j, t->data[j], bound);
         moments(t, &mean, &std);
-        double tol = i < 2 ? 0.05 : 0.25; /* c1.w has only 432 values */
-        if (fabs(std / want - 1.0) > tol || fabs(mean) > 0.1 * want)
-            fail_msg("%s: std %.5f mean %.5f, want std %.5f", he[i].name, std, mean, want);
+        double tol = i == 0 || i == 1 ? 0.05 : 0.25; /* c1.w has 432 values, fc.b 512 */
+        if (fabs(std / want - 1.0) > tol || fabs(mean) > 0.1 * bound)
+            fail_msg("%s: std %.5f mean %.5f, want std %.5f", u[i].name, std, mean, want);
     }
 
     /* Same seed, same values; another seed, other values. */

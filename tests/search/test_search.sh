@@ -213,7 +213,7 @@ check "a missing --budget is a usage error (rc $rc)" '[ $rc -eq 2 ] && grep -q "
 check "--help" 'grep -q "journal.jsonl" "$TMP/help"'
 
 # 5. failing children are failed trials with their reason; the search goes on
-"$NASC" search "${ARGS[@]}" --budget 2 --lr 100 --train-subset 384 --out "$TMP/nan" >"$TMP/nan.out" 2>"$TMP/nan.err"
+"$NASC" search "${ARGS[@]}" --budget 2 --lr 100 --batch 2 --train-subset 384 --out "$TMP/nan" >"$TMP/nan.out" 2>"$TMP/nan.err"
 rc=$?
 check "a search whose every child diverges ends with exit 1 (rc $rc)" \
     '[ $rc -eq 1 ] && grep -q "no trial of the search succeeded" "$TMP/nan.err"'

@@ -49,6 +49,8 @@ void nasc_cli_search_help(FILE *out) {
           "  --val-size K         validation images (default 5000)\n"
           "  --time-limit SEC     a child training longer fails (default none)\n"
           "  --final-epochs F     epochs of the final training (default 10)\n"
+          "  --final-recipe       train the best with DARTS's final-training recipe\n"
+          "                       (nasc train --final-recipe, docs/training.md)\n"
           "  --batch B            batch size (default 64)\n"
           "  --lr LR              peak learning rate, SGD-Nesterov (default 0.05)\n"
           "  --seed S             strategy, initialisation, shuffling (default 1)\n"
@@ -135,7 +137,7 @@ typedef struct search_opts {
     const char *space, *strategy, *out, *data;
     long budget, epochs, subset, val, final_epochs, batch, seed, threads, blocks, layers;
     double lr, time_limit;
-    bool resume;
+    bool resume, final_recipe;
     nasc_cli_model mo; /* only the --set overrides */
 } search_opts;
 
@@ -168,6 +170,7 @@ static int parse(int argc, char **argv, search_opts *o) {
          .want = "seconds (a number >= 0)"},
         {NASC_CLI_OPT("--data", NULL, NASC_CLI_STR, &o->data)},
         {NASC_CLI_OPT("--resume", NULL, NASC_CLI_FLAG, &o->resume)},
+        {NASC_CLI_OPT("--final-recipe", NULL, NASC_CLI_FLAG, &o->final_recipe)},
     };
     nasc_cli_args a;
     nasc_cli_args_init(&a, argc, argv, usage);
@@ -374,6 +377,7 @@ static nasc_status final_training(session *s, const search_opts *o, progress_sta
     fo.set_keys = s->keys;
     fo.set_vals = s->vals;
     fo.n_set = (int)o->mo.n_ov;
+    fo.final_recipe = o->final_recipe;
     fo.progress = on_final_step;
     fo.ud = ps;
     return nasc_search_finish(&s->ctx, s->space, s->journal, &fo, fr);

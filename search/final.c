@@ -94,7 +94,7 @@ nasc_status nasc_search_finish(nasc_ctx *ctx, const nasc_space *sp, const nasc_j
     const nasc_trial *best = &j->trials[out->best_index];
     out->best_reward = best->reward;
 
-    nasc_module *arch = NULL, *prim = NULL;
+    nasc_module *arch = NULL, *prim = NULL, *train_prim = NULL; /* train_prim: with the recipe's extras */
     nasc_param_store *store = NULL;
     nasc_buf b;
     nasc_buf_init(&b, ctx);
@@ -172,17 +172,29 @@ nasc_status nasc_search_finish(nasc_ctx *ctx, const nasc_space *sp, const nasc_j
     }
     if (!st) {
         nasc_train_options to = nasc_train_options_default();
-        to.epochs = o->epochs;
         to.batch = o->batch;
         to.lr = o->lr;
         to.warmup_epochs = o->epochs > 1 ? 1 : 0;
+        if (o->final_recipe) {
+            nasc_train_final_recipe(&to);
+            int side = o->train->h < o->train->w ? o->train->h : o->train->w;
+            if (to.cutout > side) to.cutout = side;
+            if (to.crop_pad > side) to.crop_pad = side;
+            nasc_lower_options lo = nasc_lower_options_default();
+            lo.drop_path = to.drop_path > 0;
+            lo.aux_head = to.aux_weight > 0 && arch->skel.kind == NASC_NET_CELLS && arch->skel.stages > 1;
+            if (!lo.aux_head) to.aux_weight = 0; /* a macro net has no reduction cell to attach it to */
+            st = nasc_lower_with(arch, &lo, &train_prim);
+            to.eval_prim = prim;
+        }
+        to.epochs = o->epochs;
         to.seed = o->seed;
         to.threads = o->threads;
         to.val_size = o->val_size;
         to.progress = o->progress;
         to.ud = o->ud;
         nasc_train_result tr;
-        st = nasc_train(ctx, prim, store, o->train, &to, &tr);
+        if (!st) st = nasc_train(ctx, train_prim ? train_prim : prim, store, o->train, &to, &tr);
         if (!st) st = nasc_params_save(store, path);
         if (!st && o->val_size > 0)
             st = nasc_evaluate(ctx, prim, store, o->train, o->train->n - o->val_size, o->train->n, o->batch, o->threads,
@@ -215,6 +227,7 @@ nasc_status nasc_search_finish(nasc_ctx *ctx, const nasc_space *sp, const nasc_j
     }
     nasc_buf_free(&b);
     nasc_params_destroy(store);
+    nasc_module_destroy(train_prim);
     nasc_module_destroy(prim);
     nasc_module_destroy(arch);
     return st;

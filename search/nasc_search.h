@@ -352,6 +352,10 @@ typedef struct nasc_search_final_options {
     const char *const *set_keys;
     const char *const *set_vals;
     int n_set;
+    /* Train with nasc_train_final_recipe (DARTS's final training: its batch,
+     * learning rate, augmentation, auxiliary head, drop-path, clipping)
+     * instead of batch and lr; cutout at most the image side. */
+    bool final_recipe;
     nasc_train_cb progress; /* per step and epoch of the final training; may be NULL */
     void *ud;
 } nasc_search_final_options;

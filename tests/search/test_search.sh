@@ -223,5 +223,16 @@ check "diverged children are journalled as failed, with the reason" \
 check "children over the time limit are failed trials" \
     '[ "$(grep -c "\"status\":\"failed\".*time limit" "$TMP/slow/journal.jsonl")" -eq 2 ]'
 
+# 6. --final-recipe trains the best with the final-training recipe: a cell
+# net gets its auxiliary head (its weights are in best.nasc), the export
+# does not, and the summary is there as always
+"$NASC" search --data "$DATA" --space enas-micro --strategy random --budget 1 --epochs-per-trial 1 \
+    --train-subset 128 --val-size 128 --batch 32 --final-epochs 1 --threads 1 --seed 3 --set channels=4 \
+    --set cells_per_stage=1 --final-recipe --out "$TMP/recipe" >"$TMP/recipe.out" 2>"$TMP/recipe.err"
+rc=$?
+check "a search with --final-recipe succeeds (rc $rc)" '[ $rc -eq 0 ] && grep -q "^final training (1 epoch)" "$TMP/recipe.out"'
+check "--final-recipe trains an auxiliary head" 'grep -aq "aux.fc.w" "$TMP/recipe/best.nasc"'
+check "the exported best net has no auxiliary head" '! grep -aq "aux_logits" "$TMP/recipe/best.onnx"'
+
 echo "test_search: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -407,6 +407,14 @@ int nasc_cli_train(int argc, char **argv) {
     nasc_cli_job j;
     rc = nasc_cli_job_open(&j, &ta.mo, NASC_CLI_NO_WEIGHTS, NULL);
     if (rc) return rc;
+    /* the training net: the model plus drop-path masks and an auxiliary
+     * head when asked (checked before anything is written or loaded) */
+    nasc_module *train_prim = NULL;
+    if (training_net(&j.ctx, &j.net, &ta.to, &train_prim) != NASC_OK) {
+        rc = nasc_cli_fail(&j.ctx);
+        nasc_cli_job_close(&j);
+        return rc;
+    }
 
     char outbuf[4096], ckpt[4200];
     rc = make_out_dir(&j.ctx, &ta, outbuf, sizeof outbuf);
@@ -430,18 +438,13 @@ int nasc_cli_train(int argc, char **argv) {
         r.store = j.weights;
         r.tty = isatty(2);
         nasc_train_result res;
-        /* the training net: the model plus drop-path masks and an auxiliary head when asked */
-        nasc_module *train_prim = NULL;
-        nasc_status st = training_net(&j.ctx, &j.net, &ta.to, &train_prim);
-        if (!st) {
-            ta.to.eval_prim = j.net.prim;
-            st = train_loop(&r, train_prim ? train_prim : j.net.prim, &train, &ta.to, &res);
-        }
-        nasc_module_destroy(train_prim);
+        ta.to.eval_prim = j.net.prim;
+        nasc_status st = train_loop(&r, train_prim ? train_prim : j.net.prim, &train, &ta.to, &res);
         if (!st) st = report(&r, ta.mo.path, j.net.prim, &train, &test, &ta.to, &res);
         run_free(&r);
         if (st) rc = nasc_cli_fail(&j.ctx);
     }
+    nasc_module_destroy(train_prim);
     nasc_dataset_free(&j.ctx, &train);
     nasc_dataset_free(&j.ctx, &test);
     nasc_cli_job_close(&j);

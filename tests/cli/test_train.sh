@@ -492,6 +492,11 @@ fi
 if run 1 "--aux-weight on a macro net" "$NASC_BIN" "${TRAIN[@]}" --aux-weight 0.4 --out "$TMP/auxm"; then
     contains "$TMP/err" "an auxiliary head sits after the last reduction cell" "--aux-weight on a macro net"
 fi
+if [ -f "$TMP/ra.onnx" ] &&
+    run 1 "--drop-path on an ONNX model" "$NASC_BIN" train "$TMP/ra.onnx" --data "$TINY" --drop-path 0.2 --out "$TMP/dpo"; then
+    contains "$TMP/err" "need a cell model" "--drop-path on an ONNX model"
+    [ ! -e "$TMP/dpo" ] && ok || bad "--drop-path on an ONNX model created its --out directory"
+fi
 
 echo "test_train: $passed passed, $failed failed ($((SECONDS - start)) s)"
 if [ "$failed" -eq 0 ]; then echo "$passed checks passed"; fi

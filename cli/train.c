@@ -227,13 +227,13 @@ static int parse_args(int argc, char **argv, train_args *ta) {
     nasc_cli_args_init(&a, argc, argv, usage);
     int rc = nasc_cli_parse(&a, NASC_CLI_TABLE(opts), &ta->mo, NASC_CLI_ONE_MODEL, nasc_cli_train_help);
     if (rc != NASC_CLI_GO) return rc;
+    if (final) nasc_train_final_recipe(to); /* then the flags given override it */
     if (strcmp(optim, "adam") == 0) {
         to->optim = nasc_optim_options_default(NASC_OPTIM_ADAM);
         to->lr = 1e-3f;
     } else if (strcmp(optim, "sgd") != 0) {
         return nasc_cli_usage_error(&a, "--optim must be sgd or adam, got '%s'", optim);
     }
-    if (final) nasc_train_final_recipe(to); /* then the flags given override it */
     if (batch >= 0) to->batch = (int)batch;
     if (warmup >= 0) to->warmup_epochs = (int)warmup;
     if (crop >= 0) to->crop_pad = (int)crop;

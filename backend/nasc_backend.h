@@ -87,6 +87,10 @@ typedef struct nasc_net_options {
     nasc_net_parallel parallel; /* default NASC_NET_PARALLEL_AUTO; one thread means the calling
                           * thread runs each pass alone (its OpenMP count is 1 during the
                           * pass and restored after; the process's count is unchanged) */
+    bool bn_batch_stats; /* inference: batch norms normalise with the batch's own mean and
+                          * variance (not folded into convolutions; the running statistics
+                          * are neither read nor written), as ENAS scores its shared-weight
+                          * children; default off */
     bool onednn_dw;      /* depthwise convolutions' backward-weights always by oneDNN's primitive,
                           * never nasc's own kernel (which replaces oneDNN's slow fallbacks:
                           * kernels other than 3x3, plain layout); for comparisons and

@@ -485,7 +485,7 @@ static nasc_status plan_fusion(nasc_net *net) {
     for (uint32_t p = 0; p < m->n_prims && net->opt.mode == NASC_MODE_INFER; p++) {
         if (m->prims[p].op != NASC_PRIM_CONV) continue;
         uint32_t last = m->prims[p].result;
-        if (uses[last] == 1 && m->prims[user[last]].op == NASC_PRIM_BATCH_NORM &&
+        if (!net->opt.bn_batch_stats && uses[last] == 1 && m->prims[user[last]].op == NASC_PRIM_BATCH_NORM &&
             m->args[m->prims[user[last]].first_arg] == last) {
             int q = user[last];
             net->ps[p].fold_bn = q;

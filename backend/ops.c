@@ -450,7 +450,7 @@ static int store_vec(nasc_net *net, const nasc_prim *p, const char *suffix, int6
 
 static unsigned bn_flags(nasc_net *net, uint32_t pi) {
     unsigned f = dnnl_use_scale | dnnl_use_shift;
-    if (net->opt.mode != NASC_MODE_TRAIN) f |= dnnl_use_global_stats;
+    if (net->opt.mode != NASC_MODE_TRAIN && !net->opt.bn_batch_stats) f |= dnnl_use_global_stats;
     if (net->ps[pi].bn_relu >= 0) f |= dnnl_fuse_norm_relu;
     return f;
 }
@@ -501,6 +501,10 @@ static nasc_status bn_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         net->ps[pi].t[3] = sc;
         net->ps[pi].t[4] = sf;
     } else {
+        if (net->opt.bn_batch_stats) { /* the batch's statistics, written to scratch, not to the running ones */
+            rm = nb_tensor_new(net, &vmd);
+            rv = nb_tensor_new(net, &vmd);
+        }
         nb_arg a[6] = {{DNNL_ARG_SRC, xs},  {DNNL_ARG_DST, y},     {DNNL_ARG_SCALE, sc},
                        {DNNL_ARG_SHIFT, sf}, {DNNL_ARG_MEAN, rm}, {DNNL_ARG_VARIANCE, rv}};
         nb_step_prim(net, pd, relu >= 0 ? "bnorm+relu fwd" : "bnorm fwd", 0, 6, a);

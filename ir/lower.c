@@ -288,6 +288,32 @@ static uint32_t drop_path(lower *l, uint32_t x) {
     return emit(l, NASC_PRIM_MUL, args, 2, NULL, "dropped");
 }
 
+/* The name prefix of a cell node's values: "<cell>.<node>", and with
+ * shared names also its op and the cell values it reads. */
+static void set_node_prefix(lower *l, const nasc_cell *c, const nasc_node *nd, const char *inst) {
+    const nasc_module *a = l->arch;
+    int n = snprintf(l->prefix, sizeof l->prefix, "%s.%s", inst, nasc_str(a, nd->name));
+    if (!l->o.shared || nd->op == NASC_OP_ADD || nd->op == NASC_OP_CONCAT) return;
+    n += snprintf(l->prefix + n, sizeof l->prefix - (size_t)n, ".%s", nasc_arch_op_info_get(nd->op)->name);
+    for (uint32_t k = 0; k < nd->n_args && (size_t)n < sizeof l->prefix; k++)
+        n += snprintf(l->prefix + n, sizeof l->prefix - (size_t)n, ".%s",
+                      nasc_cell_value_name(a, c, a->args[nd->first_arg + k]));
+}
+
+/* ENAS's shared cell output: ReLU and a 1x1 convolution per output value,
+ * summed, batch norm (nasc_lower_options.shared). */
+static uint32_t shared_cell_out(lower *l, const nasc_cell *c, const char *inst, const uint32_t *outs,
+                                const uint32_t *ov, uint32_t n, int64_t channels) {
+    uint32_t proj[64];
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(l->prefix, sizeof l->prefix, "%s.out.%s", inst, nasc_cell_value_name(l->arch, c, outs[i]));
+        proj[i] = conv(l, relu(l, ov[i], "relu"), "conv", channels, 1, 1, 1, 1, 1, 1);
+    }
+    snprintf(l->prefix, sizeof l->prefix, "%s.out", inst);
+    uint32_t sum = n == 1 ? proj[0] : emit(l, NASC_PRIM_ADD, proj, n, NULL, "sum");
+    return bn(l, sum, "bn");
+}
+
 static nasc_status lower_cell(lower *l, const nasc_cell *c, const uint32_t *inputs, int64_t channels,
                               const char *inst, uint32_t *out) {
     const nasc_module *a = l->arch;
@@ -322,7 +348,7 @@ static nasc_status lower_cell(lower *l, const nasc_cell *c, const uint32_t *inpu
             o.stride = nd->attrs.stride;
         else if (reduction && on_inputs && (nasc_arch_op_info_get(nd->op)->attrs & NASC_ATTR_STRIDE))
             o.stride = 2;
-        snprintf(l->prefix, sizeof l->prefix, "%s.%s", inst, nasc_str(a, nd->name));
+        set_node_prefix(l, c, nd, inst);
         uint32_t r = row->fn(l, &o);
         if (l->o.drop_path && r != BAD && !in_list(r, in, n) && nd->op != NASC_OP_ADD && nd->op != NASC_OP_CONCAT)
             r = drop_path(l, r);
@@ -340,7 +366,9 @@ static nasc_status lower_cell(lower *l, const nasc_cell *c, const uint32_t *inpu
         } else {
             uint32_t ov[64];
             for (uint32_t i = 0; i < n; i++) ov[i] = vals[outs[i]];
-            if (n == 1)
+            if (l->o.shared)
+                *out = shared_cell_out(l, c, inst, outs, ov, n, channels);
+            else if (n == 1)
                 *out = ov[0];
             else if (c->out_rule == NASC_OUT_CONCAT)
                 *out = emit(l, NASC_PRIM_CONCAT, ov, n, NULL, "out");

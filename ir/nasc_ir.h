@@ -439,6 +439,21 @@ typedef struct nasc_lower_options {
     /* A second output "aux_logits": the auxiliary classifier of NASNet and
      * DARTS on the output of the last reduction cell (params "aux.*"). */
     bool aux_head;
+    /* The child of a one-shot supernet (ENAS), whose parameters live in one
+     * store shared by every child of the space:
+     *  - a cell node's values are named "<cell>.<node>.<op>.<input>..." (the
+     *    op and the cell values it reads), so each (cell position, node, op,
+     *    input) has tensors of its own, and two ops never share a tensor
+     *    because their shapes happen to agree;
+     *  - a cell ends as ENAS's shared cells do: each output (a loose end)
+     *    goes through ReLU and a 1x1 convolution of its own
+     *    ("<cell>.out.<node>.w"), the results are summed and batch-normalised
+     *    ("<cell>.out.bn"): the 1x1 convolution of the concatenated loose
+     *    ends, sliced by the node it reads. Every cell then outputs its
+     *    channel count whatever the child, so the tensors after it keep one
+     *    shape.
+     * Off: nasc_lower's names and cell outputs. */
+    bool shared;
 } nasc_lower_options;
 #define NASC_DROP_PATH_SUFFIX "drop"
 

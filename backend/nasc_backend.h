@@ -45,6 +45,21 @@
 
 typedef struct nasc_net nasc_net;
 
+/* Activation memory for nets compiled and run one after another (a
+ * one-shot search compiles a child per step): a net compiled with
+ * opt.arena plans its activations into it, growing it when it is too
+ * small, instead of allocating (and the kernel faulting in) an arena of
+ * its own each time. The nets must not run at the same time, and a net's
+ * values are gone once another net of the same arena ran. Zero-initialise
+ * with the allocating context: nasc_net_arena a = {&ctx, NULL, 0}; free
+ * with nasc_net_arena_free after the last net is destroyed. */
+typedef struct nasc_net_arena {
+    nasc_ctx *ctx;
+    char *raw;
+    size_t bytes;
+} nasc_net_arena;
+void nasc_net_arena_free(nasc_net_arena *a);
+
 typedef enum nasc_net_mode {
     NASC_MODE_TRAIN, /* batch statistics, backward pass, gradients */
     NASC_MODE_INFER, /* running statistics, forward only */
@@ -87,6 +102,7 @@ typedef struct nasc_net_options {
     nasc_net_parallel parallel; /* default NASC_NET_PARALLEL_AUTO; one thread means the calling
                           * thread runs each pass alone (its OpenMP count is 1 during the
                           * pass and restored after; the process's count is unchanged) */
+    nasc_net_arena *arena; /* activations in this caller-owned memory; NULL: the net's own */
     bool bn_batch_stats; /* inference: batch norms normalise with the batch's own mean and
                           * variance (not folded into convolutions; the running statistics
                           * are neither read nor written), as ENAS scores its shared-weight
@@ -145,6 +161,8 @@ typedef struct nasc_net_stats {
     int64_t unplanned_bytes; /* the same buffers each in its own allocation */
     int n_forward, n_backward; /* primitives executed per step */
     int n_reorders;          /* layout conversions per training step */
+    int n_created;           /* primitives the compile created, not taken from oneDNN's cache
+                              * (-1: this oneDNN cannot tell) */
     int64_t flops_forward;   /* convolution and inner-product FLOPs of one forward pass */
     int64_t flops_backward;  /* the same for the backward pass (data and weights) */
 } nasc_net_stats;
@@ -171,6 +189,12 @@ void nasc_net_profile_reset(nasc_net *net);
 nasc_status nasc_backend_set_threads(nasc_ctx *ctx, int threads);
 /* The threads nets run now (OpenMP's count for the calling thread). */
 int nasc_backend_threads(void);
+
+/* Keep at least n compiled primitives in oneDNN's process-wide cache (its
+ * default holds 1024), so that nets of a one-shot supernet, whose children
+ * together use more shapes than one net, compile from the cache once their
+ * shapes were seen. Never lowers the capacity. */
+void nasc_backend_reserve_primitives(int n);
 
 /* ------------------------------------------------------------------ */
 /* Optimizers                                                          */

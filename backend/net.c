@@ -14,6 +14,7 @@
  *                    steps that touch it; greedy first-fit by size
  *   bind_memory      oneDNN memory objects over the arena
  */
+#include <dlfcn.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,10 +133,30 @@ static int add_step(nasc_net *net, const char *what, int n, const nb_arg *args) 
     return net->n_steps++;
 }
 
+/* Whether oneDNN's cache holds pd's primitive already: its own query,
+ * which the library exports (without declaring it in a public header) for
+ * its tests; NULL when this build of oneDNN has none. */
+typedef bool (*pd_in_cache_fn)(const_dnnl_primitive_desc_t);
+static pd_in_cache_fn pd_in_cache(void) {
+    static pd_in_cache_fn fn;
+    static bool looked;
+    if (!looked) {
+        void *sym = dlsym(RTLD_DEFAULT, "_ZN4dnnl4impl14is_pd_in_cacheEPK19dnnl_primitive_desc");
+        memcpy(&fn, &sym, sizeof fn);
+        looked = true;
+    }
+    return fn;
+}
+
 int nb_step_prim(nasc_net *net, dnnl_primitive_desc_t pd, const char *what, int64_t flops, int n,
                  const nb_arg *args) {
     int i = add_step(net, what, n, args);
     if (i < 0) return -1;
+    pd_in_cache_fn cached = pd_in_cache();
+    if (!cached)
+        net->n_created = -1;
+    else if (net->n_created >= 0 && !cached(pd))
+        net->n_created++;
     if (NB_TRY(net, dnnl_primitive_create(&net->steps[i].prim, pd))) {
         net->steps[i].prim = NULL;
         net->n_steps--;
@@ -759,11 +780,18 @@ static nasc_status plan_memory(nasc_net *net) {
     net->arena_bytes = total;
     if (total) {
         /* 64-byte aligned by hand: the allocator promises no more than malloc */
-        net->arena_raw = nasc_alloc(net->ctx, total + 63);
-        if (!net->arena_raw)
+        nasc_net_arena *shared = net->opt.arena;
+        if (shared && shared->bytes < total + 63) {
+            nasc_free(shared->ctx, shared->raw);
+            shared->bytes = 0;
+            shared->raw = nasc_alloc(shared->ctx, total + 63);
+            if (shared->raw) shared->bytes = total + 63;
+        }
+        char *raw = shared ? shared->raw : (net->arena_raw = nasc_alloc(net->ctx, total + 63));
+        if (!raw)
             return nasc_error(net->ctx, NASC_ENOMEM, NULL, NASC_NOLOC,
                               "out of memory: the net needs %zu bytes of activations", total);
-        net->arena = net->arena_raw + (64 - (uintptr_t)net->arena_raw % 64) % 64;
+        net->arena = raw + (64 - (uintptr_t)raw % 64) % 64;
         /* Not zeroed: every planned buffer is written by a step before a step
          * reads it, and zeroing hundreds of megabytes page by page was most
          * of a compile. Builds with assertions (Debug, the sanitizer suite)
@@ -1131,6 +1159,7 @@ void nasc_net_get_stats(const nasc_net *net, nasc_net_stats *out) {
     out->n_forward = net->n_fwd;
     out->n_backward = net->n_steps - net->n_fwd;
     out->n_reorders = net->n_reorders;
+    out->n_created = net->n_created;
     out->flops_forward = out->flops_backward = 0;
     for (int s = 0; s < net->n_steps; s++) {
         if (s < net->n_fwd)
@@ -1217,4 +1246,16 @@ void nasc_net_profile_print(const nasc_net *net, FILE *out) {
         count[best] = 0;
     }
     fprintf(out, "%-28s %6d %10.3f\n", "total", net->n_steps, 1e3 * total / (double)calls);
+}
+
+void nasc_backend_reserve_primitives(int n) {
+    int cap = 0;
+    if (dnnl_get_primitive_cache_capacity(&cap) == dnnl_success && cap < n) dnnl_set_primitive_cache_capacity(n);
+}
+
+void nasc_net_arena_free(nasc_net_arena *a) {
+    if (!a) return;
+    nasc_free(a->ctx, a->raw);
+    a->raw = NULL;
+    a->bytes = 0;
 }

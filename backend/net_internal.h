@@ -104,6 +104,7 @@ struct nasc_net {
     char *arena_raw; /* from the context's allocator */
     size_t arena_bytes, unplanned_bytes;
     int n_reorders;
+    int n_created;   /* primitives not found in oneDNN's cache when compiled; -1 unknown */
     bool profile;
     bool emit_prep;  /* steps added now are weight preparation (inference) */
     bool serial;     /* passes run on the calling thread alone (opt.parallel) */

@@ -92,7 +92,7 @@ typedef struct nasc_cli_opt {
 /* An option table and its length, for nasc_cli_parse. */
 #define NASC_CLI_TABLE(opts) (opts), (sizeof(opts) / sizeof((opts)[0]))
 
-#define NASC_CLI_MAX_OPTS 32 /* rows of one table at most */
+#define NASC_CLI_MAX_OPTS 48 /* rows of one table at most */
 /* nasc_cli_parse: go on with the verb (any other value is its exit code) */
 enum { NASC_CLI_GO = -1 };
 

@@ -44,8 +44,8 @@ void nasc_cli_search_help(FILE *out) {
     fputs("  --strategy NAME      the strategy (below)\n"
           "  --budget N           trials in all\n"
           "  --epochs-per-trial E epochs per child (default 1)\n"
-          "  --train-subset K     train children on the first K images (default 10000;\n"
-          "                       0 all of the training split)\n"
+          "  --train-subset K     train children on the first K images (default 10000,\n"
+          "                       enas 0; 0 all of the training split)\n"
           "  --val-size K         validation images (default 5000)\n"
           "  --time-limit SEC     a child training longer fails (default none)\n"
           "  --final-epochs F     epochs of the final training (default 10)\n"
@@ -61,6 +61,25 @@ void nasc_cli_search_help(FILE *out) {
           "  --set KEY=VALUE      skeleton override for every child (repeatable):\n"
           "                       channels, cells_per_stage, stages, ...\n"
           "  -h, --help           this help\n"
+          "\nENAS (--strategy enas --space enas-micro; docs/oneshot.md): one store of\n"
+          "shared weights is trained on a freshly sampled child per minibatch, the\n"
+          "controller on children's accuracy on a validation batch; then --budget\n"
+          "candidates (default 100) are sampled, each scored on a validation batch\n"
+          "with the shared weights, and the best is trained from scratch. Its\n"
+          "state (RUN/oneshot.nasc) is saved after every epoch. Defaults are the\n"
+          "ENAS code's (melodyguan/enas) unless docs/oneshot.md says otherwise:\n"
+          "  --search-epochs E    shared-weight epochs (default 10; ENAS 150 on a GPU)\n"
+          "  --lr LR --lr-min LR  cosine with restarts per epoch (0.05, 0.0005)\n"
+          "  --lr-t0 T --lr-tmul M  restart periods: T, T*M, ... epochs (10, 2)\n"
+          "  --weight-decay W     (1e-4)   --grad-clip N (5)   --aux-weight A (0.4)\n"
+          "  --lstm-size H        controller LSTM units (64)\n"
+          "  --ctl-lr LR          controller Adam learning rate (0.0035)\n"
+          "  --tanh-constant C    (1.10)   --op-tanh-reduce R (2.5)\n"
+          "  --temperature T      (0: none)\n"
+          "  --entropy-weight W   entropy bonus in the reward (1e-4)\n"
+          "  --baseline-decay D   (0.99)\n"
+          "  --ctl-steps N        controller updates per epoch (30)\n"
+          "  --ctl-aggregate K    children per update (10)\n"
           "\nSearch spaces (`nasc space S` shows one; docs/search-spaces.md):\n",
           out);
     nasc_cli_registry_help(nasc_cli_spaces, out, 15);
@@ -138,6 +157,11 @@ typedef struct search_opts {
     long budget, epochs, subset, val, final_epochs, batch, seed, threads, blocks, layers;
     double lr, time_limit;
     bool resume, final_recipe;
+    bool oneshot; /* --strategy is one-shot (enas) */
+    /* enas */
+    long search_epochs, lr_t0, lr_tmul, lstm_size, ctl_steps, ctl_aggregate;
+    double lr_min, weight_decay, grad_clip, aux_weight, ctl_lr, tanh_constant, op_tanh_reduce, temperature,
+        entropy_weight, baseline_decay;
     nasc_cli_model mo; /* only the --set overrides */
 } search_opts;
 
@@ -145,16 +169,33 @@ static int parse(int argc, char **argv, search_opts *o) {
     memset(o, 0, sizeof *o);
     o->data = "fashion-mnist";
     o->epochs = 1;
-    o->subset = 10000;
+    o->subset = -1; /* per-child: 10000; enas: all */
     o->val = 5000;
     o->final_epochs = 10;
     o->batch = 64;
     o->seed = NASC_DEFAULT_SEED;
     o->lr = 0.05;
+    nasc_enas_options eo = nasc_enas_options_default();
+    o->search_epochs = eo.epochs;
+    o->lr_min = eo.lr_min;
+    o->lr_t0 = eo.lr_t0;
+    o->lr_tmul = eo.lr_tmul;
+    o->weight_decay = eo.weight_decay;
+    o->grad_clip = eo.grad_clip;
+    o->aux_weight = eo.aux_weight;
+    o->lstm_size = eo.lstm_size;
+    o->ctl_lr = eo.ctl_lr;
+    o->tanh_constant = eo.tanh_constant;
+    o->op_tanh_reduce = eo.op_tanh_reduce;
+    o->temperature = eo.temperature;
+    o->entropy_weight = eo.entropy_weight;
+    o->baseline_decay = eo.baseline_decay;
+    o->ctl_steps = eo.ctl_steps;
+    o->ctl_aggregate = eo.ctl_aggregate;
     const nasc_cli_opt opts[] = {
         {NASC_CLI_OPT("--space", NULL, NASC_CLI_STR, &o->space), .missing = "missing --space"},
         {NASC_CLI_OPT("--strategy", NULL, NASC_CLI_STR, &o->strategy), .missing = "missing --strategy"},
-        {NASC_CLI_OPT("--budget", NULL, NASC_CLI_INT, &o->budget), .lo = 1, .hi = 1000000, .missing = "missing --budget"},
+        {NASC_CLI_OPT("--budget", NULL, NASC_CLI_INT, &o->budget), .lo = 1, .hi = 1000000},
         {NASC_CLI_OPT("--out", "-o", NASC_CLI_STR, &o->out), .missing = "missing --out RUN (the run directory)"},
         {NASC_CLI_OPT("--epochs-per-trial", NULL, NASC_CLI_INT, &o->epochs), .lo = 1, .hi = 10000},
         {NASC_CLI_OPT("--train-subset", NULL, NASC_CLI_INT, &o->subset), .lo = 0, .hi = 1L << 40},
@@ -171,10 +212,65 @@ static int parse(int argc, char **argv, search_opts *o) {
         {NASC_CLI_OPT("--data", NULL, NASC_CLI_STR, &o->data)},
         {NASC_CLI_OPT("--resume", NULL, NASC_CLI_FLAG, &o->resume)},
         {NASC_CLI_OPT("--final-recipe", NULL, NASC_CLI_FLAG, &o->final_recipe)},
+        {NASC_CLI_OPT("--search-epochs", NULL, NASC_CLI_INT, &o->search_epochs), .lo = 1, .hi = 100000},
+        {NASC_CLI_OPT("--lr-min", NULL, NASC_CLI_FLOAT, &o->lr_min), .lo = 0, .hi = 100},
+        {NASC_CLI_OPT("--lr-t0", NULL, NASC_CLI_INT, &o->lr_t0), .lo = 1, .hi = 100000},
+        {NASC_CLI_OPT("--lr-tmul", NULL, NASC_CLI_INT, &o->lr_tmul), .lo = 1, .hi = 100},
+        {NASC_CLI_OPT("--weight-decay", NULL, NASC_CLI_FLOAT, &o->weight_decay), .lo = 0, .hi = 1},
+        {NASC_CLI_OPT("--grad-clip", NULL, NASC_CLI_FLOAT, &o->grad_clip), .lo = 0, .hi = 1e9},
+        {NASC_CLI_OPT("--aux-weight", NULL, NASC_CLI_FLOAT, &o->aux_weight), .lo = 0, .hi = 100},
+        {NASC_CLI_OPT("--lstm-size", NULL, NASC_CLI_INT, &o->lstm_size), .lo = 1, .hi = 4096},
+        {NASC_CLI_OPT("--ctl-lr", NULL, NASC_CLI_FLOAT, &o->ctl_lr), .lo = 1e-9, .hi = 10},
+        {NASC_CLI_OPT("--tanh-constant", NULL, NASC_CLI_FLOAT, &o->tanh_constant), .lo = 0, .hi = 100},
+        {NASC_CLI_OPT("--op-tanh-reduce", NULL, NASC_CLI_FLOAT, &o->op_tanh_reduce), .lo = 1e-6, .hi = 100},
+        {NASC_CLI_OPT("--temperature", NULL, NASC_CLI_FLOAT, &o->temperature), .lo = 0, .hi = 100},
+        {NASC_CLI_OPT("--entropy-weight", NULL, NASC_CLI_FLOAT, &o->entropy_weight), .lo = 0, .hi = 100},
+        {NASC_CLI_OPT("--baseline-decay", NULL, NASC_CLI_FLOAT, &o->baseline_decay), .lo = 0, .hi = 0.999999},
+        {NASC_CLI_OPT("--ctl-steps", NULL, NASC_CLI_INT, &o->ctl_steps), .lo = 0, .hi = 100000},
+        {NASC_CLI_OPT("--ctl-aggregate", NULL, NASC_CLI_INT, &o->ctl_aggregate), .lo = 1, .hi = 100000},
     };
     nasc_cli_args a;
     nasc_cli_args_init(&a, argc, argv, usage);
-    return nasc_cli_parse(&a, NASC_CLI_TABLE(opts), &o->mo, NASC_CLI_NO_MODEL, nasc_cli_search_help);
+    int rc = nasc_cli_parse(&a, NASC_CLI_TABLE(opts), &o->mo, NASC_CLI_NO_MODEL, nasc_cli_search_help);
+    if (rc != NASC_CLI_GO) return rc;
+    o->oneshot = nasc_strategy_is_oneshot(o->strategy);
+    if (o->oneshot && !o->budget) o->budget = nasc_enas_options_default().candidates;
+    if (o->subset < 0) o->subset = o->oneshot ? 0 : 10000;
+    if (!o->budget) {
+        fprintf(stderr, "nasc search: missing --budget\n");
+        usage(stderr);
+        return NASC_EXIT_USAGE;
+    }
+    return NASC_CLI_GO;
+}
+
+/* The ENAS options of the command line. */
+static nasc_enas_options enas_options(const search_opts *o) {
+    nasc_enas_options e = nasc_enas_options_default();
+    e.epochs = (int)o->search_epochs;
+    e.batch = (int)o->batch;
+    e.lr_max = (float)o->lr;
+    e.lr_min = (float)o->lr_min;
+    e.lr_t0 = (int)o->lr_t0;
+    e.lr_tmul = (int)o->lr_tmul;
+    e.weight_decay = (float)o->weight_decay;
+    e.grad_clip = (float)o->grad_clip;
+    e.aux_weight = (float)o->aux_weight;
+    e.val_size = o->val;
+    e.train_subset = o->subset;
+    e.lstm_size = (int)o->lstm_size;
+    e.ctl_lr = (float)o->ctl_lr;
+    e.tanh_constant = (float)o->tanh_constant;
+    e.op_tanh_reduce = (float)o->op_tanh_reduce;
+    e.temperature = (float)o->temperature;
+    e.entropy_weight = (float)o->entropy_weight;
+    e.baseline_decay = (float)o->baseline_decay;
+    e.ctl_steps = (int)o->ctl_steps;
+    e.ctl_aggregate = (int)o->ctl_aggregate;
+    e.candidates = (int)o->budget;
+    e.seed = (uint64_t)o->seed;
+    e.threads = (int)o->threads;
+    return e;
 }
 
 /* Everything the run needs, released in one place. */
@@ -231,6 +327,14 @@ static nasc_status open_space_and_strategy(session *s, const search_opts *o) {
     nasc_module_destroy(m);
     nasc_free(ctx, d);
     if (st) return st;
+    if (o->oneshot) { /* its own loop: no per-trial strategy object */
+        for (int i = 0; nasc_enas_spaces[i]; i++)
+            if (strcmp(o->space, nasc_enas_spaces[i]) == 0) return NASC_OK;
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "--strategy %s shares weights over the enas-micro space only, not '%s' (enas-macro is not "
+                          "supported yet)",
+                          o->strategy, o->space);
+    }
     nasc_strategy_options sto = nasc_strategy_options_default();
     sto.seed = (uint64_t)o->seed;
     return nasc_strategy_create(ctx, o->strategy, nasc_space_decisions(s->space), nasc_space_count(s->space), &sto,
@@ -256,6 +360,26 @@ static nasc_status check_config(session *s, const search_opts *o) {
     nasc_run_config_add(c, "lr", "%.9g", o->lr);
     nasc_run_config_add(c, "time_limit", "%.9g", o->time_limit);
     nasc_run_config_add(c, "data", "%s", o->data);
+    if (o->oneshot) {
+        nasc_enas_options e = enas_options(o);
+        nasc_run_config_add(c, "search_epochs", "%d", e.epochs);
+        nasc_run_config_add(c, "lr_min", "%.9g", (double)e.lr_min);
+        nasc_run_config_add(c, "lr_t0", "%d", e.lr_t0);
+        nasc_run_config_add(c, "lr_tmul", "%d", e.lr_tmul);
+        nasc_run_config_add(c, "weight_decay", "%.9g", (double)e.weight_decay);
+        nasc_run_config_add(c, "grad_clip", "%.9g", (double)e.grad_clip);
+        nasc_run_config_add(c, "aux_weight", "%.9g", (double)e.aux_weight);
+        nasc_run_config_add(c, "lstm_size", "%d", e.lstm_size);
+        nasc_run_config_add(c, "ctl_lr", "%.9g", (double)e.ctl_lr);
+        nasc_run_config_add(c, "tanh_constant", "%.9g", (double)e.tanh_constant);
+        nasc_run_config_add(c, "op_tanh_reduce", "%.9g", (double)e.op_tanh_reduce);
+        nasc_run_config_add(c, "temperature", "%.9g", (double)e.temperature);
+        nasc_run_config_add(c, "entropy_weight", "%.9g", (double)e.entropy_weight);
+        nasc_run_config_add(c, "baseline_decay", "%.9g", (double)e.baseline_decay);
+        nasc_run_config_add(c, "ctl_steps", "%d", e.ctl_steps);
+        nasc_run_config_add(c, "ctl_aggregate", "%d", e.ctl_aggregate);
+        nasc_run_config_add(c, "candidates", "%d", e.candidates);
+    }
     nasc_buf sets;
     nasc_buf_init(&sets, ctx);
     for (size_t i = 0; i < o->mo.n_ov; i++)
@@ -286,6 +410,10 @@ static nasc_status open_journal(session *s, const search_opts *o) {
         nasc_journal_open(ctx, s->journal_path, s->space, o->strategy, &s->journal, warning, sizeof warning);
     if (st) return st;
     if (warning[0]) fprintf(stderr, "warning: %s\n", warning);
+    if (o->oneshot) {
+        if (access(s->state_path, F_OK) == 0) fprintf(stderr, "resuming %s from %s\n", o->out, s->state_path);
+        return NASC_OK;
+    }
     if (access(s->state_path, F_OK) == 0) {
         nasc_param_store *ps = NULL;
         st = nasc_params_load(ctx, s->state_path, &ps);
@@ -316,9 +444,70 @@ static nasc_status load_data(session *s, const search_opts *o) {
     return NASC_OK;
 }
 
+static void on_enas(void *ud, const nasc_enas_progress *p) {
+    progress_state *ps = ud;
+    char t[32];
+    nasc_cli_fmt_duration(p->seconds, t, sizeof t);
+    bool train = strcmp(p->phase, "train") == 0, ctl = strcmp(p->phase, "controller") == 0;
+    if (!p->phase_end) {
+        if (!ps->tty) return;
+        if (train)
+            fprintf(stderr, "\repoch %d/%d shared training step %lld/%lld loss %.4f acc %.2f%%  ", p->epoch + 1,
+                    p->epochs, (long long)p->step, (long long)p->steps, p->loss, 100 * p->acc);
+        else if (ctl)
+            fprintf(stderr, "\repoch %d/%d controller child %lld/%lld reward %.2f%%  ", p->epoch + 1, p->epochs,
+                    (long long)p->step, (long long)p->steps, 100 * p->reward);
+        else
+            fprintf(stderr, "\rcandidate %lld/%lld  ", (long long)p->step, (long long)p->steps);
+        return;
+    }
+    if (ps->tty) fputc('\n', stderr);
+    if (train)
+        printf("epoch %d/%d  shared training: loss %.4f, accuracy %.2f%% (%lld children; %.0f ms a step, %.1f ms "
+               "of it compiling; %lld primitives created)  [%s]\n",
+               p->epoch + 1, p->epochs, p->loss, 100 * p->acc, (long long)p->steps, 1e3 * p->step_s,
+               1e3 * p->compile_s, (long long)p->created, t);
+    else if (ctl)
+        printf("epoch %d/%d  controller: mean reward %.2f%% over %lld children, baseline %.4f, entropy %.2f  [%s]\n",
+               p->epoch + 1, p->epochs, 100 * p->reward, (long long)p->steps, p->baseline, p->entropy, t);
+    else
+        printf("derive: %lld candidates scored with the shared weights  [%s]\n", (long long)p->steps, t);
+    fflush(stdout);
+}
+
+/* ENAS: the shared-weight training, the controller, the candidates into
+ * the journal, then search.svg. */
+static nasc_status run_enas(session *s, const search_opts *o, progress_state *ps) {
+    nasc_enas_run r = {0};
+    r.space = s->space;
+    r.journal = s->journal;
+    r.state_path = s->state_path;
+    r.train = &s->train;
+    r.opt = enas_options(o);
+    r.set_keys = s->keys;
+    r.set_vals = s->vals;
+    r.n_set = (int)o->mo.n_ov;
+    r.progress = on_enas;
+    r.ud = ps;
+    r.stop = &nasc_cli_interrupted;
+    fprintf(stderr, "search: space %s (%u decisions, 10^%.1f architectures), strategy enas: %d epochs of shared "
+                    "training, then %d candidates\n",
+            o->space, nasc_space_count(s->space), nasc_space_log10_size(s->space), r.opt.epochs, r.opt.candidates);
+    nasc_status st = nasc_enas_search(&s->ctx, &r);
+    if (st) return st;
+    char mb[32];
+    nasc_cli_fmt_si(r.store_bytes, mb, sizeof mb);
+    printf("shared store: %lld tensors, %sB (weights, momentum and the controller)\n", (long long)r.store_tensors, mb);
+    fflush(stdout);
+    char svg[4200];
+    snprintf(svg, sizeof svg, "%s/search.svg", o->out);
+    return nasc_search_plot(&s->ctx, s->journal, svg);
+}
+
 /* The trials up to the budget (those in the journal are not redone), then
  * search.svg. */
 static nasc_status run_trials(session *s, const search_opts *o, progress_state *ps) {
+    if (o->oneshot) return run_enas(s, o, ps);
     fprintf(stderr, "search: space %s (%u decisions, 10^%.1f architectures), strategy %s, budget %ld\n", o->space,
             nasc_space_count(s->space), nasc_space_log10_size(s->space), o->strategy, o->budget);
     nasc_train_eval_options eo = {0};
@@ -390,8 +579,12 @@ static void print_summary(const session *s, const search_opts *o, const nasc_sea
     printf("\nsearch %s: space %s, strategy %s, %lld trials (%lld trained, %lld cached, %lld failed)\n", o->out,
            o->space, o->strategy, (long long)s->journal->n, (long long)s->ok, (long long)s->cached,
            (long long)s->failed);
-    printf("best trial #%lld: validation accuracy %.2f%% during the search (%ld epoch%s on %ld images)\n",
-           (long long)fr->best_index, 100 * fr->best_reward, o->epochs, o->epochs == 1 ? "" : "s", o->subset);
+    if (o->oneshot)
+        printf("best candidate #%lld: %.2f%% on a validation batch with the shared weights\n",
+               (long long)fr->best_index, 100 * fr->best_reward);
+    else
+        printf("best trial #%lld: validation accuracy %.2f%% during the search (%ld epoch%s on %ld images)\n",
+               (long long)fr->best_index, 100 * fr->best_reward, o->epochs, o->epochs == 1 ? "" : "s", o->subset);
     printf("final training (%ld epoch%s): validation accuracy %.2f%%, test accuracy %.2f%%\n", o->final_epochs,
            o->final_epochs == 1 ? "" : "s", 100 * fr->val_acc, 100 * fr->test_acc);
     printf("best model: %s parameters, %s multiply-adds per image\n", pr, mc);
@@ -414,7 +607,7 @@ int nasc_cli_search(int argc, char **argv) {
     }
     snprintf(s.cfg_path, sizeof s.cfg_path, "%s/config.txt", o.out);
     snprintf(s.journal_path, sizeof s.journal_path, "%s/journal.jsonl", o.out);
-    snprintf(s.state_path, sizeof s.state_path, "%s/strategy.nasc", o.out);
+    snprintf(s.state_path, sizeof s.state_path, "%s/%s", o.out, o.oneshot ? "oneshot.nasc" : "strategy.nasc");
     if (check_config(&s, &o) || open_journal(&s, &o) || load_data(&s, &o)) return fail(&s);
 
     /* Ctrl-C: the trial in flight (or the final training) is abandoned */

@@ -134,7 +134,11 @@ typedef struct nasc_strategy nasc_strategy;
 typedef struct nasc_strategy_entry {
     const char *name;    /* what --strategy takes: "reinforce" */
     const char *summary; /* one line about it, no newline */
+    bool oneshot;        /* trains shared weights in its own loop (enas), not trial by trial */
 } nasc_strategy_entry;
+
+/* Whether the strategy of that name is one-shot (false for unknown names). */
+bool nasc_strategy_is_oneshot(const char *name);
 
 /* Row i of the strategy table into *out; false past the last row. */
 bool nasc_strategy_registered(size_t i, nasc_strategy_entry *out);
@@ -143,7 +147,8 @@ bool nasc_strategy_registered(size_t i, nasc_strategy_entry *out);
 extern const char *const nasc_strategy_names[];
 
 /* The strategy works on decs[0..n) (copied). NASC_EINPUT naming the known
- * strategies when name is unknown. */
+ * strategies when name is unknown, and for a one-shot strategy (run with
+ * its own loop: nasc_enas_search). */
 nasc_status nasc_strategy_create(nasc_ctx *ctx, const char *name, const nasc_decision *decs,
                                  uint32_t n, const nasc_strategy_options *opt,
                                  nasc_strategy **out);
@@ -330,6 +335,89 @@ nasc_status nasc_search_loop(nasc_ctx *ctx, nasc_search_run *r);
 /* The best successful trial of a journal (highest reward, earliest on
  * ties), or -1. */
 int64_t nasc_journal_best(const nasc_journal *j);
+
+/* ------------------------------------------------------------------ */
+/* One-shot search: ENAS (search/oneshot.c, docs/oneshot.md)          */
+/* ------------------------------------------------------------------ */
+
+/* Every default is the ENAS reference's (melodyguan/enas,
+ * scripts/cifar10_micro_search.sh and src/cifar10) unless its comment says
+ * otherwise; docs/oneshot.md lists what differs and why. */
+typedef struct nasc_enas_options {
+    /* shared-weight training */
+    int epochs;            /* passes over the training split (reference 150 on CIFAR-10 on a GPU;
+                              nasc 10, an hour on two cores) */
+    int batch;             /* minibatch (reference 160; nasc 64) */
+    float lr_max, lr_min;  /* cosine with warm restarts per epoch: 0.05 to 0.0005 */
+    int lr_t0;             /* first period in epochs: 10 */
+    int lr_tmul;           /* each period this many times the last: 2 */
+    float weight_decay;    /* 1e-4 */
+    float grad_clip;       /* global gradient norm clipped to this: 5 */
+    float aux_weight;      /* auxiliary head's loss weight: 0.4 (0: no head) */
+    int64_t val_size;      /* the last images of the training split: 5000 */
+    int64_t train_subset;  /* train on the first K images only; 0 all before the validation split */
+    /* the controller */
+    int lstm_size;         /* 64 */
+    float ctl_lr;          /* Adam (beta1 0, beta2 0.999, eps 1e-3): 0.0035 */
+    float tanh_constant;   /* 1.10 */
+    float op_tanh_reduce;  /* 2.5 */
+    float temperature;     /* 0: none */
+    float entropy_weight;  /* entropy bonus in the reward: 1e-4 */
+    float baseline_decay;  /* 0.99 */
+    int ctl_steps;         /* controller updates per epoch: 30 */
+    int ctl_aggregate;     /* sampled children per update: 10 */
+    /* after the search */
+    int candidates;        /* children sampled and scored on a validation batch: 100 */
+    uint64_t seed;
+    int threads;
+} nasc_enas_options;
+
+nasc_enas_options nasc_enas_options_default(void);
+
+/* The spaces ENAS shares weights over, NULL-terminated ("enas-micro"). */
+extern const char *const nasc_enas_spaces[];
+
+typedef struct nasc_enas_progress {
+    const char *phase;     /* "train", "controller", "derive" */
+    int epoch, epochs;     /* 0-based epoch */
+    int64_t step, steps;   /* within the phase */
+    float loss, acc;       /* train: running means over the epoch */
+    float reward, baseline, entropy; /* controller: running mean reward, the baseline, mean entropy */
+    double seconds;        /* since this process started the search */
+    bool phase_end;
+    /* train: per step so far this epoch, the mean time in all and in compiling the child (decode,
+     * lower, compile), and the primitives created (not found in oneDNN's cache; -1 unknown) */
+    double step_s, compile_s;
+    int64_t created;
+} nasc_enas_progress;
+
+/* An ENAS search in a run directory. The one-shot state (shared weights,
+ * their momentum, the controller and its Adam moments, the baseline, the
+ * random stream, the epoch) lives in one store saved atomically to
+ * state_path after every epoch; a run resumes from it after the last
+ * finished epoch. After the last epoch the controller samples `candidates`
+ * children, each scored with the shared weights on one validation batch,
+ * and each is appended to the journal as a trial (reward = that accuracy),
+ * so nasc_search_finish trains the best of them from scratch; a journal
+ * that already holds some candidates is continued. */
+typedef struct nasc_enas_run {
+    nasc_space *space;
+    nasc_journal *journal;
+    const char *state_path;
+    const nasc_dataset *train;
+    nasc_enas_options opt;
+    const char *const *set_keys; /* skeleton overrides applied to every child */
+    const char *const *set_vals;
+    int n_set;
+    void (*progress)(void *ud, const nasc_enas_progress *p);
+    void *ud;
+    volatile sig_atomic_t *stop; /* checked between steps */
+    /* out: figures of the run */
+    int64_t store_bytes;         /* the shared store's tensors at the end (weights, momentum, controller) */
+    int64_t store_tensors;
+} nasc_enas_run;
+
+nasc_status nasc_enas_search(nasc_ctx *ctx, nasc_enas_run *r);
 
 /* ------------------------------------------------------------------ */
 /* After the budget (search/final.c)                                   */

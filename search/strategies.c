@@ -12,17 +12,23 @@
 
 /* The strategy table: the only place a strategy is registered. One row per
  * strategy, in the order help texts and listings show them:
- * X(name, one-line summary, vtable). The name is what --strategy takes and
- * must be the vtable's name (it keys the saved state). */
-#define STRATEGY_TABLE(X)                                                                                  \
-    X("random", "every decision uniform at random: the baseline", nasc_strategy_random_vt)                 \
-    X("reinforce", "REINFORCE with the NAS-RL LSTM controller (Zoph & Le 2017)", nasc_strategy_reinforce_vt) \
-    X("evolution", "regularized evolution: tournament, one mutation, oldest dies (Real et al. 2019)",      \
-      nasc_strategy_evolution_vt)
+ * X(name, one-line summary, vtable or NULL, one-shot). The name is what
+ * --strategy takes and must be the vtable's name (it keys the saved
+ * state). Per-child strategies have a vtable and run in nasc_search_loop;
+ * one-shot strategies own their training and run in their own loop
+ * (enas: nasc_enas_search). */
+#define STRATEGY_TABLE(X)                                                                                      \
+    X("random", "every decision uniform at random: the baseline", &nasc_strategy_random_vt, false)             \
+    X("reinforce", "REINFORCE with the NAS-RL LSTM controller (Zoph & Le 2017)", &nasc_strategy_reinforce_vt,   \
+      false)                                                                                                   \
+    X("evolution", "regularized evolution: tournament, one mutation, oldest dies (Real et al. 2019)",          \
+      &nasc_strategy_evolution_vt, false)                                                                      \
+    X("enas", "ENAS: shared weights, one training run, the ENAS controller (Pham et al. 2018); enas-micro",    \
+      NULL, true)
 
-#define ROW_NAME(name, summary, vt) name,
-#define ROW_ENTRY(name, summary, vt) {name, summary},
-#define ROW_VT(name, summary, vt) &vt,
+#define ROW_NAME(name, summary, vt, oneshot) name,
+#define ROW_ENTRY(name, summary, vt, oneshot) {name, summary, oneshot},
+#define ROW_VT(name, summary, vt, oneshot) vt,
 const char *const nasc_strategy_names[] = {STRATEGY_TABLE(ROW_NAME) NULL};
 static const nasc_strategy_entry entries[] = {STRATEGY_TABLE(ROW_ENTRY)};
 static const nasc_strategy_vt *const vts[] = {STRATEGY_TABLE(ROW_VT)};
@@ -181,15 +187,26 @@ bool nasc_strategy_check_value(const nasc_decision *d, uint64_t v) {
 static const nasc_strategy_vt *find_vt(const char *name) {
     for (size_t i = 0; i < N_STRATEGIES; i++)
         if (strcmp(entries[i].name, name) == 0) {
-            assert(strcmp(vts[i]->name, entries[i].name) == 0);
+            assert(!vts[i] || strcmp(vts[i]->name, entries[i].name) == 0);
             return vts[i];
         }
     return NULL;
 }
 
+bool nasc_strategy_is_oneshot(const char *name) {
+    for (size_t i = 0; i < N_STRATEGIES; i++)
+        if (strcmp(entries[i].name, name) == 0) return entries[i].oneshot;
+    return false;
+}
+
 nasc_status nasc_strategy_create(nasc_ctx *ctx, const char *name, const nasc_decision *decs, uint32_t n,
                                  const nasc_strategy_options *opt, nasc_strategy **out) {
     *out = NULL;
+    if (name && nasc_strategy_is_oneshot(name))
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "strategy '%s' is one-shot: it trains shared weights itself and runs in its own loop, not "
+                          "trial by trial",
+                          name);
     const nasc_strategy_vt *vt = name ? find_vt(name) : NULL;
     if (!vt) {
         char known[256];

@@ -1,0 +1,607 @@
+/* oneshot.c - ENAS: one store of shared weights trained on a freshly
+ * sampled child per minibatch, the controller trained on the children's
+ * validation accuracy, then candidates scored with the shared weights
+ * (docs/oneshot.md).
+ *
+ * Design: a child is lowered with shared names (nasc_lower_options.shared)
+ * and compiled for every step; its net binds to the store's tensors, so
+ * nothing is copied, and the optimizer steps only the tensors the child
+ * read (the others keep their values and momentum). oneDNN's primitive
+ * cache makes the compile of a seen shape cheap; the cache is enlarged at
+ * the start so that the supernet's shapes fit in it. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "enas_ctl.h"
+#include "nasc_export.h"
+#include "nasc_frontend.h"
+#include "nasc_search.h"
+
+const char *const nasc_enas_spaces[] = {"enas-micro", NULL};
+
+nasc_enas_options nasc_enas_options_default(void) {
+    nasc_enas_options o;
+    memset(&o, 0, sizeof o);
+    o.epochs = 10;
+    o.batch = 64;
+    o.lr_max = 0.05f;
+    o.lr_min = 0.0005f;
+    o.lr_t0 = 10;
+    o.lr_tmul = 2;
+    o.weight_decay = 1e-4f;
+    o.grad_clip = 5.0f;
+    o.aux_weight = 0.4f;
+    o.val_size = 5000;
+    o.lstm_size = 64;
+    o.ctl_lr = 0.0035f;
+    o.tanh_constant = 1.10f;
+    o.op_tanh_reduce = 2.5f;
+    o.temperature = 0.0f;
+    o.entropy_weight = 1e-4f;
+    o.baseline_decay = 0.99f;
+    o.ctl_steps = 30;
+    o.ctl_aggregate = 10;
+    o.candidates = 100;
+    o.seed = NASC_DEFAULT_SEED;
+    return o;
+}
+
+typedef struct enas {
+    nasc_ctx *ctx;
+    nasc_enas_run *r;
+    const nasc_enas_options *o;
+    nasc_param_store *st;   /* shared weights, their momentum, the controller's state, meta */
+    nasc_optimizer *sgd;
+    nasc_enas_ctl *ctl;
+    size_t P;               /* controller parameters */
+    float *adam_v;          /* controller Adam second moment (beta1 0: no first moment) */
+    double *grad;
+    nasc_rng rng;           /* children and controller samples */
+    nasc_batcher *tb, *vb;
+    nasc_net_arena arena;   /* one activation arena for every child's net */
+    float *x, *logits;
+    int32_t *y;
+    uint32_t *d, n;
+    int classes;
+    int epoch;              /* epochs done */
+    int64_t ctl_updates;
+    double baseline;
+    double t0;
+    /* this epoch's shared training: time in compiles (decode, lower, compile) and in all, primitives created */
+    double compile_s, step_s;
+    int64_t created;
+} enas;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static nasc_status interrupted(enas *e) {
+    if (e->r->stop && *e->r->stop) return nasc_error(e->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "interrupted");
+    return NASC_OK;
+}
+
+static void report(enas *e, nasc_enas_progress *p) {
+    p->epochs = e->o->epochs;
+    p->seconds = now_s() - e->t0;
+    if (e->r->progress) e->r->progress(e->r->ud, p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Children                                                            */
+/* ------------------------------------------------------------------ */
+
+/* The prim module of child d with shared names; with the auxiliary head
+ * when training with one. */
+static nasc_status child_prim(enas *e, const uint32_t *d, bool train, nasc_module **out) {
+    *out = NULL;
+    nasc_module *arch = NULL;
+    nasc_status st = nasc_space_decode(e->r->space, d, &arch);
+    if (!st) st = nasc_arch_apply_overrides(arch, e->r->set_keys, e->r->set_vals, e->r->n_set);
+    nasc_lower_options lo = nasc_lower_options_default();
+    lo.shared = true;
+    lo.aux_head = train && e->o->aux_weight > 0;
+    if (!st) st = nasc_lower_with(arch, &lo, out);
+    nasc_module_destroy(arch);
+    /* tensors a child reads for the first time start as nasc_params_init
+     * makes them; their values depend on the seed and the name only */
+    if (!st) st = nasc_params_init(e->st, *out, e->o->seed);
+    if (st) {
+        nasc_module_destroy(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+static nasc_status child_net(enas *e, const nasc_module *prim, bool train, nasc_net **net) {
+    nasc_net_options no = nasc_net_options_default();
+    no.batch = e->o->batch;
+    no.threads = e->o->threads;
+    no.arena = &e->arena;
+    if (train) {
+        no.mode = NASC_MODE_TRAIN;
+    } else {
+        no.mode = NASC_MODE_INFER;
+        no.bn_batch_stats = true; /* ENAS scores children in training mode */
+    }
+    return nasc_net_compile(e->ctx, prim, e->st, &no, net);
+}
+
+/* ENAS's learning rate: cosine from lr_max to lr_min over periods of
+ * lr_t0, lr_t0 * lr_tmul, ... epochs, constant within an epoch. */
+static float lr_at(const nasc_enas_options *o, int epoch) {
+    int64_t start = 0, len = o->lr_t0 > 0 ? o->lr_t0 : 1;
+    while (epoch >= start + len) {
+        start += len;
+        len *= o->lr_tmul > 1 ? o->lr_tmul : 1;
+    }
+    double t = (double)(epoch - start) / (double)len;
+    return (float)(o->lr_min + 0.5 * (o->lr_max - o->lr_min) * (1.0 + cos(3.14159265358979323846 * t)));
+}
+
+/* One step of shared-weight training on a freshly sampled child. */
+static nasc_status train_step(enas *e, float lr, int64_t step, float *loss, int *correct) {
+    double lp, ent, t0 = now_s();
+    nasc_status st = nasc_enas_ctl_run(e->ctl, e->d, &e->rng, &lp, &ent);
+    nasc_module *prim = NULL;
+    nasc_net *net = NULL;
+    if (!st) st = child_prim(e, e->d, true, &prim);
+    if (!st) st = child_net(e, prim, true, &net);
+    if (!st) {
+        nasc_net_stats ns;
+        nasc_net_get_stats(net, &ns);
+        e->created = ns.n_created < 0 || e->created < 0 ? -1 : e->created + ns.n_created;
+        e->compile_s += now_s() - t0;
+    }
+    if (!st) st = nasc_net_set_input(net, 0, e->x);
+    if (!st) st = nasc_net_forward(net);
+    if (!st) st = nasc_net_loss_at(net, 0, e->y, 1.0f, 0.0f, loss, correct);
+    float aux_loss = 0;
+    if (!st && prim->n_outputs > 1) st = nasc_net_loss_at(net, 1, e->y, e->o->aux_weight, 0.0f, &aux_loss, NULL);
+    if (!st && !(isfinite(*loss) && isfinite(aux_loss)))
+        st = nasc_error(e->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                        "shared-weight training diverged: the loss is %g at epoch %d, step %lld (try a lower --lr); "
+                        "the checkpoint of the last finished epoch is kept",
+                        (double)*loss, e->epoch + 1, (long long)step + 1);
+    if (!st) st = nasc_net_backward(net);
+    if (!st) {
+        const nasc_param_grad *g;
+        uint32_t ng = nasc_net_grads(net, &g);
+        float gs = nasc_clip_scale(nasc_grad_norm(g, ng), e->o->grad_clip);
+        st = nasc_optim_step_scaled(e->sgd, g, ng, lr, gs);
+    }
+    nasc_net_destroy(net);
+    nasc_module_destroy(prim);
+    e->step_s += now_s() - t0;
+    return st;
+}
+
+/* The next validation batch into x, y (the validation split again from
+ * the start, in a new order, when it runs out). */
+static nasc_status next_val(enas *e, int64_t *val_epoch) {
+    for (int tries = 0; tries < 2; tries++) {
+        if (nasc_batcher_next(e->vb, e->x, e->y) > 0) return NASC_OK;
+        nasc_batcher_start(e->vb, ++*val_epoch);
+    }
+    return nasc_error(e->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "the validation split holds no full batch of %d images",
+                      e->o->batch);
+}
+
+/* Accuracy of child d with the shared weights on the batch in x, y. */
+static nasc_status score(enas *e, const uint32_t *d, double *acc) {
+    nasc_module *prim = NULL;
+    nasc_net *net = NULL;
+    nasc_status st = child_prim(e, d, false, &prim);
+    if (!st) st = child_net(e, prim, false, &net);
+    if (!st) st = nasc_net_set_input(net, 0, e->x);
+    if (!st) st = nasc_net_forward(net);
+    if (!st) st = nasc_net_read(net, nasc_str(prim, prim->values[prim->outputs[0]].name), e->logits);
+    if (!st) {
+        int ok = 0, K = e->classes;
+        for (int i = 0; i < e->o->batch; i++) {
+            const float *z = e->logits + (size_t)i * (size_t)K;
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                if (z[k] > z[best]) best = k;
+            ok += best == e->y[i];
+        }
+        *acc = (double)ok / (double)e->o->batch;
+    }
+    nasc_net_destroy(net);
+    nasc_module_destroy(prim);
+    return st;
+}
+
+/* ------------------------------------------------------------------ */
+/* The controller                                                      */
+/* ------------------------------------------------------------------ */
+
+/* tf.train.AdamOptimizer(lr, beta1=0.0, epsilon=1e-3), as the reference's
+ * controller: m = g, v = b2 v + (1 - b2) g^2,
+ * theta -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps). */
+static void ctl_adam(enas *e) {
+    const double b2 = 0.999, eps = 1e-3;
+    e->ctl_updates++;
+    double lr_t = e->o->ctl_lr * sqrt(1.0 - pow(b2, (double)e->ctl_updates));
+    float *th = nasc_enas_ctl_params(e->ctl);
+    for (size_t i = 0; i < e->P; i++) {
+        double g = e->grad[i];
+        double v = b2 * e->adam_v[i] + (1 - b2) * g * g;
+        e->adam_v[i] = (float)v;
+        th[i] = (float)(th[i] - lr_t * g / (sqrt(v) + eps));
+    }
+}
+
+/* ctl_steps updates, each on the mean policy gradient of ctl_aggregate
+ * children: reward = validation-batch accuracy + entropy_weight * entropy,
+ * the baseline moved toward it first, loss = -(reward - baseline) log p. */
+static nasc_status controller_phase(enas *e) {
+    const nasc_enas_options *o = e->o;
+    int64_t val_epoch = (int64_t)e->epoch * 1000003;
+    nasc_batcher_start(e->vb, val_epoch);
+    double sum_r = 0, sum_h = 0;
+    int64_t total = (int64_t)o->ctl_steps * o->ctl_aggregate, done = 0;
+    nasc_status st = NASC_OK;
+    for (int u = 0; u < o->ctl_steps && !st; u++) {
+        memset(e->grad, 0, e->P * sizeof *e->grad);
+        for (int k = 0; k < o->ctl_aggregate && !st; k++) {
+            double lp, ent, acc = 0;
+            st = interrupted(e);
+            if (!st) st = nasc_enas_ctl_run(e->ctl, e->d, &e->rng, &lp, &ent);
+            if (!st) st = next_val(e, &val_epoch);
+            if (!st) st = score(e, e->d, &acc);
+            if (st) break;
+            double reward = acc + o->entropy_weight * ent;
+            e->baseline -= (1.0 - o->baseline_decay) * (e->baseline - reward);
+            nasc_enas_ctl_backward(e->ctl, -(reward - e->baseline) / o->ctl_aggregate, e->grad);
+            sum_r += acc;
+            sum_h += ent;
+            done++;
+            nasc_enas_progress p = {.phase = "controller", .epoch = e->epoch, .step = done, .steps = total,
+                                    .loss = NAN, .acc = NAN, .reward = (float)(sum_r / (double)done),
+                                    .baseline = (float)e->baseline, .entropy = (float)(sum_h / (double)done),
+                                    .phase_end = done == total};
+            report(e, &p);
+        }
+        if (!st) ctl_adam(e);
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------------ */
+/* State                                                               */
+/* ------------------------------------------------------------------ */
+
+static nasc_status put_floats(enas *e, const char *name, const float *src, size_t n) {
+    int64_t dim = (int64_t)n;
+    nasc_tensor *t = nasc_params_get(e->st, name, 1, &dim);
+    if (!t) return e->ctx->diag.status ? e->ctx->diag.status : NASC_ENOMEM;
+    memcpy(t->data, src, n * sizeof *src);
+    return NASC_OK;
+}
+
+static nasc_status get_floats(enas *e, const char *name, float *dst, size_t n) {
+    const nasc_tensor *t = nasc_params_find(e->st, name);
+    if (!t || t->rank != 1 || t->numel != (int64_t)n)
+        return nasc_error(e->ctx, NASC_EINPUT, e->r->state_path, NASC_NOLOC,
+                          "one-shot state: tensor '%s' is %s (a state of other controller options?)", name,
+                          t ? "of another size" : "missing");
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(t->data[i]))
+            return nasc_error(e->ctx, NASC_EINPUT, e->r->state_path, NASC_NOLOC,
+                              "one-shot state: tensor '%s' holds %g at %zu", name, (double)t->data[i], i);
+    memcpy(dst, t->data, n * sizeof *dst);
+    return NASC_OK;
+}
+
+static nasc_status set_meta(enas *e, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static nasc_status set_meta(enas *e, const char *key, const char *fmt, ...) {
+    char buf[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return nasc_params_set_meta(e->st, key, buf);
+}
+
+static nasc_status save_state(enas *e) {
+    nasc_status st = put_floats(e, "enas/theta", nasc_enas_ctl_params(e->ctl), e->P);
+    if (!st) st = put_floats(e, "enas/adam_v", e->adam_v, e->P);
+    if (!st) st = nasc_params_set_meta(e->st, "strategy/name", "enas");
+    if (!st) st = nasc_params_set_meta(e->st, "search/space", nasc_space_name(e->r->space));
+    if (!st) st = set_meta(e, "enas/epoch", "%d", e->epoch);
+    if (!st) st = set_meta(e, "enas/ctl_updates", "%lld", (long long)e->ctl_updates);
+    if (!st) st = set_meta(e, "enas/baseline", "%a", e->baseline);
+    if (!st)
+        st = set_meta(e, "enas/rng", "%016llx %016llx %016llx %016llx", (unsigned long long)e->rng.s[0],
+                      (unsigned long long)e->rng.s[1], (unsigned long long)e->rng.s[2], (unsigned long long)e->rng.s[3]);
+    if (!st) st = nasc_params_save(e->st, e->r->state_path);
+    return st;
+}
+
+static nasc_status bad_meta(enas *e, const char *key) {
+    const char *v = nasc_params_meta(e->st, key);
+    return nasc_error(e->ctx, NASC_EINPUT, e->r->state_path, NASC_NOLOC, "one-shot state: metadata '%s' is %s%s%s", key,
+                      v ? "'" : "missing", v ? v : "", v ? "'" : "");
+}
+
+/* The store read from state_path: its metadata and controller tensors
+ * checked and taken. */
+static nasc_status load_state(enas *e) {
+    const char *name = nasc_params_meta(e->st, "strategy/name");
+    const char *space = nasc_params_meta(e->st, "search/space");
+    if (!name || strcmp(name, "enas") != 0) return bad_meta(e, "strategy/name");
+    if (!space || strcmp(space, nasc_space_name(e->r->space)) != 0) return bad_meta(e, "search/space");
+    const char *v = nasc_params_meta(e->st, "enas/epoch");
+    char *end;
+    long ep = v ? strtol(v, &end, 10) : -1;
+    if (!v || *end || ep < 0 || ep > e->o->epochs) return bad_meta(e, "enas/epoch");
+    v = nasc_params_meta(e->st, "enas/ctl_updates");
+    long long cu = v ? strtoll(v, &end, 10) : -1;
+    if (!v || *end || cu < 0) return bad_meta(e, "enas/ctl_updates");
+    v = nasc_params_meta(e->st, "enas/baseline");
+    double bl = v ? strtod(v, &end) : NAN;
+    if (!v || *end || !isfinite(bl)) return bad_meta(e, "enas/baseline");
+    v = nasc_params_meta(e->st, "enas/rng");
+    unsigned long long s[4];
+    if (!v || sscanf(v, "%16llx %16llx %16llx %16llx", &s[0], &s[1], &s[2], &s[3]) != 4 || !(s[0] | s[1] | s[2] | s[3]))
+        return bad_meta(e, "enas/rng");
+    nasc_status st = get_floats(e, "enas/theta", nasc_enas_ctl_params(e->ctl), e->P);
+    if (!st) st = get_floats(e, "enas/adam_v", e->adam_v, e->P);
+    if (st) return st;
+    e->epoch = (int)ep;
+    e->ctl_updates = cu;
+    e->baseline = bl;
+    for (int i = 0; i < 4; i++) e->rng.s[i] = s[i];
+    return NASC_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* The search                                                          */
+/* ------------------------------------------------------------------ */
+
+static nasc_status check_options(nasc_ctx *ctx, const nasc_enas_options *o) {
+    const char *bad = NULL;
+    if (o->epochs < 1) bad = "epochs must be >= 1";
+    else if (o->batch < 1) bad = "the batch must be >= 1";
+    else if (!(o->lr_max > 0) || !(o->lr_min >= 0) || o->lr_min > o->lr_max) bad = "need 0 <= lr_min <= lr_max, lr_max > 0";
+    else if (o->lr_t0 < 1 || o->lr_tmul < 1) bad = "the restart period and its multiplier must be >= 1";
+    else if (!(o->weight_decay >= 0) || !(o->grad_clip >= 0) || !(o->aux_weight >= 0))
+        bad = "weight decay, gradient clipping and the auxiliary weight must be >= 0";
+    else if (!(o->ctl_lr > 0)) bad = "the controller learning rate must be > 0";
+    else if (!(o->entropy_weight >= 0)) bad = "the entropy weight must be >= 0";
+    else if (!(o->baseline_decay >= 0 && o->baseline_decay < 1)) bad = "the baseline decay must be in [0, 1)";
+    else if (o->ctl_steps < 0 || o->ctl_aggregate < 1) bad = "controller steps must be >= 0, aggregate >= 1";
+    else if (o->candidates < 1) bad = "at least one candidate";
+    if (bad) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "ENAS options: %s", bad);
+    return NASC_OK;
+}
+
+static nasc_status setup(enas *e) {
+    nasc_ctx *ctx = e->ctx;
+    nasc_enas_run *r = e->r;
+    const nasc_enas_options *o = e->o;
+    const char *sp = nasc_space_name(r->space);
+    bool known = false;
+    for (int i = 0; nasc_enas_spaces[i]; i++) known |= strcmp(sp, nasc_enas_spaces[i]) == 0;
+    if (!known) {
+        char list[128] = "";
+        size_t used = 0;
+        for (int i = 0; nasc_enas_spaces[i] && used < sizeof list; i++)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", nasc_enas_spaces[i]);
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "the enas strategy shares weights over %s; space '%s' is not supported", list, sp);
+    }
+    nasc_status st = check_options(ctx, o);
+    if (st) return st;
+    e->n = nasc_space_count(r->space);
+    int value;
+    nasc_space_option(r->space, &value);
+    nasc_enas_ctl_options co = {o->lstm_size, value, 5, o->tanh_constant, o->op_tanh_reduce, o->temperature};
+    e->ctl = nasc_enas_ctl_create(ctx, &co, o->seed ^ 0xe1a5c0de);
+    if (!e->ctl) return ctx->diag.status ? ctx->diag.status : NASC_ENOMEM;
+    if (nasc_enas_ctl_count(e->ctl) != e->n)
+        return nasc_error(ctx, NASC_EINTERNAL, NULL, NASC_NOLOC, "ENAS controller emits %u decisions, the space has %u",
+                          nasc_enas_ctl_count(e->ctl), e->n);
+    e->P = nasc_enas_ctl_size(e->ctl);
+    e->adam_v = nasc_alloc(ctx, e->P * sizeof *e->adam_v);
+    e->grad = nasc_alloc(ctx, e->P * sizeof *e->grad);
+    e->d = nasc_alloc(ctx, (size_t)e->n * sizeof *e->d);
+    if (!e->adam_v || !e->grad || !e->d) return NASC_ENOMEM;
+    memset(e->adam_v, 0, e->P * sizeof *e->adam_v);
+    nasc_rng_seed(&e->rng, o->seed ^ 0x0e5a5eedULL);
+
+    const nasc_dataset *ds = r->train;
+    if (o->train_subset < 0) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "ENAS options: a negative training subset");
+    if (o->val_size < o->batch || o->val_size >= ds->n - o->batch)
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "--val-size %lld: the validation split needs at least one batch (%d images) and must leave "
+                          "one for training (%lld images in all)",
+                          (long long)o->val_size, o->batch, (long long)ds->n);
+    int64_t val_begin = ds->n - o->val_size;
+    e->classes = ds->classes;
+    /* the store: resumed, or new with the normalisation measured on the training split */
+    if (access(r->state_path, F_OK) == 0) {
+        st = nasc_params_load(ctx, r->state_path, &e->st);
+        if (st) {
+            char msg[600];
+            nasc_diag_format(&ctx->diag, msg, sizeof msg);
+            return nasc_error(ctx, NASC_EINPUT, r->state_path, NASC_NOLOC, "corrupt one-shot state: %s", msg);
+        }
+        st = load_state(e);
+        if (st) return st;
+    } else {
+        e->st = nasc_params_create(ctx);
+        if (!e->st) return NASC_ENOMEM;
+        float mean, std;
+        nasc_dataset_stats(ds, 0, val_begin, &mean, &std);
+        st = set_meta(e, "data/mean", "%a", (double)mean);
+        if (!st) st = set_meta(e, "data/std", "%a", (double)std);
+        if (st) return st;
+    }
+    nasc_batcher_options bo = nasc_batcher_options_default();
+    bo.batch = o->batch;
+    bo.seed = o->seed;
+    bo.shuffle = true;
+    bo.drop_last = true;
+    const char *m = nasc_params_meta(e->st, "data/mean"), *s = nasc_params_meta(e->st, "data/std");
+    bo.mean = m ? strtof(m, NULL) : 0;
+    bo.std = s ? strtof(s, NULL) : 1;
+    if (!(bo.std > 0)) return bad_meta(e, "data/std");
+    int64_t train_end = o->train_subset > 0 && o->train_subset < val_begin ? o->train_subset : val_begin;
+    st = nasc_batcher_create(ctx, ds, 0, train_end, &bo, &e->tb);
+    bo.seed = o->seed ^ 0x7a11da7eULL;
+    if (!st) st = nasc_batcher_create(ctx, ds, val_begin, ds->n, &bo, &e->vb);
+    if (st) return st;
+    size_t img = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
+    e->x = nasc_alloc(ctx, (size_t)o->batch * img * sizeof *e->x);
+    e->y = nasc_alloc(ctx, (size_t)o->batch * sizeof *e->y);
+    e->logits = nasc_alloc(ctx, (size_t)o->batch * (size_t)(e->classes > 0 ? e->classes : 1) * sizeof *e->logits);
+    if (!e->x || !e->y || !e->logits) return NASC_ENOMEM;
+    nasc_optim_options so = nasc_optim_options_default(NASC_OPTIM_SGD);
+    so.momentum = 0.9f;
+    so.nesterov = true;
+    so.weight_decay = o->weight_decay;
+    e->sgd = nasc_optim_create(ctx, &so, e->st);
+    if (!e->sgd) return ctx->diag.status ? ctx->diag.status : NASC_ENOMEM;
+    return NASC_OK;
+}
+
+static nasc_status train_epoch(enas *e) {
+    nasc_batcher_start(e->tb, e->epoch);
+    int64_t steps = nasc_batcher_count(e->tb);
+    float lr = lr_at(e->o, e->epoch);
+    double sum_loss = 0;
+    int64_t correct = 0, seen = 0;
+    e->compile_s = e->step_s = 0;
+    e->created = 0;
+    nasc_status st = NASC_OK;
+    for (int64_t k = 0; k < steps && !st; k++) {
+        st = interrupted(e);
+        if (st) break;
+        if (nasc_batcher_next(e->tb, e->x, e->y) == 0) break;
+        float loss = 0;
+        int ok = 0;
+        st = train_step(e, lr, k, &loss, &ok);
+        if (st) break;
+        sum_loss += loss;
+        correct += ok;
+        seen += e->o->batch;
+        nasc_enas_progress p = {.phase = "train", .epoch = e->epoch, .step = k + 1, .steps = steps,
+                                .loss = (float)(sum_loss / (double)(k + 1)),
+                                .acc = (float)((double)correct / (double)seen), .reward = NAN, .baseline = NAN,
+                                .entropy = NAN, .phase_end = k + 1 == steps,
+                                .step_s = e->step_s / (double)(k + 1), .compile_s = e->compile_s / (double)(k + 1),
+                                .created = e->created};
+        report(e, &p);
+    }
+    return st;
+}
+
+/* After the epochs: candidates sampled from the controller, each scored on
+ * one validation batch and appended to the journal (those already there
+ * are checked, not scored again). */
+static nasc_status derive(enas *e) {
+    nasc_journal *j = e->r->journal;
+    nasc_rng rng;
+    nasc_rng_seed(&rng, e->o->seed ^ 0xde71e5edULL);
+    int64_t val_epoch = INT64_C(1) << 40;
+    nasc_batcher_start(e->vb, val_epoch);
+    nasc_status st = NASC_OK;
+    for (int i = 0; i < e->o->candidates && !st; i++) {
+        double lp, ent, acc = 0;
+        st = interrupted(e);
+        if (!st) st = nasc_enas_ctl_run(e->ctl, e->d, &rng, &lp, &ent);
+        if (!st) st = next_val(e, &val_epoch);
+        if (st) break;
+        if (i < j->n) {
+            if (memcmp(j->trials[i].d, e->d, (size_t)e->n * sizeof *e->d) != 0)
+                st = nasc_error(e->ctx, NASC_EINPUT, j->path, (nasc_loc){i + 2, 1},
+                                "candidate %d is not what the controller samples now: the journal belongs to another "
+                                "run",
+                                i);
+            continue;
+        }
+        double t0 = now_s();
+        st = score(e, e->d, &acc);
+        if (st) break;
+        nasc_trial t;
+        memset(&t, 0, sizeof t);
+        t.index = j->n;
+        t.d = e->d;
+        snprintf(t.status, sizeof t.status, "ok");
+        t.reward = acc;
+        t.val_loss = NAN;
+        t.params = t.macs = -1;
+        nasc_module *arch = NULL, *prim = NULL;
+        st = nasc_space_decode(e->r->space, e->d, &arch);
+        if (!st) st = nasc_arch_apply_overrides(arch, e->r->set_keys, e->r->set_vals, e->r->n_set);
+        if (!st) st = nasc_arch_hash(arch, &t.hash);
+        if (!st) st = nasc_lower(arch, &prim);
+        nasc_cost c;
+        if (!st && nasc_cost_compute(prim, &c) == NASC_OK) {
+            t.params = c.params;
+            t.macs = c.macs;
+            nasc_cost_free(prim, &c);
+        }
+        nasc_module_destroy(prim);
+        nasc_module_destroy(arch);
+        t.seconds = now_s() - t0;
+        if (!st) st = nasc_journal_append(j, &t);
+        nasc_enas_progress p = {.phase = "derive", .epoch = e->o->epochs - 1, .step = i + 1,
+                                .steps = e->o->candidates, .loss = NAN, .acc = NAN, .reward = (float)acc,
+                                .baseline = NAN, .entropy = NAN, .phase_end = i + 1 == e->o->candidates};
+        if (!st) report(e, &p);
+    }
+    return st;
+}
+
+nasc_status nasc_enas_search(nasc_ctx *ctx, nasc_enas_run *r) {
+    enas e;
+    memset(&e, 0, sizeof e);
+    e.ctx = ctx;
+    e.r = r;
+    e.o = &r->opt;
+    e.t0 = now_s();
+    e.arena.ctx = ctx;
+    /* the supernet's shapes: many more primitives than one net */
+    nasc_backend_reserve_primitives(8192);
+    nasc_status st = setup(&e);
+    while (!st && e.epoch < e.o->epochs) {
+        st = train_epoch(&e);
+        if (!st) st = controller_phase(&e);
+        if (!st) {
+            e.epoch++;
+            st = save_state(&e);
+        }
+    }
+    if (!st) st = derive(&e);
+    if (e.st) {
+        r->store_bytes = 0;
+        r->store_tensors = 0;
+        for (uint32_t i = 0; i < e.st->n; i++) {
+            r->store_bytes += e.st->tensors[i]->numel * (int64_t)sizeof(float);
+            r->store_tensors++;
+        }
+    }
+    nasc_net_arena_free(&e.arena);
+    nasc_optim_destroy(e.sgd);
+    nasc_batcher_destroy(e.tb);
+    nasc_batcher_destroy(e.vb);
+    nasc_params_destroy(e.st);
+    nasc_enas_ctl_destroy(e.ctl);
+    nasc_free(ctx, e.adam_v);
+    nasc_free(ctx, e.grad);
+    nasc_free(ctx, e.d);
+    nasc_free(ctx, e.x);
+    nasc_free(ctx, e.y);
+    nasc_free(ctx, e.logits);
+    return st;
+}

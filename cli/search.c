@@ -450,7 +450,16 @@ static void on_enas(void *ud, const nasc_enas_progress *p) {
     nasc_cli_fmt_duration(p->seconds, t, sizeof t);
     bool train = strcmp(p->phase, "train") == 0, ctl = strcmp(p->phase, "controller") == 0;
     if (!p->phase_end) {
-        if (!ps->tty) return;
+        if (!ps->tty) {
+            /* a log line per quarter of the shared training when not on a terminal */
+            double done = (double)p->step / (double)(p->steps ? p->steps : 1);
+            if (train && done - ps->last_log >= 0.25) {
+                ps->last_log = done;
+                fprintf(stderr, "epoch %d/%d shared training step %lld/%lld loss %.4f acc %.2f%%  [%s]\n",
+                        p->epoch + 1, p->epochs, (long long)p->step, (long long)p->steps, p->loss, 100 * p->acc, t);
+            }
+            return;
+        }
         if (train)
             fprintf(stderr, "\repoch %d/%d shared training step %lld/%lld loss %.4f acc %.2f%%  ", p->epoch + 1,
                     p->epochs, (long long)p->step, (long long)p->steps, p->loss, 100 * p->acc);
@@ -462,6 +471,7 @@ static void on_enas(void *ud, const nasc_enas_progress *p) {
         return;
     }
     if (ps->tty) fputc('\n', stderr);
+    ps->last_log = 0;
     if (train)
         printf("epoch %d/%d  shared training: loss %.4f, accuracy %.2f%% (%lld children; %.0f ms a step, %.1f ms "
                "of it compiling; %lld primitives created)  [%s]\n",

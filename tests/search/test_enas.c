@@ -1,8 +1,12 @@
-/* The ENAS micro controller: its gradient against central finite
- * differences (with and without the tanh squashing and a temperature);
- * sampled decisions in range and a log-probability that scoring the same
- * decisions again reproduces; the reference's initial bias toward the two
- * separable convolutions; bad options and out-of-range decisions refused. */
+/* ENAS. The controller: its gradient against central finite differences
+ * (with and without the tanh squashing and a temperature); sampled
+ * decisions in range and a log-probability that scoring the same decisions
+ * again reproduces; the reference's initial bias toward the two separable
+ * convolutions; bad options and out-of-range decisions refused. The shared
+ * store: a training step on child A changes exactly A's tensors (its
+ * parameters, their momentum, its batch norms' running statistics) and
+ * nothing else; child B's net binds to the same tensors (nothing copied);
+ * two ops at the same place never share a tensor. */
 #include "testutil.h"
 
 #include <math.h>
@@ -11,6 +15,7 @@
 #include <string.h>
 
 #include "enas_ctl.h"
+#include "nasc_backend.h"
 
 static nasc_enas_ctl_options opts(int hidden, int nodes) {
     nasc_enas_ctl_options o = {hidden, nodes, 5, 1.10f, 2.5f, 0.0f};
@@ -143,11 +148,156 @@ static void test_bad(void **state) {
     nasc_enas_ctl_destroy(c);
 }
 
+
+/* Whether store tensor `name` is one child A's step may write: a parameter
+ * of A, its momentum, or a running statistic of one of A's batch norms. */
+static bool touched_by(const nasc_module *a, const char *name) {
+    if (strncmp(name, "opt/m/", 6) == 0) name += 6;
+    for (uint32_t v = 0; v < a->n_values; v++)
+        if (a->values[v].kind == NASC_VAL_PARAM && strcmp(nasc_str(a, a->values[v].name), name) == 0) return true;
+    for (uint32_t p = 0; p < a->n_prims; p++) {
+        if (a->prims[p].op != NASC_PRIM_BATCH_NORM) continue;
+        const char *r = nasc_str(a, a->values[a->prims[p].result].name);
+        size_t n = strlen(r);
+        if (strncmp(name, r, n) == 0 && (strcmp(name + n, ".mean") == 0 || strcmp(name + n, ".var") == 0))
+            return true;
+    }
+    return false;
+}
+
+static nasc_module *shared_child(nasc_space *sp, const uint32_t *d) {
+    nasc_module *arch = NULL, *prim = NULL;
+    assert_int_equal(nasc_space_decode(sp, d, &arch), NASC_OK);
+    nasc_lower_options lo = nasc_lower_options_default();
+    lo.shared = true;
+    assert_int_equal(nasc_lower_with(arch, &lo, &prim), NASC_OK);
+    nasc_module_destroy(arch);
+    return prim;
+}
+
+static void test_shared_step(void **state) {
+    (void)state;
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    nasc_space *sp = NULL;
+    assert_int_equal(nasc_space_create(&ctx, "enas-micro", NULL, &sp), NASC_OK);
+    uint32_t n = nasc_space_count(sp), da[64], db[64];
+    nasc_rng r;
+    nasc_rng_seed(&r, 21);
+    nasc_space_sample(sp, &r, da);
+    memcpy(db, da, sizeof da);
+    /* B differs from A in the normal cell's first op: sep_conv_3x3 there, sep_conv_5x5 here */
+    da[2] = 0;
+    db[2] = 1;
+    db[n - 1] = (da[n - 1] + 1) % 5; /* and in the reduction cell's last op */
+    nasc_module *pa = shared_child(sp, da), *pb = shared_child(sp, db);
+    nasc_param_store *st = nasc_params_create(&ctx);
+    assert_int_equal(nasc_params_init(st, pa, 1), NASC_OK);
+    assert_int_equal(nasc_params_init(st, pb, 1), NASC_OK);
+    /* the two ops at cell0.b0a have tensors of their own, of their own shapes */
+    const nasc_tensor *k3 = NULL, *k5 = NULL;
+    for (uint32_t i = 0; i < st->n; i++) {
+        const nasc_tensor *t = st->tensors[i];
+        if (strncmp(t->name, "cell0.b0a.sep_conv_3x3.", 23) == 0 && strstr(t->name, ".dw1.w")) k3 = t;
+        if (strncmp(t->name, "cell0.b0a.sep_conv_5x5.", 23) == 0 && strstr(t->name, ".dw1.w")) k5 = t;
+    }
+    assert_non_null(k3);
+    assert_non_null(k5);
+    assert_true(k3 != k5 && k3->dims[2] == 3 && k5->dims[2] == 5);
+
+    /* the state before the step: a copy of every tensor */
+    uint32_t before = st->n;
+    float **copy = calloc(before, sizeof *copy);
+    for (uint32_t i = 0; i < before; i++) {
+        copy[i] = malloc((size_t)st->tensors[i]->numel * sizeof(float));
+        memcpy(copy[i], st->tensors[i]->data, (size_t)st->tensors[i]->numel * sizeof(float));
+    }
+    /* one training step of A */
+    nasc_net_options no = nasc_net_options_default();
+    no.batch = 4;
+    nasc_net *na = NULL;
+    assert_int_equal(nasc_net_compile(&ctx, pa, st, &no, &na), NASC_OK);
+    float *x = malloc(4 * 28 * 28 * sizeof *x);
+    int32_t y[4] = {1, 7, 3, 9};
+    for (int i = 0; i < 4 * 28 * 28; i++) x[i] = nasc_rng_uniform(&r) - 0.5f;
+    float loss;
+    int ok;
+    assert_int_equal(nasc_net_set_input(na, 0, x), NASC_OK);
+    assert_int_equal(nasc_net_forward(na), NASC_OK);
+    assert_int_equal(nasc_net_loss(na, y, &loss, &ok), NASC_OK);
+    assert_int_equal(nasc_net_backward(na), NASC_OK);
+    nasc_optim_options oo = nasc_optim_options_default(NASC_OPTIM_SGD);
+    nasc_optimizer *opt = nasc_optim_create(&ctx, &oo, st);
+    const nasc_param_grad *g;
+    uint32_t ng = nasc_net_grads(na, &g);
+    assert_int_equal(nasc_optim_step(opt, g, ng, 0.1f), NASC_OK);
+    /* A's gradients point at the store's tensors */
+    for (uint32_t i = 0; i < ng; i++) assert_ptr_equal(g[i].param, nasc_params_find(st, g[i].param->name));
+
+    int changed = 0, kept = 0, a_params = 0;
+    for (uint32_t i = 0; i < before; i++) {
+        const nasc_tensor *t = st->tensors[i];
+        bool same = memcmp(copy[i], t->data, (size_t)t->numel * sizeof(float)) == 0;
+        if (!touched_by(pa, t->name)) {
+            if (!same) printf("  %s changed, but child A does not use it\n", t->name);
+            assert_true(same);
+            kept++;
+        } else {
+            changed += !same;
+        }
+    }
+    for (uint32_t v = 0; v < pa->n_values; v++) a_params += pa->values[v].kind == NASC_VAL_PARAM;
+    /* new tensors are A's: the momentum of each of its parameters and the
+     * running statistics of its batch norms (made by the compile) */
+    uint32_t momenta = 0;
+    for (uint32_t i = before; i < st->n; i++) {
+        assert_true(touched_by(pa, st->tensors[i]->name));
+        momenta += strncmp(st->tensors[i]->name, "opt/m/", 6) == 0;
+    }
+    assert_int_equal(momenta, (uint32_t)a_params);
+    printf("shared store: %u tensors; child A's step changed %d of its tensors, left %d others untouched, added %u "
+           "momentum tensors\n",
+           before, changed, kept, momenta);
+    assert_true(kept > 0 && changed > a_params / 2);
+    nasc_net_destroy(na);
+
+    /* B binds to the same tensors: its gradients' tensors are the store's,
+     * and compiling it adds only the running statistics of its own batch
+     * norms (no copy of a parameter) */
+    uint32_t count = st->n;
+    nasc_net *nb = NULL;
+    assert_int_equal(nasc_net_compile(&ctx, pb, st, &no, &nb), NASC_OK);
+    for (uint32_t i = count; i < st->n; i++) {
+        const char *nm = st->tensors[i]->name;
+        size_t len = strlen(nm);
+        assert_true(touched_by(pb, nm) && !touched_by(pa, nm) && len > 4 &&
+                    (strcmp(nm + len - 5, ".mean") == 0 || strcmp(nm + len - 4, ".var") == 0));
+    }
+    ng = nasc_net_grads(nb, &g);
+    int shared_with_a = 0;
+    for (uint32_t i = 0; i < ng; i++) {
+        assert_ptr_equal(g[i].param, nasc_params_find(st, g[i].param->name));
+        shared_with_a += touched_by(pa, g[i].param->name);
+    }
+    assert_true(shared_with_a > 0 && shared_with_a < (int)ng);
+    nasc_net_destroy(nb);
+
+    for (uint32_t i = 0; i < before; i++) free(copy[i]);
+    free(copy);
+    free(x);
+    nasc_optim_destroy(opt);
+    nasc_params_destroy(st);
+    nasc_module_destroy(pa);
+    nasc_module_destroy(pb);
+    nasc_space_destroy(sp);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradient),
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_bad),
+        cmocka_unit_test(test_shared_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,22 +16,8 @@ bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
 check() { if eval "$2"; then ok; else bad "$1"; fi; }
 
 DATA=$TMP/data
-mkdir -p "$DATA"
-/usr/bin/python3 - "$DATA" <<'EOF' || { echo "FAIL: cannot write the IDX slice" >&2; exit 1; }
-import gzip, struct, sys
-src, dst = "/usr/share/datasets/fashion-mnist", sys.argv[1]
-for split, n in (("train", 512), ("t10k", 256)):
-    with gzip.open(f"{src}/{split}-images-idx3-ubyte.gz") as f:
-        f.read(16)
-        img = f.read(n * 784)
-    with gzip.open(f"{src}/{split}-labels-idx1-ubyte.gz") as f:
-        f.read(8)
-        lab = f.read(n)
-    with open(f"{dst}/{split}-images-idx3-ubyte", "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + img)
-    with open(f"{dst}/{split}-labels-idx1-ubyte", "wb") as f:
-        f.write(struct.pack(">II", 0x801, n) + lab)
-EOF
+. "$(dirname "$0")/idx_slice.sh"
+write_idx_slice "$DATA" || { echo "FAIL: cannot write the IDX slice" >&2; exit 1; }
 
 ARGS=(--data "$DATA" --space enas-micro --strategy enas --val-size 128 --batch 32 --ctl-steps 2 --ctl-aggregate 2
       --budget 4 --final-epochs 1 --threads 1 --seed 5 --set channels=8)

@@ -19,22 +19,8 @@ check() { if eval "$2"; then ok; else bad "$1"; fi; }
 # A small slice of Fashion-MNIST (Debian's dataset-fashion-mnist) as IDX
 # files, so that every trial and the final training take a moment.
 DATA=$TMP/data
-mkdir -p "$DATA"
-/usr/bin/python3 - "$DATA" <<'EOF' || { echo "FAIL: cannot write the IDX slice" >&2; exit 1; }
-import gzip, struct, sys
-src, dst = "/usr/share/datasets/fashion-mnist", sys.argv[1]
-for split, n in (("train", 512), ("t10k", 256)):
-    with gzip.open(f"{src}/{split}-images-idx3-ubyte.gz") as f:
-        f.read(16)
-        img = f.read(n * 784)
-    with gzip.open(f"{src}/{split}-labels-idx1-ubyte.gz") as f:
-        f.read(8)
-        lab = f.read(n)
-    with open(f"{dst}/{split}-images-idx3-ubyte", "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + img)
-    with open(f"{dst}/{split}-labels-idx1-ubyte", "wb") as f:
-        f.write(struct.pack(">II", 0x801, n) + lab)
-EOF
+. "$(dirname "$0")/idx_slice.sh"
+write_idx_slice "$DATA" || { echo "FAIL: cannot write the IDX slice" >&2; exit 1; }
 
 BUDGET=8
 ARGS=(--data "$DATA" --space nasrl --layers 2 --strategy evolution --budget $BUDGET --epochs-per-trial 1

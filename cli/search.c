@@ -42,7 +42,7 @@ void nasc_cli_search_help(FILE *out) {
           out);
     nasc_cli_space_size_help(out, 23);
     fputs("  --strategy NAME      the strategy (below)\n"
-          "  --budget N           trials in all\n"
+          "  --budget N           trials in all (enas: candidates, default 100)\n"
           "  --epochs-per-trial E epochs per child (default 1)\n"
           "  --train-subset K     train children on the first K images (default 10000,\n"
           "                       enas 0; 0 all of the training split)\n"
@@ -236,11 +236,7 @@ static int parse(int argc, char **argv, search_opts *o) {
     o->oneshot = nasc_strategy_is_oneshot(o->strategy);
     if (o->oneshot && !o->budget) o->budget = nasc_enas_options_default().candidates;
     if (o->subset < 0) o->subset = o->oneshot ? 0 : 10000;
-    if (!o->budget) {
-        fprintf(stderr, "nasc search: missing --budget\n");
-        usage(stderr);
-        return NASC_EXIT_USAGE;
-    }
+    if (!o->budget) return nasc_cli_usage_error(&a, "missing --budget");
     return NASC_CLI_GO;
 }
 

@@ -194,7 +194,7 @@ int nasc_backend_threads(void);
  * default holds 1024), so that nets of a one-shot supernet, whose children
  * together use more shapes than one net, compile from the cache once their
  * shapes were seen. Never lowers the capacity. */
-void nasc_backend_reserve_primitives(int n);
+nasc_status nasc_backend_reserve_primitives(nasc_ctx *ctx, int n);
 
 /* ------------------------------------------------------------------ */
 /* Optimizers                                                          */

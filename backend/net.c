@@ -1248,9 +1248,11 @@ void nasc_net_profile_print(const nasc_net *net, FILE *out) {
     fprintf(out, "%-28s %6d %10.3f\n", "total", net->n_steps, 1e3 * total / (double)calls);
 }
 
-void nasc_backend_reserve_primitives(int n) {
+nasc_status nasc_backend_reserve_primitives(nasc_ctx *ctx, int n) {
     int cap = 0;
-    if (dnnl_get_primitive_cache_capacity(&cap) == dnnl_success && cap < n) dnnl_set_primitive_cache_capacity(n);
+    nasc_status st = NB_TRY_CTX(ctx, dnnl_get_primitive_cache_capacity(&cap));
+    if (!st && cap < n) st = NB_TRY_CTX(ctx, dnnl_set_primitive_cache_capacity(n));
+    return st;
 }
 
 void nasc_net_arena_free(nasc_net_arena *a) {

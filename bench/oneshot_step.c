@@ -55,7 +55,7 @@ int main(int argc, char **argv) {
     int threads = argc > 3 ? atoi(argv[3]) : 2, reps = 6;
     nasc_ctx_init(&ctx);
     CHECK(nasc_backend_set_threads(&ctx, threads));
-    nasc_backend_reserve_primitives(8192);
+    CHECK(nasc_backend_reserve_primitives(&ctx, 8192));
     nasc_space *sp = NULL;
     CHECK(nasc_space_create(&ctx, "enas-micro", NULL, &sp));
     uint32_t n = nasc_space_count(sp);

@@ -572,8 +572,8 @@ nasc_status nasc_enas_search(nasc_ctx *ctx, nasc_enas_run *r) {
     e.t0 = now_s();
     e.arena.ctx = ctx;
     /* the supernet's shapes: many more primitives than one net */
-    nasc_backend_reserve_primitives(8192);
-    nasc_status st = setup(&e);
+    nasc_status st = nasc_backend_reserve_primitives(ctx, 8192);
+    if (!st) st = setup(&e);
     while (!st && e.epoch < e.o->epochs) {
         st = train_epoch(&e);
         if (!st) st = controller_phase(&e);

@@ -134,8 +134,8 @@ static nasc_status evo_save(nasc_strategy *s, nasc_param_store *st) {
 static nasc_status evo_load(nasc_strategy *s, const nasc_param_store *st) {
     evo *e = s->impl;
     int64_t size, cap;
-    nasc_status r = nasc_strategy_read_i64(s, st, "evolution/population", e->cap, e->cap, &cap);
-    if (!r) r = nasc_strategy_read_i64(s, st, "evolution/size", 0, e->cap, &size);
+    nasc_status r = nasc_strategy_read_i64(s->ctx, st, "evolution/population", e->cap, e->cap, &cap);
+    if (!r) r = nasc_strategy_read_i64(s->ctx, st, "evolution/size", 0, e->cap, &size);
     if (r) return r;
     e->oldest = 0;
     e->size = 0;

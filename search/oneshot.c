@@ -10,7 +10,6 @@
  * cache makes the compile of a seen shape cheap; the cache is enlarged at
  * the start so that the supernet's shapes fit in it. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "nasc_export.h"
 #include "nasc_frontend.h"
 #include "nasc_search.h"
+#include "strategies_internal.h"
 
 const char *const nasc_enas_spaces[] = {"enas-micro", NULL};
 
@@ -137,13 +137,8 @@ static nasc_status child_net(enas *e, const nasc_module *prim, bool train, nasc_
 /* ENAS's learning rate: cosine from lr_max to lr_min over periods of
  * lr_t0, lr_t0 * lr_tmul, ... epochs, constant within an epoch. */
 static float lr_at(const nasc_enas_options *o, int epoch) {
-    int64_t start = 0, len = o->lr_t0 > 0 ? o->lr_t0 : 1;
-    while (epoch >= start + len) {
-        start += len;
-        len *= o->lr_tmul > 1 ? o->lr_tmul : 1;
-    }
-    double t = (double)(epoch - start) / (double)len;
-    return (float)(o->lr_min + 0.5 * (o->lr_max - o->lr_min) * (1.0 + cos(3.14159265358979323846 * t)));
+    float c = nasc_lr_restarts(1.0f, epoch, 0, o->epochs, o->lr_t0, o->lr_tmul); /* 1 down to 0 */
+    return o->lr_min + (o->lr_max - o->lr_min) * c;
 }
 
 /* One step of shared-weight training on a freshly sampled child. */
@@ -279,87 +274,51 @@ static nasc_status controller_phase(enas *e) {
 /* State                                                               */
 /* ------------------------------------------------------------------ */
 
-static nasc_status put_floats(enas *e, const char *name, const float *src, size_t n) {
-    int64_t dim = (int64_t)n;
-    nasc_tensor *t = nasc_params_get(e->st, name, 1, &dim);
-    if (!t) return e->ctx->diag.status ? e->ctx->diag.status : NASC_ENOMEM;
-    memcpy(t->data, src, n * sizeof *src);
-    return NASC_OK;
-}
-
-static nasc_status get_floats(enas *e, const char *name, float *dst, size_t n) {
-    const nasc_tensor *t = nasc_params_find(e->st, name);
-    if (!t || t->rank != 1 || t->numel != (int64_t)n)
-        return nasc_error(e->ctx, NASC_EINPUT, e->r->state_path, NASC_NOLOC,
-                          "one-shot state: tensor '%s' is %s (a state of other controller options?)", name,
-                          t ? "of another size" : "missing");
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(t->data[i]))
-            return nasc_error(e->ctx, NASC_EINPUT, e->r->state_path, NASC_NOLOC,
-                              "one-shot state: tensor '%s' holds %g at %zu", name, (double)t->data[i], i);
-    memcpy(dst, t->data, n * sizeof *dst);
-    return NASC_OK;
-}
-
-static nasc_status set_meta(enas *e, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static nasc_status set_meta(enas *e, const char *key, const char *fmt, ...) {
-    char buf[160];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    return nasc_params_set_meta(e->st, key, buf);
-}
-
 static nasc_status save_state(enas *e) {
-    nasc_status st = put_floats(e, "enas/theta", nasc_enas_ctl_params(e->ctl), e->P);
-    if (!st) st = put_floats(e, "enas/adam_v", e->adam_v, e->P);
+    char num[32];
+    nasc_status st = nasc_strategy_put_floats(e->st, "enas/theta", nasc_enas_ctl_params(e->ctl), (int64_t)e->P);
+    if (!st) st = nasc_strategy_put_floats(e->st, "enas/adam_v", e->adam_v, (int64_t)e->P);
     if (!st) st = nasc_params_set_meta(e->st, "strategy/name", "enas");
     if (!st) st = nasc_params_set_meta(e->st, "search/space", nasc_space_name(e->r->space));
-    if (!st) st = set_meta(e, "enas/epoch", "%d", e->epoch);
-    if (!st) st = set_meta(e, "enas/ctl_updates", "%lld", (long long)e->ctl_updates);
-    if (!st) st = set_meta(e, "enas/baseline", "%a", e->baseline);
-    if (!st)
-        st = set_meta(e, "enas/rng", "%016llx %016llx %016llx %016llx", (unsigned long long)e->rng.s[0],
-                      (unsigned long long)e->rng.s[1], (unsigned long long)e->rng.s[2], (unsigned long long)e->rng.s[3]);
+    snprintf(num, sizeof num, "%d", e->epoch);
+    if (!st) st = nasc_params_set_meta(e->st, "enas/epoch", num);
+    snprintf(num, sizeof num, "%lld", (long long)e->ctl_updates);
+    if (!st) st = nasc_params_set_meta(e->st, "enas/ctl_updates", num);
+    if (!st) st = nasc_strategy_meta_f64(e->st, "enas/baseline", e->baseline);
+    if (!st) st = nasc_strategy_meta_u64s(e->st, "enas/rng", e->rng.s, 4);
     if (!st) st = nasc_params_save(e->st, e->r->state_path);
     return st;
 }
 
-static nasc_status bad_meta(enas *e, const char *key) {
-    const char *v = nasc_params_meta(e->st, key);
-    return nasc_error(e->ctx, NASC_EINPUT, e->r->state_path, NASC_NOLOC, "one-shot state: metadata '%s' is %s%s%s", key,
-                      v ? "'" : "missing", v ? v : "", v ? "'" : "");
-}
-
 /* The store read from state_path: its metadata and controller tensors
- * checked and taken. */
+ * checked and taken (the caller names the file on failure). */
 static nasc_status load_state(enas *e) {
+    nasc_ctx *ctx = e->ctx;
     const char *name = nasc_params_meta(e->st, "strategy/name");
     const char *space = nasc_params_meta(e->st, "search/space");
-    if (!name || strcmp(name, "enas") != 0) return bad_meta(e, "strategy/name");
-    if (!space || strcmp(space, nasc_space_name(e->r->space)) != 0) return bad_meta(e, "search/space");
-    const char *v = nasc_params_meta(e->st, "enas/epoch");
-    char *end;
-    long ep = v ? strtol(v, &end, 10) : -1;
-    if (!v || *end || ep < 0 || ep > e->o->epochs) return bad_meta(e, "enas/epoch");
-    v = nasc_params_meta(e->st, "enas/ctl_updates");
-    long long cu = v ? strtoll(v, &end, 10) : -1;
-    if (!v || *end || cu < 0) return bad_meta(e, "enas/ctl_updates");
-    v = nasc_params_meta(e->st, "enas/baseline");
-    double bl = v ? strtod(v, &end) : NAN;
-    if (!v || *end || !isfinite(bl)) return bad_meta(e, "enas/baseline");
-    v = nasc_params_meta(e->st, "enas/rng");
-    unsigned long long s[4];
-    if (!v || sscanf(v, "%16llx %16llx %16llx %16llx", &s[0], &s[1], &s[2], &s[3]) != 4 || !(s[0] | s[1] | s[2] | s[3]))
-        return bad_meta(e, "enas/rng");
-    nasc_status st = get_floats(e, "enas/theta", nasc_enas_ctl_params(e->ctl), e->P);
-    if (!st) st = get_floats(e, "enas/adam_v", e->adam_v, e->P);
+    if (!name || strcmp(name, "enas") != 0)
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "'strategy/name' is %s, not enas",
+                          name ? name : "missing");
+    if (!space || strcmp(space, nasc_space_name(e->r->space)) != 0)
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "'search/space' is %s, not %s",
+                          space ? space : "missing", nasc_space_name(e->r->space));
+    int64_t ep, cu;
+    double bl;
+    uint64_t rng[4];
+    nasc_status st = nasc_strategy_read_i64(ctx, e->st, "enas/epoch", 0, e->o->epochs, &ep);
+    if (!st) st = nasc_strategy_read_i64(ctx, e->st, "enas/ctl_updates", 0, INT64_C(1) << 50, &cu);
+    if (!st) st = nasc_strategy_read_f64(ctx, e->st, "enas/baseline", &bl);
+    if (!st) st = nasc_strategy_read_u64s(ctx, e->st, "enas/rng", rng, 4);
+    if (!st && (!isfinite(bl) || !(rng[0] | rng[1] | rng[2] | rng[3])))
+        st = nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "'%s' is not a valid value",
+                        isfinite(bl) ? "enas/rng" : "enas/baseline");
+    if (!st) st = nasc_strategy_get_floats(ctx, e->st, "enas/theta", nasc_enas_ctl_params(e->ctl), (int64_t)e->P);
+    if (!st) st = nasc_strategy_get_floats(ctx, e->st, "enas/adam_v", e->adam_v, (int64_t)e->P);
     if (st) return st;
     e->epoch = (int)ep;
     e->ctl_updates = cu;
     e->baseline = bl;
-    for (int i = 0; i < 4; i++) e->rng.s[i] = s[i];
+    memcpy(e->rng.s, rng, sizeof rng);
     return NASC_OK;
 }
 
@@ -430,20 +389,19 @@ static nasc_status setup(enas *e) {
     /* the store: resumed, or new with the normalisation measured on the training split */
     if (access(r->state_path, F_OK) == 0) {
         st = nasc_params_load(ctx, r->state_path, &e->st);
+        if (!st) st = load_state(e);
         if (st) {
             char msg[600];
             nasc_diag_format(&ctx->diag, msg, sizeof msg);
             return nasc_error(ctx, NASC_EINPUT, r->state_path, NASC_NOLOC, "corrupt one-shot state: %s", msg);
         }
-        st = load_state(e);
-        if (st) return st;
     } else {
         e->st = nasc_params_create(ctx);
         if (!e->st) return NASC_ENOMEM;
         float mean, std;
         nasc_dataset_stats(ds, 0, val_begin, &mean, &std);
-        st = set_meta(e, "data/mean", "%a", (double)mean);
-        if (!st) st = set_meta(e, "data/std", "%a", (double)std);
+        st = nasc_strategy_meta_f64(e->st, "data/mean", mean);
+        if (!st) st = nasc_strategy_meta_f64(e->st, "data/std", std);
         if (st) return st;
     }
     nasc_batcher_options bo = nasc_batcher_options_default();
@@ -454,7 +412,8 @@ static nasc_status setup(enas *e) {
     const char *m = nasc_params_meta(e->st, "data/mean"), *s = nasc_params_meta(e->st, "data/std");
     bo.mean = m ? strtof(m, NULL) : 0;
     bo.std = s ? strtof(s, NULL) : 1;
-    if (!(bo.std > 0)) return bad_meta(e, "data/std");
+    if (!(bo.std > 0))
+        return nasc_error(ctx, NASC_EINPUT, r->state_path, NASC_NOLOC, "corrupt one-shot state: 'data/std' is not > 0");
     int64_t train_end = o->train_subset > 0 && o->train_subset < val_begin ? o->train_subset : val_begin;
     st = nasc_batcher_create(ctx, ds, 0, train_end, &bo, &e->tb);
     bo.seed = o->seed ^ 0x7a11da7eULL;

@@ -450,28 +450,13 @@ static nasc_status rl_report(nasc_strategy *s, const uint32_t *d, double reward)
     return NASC_OK;
 }
 
+/* Controller weights and Adam moments: P floats each. */
 static nasc_status put_tensor(nasc_strategy *s, nasc_param_store *st, const char *name, const float *src) {
-    int64_t P = (int64_t)nasc_controller_size(((rl *)s->impl)->ctl);
-    nasc_tensor *t = nasc_params_get(st, name, 1, &P);
-    if (!t) return s->ctx->diag.status ? s->ctx->diag.status : NASC_ENOMEM;
-    memcpy(t->data, src, (size_t)P * sizeof *src);
-    return NASC_OK;
+    return nasc_strategy_put_floats(st, name, src, (int64_t)nasc_controller_size(((rl *)s->impl)->ctl));
 }
 
 static nasc_status get_tensor(nasc_strategy *s, const nasc_param_store *st, const char *name, float *dst) {
-    int64_t P = (int64_t)nasc_controller_size(((rl *)s->impl)->ctl);
-    const nasc_tensor *t = nasc_params_find(st, name);
-    if (!t) return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing tensor '%s'", name);
-    if (t->rank != 1 || t->numel != P)
-        return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
-                          "strategy state: tensor '%s' has %lld values, the controller %lld (another lstm size?)", name,
-                          (long long)t->numel, (long long)P);
-    for (int64_t i = 0; i < P; i++)
-        if (!isfinite(t->data[i]))
-            return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: tensor '%s' holds %g at %lld",
-                              name, t->data[i], (long long)i);
-    memcpy(dst, t->data, (size_t)P * sizeof *dst);
-    return NASC_OK;
+    return nasc_strategy_get_floats(s->ctx, st, name, dst, (int64_t)nasc_controller_size(((rl *)s->impl)->ctl));
 }
 
 static nasc_status rl_save(nasc_strategy *s, nasc_param_store *st) {
@@ -500,9 +485,9 @@ static nasc_status rl_load(nasc_strategy *s, const nasc_param_store *st) {
     nasc_status e = get_tensor(s, st, "reinforce/theta", nasc_controller_params(r->ctl));
     if (!e) e = get_tensor(s, st, "reinforce/adam_m", r->m);
     if (!e) e = get_tensor(s, st, "reinforce/adam_v", r->v);
-    if (!e) e = nasc_strategy_read_i64(s, st, "reinforce/adam_step", 0, INT64_C(1) << 50, &step);
-    if (!e) e = nasc_strategy_read_f64(s, st, "reinforce/baseline", &base);
-    if (!e) e = nasc_strategy_read_i64(s, st, "reinforce/pending", 0, s->opt.batch - 1, &pending);
+    if (!e) e = nasc_strategy_read_i64(s->ctx, st, "reinforce/adam_step", 0, INT64_C(1) << 50, &step);
+    if (!e) e = nasc_strategy_read_f64(s->ctx, st, "reinforce/baseline", &base);
+    if (!e) e = nasc_strategy_read_i64(s->ctx, st, "reinforce/pending", 0, s->opt.batch - 1, &pending);
     if (e) return e;
     r->adam_step = step;
     r->has_baseline = !isnan(base);

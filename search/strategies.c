@@ -92,40 +92,40 @@ nasc_status nasc_strategy_meta_u64s(nasc_param_store *st, const char *key, const
     return nasc_params_set_meta(st, key, buf);
 }
 
-nasc_status nasc_strategy_read_u64s(nasc_strategy *s, const nasc_param_store *st, const char *key, uint64_t *v, int n) {
+nasc_status nasc_strategy_read_u64s(nasc_ctx *ctx, const nasc_param_store *st, const char *key, uint64_t *v, int n) {
     const char *p = nasc_params_meta(st, key);
-    if (!p) return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing '%s'", key);
+    if (!p) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing '%s'", key);
     for (int i = 0; i < n; i++) {
         char *e;
         unsigned long long x = strtoull(p, &e, 16);
         if (e == p || (*e && *e != ' '))
-            return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: malformed '%s'", key);
+            return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: malformed '%s'", key);
         v[i] = x;
         p = e;
     }
-    if (*p) return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: malformed '%s'", key);
+    if (*p) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: malformed '%s'", key);
     return NASC_OK;
 }
 
-nasc_status nasc_strategy_read_i64(nasc_strategy *s, const nasc_param_store *st, const char *key, int64_t lo, int64_t hi,
+nasc_status nasc_strategy_read_i64(nasc_ctx *ctx, const nasc_param_store *st, const char *key, int64_t lo, int64_t hi,
                                    int64_t *v) {
     const char *p = nasc_params_meta(st, key);
-    if (!p) return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing '%s'", key);
+    if (!p) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing '%s'", key);
     char *e;
     long long x = strtoll(p, &e, 10);
     if (e == p || *e || x < lo || x > hi)
-        return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: '%s' is '%s', not in [%lld, %lld]",
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: '%s' is '%s', not in [%lld, %lld]",
                           key, p, (long long)lo, (long long)hi);
     *v = x;
     return NASC_OK;
 }
 
-nasc_status nasc_strategy_read_f64(nasc_strategy *s, const nasc_param_store *st, const char *key, double *v) {
+nasc_status nasc_strategy_read_f64(nasc_ctx *ctx, const nasc_param_store *st, const char *key, double *v) {
     const char *p = nasc_params_meta(st, key);
-    if (!p) return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing '%s'", key);
+    if (!p) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing '%s'", key);
     char *e;
     *v = strtod(p, &e);
-    if (e == p || *e) return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: malformed '%s'", key);
+    if (e == p || *e) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: malformed '%s'", key);
     return NASC_OK;
 }
 
@@ -133,6 +133,29 @@ nasc_status nasc_strategy_meta_f64(nasc_param_store *st, const char *key, double
     char buf[64];
     snprintf(buf, sizeof buf, "%a", v); /* hexadecimal: exact */
     return nasc_params_set_meta(st, key, buf);
+}
+
+nasc_status nasc_strategy_put_floats(nasc_param_store *st, const char *name, const float *src, int64_t n) {
+    nasc_tensor *t = nasc_params_get(st, name, 1, &n);
+    if (!t) return st->ctx->diag.status ? st->ctx->diag.status : NASC_ENOMEM;
+    memcpy(t->data, src, (size_t)n * sizeof *src);
+    return NASC_OK;
+}
+
+nasc_status nasc_strategy_get_floats(nasc_ctx *ctx, const nasc_param_store *st, const char *name, float *dst,
+                                     int64_t n) {
+    const nasc_tensor *t = nasc_params_find(st, name);
+    if (!t) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing tensor '%s'", name);
+    if (t->rank != 1 || t->numel != n)
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "strategy state: tensor '%s' has %lld values, the controller %lld (another lstm size?)", name,
+                          (long long)t->numel, (long long)n);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(t->data[i]))
+            return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: tensor '%s' holds %g at %lld",
+                              name, t->data[i], (long long)i);
+    memcpy(dst, t->data, (size_t)n * sizeof *dst);
+    return NASC_OK;
 }
 
 /* "reward d0,d1,..." */
@@ -298,14 +321,14 @@ nasc_status nasc_strategy_load(nasc_strategy *s, const nasc_param_store *st) {
         return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
                           "strategy state: 'strategy/name' is the state of strategy '%s', not '%s'", name, s->vt->name);
     uint64_t sig = 0; /* written on success; gcc -O3 cannot prove that every failure returns non-zero */
-    nasc_status r = nasc_strategy_read_u64s(s, st, "strategy/decisions", &sig, 1);
+    nasc_status r = nasc_strategy_read_u64s(s->ctx, st, "strategy/decisions", &sig, 1);
     if (r) return r;
     if (sig != s->signature)
         return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
                           "strategy state: 'strategy/decisions' says it belongs to another search space");
     int64_t rep;
-    r = nasc_strategy_read_i64(s, st, "strategy/reported", 0, INT64_C(1) << 50, &rep);
-    if (!r) r = nasc_strategy_read_u64s(s, st, "strategy/rng", s->rng.s, 4);
+    r = nasc_strategy_read_i64(s->ctx, st, "strategy/reported", 0, INT64_C(1) << 50, &rep);
+    if (!r) r = nasc_strategy_read_u64s(s->ctx, st, "strategy/rng", s->rng.s, 4);
     if (r) return r;
     if (!(s->rng.s[0] | s->rng.s[1] | s->rng.s[2] | s->rng.s[3]))
         return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: 'strategy/rng' is all zero");

@@ -34,14 +34,21 @@ uint32_t nasc_strategy_random_value(const nasc_decision *d, nasc_rng *r);
 bool nasc_strategy_check_value(const nasc_decision *d, uint64_t v);
 
 /* State in a parameter store's metadata; the readers name the key that is
- * missing or malformed. Doubles are written in C's hexadecimal form, so
- * they read back exactly. */
+ * missing or malformed (diagnostic on ctx). Doubles are written in C's
+ * hexadecimal form, so they read back exactly. Used by the strategies and
+ * by the one-shot search (oneshot.c). */
 nasc_status nasc_strategy_meta_u64s(nasc_param_store *st, const char *key, const uint64_t *v, int n);
-nasc_status nasc_strategy_read_u64s(nasc_strategy *s, const nasc_param_store *st, const char *key, uint64_t *v, int n);
-nasc_status nasc_strategy_read_i64(nasc_strategy *s, const nasc_param_store *st, const char *key, int64_t lo,
+nasc_status nasc_strategy_read_u64s(nasc_ctx *ctx, const nasc_param_store *st, const char *key, uint64_t *v, int n);
+nasc_status nasc_strategy_read_i64(nasc_ctx *ctx, const nasc_param_store *st, const char *key, int64_t lo,
                                    int64_t hi, int64_t *v);
 nasc_status nasc_strategy_meta_f64(nasc_param_store *st, const char *key, double v);
-nasc_status nasc_strategy_read_f64(nasc_strategy *s, const nasc_param_store *st, const char *key, double *v);
+nasc_status nasc_strategy_read_f64(nasc_ctx *ctx, const nasc_param_store *st, const char *key, double *v);
+/* A vector of n floats as the rank-1 tensor `name` (created or replaced),
+ * and back: the reader names a tensor that is missing, of another size, or
+ * holds a value that is not finite. */
+nasc_status nasc_strategy_put_floats(nasc_param_store *st, const char *name, const float *src, int64_t n);
+nasc_status nasc_strategy_get_floats(nasc_ctx *ctx, const nasc_param_store *st, const char *name, float *dst,
+                                     int64_t n);
 /* An architecture with its reward and one integer ("<reward> <extra> d0,d1,..."). */
 nasc_status nasc_strategy_meta_arch(nasc_strategy *s, nasc_param_store *st, const char *key, double reward,
                                     const uint32_t *d, int64_t extra);

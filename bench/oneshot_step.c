@@ -96,7 +96,7 @@ int main(int argc, char **argv) {
         nasc_module_destroy(prim);
         /* shared: lower, init, compile, step, destroy, every step */
         nasc_lower_options lo = nasc_lower_options_default();
-        lo.shared = true;
+        lo.shared = NASC_SHARE_BY_INPUT;
         long created[2] = {0, 0};
         double shared_t = 0, compile_t = 0;
         for (int k = 0; k < reps + 1; k++) {

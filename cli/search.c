@@ -61,7 +61,7 @@ void nasc_cli_search_help(FILE *out) {
           "  --set KEY=VALUE      skeleton override for every child (repeatable):\n"
           "                       channels, cells_per_stage, stages, ...\n"
           "  -h, --help           this help\n"
-          "\nENAS (--strategy enas --space enas-micro; docs/oneshot.md): one store of\n"
+          "\nENAS (--strategy enas --space enas-micro|enas-macro; docs/oneshot.md): one store of\n"
           "shared weights is trained on a freshly sampled child per minibatch, the\n"
           "controller on children's accuracy on a validation batch; then --budget\n"
           "candidates (default 100) are sampled, each scored on a validation batch\n"
@@ -71,15 +71,18 @@ void nasc_cli_search_help(FILE *out) {
           "  --search-epochs E    shared-weight epochs (default 10; ENAS 150 on a GPU)\n"
           "  --lr LR --lr-min LR  cosine with restarts per epoch (0.05, 0.0005)\n"
           "  --lr-t0 T --lr-tmul M  restart periods: T, T*M, ... epochs (10, 2)\n"
-          "  --weight-decay W     (1e-4)   --grad-clip N (5)   --aux-weight A (0.4)\n"
+          "  --weight-decay W     (1e-4; macro 2.5e-4)   --grad-clip N (5)\n"
+          "  --aux-weight A       auxiliary head's loss weight (0.4; macro: no head, 0)\n"
           "  --lstm-size H        controller LSTM units (64)\n"
-          "  --ctl-lr LR          controller Adam learning rate (0.0035)\n"
-          "  --tanh-constant C    (1.10)   --op-tanh-reduce R (2.5)\n"
+          "  --ctl-lr LR          controller Adam learning rate (0.0035; macro 0.001)\n"
+          "  --tanh-constant C    (1.10; macro 1.5)   --op-tanh-reduce R (micro: 2.5)\n"
           "  --temperature T      (0: none)\n"
           "  --entropy-weight W   entropy bonus in the reward (1e-4)\n"
           "  --baseline-decay D   (0.99)\n"
-          "  --ctl-steps N        controller updates per epoch (30)\n"
-          "  --ctl-aggregate K    children per update (10)\n"
+          "  --ctl-steps N        controller updates per epoch (30; macro 50)\n"
+          "  --ctl-aggregate K    children per update (10; macro 20)\n"
+          "  --skip-target P      macro: skip probability the penalty pulls toward (0.4)\n"
+          "  --skip-weight W      macro: weight of that penalty (0.8)\n"
           "\nSearch spaces (`nasc space S` shows one; docs/search-spaces.md):\n",
           out);
     nasc_cli_registry_help(nasc_cli_spaces, out, 15);
@@ -161,9 +164,35 @@ typedef struct search_opts {
     /* enas */
     long search_epochs, lr_t0, lr_tmul, lstm_size, ctl_steps, ctl_aggregate;
     double lr_min, weight_decay, grad_clip, aux_weight, ctl_lr, tanh_constant, op_tanh_reduce, temperature,
-        entropy_weight, baseline_decay;
+        entropy_weight, baseline_decay, skip_target, skip_weight;
     nasc_cli_model mo; /* only the --set overrides */
 } search_opts;
+
+/* The enas settings not given on the command line: the space's defaults. */
+static void enas_defaults(search_opts *o) {
+    nasc_enas_options d = nasc_enas_options_for(o->space);
+#define DEF(field, value)                                                                                             \
+    if (o->field < 0) o->field = (value)
+    DEF(search_epochs, d.epochs);
+    DEF(lr_min, d.lr_min);
+    DEF(lr_t0, d.lr_t0);
+    DEF(lr_tmul, d.lr_tmul);
+    DEF(weight_decay, d.weight_decay);
+    DEF(grad_clip, d.grad_clip);
+    DEF(aux_weight, d.aux_weight);
+    DEF(lstm_size, d.lstm_size);
+    DEF(ctl_lr, d.ctl_lr);
+    DEF(tanh_constant, d.tanh_constant);
+    DEF(op_tanh_reduce, d.op_tanh_reduce);
+    DEF(temperature, d.temperature);
+    DEF(entropy_weight, d.entropy_weight);
+    DEF(baseline_decay, d.baseline_decay);
+    DEF(ctl_steps, d.ctl_steps);
+    DEF(ctl_aggregate, d.ctl_aggregate);
+    DEF(skip_target, d.skip_target);
+    DEF(skip_weight, d.skip_weight);
+#undef DEF
+}
 
 static int parse(int argc, char **argv, search_opts *o) {
     memset(o, 0, sizeof *o);
@@ -175,23 +204,10 @@ static int parse(int argc, char **argv, search_opts *o) {
     o->batch = 64;
     o->seed = NASC_DEFAULT_SEED;
     o->lr = 0.05;
-    nasc_enas_options eo = nasc_enas_options_default();
-    o->search_epochs = eo.epochs;
-    o->lr_min = eo.lr_min;
-    o->lr_t0 = eo.lr_t0;
-    o->lr_tmul = eo.lr_tmul;
-    o->weight_decay = eo.weight_decay;
-    o->grad_clip = eo.grad_clip;
-    o->aux_weight = eo.aux_weight;
-    o->lstm_size = eo.lstm_size;
-    o->ctl_lr = eo.ctl_lr;
-    o->tanh_constant = eo.tanh_constant;
-    o->op_tanh_reduce = eo.op_tanh_reduce;
-    o->temperature = eo.temperature;
-    o->entropy_weight = eo.entropy_weight;
-    o->baseline_decay = eo.baseline_decay;
-    o->ctl_steps = eo.ctl_steps;
-    o->ctl_aggregate = eo.ctl_aggregate;
+    /* the enas settings: -1 until given, then the space's defaults (enas_defaults) */
+    o->search_epochs = o->lr_t0 = o->lr_tmul = o->lstm_size = o->ctl_steps = o->ctl_aggregate = -1;
+    o->lr_min = o->weight_decay = o->grad_clip = o->aux_weight = o->ctl_lr = o->tanh_constant = o->op_tanh_reduce =
+        o->temperature = o->entropy_weight = o->baseline_decay = o->skip_target = o->skip_weight = -1;
     const nasc_cli_opt opts[] = {
         {NASC_CLI_OPT("--space", NULL, NASC_CLI_STR, &o->space), .missing = "missing --space"},
         {NASC_CLI_OPT("--strategy", NULL, NASC_CLI_STR, &o->strategy), .missing = "missing --strategy"},
@@ -228,13 +244,16 @@ static int parse(int argc, char **argv, search_opts *o) {
         {NASC_CLI_OPT("--baseline-decay", NULL, NASC_CLI_FLOAT, &o->baseline_decay), .lo = 0, .hi = 0.999999},
         {NASC_CLI_OPT("--ctl-steps", NULL, NASC_CLI_INT, &o->ctl_steps), .lo = 0, .hi = 100000},
         {NASC_CLI_OPT("--ctl-aggregate", NULL, NASC_CLI_INT, &o->ctl_aggregate), .lo = 1, .hi = 100000},
+        {NASC_CLI_OPT("--skip-target", NULL, NASC_CLI_FLOAT, &o->skip_target), .lo = 1e-6, .hi = 0.999999},
+        {NASC_CLI_OPT("--skip-weight", NULL, NASC_CLI_FLOAT, &o->skip_weight), .lo = 0, .hi = 100},
     };
     nasc_cli_args a;
     nasc_cli_args_init(&a, argc, argv, usage);
     int rc = nasc_cli_parse(&a, NASC_CLI_TABLE(opts), &o->mo, NASC_CLI_NO_MODEL, nasc_cli_search_help);
     if (rc != NASC_CLI_GO) return rc;
     o->oneshot = nasc_strategy_is_oneshot(o->strategy);
-    if (o->oneshot && !o->budget) o->budget = nasc_enas_options_default().candidates;
+    if (o->oneshot) enas_defaults(o);
+    if (o->oneshot && !o->budget) o->budget = nasc_enas_options_for(o->space).candidates;
     if (o->subset < 0) o->subset = o->oneshot ? 0 : 10000;
     if (!o->budget) return nasc_cli_usage_error(&a, "missing --budget");
     return NASC_CLI_GO;
@@ -242,7 +261,7 @@ static int parse(int argc, char **argv, search_opts *o) {
 
 /* The ENAS options of the command line. */
 static nasc_enas_options enas_options(const search_opts *o) {
-    nasc_enas_options e = nasc_enas_options_default();
+    nasc_enas_options e = nasc_enas_options_for(o->space);
     e.epochs = (int)o->search_epochs;
     e.batch = (int)o->batch;
     e.lr_max = (float)o->lr;
@@ -263,6 +282,8 @@ static nasc_enas_options enas_options(const search_opts *o) {
     e.baseline_decay = (float)o->baseline_decay;
     e.ctl_steps = (int)o->ctl_steps;
     e.ctl_aggregate = (int)o->ctl_aggregate;
+    e.skip_target = (float)o->skip_target;
+    e.skip_weight = (float)o->skip_weight;
     e.candidates = (int)o->budget;
     e.seed = (uint64_t)o->seed;
     e.threads = (int)o->threads;
@@ -327,8 +348,7 @@ static nasc_status open_space_and_strategy(session *s, const search_opts *o) {
         for (int i = 0; nasc_enas_spaces[i]; i++)
             if (strcmp(o->space, nasc_enas_spaces[i]) == 0) return NASC_OK;
         return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
-                          "--strategy %s shares weights over the enas-micro space only, not '%s' (enas-macro is not "
-                          "supported yet)",
+                          "--strategy %s shares weights over the enas-micro and enas-macro spaces, not '%s'",
                           o->strategy, o->space);
     }
     nasc_strategy_options sto = nasc_strategy_options_default();
@@ -374,6 +394,8 @@ static nasc_status check_config(session *s, const search_opts *o) {
         nasc_run_config_add(c, "baseline_decay", "%.9g", (double)e.baseline_decay);
         nasc_run_config_add(c, "ctl_steps", "%d", e.ctl_steps);
         nasc_run_config_add(c, "ctl_aggregate", "%d", e.ctl_aggregate);
+        nasc_run_config_add(c, "skip_target", "%.9g", (double)e.skip_target);
+        nasc_run_config_add(c, "skip_weight", "%.9g", (double)e.skip_weight);
         nasc_run_config_add(c, "candidates", "%d", e.candidates);
     }
     nasc_buf sets;

@@ -289,13 +289,13 @@ static uint32_t drop_path(lower *l, uint32_t x) {
 }
 
 /* The name prefix of a cell node's values: "<cell>.<node>", and with
- * shared names also its op and the cell values it reads. */
+ * shared names also its op (and the cell values it reads). */
 static void set_node_prefix(lower *l, const nasc_cell *c, const nasc_node *nd, const char *inst) {
     const nasc_module *a = l->arch;
     int n = snprintf(l->prefix, sizeof l->prefix, "%s.%s", inst, nasc_str(a, nd->name));
     if (!l->o.shared || nd->op == NASC_OP_ADD || nd->op == NASC_OP_CONCAT) return;
     n += snprintf(l->prefix + n, sizeof l->prefix - (size_t)n, ".%s", nasc_arch_op_info_get(nd->op)->name);
-    for (uint32_t k = 0; k < nd->n_args && (size_t)n < sizeof l->prefix; k++)
+    for (uint32_t k = 0; l->o.shared == NASC_SHARE_BY_INPUT && k < nd->n_args && (size_t)n < sizeof l->prefix; k++)
         n += snprintf(l->prefix + n, sizeof l->prefix - (size_t)n, ".%s",
                       nasc_cell_value_name(a, c, a->args[nd->first_arg + k]));
 }
@@ -366,7 +366,7 @@ static nasc_status lower_cell(lower *l, const nasc_cell *c, const uint32_t *inpu
         } else {
             uint32_t ov[64];
             for (uint32_t i = 0; i < n; i++) ov[i] = vals[outs[i]];
-            if (l->o.shared)
+            if (l->o.shared && c->kind != NASC_CELL_MACRO)
                 *out = shared_cell_out(l, c, inst, outs, ov, n, channels);
             else if (n == 1)
                 *out = ov[0];

@@ -428,6 +428,13 @@ nasc_status nasc_module_verify(const nasc_module *m);
  * node that causes them. Recurrent nets are not lowered yet (NASC_EINTERNAL). */
 nasc_status nasc_lower(const nasc_module *arch, nasc_module **out_prim);
 
+/* How a one-shot child's parameters are keyed (nasc_lower_options.shared). */
+typedef enum nasc_share {
+    NASC_SHARE_NONE,
+    NASC_SHARE_BY_INPUT, /* cell position, node, op and the values it reads */
+    NASC_SHARE_BY_OP,    /* cell position, node and op */
+} nasc_share;
+
 /* What training adds to a cell net (cells skeletons only); both off is
  * nasc_lower's net, and the parameters both nets share have the same
  * names, so one store serves the training net and the exported one. */
@@ -440,20 +447,24 @@ typedef struct nasc_lower_options {
      * DARTS on the output of the last reduction cell (params "aux.*"). */
     bool aux_head;
     /* The child of a one-shot supernet (ENAS), whose parameters live in one
-     * store shared by every child of the space:
-     *  - a cell node's values are named "<cell>.<node>.<op>.<input>..." (the
-     *    op and the cell values it reads), so each (cell position, node, op,
-     *    input) has tensors of its own, and two ops never share a tensor
-     *    because their shapes happen to agree;
-     *  - a cell ends as ENAS's shared cells do: each output (a loose end)
-     *    goes through ReLU and a 1x1 convolution of its own
-     *    ("<cell>.out.<node>.w"), the results are summed and batch-normalised
-     *    ("<cell>.out.bn"): the 1x1 convolution of the concatenated loose
-     *    ends, sliced by the node it reads. Every cell then outputs its
-     *    channel count whatever the child, so the tensors after it keep one
-     *    shape.
-     * Off: nasc_lower's names and cell outputs. */
-    bool shared;
+     * store shared by every child of the space (NASC_SHARE_NONE: nasc_lower's
+     * names and cell outputs):
+     *  - a cell node's values are named "<cell>.<node>.<op>..." so that each
+     *    (cell position, node, op) has tensors of its own and two ops never
+     *    share a tensor because their shapes happen to agree; with
+     *    NASC_SHARE_BY_INPUT the name goes on with the cell values the node
+     *    reads ("<cell>.<node>.<op>.<input>..."), so each input has tensors
+     *    of its own too, as ENAS's micro cells; NASC_SHARE_BY_OP keys by the
+     *    op alone, as ENAS's macro layers;
+     *  - a normal or reduction cell ends as ENAS's shared cells do: each
+     *    output (a loose end) goes through ReLU and a 1x1 convolution of its
+     *    own ("<cell>.out.<node>.conv.w"), the results are summed and
+     *    batch-normalised ("<cell>.out.bn"): the 1x1 convolution of the
+     *    concatenated loose ends, sliced by the node it reads. Every cell
+     *    then outputs its channel count whatever the child, so the tensors
+     *    after it keep one shape. (A macro body outputs its layers' width
+     *    anyway.) */
+    nasc_share shared;
 } nasc_lower_options;
 #define NASC_DROP_PATH_SUFFIX "drop"
 

@@ -366,6 +366,8 @@ typedef struct nasc_enas_options {
     float baseline_decay;  /* 0.99 */
     int ctl_steps;         /* controller updates per epoch: 30 */
     int ctl_aggregate;     /* sampled children per update: 10 */
+    float skip_target;     /* enas-macro: the skip probability the penalty pulls toward: 0.4 */
+    float skip_weight;     /* enas-macro: weight of that penalty in the controller's loss: 0.8 */
     /* after the search */
     int candidates;        /* children sampled and scored on a validation batch: 100 */
     uint64_t seed;
@@ -373,8 +375,13 @@ typedef struct nasc_enas_options {
 } nasc_enas_options;
 
 nasc_enas_options nasc_enas_options_default(void);
+/* The defaults of a space: enas-micro's are the ones above; enas-macro's
+ * are those of scripts/cifar10_macro_search.sh where it differs (weight
+ * decay 2.5e-4, controller lr 0.001, tanh constant 1.5, 50 updates of 20
+ * children), and no auxiliary head (nasc's macro nets have none). */
+nasc_enas_options nasc_enas_options_for(const char *space);
 
-/* The spaces ENAS shares weights over, NULL-terminated ("enas-micro"). */
+/* The spaces ENAS shares weights over, NULL-terminated. */
 extern const char *const nasc_enas_spaces[];
 
 typedef struct nasc_enas_progress {
@@ -418,6 +425,15 @@ typedef struct nasc_enas_run {
 } nasc_enas_run;
 
 nasc_status nasc_enas_search(nasc_ctx *ctx, nasc_enas_run *r);
+
+/* Accuracy of child d of sp with the shared weights of a one-shot store
+ * (RUN/oneshot.nasc, loaded) on images [begin, end) of ds, in full
+ * batches, batch norms on batch statistics as during the search. Tensors
+ * of the child that the store lacks (never sampled) are added, initialised
+ * from seed as the search would have. */
+nasc_status nasc_enas_evaluate(nasc_ctx *ctx, const nasc_space *sp, nasc_param_store *store, uint64_t seed,
+                               const uint32_t *d, const nasc_dataset *ds, int64_t begin, int64_t end, int batch,
+                               int threads, double *acc);
 
 /* ------------------------------------------------------------------ */
 /* After the budget (search/final.c)                                   */

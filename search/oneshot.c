@@ -22,7 +22,7 @@
 #include "nasc_search.h"
 #include "strategies_internal.h"
 
-const char *const nasc_enas_spaces[] = {"enas-micro", NULL};
+const char *const nasc_enas_spaces[] = {"enas-micro", "enas-macro", NULL};
 
 nasc_enas_options nasc_enas_options_default(void) {
     nasc_enas_options o;
@@ -46,8 +46,23 @@ nasc_enas_options nasc_enas_options_default(void) {
     o.baseline_decay = 0.99f;
     o.ctl_steps = 30;
     o.ctl_aggregate = 10;
+    o.skip_target = 0.4f;
+    o.skip_weight = 0.8f;
     o.candidates = 100;
     o.seed = NASC_DEFAULT_SEED;
+    return o;
+}
+
+nasc_enas_options nasc_enas_options_for(const char *space) {
+    nasc_enas_options o = nasc_enas_options_default();
+    if (space && strcmp(space, "enas-macro") == 0) { /* scripts/cifar10_macro_search.sh */
+        o.weight_decay = 2.5e-4f;
+        o.ctl_lr = 0.001f;
+        o.tanh_constant = 1.5f;
+        o.ctl_steps = 50;
+        o.ctl_aggregate = 20;
+        o.aux_weight = 0; /* nasc lowers no auxiliary head on a macro net */
+    }
     return o;
 }
 
@@ -98,26 +113,46 @@ static void report(enas *e, nasc_enas_progress *p) {
 /* Children                                                            */
 /* ------------------------------------------------------------------ */
 
-/* The prim module of child d with shared names; with the auxiliary head
- * when training with one. */
-static nasc_status child_prim(enas *e, const uint32_t *d, bool train, nasc_module **out) {
+/* The prim module of child d with shared names (with the auxiliary head
+ * when aux), its tensors in st. */
+static nasc_status shared_prim(const nasc_space *sp, const char *const *keys, const char *const *vals, int n_set,
+                               nasc_param_store *st, uint64_t seed, const uint32_t *d, bool aux, nasc_module **out) {
     *out = NULL;
     nasc_module *arch = NULL;
-    nasc_status st = nasc_space_decode(e->r->space, d, &arch);
-    if (!st) st = nasc_arch_apply_overrides(arch, e->r->set_keys, e->r->set_vals, e->r->n_set);
+    nasc_status s = nasc_space_decode(sp, d, &arch);
+    if (!s) s = nasc_arch_apply_overrides(arch, keys, vals, n_set);
     nasc_lower_options lo = nasc_lower_options_default();
-    lo.shared = true;
-    lo.aux_head = train && e->o->aux_weight > 0;
-    if (!st) st = nasc_lower_with(arch, &lo, out);
+    /* ENAS keys micro weights by the input too, macro layers by the op */
+    lo.shared = strcmp(nasc_space_name(sp), "enas-macro") == 0 ? NASC_SHARE_BY_OP : NASC_SHARE_BY_INPUT;
+    lo.aux_head = aux;
+    if (!s) s = nasc_lower_with(arch, &lo, out);
     nasc_module_destroy(arch);
     /* tensors a child reads for the first time start as nasc_params_init
      * makes them; their values depend on the seed and the name only */
-    if (!st) st = nasc_params_init(e->st, *out, e->o->seed);
-    if (st) {
+    if (!s) s = nasc_params_init(st, *out, seed);
+    if (s) {
         nasc_module_destroy(*out);
         *out = NULL;
     }
-    return st;
+    return s;
+}
+
+static nasc_status child_prim(enas *e, const uint32_t *d, bool train, nasc_module **out) {
+    return shared_prim(e->r->space, e->r->set_keys, e->r->set_vals, e->r->n_set, e->st, e->o->seed, d,
+                       train && e->o->aux_weight > 0, out);
+}
+
+/* The number of the n logit rows whose largest entry is at the label. */
+static int count_correct(const float *logits, const int32_t *y, int n, int k) {
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (size_t)i * (size_t)k;
+        int best = 0;
+        for (int j = 1; j < k; j++)
+            if (z[j] > z[best]) best = j;
+        ok += best == y[i];
+    }
+    return ok;
 }
 
 static nasc_status child_net(enas *e, const nasc_module *prim, bool train, nasc_net **net) {
@@ -144,7 +179,7 @@ static float lr_at(const nasc_enas_options *o, int epoch) {
 /* One step of shared-weight training on a freshly sampled child. */
 static nasc_status train_step(enas *e, float lr, int64_t step, float *loss, int *correct) {
     double lp, ent, t0 = now_s();
-    nasc_status st = nasc_enas_ctl_run(e->ctl, e->d, &e->rng, &lp, &ent);
+    nasc_status st = nasc_enas_ctl_run(e->ctl, e->d, &e->rng, &lp, &ent, NULL);
     nasc_module *prim = NULL;
     nasc_net *net = NULL;
     if (!st) st = child_prim(e, e->d, true, &prim);
@@ -198,17 +233,7 @@ static nasc_status score(enas *e, const uint32_t *d, double *acc) {
     if (!st) st = nasc_net_set_input(net, 0, e->x);
     if (!st) st = nasc_net_forward(net);
     if (!st) st = nasc_net_read(net, nasc_str(prim, prim->values[prim->outputs[0]].name), e->logits);
-    if (!st) {
-        int ok = 0, K = e->classes;
-        for (int i = 0; i < e->o->batch; i++) {
-            const float *z = e->logits + (size_t)i * (size_t)K;
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                if (z[k] > z[best]) best = k;
-            ok += best == e->y[i];
-        }
-        *acc = (double)ok / (double)e->o->batch;
-    }
+    if (!st) *acc = (double)count_correct(e->logits, e->y, e->o->batch, e->classes) / (double)e->o->batch;
     nasc_net_destroy(net);
     nasc_module_destroy(prim);
     return st;
@@ -236,7 +261,8 @@ static void ctl_adam(enas *e) {
 
 /* ctl_steps updates, each on the mean policy gradient of ctl_aggregate
  * children: reward = validation-batch accuracy + entropy_weight * entropy,
- * the baseline moved toward it first, loss = -(reward - baseline) log p. */
+ * the baseline moved toward it first, loss = -(reward - baseline) log p
+ * (+ skip_weight * the skip penalty, macro). */
 static nasc_status controller_phase(enas *e) {
     const nasc_enas_options *o = e->o;
     int64_t val_epoch = (int64_t)e->epoch * 1000003;
@@ -247,15 +273,16 @@ static nasc_status controller_phase(enas *e) {
     for (int u = 0; u < o->ctl_steps && !st; u++) {
         memset(e->grad, 0, e->P * sizeof *e->grad);
         for (int k = 0; k < o->ctl_aggregate && !st; k++) {
-            double lp, ent, acc = 0;
+            double lp, ent, pen, acc = 0;
             st = interrupted(e);
-            if (!st) st = nasc_enas_ctl_run(e->ctl, e->d, &e->rng, &lp, &ent);
+            if (!st) st = nasc_enas_ctl_run(e->ctl, e->d, &e->rng, &lp, &ent, &pen);
             if (!st) st = next_val(e, &val_epoch);
             if (!st) st = score(e, e->d, &acc);
             if (st) break;
             double reward = acc + o->entropy_weight * ent;
             e->baseline -= (1.0 - o->baseline_decay) * (e->baseline - reward);
-            nasc_enas_ctl_backward(e->ctl, -(reward - e->baseline) / o->ctl_aggregate, e->grad);
+            nasc_enas_ctl_backward(e->ctl, -(reward - e->baseline) / o->ctl_aggregate,
+                                   (double)o->skip_weight / o->ctl_aggregate, e->grad);
             sum_r += acc;
             sum_h += ent;
             done++;
@@ -360,10 +387,16 @@ static nasc_status setup(enas *e) {
     }
     nasc_status st = check_options(ctx, o);
     if (st) return st;
+    if (strcmp(sp, "enas-macro") == 0 && o->aux_weight > 0)
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "--aux-weight %g: enas-macro nets have no auxiliary head (it follows a reduction cell)",
+                          (double)o->aux_weight);
     e->n = nasc_space_count(r->space);
     int value;
     nasc_space_option(r->space, &value);
-    nasc_enas_ctl_options co = {o->lstm_size, value, 5, o->tanh_constant, o->op_tanh_reduce, o->temperature};
+    bool macro = strcmp(sp, "enas-macro") == 0;
+    nasc_enas_ctl_options co = {o->lstm_size,    value, macro ? 6 : 5, o->tanh_constant, o->op_tanh_reduce,
+                                o->temperature, macro, o->skip_target};
     e->ctl = nasc_enas_ctl_create(ctx, &co, o->seed ^ 0xe1a5c0de);
     if (!e->ctl) return ctx->diag.status ? ctx->diag.status : NASC_ENOMEM;
     if (nasc_enas_ctl_count(e->ctl) != e->n)
@@ -477,7 +510,7 @@ static nasc_status derive(enas *e) {
     for (int i = 0; i < e->o->candidates && !st; i++) {
         double lp, ent, acc = 0;
         st = interrupted(e);
-        if (!st) st = nasc_enas_ctl_run(e->ctl, e->d, &rng, &lp, &ent);
+        if (!st) st = nasc_enas_ctl_run(e->ctl, e->d, &rng, &lp, &ent, NULL);
         if (!st) st = next_val(e, &val_epoch);
         if (st) break;
         if (i < j->n) {
@@ -562,5 +595,56 @@ nasc_status nasc_enas_search(nasc_ctx *ctx, nasc_enas_run *r) {
     nasc_free(ctx, e.x);
     nasc_free(ctx, e.y);
     nasc_free(ctx, e.logits);
+    return st;
+}
+
+nasc_status nasc_enas_evaluate(nasc_ctx *ctx, const nasc_space *sp, nasc_param_store *store, uint64_t seed,
+                               const uint32_t *d, const nasc_dataset *ds, int64_t begin, int64_t end, int batch,
+                               int threads, double *acc) {
+    *acc = NAN;
+    nasc_module *prim = NULL;
+    nasc_net *net = NULL;
+    nasc_batcher *b = NULL;
+    float *x = NULL, *logits = NULL;
+    int32_t *y = NULL;
+    nasc_status st = shared_prim(sp, NULL, NULL, 0, store, seed, d, false, &prim);
+    nasc_net_options no = nasc_net_options_default();
+    no.batch = batch;
+    no.threads = threads;
+    no.mode = NASC_MODE_INFER;
+    no.bn_batch_stats = true;
+    if (!st) st = nasc_net_compile(ctx, prim, store, &no, &net);
+    nasc_batcher_options bo = nasc_batcher_options_default();
+    bo.batch = batch;
+    bo.drop_last = true;
+    const char *m = nasc_params_meta(store, "data/mean"), *s = nasc_params_meta(store, "data/std");
+    bo.mean = m ? strtof(m, NULL) : 0;
+    bo.std = s ? strtof(s, NULL) : 1;
+    if (!st) st = nasc_batcher_create(ctx, ds, begin, end, &bo, &b);
+    if (!st) {
+        x = nasc_alloc(ctx, (size_t)batch * (size_t)ds->c * (size_t)ds->h * (size_t)ds->w * sizeof *x);
+        y = nasc_alloc(ctx, (size_t)batch * sizeof *y);
+        logits = nasc_alloc(ctx, (size_t)batch * (size_t)ds->classes * sizeof *logits);
+        if (!x || !y || !logits) st = NASC_ENOMEM;
+    }
+    int64_t ok = 0, seen = 0;
+    if (!st) nasc_batcher_start(b, 0);
+    while (!st && nasc_batcher_next(b, x, y) > 0) {
+        st = nasc_net_set_input(net, 0, x);
+        if (!st) st = nasc_net_forward(net);
+        if (!st) st = nasc_net_read(net, nasc_str(prim, prim->values[prim->outputs[0]].name), logits);
+        if (!st) ok += count_correct(logits, y, batch, ds->classes);
+        seen += batch;
+    }
+    if (!st && seen == 0)
+        st = nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "no full batch of %d images in [%lld, %lld)", batch,
+                        (long long)begin, (long long)end);
+    if (!st) *acc = (double)ok / (double)seen;
+    nasc_free(ctx, x);
+    nasc_free(ctx, y);
+    nasc_free(ctx, logits);
+    nasc_batcher_destroy(b);
+    nasc_net_destroy(net);
+    nasc_module_destroy(prim);
     return st;
 }

@@ -239,7 +239,9 @@ static nasc_status decode_enas(const nasc_space *sp, const uint32_t *d, nasc_mod
             break;
         }
         char name[24];
-        snprintf(name, sizeof name, mask ? "l%d_op" : "l%d", k);
+        /* l<k>_op whether or not skips are added to it: one name for layer k's
+         * op, which a one-shot search keys its shared tensors by */
+        snprintf(name, sizeof name, "l%d_op", k);
         uint32_t v = nasc_cell_add_node(m, op, &args[0], 1, NULL, name, NASC_NOLOC);
         if (v != UINT32_MAX && mask) {
             args[0] = v;

@@ -23,7 +23,7 @@
       false)                                                                                                   \
     X("evolution", "regularized evolution: tournament, one mutation, oldest dies (Real et al. 2019)",          \
       &nasc_strategy_evolution_vt, false)                                                                      \
-    X("enas", "ENAS: shared weights, one training run, the ENAS controller (Pham et al. 2018); enas-micro",    \
+    X("enas", "ENAS: shared weights, one training run, the ENAS controller (Pham et al. 2018); enas spaces",    \
       NULL, true)
 
 #define ROW_NAME(name, summary, vt, oneshot) name,

@@ -18,7 +18,12 @@
 #include "nasc_backend.h"
 
 static nasc_enas_ctl_options opts(int hidden, int nodes) {
-    nasc_enas_ctl_options o = {hidden, nodes, 5, 1.10f, 2.5f, 0.0f};
+    nasc_enas_ctl_options o = {hidden, nodes, 5, 1.10f, 2.5f, 0.0f, false, 0.4f};
+    return o;
+}
+
+static nasc_enas_ctl_options macro_opts(int hidden, int layers) {
+    nasc_enas_ctl_options o = {hidden, layers, 6, 1.5f, 2.5f, 0.0f, true, 0.4f};
     return o;
 }
 
@@ -35,24 +40,24 @@ static void check_gradient(nasc_enas_ctl_options o, uint64_t seed) {
      * small so that the tanh is not saturated */
     for (size_t i = 0; i < P; i++) th[i] = 1.2f * nasc_rng_uniform(&r) - 0.6f;
     uint32_t d[8 * 64];
-    double lp, ent;
-    assert_int_equal(nasc_enas_ctl_run(c, d, &r, &lp, &ent), NASC_OK);
+    double lp, ent, pen;
+    assert_int_equal(nasc_enas_ctl_run(c, d, &r, &lp, &ent, NULL), NASC_OK);
     double *g = calloc(P, sizeof *g);
     assert_non_null(g);
-    double a = -0.8;
-    assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp, &ent), NASC_OK);
-    nasc_enas_ctl_backward(c, a, g);
+    double a = -0.8, b = o.macro ? 0.7 : 0.0; /* the skip penalty's weight (macro) */
+    assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp, &ent, &pen), NASC_OK);
+    nasc_enas_ctl_backward(c, a, b, g);
     int checked = 0, bad = 0, nonzero = 0;
     double worst = 0;
     for (size_t i = 0; i < P; i++) {
         float keep = th[i], hi = keep + 1e-3f, lo = keep - 1e-3f;
-        double lp1, lp2;
+        double lp1, lp2, pen1, pen2;
         th[i] = hi;
-        assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp1, &ent), NASC_OK);
+        assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp1, &ent, &pen1), NASC_OK);
         th[i] = lo;
-        assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp2, &ent), NASC_OK);
+        assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp2, &ent, &pen2), NASC_OK);
         th[i] = keep;
-        double fd = a * (lp1 - lp2) / ((double)hi - (double)lo);
+        double fd = (a * (lp1 - lp2) + b * (pen1 - pen2)) / ((double)hi - (double)lo);
         double err = fabs(fd - g[i]) / fmax(1e-4, fabs(fd) + fabs(g[i]));
         if (err > worst) worst = err;
         if (err > 2e-3) {
@@ -62,9 +67,10 @@ static void check_gradient(nasc_enas_ctl_options o, uint64_t seed) {
         if (fabs(g[i]) > 1e-6) nonzero++;
         checked++;
     }
-    printf("ENAS controller gradient (hidden %d, nodes %d, tanh %g, temperature %g): %d parameters, %d non-zero, "
+    printf("ENAS %s controller gradient (hidden %d, %d %s, tanh %g, temperature %g): %d parameters, %d non-zero, "
            "worst relative error %.2e\n",
-           o.hidden, o.nodes, o.tanh_constant, o.temperature, checked, nonzero, worst);
+           o.macro ? "macro" : "micro", o.hidden, o.nodes, o.macro ? "layers" : "nodes", o.tanh_constant,
+           o.temperature, checked, nonzero, worst);
     assert_int_equal(bad, 0);
     /* every block of parameters takes part: the LSTM, both embeddings, the
      * op head and the attention (only a few entries may be exactly 0) */
@@ -82,6 +88,12 @@ static void test_gradient(void **state) {
     o = opts(4, 3);
     o.temperature = 1.7f;
     check_gradient(o, 3);
+    /* macro: op heads, skip heads and their penalty, inputs that average the chosen anchors */
+    check_gradient(macro_opts(6, 5), 4);
+    o = macro_opts(5, 4);
+    o.tanh_constant = 0;
+    o.temperature = 1.3f;
+    check_gradient(o, 5);
 }
 
 static void test_sampling(void **state) {
@@ -98,7 +110,7 @@ static void test_sampling(void **state) {
     for (int k = 0; k < 200; k++) {
         uint32_t d[40];
         double lp, ent, lp2, ent2;
-        assert_int_equal(nasc_enas_ctl_run(c, d, &r, &lp, &ent), NASC_OK);
+        assert_int_equal(nasc_enas_ctl_run(c, d, &r, &lp, &ent, NULL), NASC_OK);
         for (int cell = 0; cell < 2; cell++)
             for (int b = 0; b < 5; b++) {
                 const uint32_t *bd = d + cell * 20 + b * 4;
@@ -108,7 +120,7 @@ static void test_sampling(void **state) {
                 ops += 2;
             }
         assert_true(lp < 0 && ent > 0);
-        assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp2, &ent2), NASC_OK);
+        assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp2, &ent2, NULL), NASC_OK);
         assert_true(fabs(lp - lp2) < 1e-12 && fabs(ent - ent2) < 1e-12);
     }
     /* b_soft starts at (10, 10, 0, 0, 0): with the op tanh constant
@@ -120,6 +132,111 @@ static void test_sampling(void **state) {
     printf("separable convolutions among sampled ops at initialisation: %.3f\n", frac);
     assert_true(frac > 0.52 && frac < 0.64);
     nasc_enas_ctl_destroy(c);
+}
+
+/* Macro: masks within each layer's candidates, log p, entropy and the skip
+ * penalty reproduced when the same decisions are scored again, the skip
+ * rate near 0.5 at initialisation (small weights: scores near 0), values
+ * out of range refused. */
+static void test_macro_sampling(void **state) {
+    (void)state;
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    nasc_enas_ctl_options o = macro_opts(16, 8);
+    nasc_enas_ctl *c = nasc_enas_ctl_create(&ctx, &o, 6);
+    assert_non_null(c);
+    assert_int_equal(nasc_enas_ctl_count(c), 16);
+    nasc_rng r;
+    nasc_rng_seed(&r, 3);
+    long on = 0, cand = 0;
+    for (int k = 0; k < 300; k++) {
+        uint32_t d[16];
+        double lp, ent, pen, lp2, ent2, pen2;
+        assert_int_equal(nasc_enas_ctl_run(c, d, &r, &lp, &ent, &pen), NASC_OK);
+        for (int l = 0; l < 8; l++) {
+            assert_true(d[2 * l] < 6);
+            assert_true((d[2 * l + 1] >> l) == 0);
+            for (int j = 0; j < l; j++) on += d[2 * l + 1] >> j & 1;
+            cand += l;
+        }
+        assert_true(lp < 0 && ent > 0 && pen > 0);
+        assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp2, &ent2, &pen2), NASC_OK);
+        assert_true(fabs(lp - lp2) < 1e-12 && fabs(ent - ent2) < 1e-12 && fabs(pen - pen2) < 1e-12);
+    }
+    double rate = (double)on / (double)cand;
+    printf("macro skip rate at initialisation: %.3f\n", rate);
+    assert_true(rate > 0.4 && rate < 0.6);
+    uint32_t bad[16] = {0};
+    double lp, ent;
+    bad[1] = 1; /* layer 0 has no candidates */
+    assert_int_equal(nasc_enas_ctl_run(c, bad, NULL, &lp, &ent, NULL), NASC_EINPUT);
+    bad[1] = 0;
+    bad[3] = 2; /* layer 1 has one candidate */
+    assert_int_equal(nasc_enas_ctl_run(c, bad, NULL, &lp, &ent, NULL), NASC_EINPUT);
+    bad[3] = 1;
+    bad[2] = 6; /* 6 ops */
+    assert_int_equal(nasc_enas_ctl_run(c, bad, NULL, &lp, &ent, NULL), NASC_EINPUT);
+    nasc_enas_ctl_destroy(c);
+}
+
+/* REINFORCE through the controller's gradient learns a synthetic reward:
+ * the share of op decisions equal to one op (micro: sep_conv_5x5, about
+ * half at first since b_soft starts at 10 for both separable convolutions;
+ * macro: avg_pool_3x3, 1 in 6). */
+static void learn(nasc_enas_ctl_options o, int target_op, int ops_at, int stride, double *before, double *after) {
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    nasc_enas_ctl *c = nasc_enas_ctl_create(&ctx, &o, 8);
+    assert_non_null(c);
+    size_t P = nasc_enas_ctl_size(c);
+    uint32_t n = nasc_enas_ctl_count(c), d[64];
+    double *g = calloc(P, sizeof *g), baseline = 0;
+    *before = *after = 0;
+    float *th = nasc_enas_ctl_params(c);
+    nasc_rng r;
+    nasc_rng_seed(&r, 17);
+    for (int u = 0; u < 150; u++) {
+        memset(g, 0, P * sizeof *g);
+        double mean = 0;
+        for (int k = 0; k < 10; k++) {
+            double lp, ent, hits = 0, total = 0;
+            assert_int_equal(nasc_enas_ctl_run(c, d, &r, &lp, &ent, NULL), NASC_OK);
+            for (uint32_t i = (uint32_t)ops_at; i < n; i += (uint32_t)stride) {
+                hits += d[i] == (uint32_t)target_op;
+                total++;
+                if (stride == 4) { /* micro: op_a and op_b */
+                    hits += d[i + 1] == (uint32_t)target_op;
+                    total++;
+                }
+            }
+            double reward = hits / total;
+            mean += reward / 10;
+            baseline = u == 0 && k == 0 ? reward : 0.9 * baseline + 0.1 * reward;
+            nasc_enas_ctl_backward(c, (reward - baseline) / 10, 0.0, g);
+        }
+        if (u == 0) *before = mean; /* the first 10 samples, before any update; the last 50 */
+        if (u >= 145) *after += mean / 5;
+        for (size_t i = 0; i < P; i++) th[i] += (float)(2.0 * g[i]); /* ascent on the expected reward */
+    }
+    free(g);
+    nasc_enas_ctl_destroy(c);
+}
+
+static void test_learns(void **state) {
+    (void)state;
+    double before, after;
+    /* without the tanh squashing: with the reference's constants (1.10 / 2.5)
+     * an op's logits span only +-0.44, so no op can pass p = 0.38 */
+    nasc_enas_ctl_options mo = opts(16, 3);
+    mo.tanh_constant = 0;
+    learn(mo, 1, 2, 4, &before, &after);
+    printf("micro controller, reward = share of sep_conv_5x5 ops: %.3f at first, %.3f in the last 5 of 150 updates\n", before,
+           after);
+    assert_true(before < 0.6 && after > 0.85);
+    learn(macro_opts(16, 6), 4, 0, 2, &before, &after);
+    printf("macro controller, reward = share of avg_pool_3x3 layers: %.3f at first, %.3f in the last 5 of 150 updates\n", before,
+           after);
+    assert_true(before < 0.3 && after > 0.6);
 }
 
 static void test_bad(void **state) {
@@ -139,12 +256,12 @@ static void test_bad(void **state) {
     uint32_t d[16] = {0};
     d[0] = 2; /* node 0 reads one of 2 inputs */
     double lp, ent;
-    assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp, &ent), NASC_EINPUT);
+    assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp, &ent, NULL), NASC_EINPUT);
     d[0] = 1;
     d[2] = 5; /* 5 ops */
-    assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp, &ent), NASC_EINPUT);
+    assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp, &ent, NULL), NASC_EINPUT);
     d[2] = 4;
-    assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp, &ent), NASC_OK);
+    assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp, &ent, NULL), NASC_OK);
     nasc_enas_ctl_destroy(c);
 }
 
@@ -169,7 +286,7 @@ static nasc_module *shared_child(nasc_space *sp, const uint32_t *d) {
     nasc_module *arch = NULL, *prim = NULL;
     assert_int_equal(nasc_space_decode(sp, d, &arch), NASC_OK);
     nasc_lower_options lo = nasc_lower_options_default();
-    lo.shared = true;
+    lo.shared = NASC_SHARE_BY_INPUT;
     assert_int_equal(nasc_lower_with(arch, &lo, &prim), NASC_OK);
     nasc_module_destroy(arch);
     return prim;
@@ -296,6 +413,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradient),
         cmocka_unit_test(test_sampling),
+        cmocka_unit_test(test_macro_sampling),
+        cmocka_unit_test(test_learns),
         cmocka_unit_test(test_bad),
         cmocka_unit_test(test_shared_step),
     };

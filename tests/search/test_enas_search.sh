@@ -4,8 +4,9 @@
 # outputs; a run killed with SIGKILL once its first epoch is saved, then
 # continued with --resume, ends with the reference's candidates, rewards and
 # best architecture; a state built from a shorter run continues the same
-# way; bad inputs (a space ENAS cannot share, another strategy on resume, a
-# damaged state) are clear errors that leave the run directory alone.
+# way; an enas-macro search runs end to end; bad inputs (a space ENAS
+# cannot share, another strategy on resume, a damaged state) are clear
+# errors that leave the run directory alone.
 set -u -o pipefail
 NASC=${NASC_BIN:?NASC_BIN must point at the nasc binary}
 TMP=$(mktemp -d /tmp/nasc-enas-XXXXXX)
@@ -71,7 +72,18 @@ check "resume from epoch 1 runs only epoch 2" \
 check "resume from epoch 1: the reference's candidates" \
     '[ "$(strip "$TMP/c/journal.jsonl")" = "$(strip "$TMP/ref/journal.jsonl")" ]'
 
-# 4. bad inputs
+# 4. enas-macro end to end: layers with their op-keyed shared tensors, the
+#    macro controller with its skip penalty
+"$NASC" search "${ARGS[@]/enas-micro/enas-macro}" --layers 4 --search-epochs 1 --out "$TMP/macro" \
+    >"$TMP/macro.out" 2>"$TMP/macro.err"
+rc=$?
+check "enas-macro search exits 0 (rc $rc: $(tail -3 "$TMP/macro.err"))" '[ $rc -eq 0 ]'
+check "enas-macro: a header and 4 candidates" '[ "$(wc -l <"$TMP/macro/journal.jsonl")" -eq 5 ]'
+check "enas-macro: the macro defaults are in config.txt" \
+    'grep -q "^tanh_constant = 1.5$" "$TMP/macro/config.txt" && grep -q "^aux_weight = 0$" "$TMP/macro/config.txt"'
+check "enas-macro: best.onnx written" '[ -s "$TMP/macro/best.onnx" ]'
+
+# 5. bad inputs
 BADSPACE=("${ARGS[@]}")
 BADSPACE[3]=nasnet # --space enas-micro -> nasnet
 "$NASC" search "${BADSPACE[@]}" --out "$TMP/bad1" >/dev/null 2>"$TMP/bad1.err"

@@ -133,7 +133,10 @@ nasc_status nasc_net_forward(nasc_net *net);
 nasc_status nasc_net_read(nasc_net *net, const char *value, float *out);
 
 /* Softmax cross-entropy of output 0 (logits (N, K)) against labels; seeds
- * the backward pass with its gradient (mean over the batch). */
+ * the backward pass with its gradient (mean over the batch). Logits of
+ * rank 3 or more, (N, T, K), are N * T rows of K with N * T labels in
+ * row-major order, the mean taken over all rows (a language model's
+ * per-position loss). */
 nasc_status nasc_net_loss(nasc_net *net, const int32_t *labels, float *loss, int *correct);
 /* The same for output `out`, its gradient scaled by weight (an auxiliary
  * head's loss weight) and the labels smoothed: the target is

@@ -1114,10 +1114,14 @@ nasc_status nasc_net_loss_at(nasc_net *net, uint32_t out, const int32_t *labels,
                           (double)smooth);
     uint32_t v = m->outputs[out];
     const nasc_type *t = &m->values[v].type;
-    if (t->rank != 2)
+    if (t->rank < 2)
         return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC,
-                          "the loss needs logits of shape (N, classes); output %u has rank %d", out, t->rank);
-    int n = (int)nb_dim0(net, t), k = (int)t->dims[1];
+                          "the loss needs logits of shape (N, classes) or (N, T, classes); output %u has rank %d", out,
+                          t->rank);
+    /* (N, ..., K): one row of K logits per position, rows in row-major order */
+    int64_t rows = nb_dim0(net, t);
+    for (int d = 1; d < t->rank - 1; d++) rows *= t->dims[d];
+    int n = (int)rows, k = (int)t->dims[t->rank - 1];
     /* a net input has no forward tensor of its own, only its plain copy */
     int ft = net->vals[v].fwd >= 0 ? net->vals[v].fwd : net->vals[v].fwd_plain;
     dnnl_memory_desc_t plain;
@@ -1133,8 +1137,8 @@ nasc_status nasc_net_loss_at(nasc_net *net, uint32_t out, const int32_t *labels,
     for (int i = 0; i < n; i++) {
         int y = labels[i], arg;
         if (y < 0 || y >= k)
-            return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "label %d of image %d is not in [0, %d)", y, i,
-                              k);
+            return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "label %d of %s %d is not in [0, %d)", y,
+                              t->rank == 2 ? "image" : "position", i, k);
         total += nb_xent_row(z + (size_t)i * k, k, y, &arg, seed ? seed + (size_t)i * k : NULL, weight / (float)n,
                              smooth);
         ok += arg == y;

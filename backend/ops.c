@@ -555,13 +555,15 @@ static dnnl_alg_kind_t eltwise_alg(nasc_prim_op op) {
     default: return dnnl_eltwise_linear;
     }
 }
-static float eltwise_alpha(nasc_prim_op op) { return op == NASC_PRIM_IDENTITY ? 1.0f : 0.0f; }
+static float eltwise_alpha(const nasc_prim *p) {
+    return p->op == NASC_PRIM_SCALE ? p->a.alpha : p->op == NASC_PRIM_IDENTITY ? 1.0f : 0.0f;
+}
 
 static nasc_status eltwise_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     int xs = src_of(net, arg(net, p, 0), false);
     NEED(xs);
     dnnl_eltwise_desc_t d;
-    NB_CHECK(net, dnnl_eltwise_forward_desc_init(&d, fwd_prop(net), eltwise_alg(p->op), md_of(net, xs), eltwise_alpha(p->op), 0));
+    NB_CHECK(net, dnnl_eltwise_forward_desc_init(&d, fwd_prop(net), eltwise_alg(p->op), md_of(net, xs), eltwise_alpha(p), 0));
     dnnl_primitive_desc_t pd;
     if (pd_create(net, &pd, &d, NULL, "eltwise forward")) return net->status;
     net->ps[pi].pd = pd;
@@ -577,7 +579,7 @@ static nasc_status eltwise_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, i
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
     NEED(G);
     dnnl_eltwise_desc_t d;
-    NB_CHECK(net, dnnl_eltwise_backward_desc_init(&d, eltwise_alg(p->op), md_of(net, G), md_of(net, xs), eltwise_alpha(p->op), 0));
+    NB_CHECK(net, dnnl_eltwise_backward_desc_init(&d, eltwise_alg(p->op), md_of(net, G), md_of(net, xs), eltwise_alpha(p), 0));
     dnnl_primitive_desc_t pd;
     if (pd_create(net, &pd, &d, net->ps[pi].pd, "eltwise backward")) return net->status;
     int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
@@ -896,7 +898,9 @@ static int binary_step(nasc_net *net, dnnl_alg_kind_t alg, int a0, int a1, const
     dnnl_binary_desc_t d;
     if (NB_TRY(net, dnnl_binary_desc_init(&d, alg, md_of(net, a0), md_of(net, a1), dst_md))) return -1;
     dnnl_primitive_desc_t pd;
-    if (pd_create(net, &pd, &d, NULL, alg == dnnl_binary_add ? "binary add" : "binary mul")) return -1;
+    if (pd_create(net, &pd, &d, NULL,
+                  alg == dnnl_binary_add ? "binary add" : alg == dnnl_binary_sub ? "binary sub" : "binary mul"))
+        return -1;
     if (dst < 0) dst = nb_tensor_new(net, q(pd, dnnl_query_dst_md));
     nb_arg a[3] = {{DNNL_ARG_SRC_0, a0}, {DNNL_ARG_SRC_1, a1}, {DNNL_ARG_DST, dst}};
     int s = nb_step_prim(net, pd, what, 0, 3, a);
@@ -1040,6 +1044,144 @@ static nasc_status mul_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G
     if (net->vals[v0].needs_grad) give_grad(net, v0, binary_step(net, dnnl_binary_mul, G, a1, &gmd, -1, "mul bwd"), NULL, true);
     if (net->vals[v1].needs_grad)
         bcast_grad(net, v1, binary_step(net, dnnl_binary_mul, G, a0, &gmd, -1, "mul bwd"), true, vtype(net, p->result));
+    return net->status;
+}
+
+/* alpha * t into a new tensor of t's layout (an eltwise linear forward);
+ * -1 on failure. */
+static int scaled_copy(nasc_net *net, int t, float alpha, const char *what) {
+    if (t < 0) return -1;
+    dnnl_eltwise_desc_t d;
+    if (NB_TRY(net, dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, dnnl_eltwise_linear, md_of(net, t), alpha, 0)))
+        return -1;
+    dnnl_primitive_desc_t pd;
+    if (pd_create(net, &pd, &d, NULL, what)) return -1;
+    int y = nb_tensor_new(net, q(pd, dnnl_query_dst_md));
+    nb_arg a[2] = {{DNNL_ARG_SRC, t}, {DNNL_ARG_DST, y}};
+    int s = nb_step_prim(net, pd, what, 0, 2, a);
+    NB_DESTROY(dnnl_primitive_desc_destroy(pd));
+    return s < 0 ? -1 : y;
+}
+
+/* a - b: a binary sub, b broadcasting as in mul. */
+static nasc_status sub_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    const nasc_type *yt = vtype(net, p->result);
+    uint32_t v1 = arg(net, p, 1);
+    int a0 = src_of(net, arg(net, p, 0), false), a1 = bcast_src(net, v1, yt);
+    NEED(a0);
+    NEED(a1);
+    if (bcast_of(net, v1, yt) != BC_SPREAD) a1 = nb_match(net, a1, md_of(net, a0));
+    NEED(a1);
+    (void)pi;
+    int y = new_result(net, p, md_of(net, a0));
+    binary_step(net, dnnl_binary_sub, a0, a1, md_of(net, a0), y, "sub fwd");
+    return net->status;
+}
+
+static nasc_status sub_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    (void)pi;
+    uint32_t v0 = arg(net, p, 0), v1 = arg(net, p, 1);
+    const nasc_type *yt = vtype(net, p->result);
+    G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
+    if (G < 0) return net->status;
+    bcast_grad(net, v0, G, false, yt);
+    if (net->vals[v1].needs_grad) bcast_grad(net, v1, scaled_copy(net, G, -1.0f, "sub bwd"), true, yt);
+    return net->status;
+}
+
+/* ---------------------------------------------------------------- */
+/* Embedding                                                        */
+/* ---------------------------------------------------------------- */
+
+/* The token number at ids[n, index] as a row of a table of v rows, -1
+ * when it is not one (a negative, fractional past float's reach, NaN or
+ * too large id reads and writes nothing). */
+static int64_t token_row(const float *ids, int64_t n, int t, int index, int64_t v) {
+    float f = ids[n * t + index];
+    return f >= 0 && f < (float)v ? (int64_t)f : -1;
+}
+
+/* y[n, :] = table[ids[n, index], :]; i = {N, T, index, V, E}. */
+static void k_embed_fwd(nasc_net *net, const nb_step *s) {
+    const float *ids = nb_ptr(net, net->args[s->first_arg].tref);
+    const float *table = nb_ptr(net, net->args[s->first_arg + 1].tref);
+    float *y = nb_ptr(net, net->args[s->first_arg + 2].tref);
+    int64_t n = s->i[0], v = s->i[3], e = s->i[4];
+    for (int64_t b = 0; b < n; b++) {
+        int64_t r = token_row(ids, b, s->i[1], s->i[2], v);
+        if (r < 0)
+            memset(y + b * e, 0, (size_t)e * sizeof *y);
+        else
+            memcpy(y + b * e, table + r * e, (size_t)e * sizeof *y);
+    }
+}
+
+/* dtable = 0, then dtable[ids[n, index], :] += G[n, :]. */
+static void k_embed_bwd(nasc_net *net, const nb_step *s) {
+    const float *ids = nb_ptr(net, net->args[s->first_arg].tref);
+    const float *g = nb_ptr(net, net->args[s->first_arg + 1].tref);
+    float *dt = nb_ptr(net, net->args[s->first_arg + 2].tref);
+    int64_t n = s->i[0], v = s->i[3], e = s->i[4];
+    memset(dt, 0, (size_t)(v * e) * sizeof *dt);
+    for (int64_t b = 0; b < n; b++) {
+        int64_t r = token_row(ids, b, s->i[1], s->i[2], v);
+        if (r < 0) continue;
+        float *row = dt + r * e;
+        const float *gb = g + b * e;
+        for (int64_t k = 0; k < e; k++) row[k] += gb[k];
+    }
+}
+
+static void k_zero(nasc_net *net, const nb_step *s) {
+    const nb_arg *a = &net->args[s->first_arg];
+    memset(nb_ptr(net, a->tref), 0, dnnl_memory_desc_get_size(&net->trefs[a->tref].md));
+}
+
+static void embed_geometry(nasc_net *net, const nasc_prim *p, int *i) {
+    const nasc_type *ids = vtype(net, arg(net, p, 0)), *tab = vtype(net, arg(net, p, 1));
+    i[0] = (int)nb_dim0(net, ids), i[1] = (int)ids->dims[1], i[2] = p->a.index;
+    i[3] = (int)tab->dims[0], i[4] = (int)tab->dims[1];
+}
+
+static nasc_status embed_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    (void)pi;
+    int ids = src_of(net, arg(net, p, 0), true), tab = src_of(net, arg(net, p, 1), true);
+    NEED(ids);
+    NEED(tab);
+    dnnl_memory_desc_t md;
+    NB_PASS(nb_plain_md(net, vtype(net, arg(net, p, 0)), &md));
+    ids = nb_match(net, ids, &md);
+    NEED(ids);
+    NB_PASS(nb_plain_md(net, vtype(net, p->result), &md));
+    int y = new_result(net, p, &md);
+    nb_arg a[3] = {{0, ids}, {1, tab}, {2, y}};
+    int s = nb_step_kernel(net, k_embed_fwd, "embedding fwd", 3, a);
+    if (s >= 0) embed_geometry(net, p, net->steps[s].i);
+    net->ps[pi].t[0] = ids;
+    return net->status;
+}
+
+static nasc_status embed_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    uint32_t vi = arg(net, p, 0), vt = arg(net, p, 1);
+    if (net->vals[vi].needs_grad) { /* token numbers have no gradient: zeros */
+        dnnl_memory_desc_t md;
+        NB_PASS(nb_plain_md(net, vtype(net, vi), &md));
+        int z = nb_tensor_new(net, &md);
+        nb_arg a[1] = {{0, z}};
+        if (z >= 0 && nb_step_kernel(net, k_zero, "embedding bwd (ids)", 1, a) >= 0) give_grad(net, vi, z, NULL, true);
+    }
+    if (!net->vals[vt].needs_grad) return net->status;
+    dnnl_memory_desc_t gmd, tmd;
+    NB_PASS(nb_plain_md(net, vtype(net, p->result), &gmd));
+    NB_PASS(nb_plain_md(net, vtype(net, vt), &tmd));
+    G = nb_match(net, G, &gmd);
+    NEED(G);
+    int dt = nb_tensor_new(net, &tmd);
+    NEED(dt);
+    nb_arg a[3] = {{0, net->ps[pi].t[0]}, {1, G}, {2, dt}};
+    int s = nb_step_kernel(net, k_embed_bwd, "embedding bwd", 3, a);
+    if (s >= 0) embed_geometry(net, p, net->steps[s].i);
+    give_grad(net, vt, dt, NULL, true);
     return net->status;
 }
 
@@ -1421,6 +1563,9 @@ static const struct emitter {
     [NASC_PRIM_SOFTMAX] = {softmax_fwd, softmax_bwd},
     [NASC_PRIM_MATMUL] = {matmul_fwd, matmul_bwd},
     [NASC_PRIM_RESHAPE] = {flatten_fwd, flatten_bwd},
+    [NASC_PRIM_EMBEDDING] = {embed_fwd, embed_bwd},
+    [NASC_PRIM_SUB] = {sub_fwd, sub_bwd},
+    [NASC_PRIM_SCALE] = {eltwise_fwd, eltwise_bwd},
 };
 
 nasc_status nb_emit_forward(nasc_net *net, uint32_t pi) {

@@ -206,7 +206,7 @@ static void print_text(const report *r) {
     }
     if (r->recurrent) {
         char a[64];
-        printf("\ncost per time step (recurrent nets are not lowered yet)\n");
+        printf("\ncost per time step (training unrolls the cell over the sequence: `nasc dump --level prim`)\n");
         fmt_both(r->rnn.embed_params, a, sizeof a);
         printf("  embedding params  %s\n", a);
         fmt_both(r->rnn.cell_params, a, sizeof a);

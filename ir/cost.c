@@ -95,15 +95,18 @@ nasc_status nasc_rnn_cost_compute(const nasc_module *a, nasc_rnn_cost *out) {
     for (uint32_t j = 0; j < c->n_nodes; j++) {
         const nasc_node *nd = &a->nodes[c->first_node + j];
         if (nd->op != NASC_OP_LINEAR) continue;
-        /* linear(a, b, ...) = sum_k W_k a_k: one (hidden x size(a_k)) matrix per operand */
+        /* linear(a, b, ...) = sum_k W_k a_k + b: one (hidden x size(a_k))
+         * matrix per operand and a bias of the hidden size */
         for (uint32_t k = 0; k < nd->n_args; k++) {
             uint32_t v = a->args[nd->first_arg + k];
             int64_t in = v == 0 ? sk->in_c : hidden;
             out->cell_params += in * hidden;
+            out->macs_per_step += in * hidden;
         }
+        out->cell_params += hidden;
     }
     out->embed_params = (int64_t)sk->classes * sk->in_c;
     out->decoder_params = hidden * sk->classes + sk->classes;
-    out->macs_per_step = out->cell_params + hidden * sk->classes;
+    out->macs_per_step += hidden * sk->classes;
     return NASC_OK;
 }

@@ -6,7 +6,8 @@
  * same or, when h_{i-2} is twice the spatial size, a factorized reduction;
  * ops applied directly to the inputs of a reduction cell have stride 2; the
  * head is global average pooling and a linear layer. A macro net is the stem,
- * its body cell and the head.
+ * its body cell and the head. A recurrent net is unrolled over a sequence
+ * (lower_recurrent below).
  *
  * Each arch op lowers through one row of `lowerings` below. Shape errors
  * are reported at the arch node being lowered.
@@ -451,6 +452,190 @@ static uint32_t lower_aux_head(lower *l, uint32_t x, int classes) {
     return emit(l, NASC_PRIM_INNER_PRODUCT, args, 3, NULL, "");
 }
 
+/* ---------------------------------------------------------------- */
+/* Recurrent nets: unrolled over seq_len steps                       */
+/* ---------------------------------------------------------------- */
+
+/* A parameter of the recurrent net, shared by every time step: the value
+ * of that name when an earlier step made it. */
+static uint32_t shared_param(lower *l, const char *name, int rank, int64_t d0, int64_t d1) {
+    if (l->status) return BAD;
+    int64_t v = nasc_prim_lookup(l->p, name, strlen(name));
+    if (v >= 0) return (uint32_t)v;
+    nasc_type t = {NASC_F32, rank, {d0, d1, 0, 0}};
+    uint32_t id = nasc_prim_add_param(l->p, name, &t);
+    if (id == BAD) l->status = l->ctx->diag.status ? l->ctx->diag.status : NASC_EINTERNAL;
+    return id;
+}
+
+/* linear(a, b, ...): an affine map of the concatenated operands to the
+ * hidden size, weights "cell.<node>.w" (H, sum of the operand sizes) and
+ * "cell.<node>.b" (H). */
+static uint32_t rnn_linear(lower *l, const nasc_node *nd, const uint32_t *in, int64_t hidden) {
+    uint32_t x = in[0];
+    if (nd->n_args > 1) {
+        nasc_prim_attrs a = nasc_prim_attrs_default();
+        x = emit(l, NASC_PRIM_CONCAT, in, nd->n_args, &a, "cat");
+    }
+    if (x == BAD) return BAD;
+    char wn[4200], bn_[4200];
+    const char *node = nasc_str(l->arch, nd->name);
+    snprintf(wn, sizeof wn, "cell.%s.w", node);
+    snprintf(bn_, sizeof bn_, "cell.%s.b", node);
+    uint32_t args[3] = {x, shared_param(l, wn, 2, hidden, ty(l, x)->dims[1]), shared_param(l, bn_, 1, hidden, 0)};
+    return emit(l, NASC_PRIM_INNER_PRODUCT, args, 3, NULL, "");
+}
+
+/* One time step of the cell: vals[0..n_inputs) are x_t, h_{t-1}[, c_{t-1}];
+ * out[0] gets h_t and, with a c input, out[1] c_t. */
+static void rnn_step(lower *l, const nasc_cell *c, uint32_t *vals, int t, int64_t hidden, uint32_t out[2]) {
+    const nasc_module *a = l->arch;
+    out[0] = out[1] = BAD;
+    for (uint32_t j = 0; j < c->n_nodes && !l->status; j++) {
+        const nasc_node *nd = &a->nodes[c->first_node + j];
+        l->loc = nd->loc;
+        if (nd->n_args > 16) {
+            l->status = nasc_error(l->ctx, NASC_EINPUT, a->source, nd->loc, "node '%s' has more than 16 operands",
+                                   nasc_str(a, nd->name));
+            break;
+        }
+        uint32_t in[16];
+        for (uint32_t k = 0; k < nd->n_args; k++) in[k] = vals[a->args[nd->first_arg + k]];
+        snprintf(l->prefix, sizeof l->prefix, "t%d.%s", t, nasc_str(a, nd->name));
+        uint32_t r = BAD;
+        switch (nd->op) {
+        case NASC_OP_LINEAR: r = rnn_linear(l, nd, in, hidden); break;
+        case NASC_OP_TANH: r = emit(l, NASC_PRIM_TANH, in, 1, NULL, ""); break;
+        case NASC_OP_RELU: r = emit(l, NASC_PRIM_RELU, in, 1, NULL, ""); break;
+        case NASC_OP_SIGMOID: r = emit(l, NASC_PRIM_SIGMOID, in, 1, NULL, ""); break;
+        case NASC_OP_IDENTITY: r = in[0]; break;
+        case NASC_OP_ADD: r = nd->n_args == 1 ? in[0] : emit(l, NASC_PRIM_ADD, in, nd->n_args, NULL, ""); break;
+        case NASC_OP_MUL: r = emit(l, NASC_PRIM_MUL, in, 2, NULL, ""); break;
+        case NASC_OP_HIGHWAY: {
+            /* c * x + (1 - c) * h = h + c * (x - h) */
+            uint32_t d[2] = {in[1], in[2]};
+            uint32_t m[2] = {in[0], emit(l, NASC_PRIM_SUB, d, 2, NULL, "diff")};
+            uint32_t s2[2] = {in[2], emit(l, NASC_PRIM_MUL, m, 2, NULL, "gated")};
+            r = emit(l, NASC_PRIM_ADD, s2, 2, NULL, "");
+            break;
+        }
+        default:
+            l->status = nasc_error(l->ctx, NASC_EINPUT, a->source, nd->loc, "op '%s' cannot be lowered in a recurrent cell",
+                                   nasc_arch_op_info_get(nd->op)->name);
+            break;
+        }
+        vals[c->n_inputs + j] = r;
+        if (r == BAD && !l->status) l->status = NASC_EINTERNAL;
+    }
+    if (l->status) return;
+    uint32_t outs[64];
+    uint32_t n = nasc_cell_out_values(a, c, outs, 64);
+    l->loc = c->n_outs ? c->out_loc : c->loc;
+    snprintf(l->prefix, sizeof l->prefix, "t%d", t);
+    if (n == 0 || n > 64) {
+        l->status = nasc_error(l->ctx, NASC_EINPUT, a->source, l->loc, "cell '%s' has %u outputs (1..64 supported)",
+                               nasc_str(a, c->name), n);
+        return;
+    }
+    if (c->n_inputs == 3 && c->out_rule != NASC_OUT_STATE) {
+        l->status = nasc_error(l->ctx, NASC_EINPUT, a->source, l->loc,
+                               "cell '%s' reads a memory state c, so its output must be 'state' listing h_t and c_t",
+                               nasc_str(a, c->name));
+        return;
+    }
+    uint32_t ov[64];
+    for (uint32_t i = 0; i < n; i++) ov[i] = vals[outs[i]];
+    if (c->out_rule == NASC_OUT_STATE) {
+        if (n != c->n_inputs - 1) {
+            l->status = nasc_error(l->ctx, NASC_EINPUT, a->source, l->loc,
+                                   "cell '%s': 'state' lists %u values for a cell of %u state%s", nasc_str(a, c->name),
+                                   n, c->n_inputs - 1, c->n_inputs == 2 ? "" : "s");
+            return;
+        }
+        out[0] = ov[0];
+        if (n == 2) out[1] = ov[1];
+    } else if (n == 1) {
+        out[0] = ov[0];
+    } else {
+        uint32_t sum = emit(l, NASC_PRIM_ADD, ov, n, NULL, "sum");
+        if (c->out_rule == NASC_OUT_AVG) {
+            nasc_prim_attrs sa = nasc_prim_attrs_default();
+            sa.alpha = 1.0f / (float)n;
+            sum = emit(l, NASC_PRIM_SCALE, &sum, 1, &sa, "avg");
+        }
+        out[0] = sum;
+    }
+}
+
+/* Embedding, the cell unrolled over seq_len steps with weights shared by
+ * every step, and a decoder on every step's h_t. */
+static void lower_recurrent(lower *l, int seq_len) {
+    const nasc_module *a = l->arch;
+    const nasc_skeleton *sk = &a->skel;
+    const nasc_cell *c = &a->cells[sk->normal_cell];
+    int64_t hidden = sk->channels, vocab = sk->classes, emb = sk->in_c;
+    nasc_type xt = {NASC_F32, 2, {NASC_BATCH, seq_len, 0, 0}};
+    nasc_type ht = {NASC_F32, 2, {NASC_BATCH, hidden, 0, 0}};
+    uint32_t x = nasc_prim_add_input(l->p, "x", &xt);
+    uint32_t state[2] = {nasc_prim_add_input(l->p, "h0", &ht), BAD};
+    if (c->n_inputs == 3) state[1] = nasc_prim_add_input(l->p, "c0", &ht);
+    if (x == BAD || state[0] == BAD || (c->n_inputs == 3 && state[1] == BAD)) {
+        l->status = l->ctx->diag.status ? l->ctx->diag.status : NASC_EINTERNAL;
+        return;
+    }
+    uint32_t *vals = nasc_alloc(l->ctx, (c->n_inputs + c->n_nodes + 1) * sizeof *vals);
+    uint32_t *hs = nasc_alloc(l->ctx, (size_t)seq_len * sizeof *hs);
+    if (!vals || !hs) {
+        nasc_free(l->ctx, vals);
+        nasc_free(l->ctx, hs);
+        l->status = NASC_ENOMEM;
+        return;
+    }
+    uint32_t table = shared_param(l, "embed.w", 2, vocab, emb);
+    for (int t = 0; t < seq_len && !l->status; t++) {
+        snprintf(l->group, sizeof l->group, "cell");
+        snprintf(l->prefix, sizeof l->prefix, "t%d", t);
+        l->loc = sk->loc;
+        nasc_prim_attrs ea = nasc_prim_attrs_default();
+        ea.index = t;
+        uint32_t eargs[2] = {x, table};
+        vals[0] = emit(l, NASC_PRIM_EMBEDDING, eargs, 2, &ea, "embed");
+        vals[1] = state[0];
+        if (c->n_inputs == 3) vals[2] = state[1];
+        uint32_t out[2];
+        rnn_step(l, c, vals, t, hidden, out);
+        if (l->status) break;
+        state[0] = out[0];
+        if (c->n_inputs == 3) state[1] = out[1];
+        /* (N, H) -> (N, 1, H) to stack the steps */
+        nasc_prim_attrs ra = nasc_prim_attrs_default();
+        ra.shape_rank = 3;
+        ra.shape[0] = NASC_BATCH, ra.shape[1] = 1, ra.shape[2] = hidden;
+        snprintf(l->prefix, sizeof l->prefix, "t%d", t);
+        hs[t] = emit(l, NASC_PRIM_RESHAPE, &out[0], 1, &ra, "h_row");
+    }
+    if (!l->status) {
+        snprintf(l->group, sizeof l->group, "decoder");
+        snprintf(l->prefix, sizeof l->prefix, "decoder");
+        l->loc = sk->loc;
+        uint32_t all = hs[0];
+        if (seq_len > 1) {
+            nasc_prim_attrs ca = nasc_prim_attrs_default();
+            ca.axis = 1;
+            all = emit(l, NASC_PRIM_CONCAT, hs, (uint32_t)seq_len, &ca, "h_all");
+        }
+        uint32_t margs[2] = {all, shared_param(l, "decoder.w", 2, hidden, vocab)};
+        uint32_t mm = emit(l, NASC_PRIM_MATMUL, margs, 2, NULL, "mm");
+        uint32_t bargs[2] = {mm, shared_param(l, "decoder.b", 1, vocab, 0)};
+        snprintf(l->prefix, sizeof l->prefix, "logits");
+        uint32_t logits = emit(l, NASC_PRIM_ADD, bargs, 2, NULL, "");
+        if (!l->status) l->status = nasc_prim_add_output(l->p, logits);
+        for (int i = 0; i < (c->n_inputs == 3 ? 2 : 1) && !l->status; i++) l->status = nasc_prim_add_output(l->p, state[i]);
+    }
+    nasc_free(l->ctx, vals);
+    nasc_free(l->ctx, hs);
+}
+
 nasc_lower_options nasc_lower_options_default(void) {
     nasc_lower_options o;
     memset(&o, 0, sizeof o);
@@ -468,9 +653,13 @@ nasc_status nasc_lower_with(const nasc_module *arch, const nasc_lower_options *o
     nasc_status s = nasc_arch_verify(arch);
     if (s) return s;
     const nasc_skeleton *sk = &arch->skel;
-    if (sk->kind == NASC_NET_RECURRENT)
-        return nasc_error(ctx, NASC_EINTERNAL, arch->source, sk->loc,
-                          "recurrent nets are not lowered to the prim dialect yet (nasc check reports their cost from the arch)");
+    if (sk->kind == NASC_NET_RECURRENT && (opt->aux_head || opt->drop_path || opt->shared))
+        return nasc_error(ctx, NASC_EINPUT, arch->source, sk->loc,
+                          "a recurrent net has no %s", opt->aux_head ? "auxiliary head" : opt->drop_path ? "cell paths to drop" : "one-shot sharing yet");
+    int seq_len = opt->seq_len ? opt->seq_len : NASC_DEFAULT_SEQ_LEN;
+    if (sk->kind == NASC_NET_RECURRENT && (seq_len < 1 || seq_len > NASC_MAX_SEQ_LEN))
+        return nasc_error(ctx, NASC_EINPUT, arch->source, sk->loc, "the sequence length must be 1..%d, not %d",
+                          NASC_MAX_SEQ_LEN, seq_len);
     if (opt->aux_head && (sk->kind != NASC_NET_CELLS || sk->stages < 2))
         return nasc_error(ctx, NASC_EINPUT, arch->source, sk->loc,
                           "an auxiliary head sits after the last reduction cell; this net has %s",
@@ -484,6 +673,16 @@ nasc_status nasc_lower_with(const nasc_module *arch, const nasc_lower_options *o
     if (!l.p) return NASC_ENOMEM;
     l.loc = sk->loc;
 
+    if (sk->kind == NASC_NET_RECURRENT) {
+        lower_recurrent(&l, seq_len);
+        if (!l.status) l.status = nasc_prim_verify(l.p);
+        if (l.status) {
+            nasc_module_destroy(l.p);
+            return l.status;
+        }
+        *out_prim = l.p;
+        return NASC_OK;
+    }
     nasc_type xt = {NASC_F32, 4, {NASC_BATCH, sk->in_c, sk->in_h, sk->in_w}};
     uint32_t x = nasc_prim_add_input(l.p, "x", &xt);
     if (x == BAD) l.status = ctx->diag.status;

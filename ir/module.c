@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -477,6 +478,7 @@ nasc_prim_attrs nasc_prim_attrs_default(void) {
     a.groups = 1;
     a.axis = 1;
     a.eps = 1e-5f;
+    a.alpha = 1.0f;
     return a;
 }
 
@@ -614,6 +616,7 @@ nasc_status nasc_prim_infer(nasc_prim_op op, const nasc_prim_attrs *a, const nas
         *out = *x;
         return NASC_OK;
     case NASC_PRIM_ADD:
+    case NASC_PRIM_SUB:
     case NASC_PRIM_MUL: {
         char ta[64], tb[64];
         for (uint32_t i = 1; i < n; i++)
@@ -669,6 +672,18 @@ nasc_status nasc_prim_infer(nasc_prim_op op, const nasc_prim_attrs *a, const nas
         return NASC_OK;
     case NASC_PRIM_MATMUL:
         return matmul_shape(a, x, &t[1], out, msg, msg_size);
+    case NASC_PRIM_EMBEDDING:
+        if (x->rank != 2 || t[1].rank != 2) return FAIL("embedding needs ids [N,T] and a table [V,E]");
+        if (t[1].dims[0] == NASC_BATCH) return FAIL("an embedding table has no batch dimension");
+        if (a->index < 0 || a->index >= x->dims[1])
+            return FAIL("embedding index %d out of range for ids of %lld columns", a->index, (long long)x->dims[1]);
+        *out = *x;
+        out->dims[1] = t[1].dims[1];
+        return NASC_OK;
+    case NASC_PRIM_SCALE:
+        if (!isfinite(a->alpha)) return FAIL("scale factor must be finite");
+        *out = *x;
+        return NASC_OK;
     case NASC_PRIM_RESHAPE: {
         if (a->shape_rank < 1 || a->shape_rank > NASC_MAX_RANK)
             return FAIL("reshape needs a shape of rank 1 to %d", NASC_MAX_RANK);

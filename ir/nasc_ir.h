@@ -148,6 +148,8 @@ enum {
     NASC_PATTR_OFFSET = 1 << 8,
     NASC_PATTR_TRANS = 1 << 9,  /* matmul: trans_a, trans_b */
     NASC_PATTR_SHAPE = 1 << 10, /* reshape: shape_rank, shape */
+    NASC_PATTR_INDEX = 1 << 11, /* embedding: the column of the ids it reads */
+    NASC_PATTR_ALPHA = 1 << 12, /* scale: the factor */
 };
 /* An attribute an op may carry but that the text form shows only when it is
  * not at its neutral value (max_pool dilation, matmul transposes): ops.def
@@ -318,10 +320,12 @@ typedef struct nasc_prim_attrs {
     int trans_a, trans_b;    /* matmul: 1 = that operand's last two dims are swapped */
     int shape_rank;          /* reshape: rank of the result */
     int64_t shape[NASC_MAX_RANK]; /* reshape: the result dims; shape[0] may be NASC_BATCH */
+    int index;               /* embedding: the column of the ids (the time step) */
+    float alpha;             /* scale: the factor */
 } nasc_prim_attrs;
 
 /* Attributes with every field at its neutral value (strides/dilations 1, groups 1, eps 1e-5, axis 1,
- * no transposes, no shape). */
+ * no transposes, no shape, index 0, alpha 1). */
 nasc_prim_attrs nasc_prim_attrs_default(void);
 
 typedef struct nasc_prim {
@@ -424,8 +428,22 @@ nasc_status nasc_arch_verify(const nasc_module *m);
 nasc_status nasc_prim_verify(const nasc_module *m);
 nasc_status nasc_module_verify(const nasc_module *m);
 
-/* arch -> prim (cells and macro nets). Shape errors are reported at the arch
- * node that causes them. Recurrent nets are not lowered yet (NASC_EINTERNAL). */
+/* arch -> prim. Shape errors are reported at the arch node that causes them.
+ *
+ * A recurrent net (a language model) is unrolled over seq_len time steps
+ * (nasc_lower_options; NASC_DEFAULT_SEQ_LEN by default), every step with
+ * the same parameters:
+ *   inputs   x (N, T): token numbers; h0 (N, H), and c0 (N, H) when the
+ *            cell reads c: the state before the first step
+ *   step t   x_t = embedding(x, "embed.w" (V, E), index t); the cell's
+ *            nodes on (x_t, h_{t-1}[, c_{t-1}]): linear is an affine map of
+ *            its concatenated operands to H ("cell.<node>.w", ".b"),
+ *            highway(c, x, h) = h + c * (x - h); h_t is the state rule's
+ *            first value, else the sum or average of the loose ends
+ *   outputs  logits (N, T, V) = h_t of every step times "decoder.w" (H, V)
+ *            plus "decoder.b"; then the state after the last step, in the
+ *            order of the inputs (h, then c)
+ * (V = classes, E = the input size, H = channels.) */
 nasc_status nasc_lower(const nasc_module *arch, nasc_module **out_prim);
 
 /* How a one-shot child's parameters are keyed (nasc_lower_options.shared). */
@@ -465,7 +483,12 @@ typedef struct nasc_lower_options {
      *    after it keep one shape. (A macro body outputs its layers' width
      *    anyway.) */
     nasc_share shared;
+    /* Recurrent nets: the time steps they are unrolled over (the BPTT
+     * length); 0 is NASC_DEFAULT_SEQ_LEN. */
+    int seq_len;
 } nasc_lower_options;
+#define NASC_DEFAULT_SEQ_LEN 35
+#define NASC_MAX_SEQ_LEN 1024
 #define NASC_DROP_PATH_SUFFIX "drop"
 
 nasc_lower_options nasc_lower_options_default(void);

@@ -288,6 +288,7 @@ enum init_kind {
     INIT_ONE,         /* batch-norm scale, a factor of mul */
     INIT_MATMUL_WEIGHT, /* U(-b, b), fan_in = dims[rank-2] (K of an untransposed (..., K, N)) */
     INIT_FC_BIAS,     /* U(-b, b) with the fan_in of the op's weight */
+    INIT_EMBEDDING,   /* N(0, 1), as torch.nn.Embedding */
 };
 
 static const char *init_role(enum init_kind k) {
@@ -298,6 +299,7 @@ static const char *init_role(enum init_kind k) {
     case INIT_FC_BIAS: return "an inner_product bias";
     case INIT_ONE: return "a batch_norm scale or mul factor";
     case INIT_MATMUL_WEIGHT: return "a matmul operand";
+    case INIT_EMBEDDING: return "an embedding table";
     default: return "unused";
     }
 }
@@ -310,7 +312,8 @@ static enum init_kind operand_role(nasc_prim_op op, uint32_t a) {
     if (op == NASC_PRIM_INNER_PRODUCT && a == 2) return INIT_FC_BIAS;
     if (op == NASC_PRIM_BATCH_NORM && a == 1) return INIT_ONE;
     if (op == NASC_PRIM_BATCH_NORM && a == 2) return INIT_ZERO;
-    if (op == NASC_PRIM_ADD) return INIT_ZERO;
+    if (op == NASC_PRIM_ADD || op == NASC_PRIM_SUB) return INIT_ZERO;
+    if (op == NASC_PRIM_EMBEDDING && a == 1) return INIT_EMBEDDING;
     if (op == NASC_PRIM_MUL) return INIT_ONE;
     if (op == NASC_PRIM_MATMUL) return INIT_MATMUL_WEIGHT;
     return INIT_UNUSED;
@@ -335,7 +338,7 @@ static nasc_status init_roles(nasc_ctx *ctx, const nasc_module *m, uint8_t *role
                 return nasc_error(ctx, NASC_EINPUT, m->source, pr->loc,
                                   "parameter '%%%s' is used both as %s and as %s", name,
                                   init_role((enum init_kind)role[v]), init_role(k));
-            int want = k == INIT_CONV_WEIGHT ? 4 : k == INIT_FC_WEIGHT ? 2 : 0;
+            int want = k == INIT_CONV_WEIGHT ? 4 : k == INIT_FC_WEIGHT || k == INIT_EMBEDDING ? 2 : 0;
             if (want && m->values[v].type.rank != want)
                 return nasc_error(ctx, NASC_EINPUT, m->source, pr->loc,
                                   "parameter '%%%s' has rank %d but %s has rank %d", name,
@@ -367,6 +370,12 @@ static void init_fill(nasc_tensor *t, enum init_kind k, int64_t bias_fan, uint64
     if (k == INIT_ZERO) return; /* nasc_params_get zero-fills */
     if (k == INIT_ONE) {
         for (int64_t i = 0; i < t->numel; i++) t->data[i] = 1.0f;
+        return;
+    }
+    if (k == INIT_EMBEDDING) {
+        nasc_rng r;
+        nasc_rng_seed(&r, seed ^ nasc_hash_str(t->name));
+        for (int64_t i = 0; i < t->numel; i++) t->data[i] = nasc_rng_normal(&r);
         return;
     }
     int64_t fan_in = k == INIT_CONV_WEIGHT     ? t->dims[1] * t->dims[2] * t->dims[3]

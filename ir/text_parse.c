@@ -731,9 +731,33 @@ static nasc_status shape_attr(parser *P, nasc_prim_attrs *a) {
     }
 }
 
+/* A number after "name=" (eps, alpha), as strtod reads it. */
+static nasc_status float_attr(parser *P, const char *name, float *out) {
+    nasc_loc el = here(P);
+    const char *q = P->p;
+    while (q < P->end && (nasc_text_name_char((unsigned char)*q) || *q == '+' || *q == '-')) q++;
+    char num[64];
+    size_t n = (size_t)(q - P->p);
+    if (n == 0) {
+        char what[48];
+        snprintf(what, sizeof what, "a number after '%s='", name);
+        return expected(P, what);
+    }
+    if (n >= sizeof num) return perr(P, el, "number after '%s=' is too long", name);
+    memcpy(num, P->p, n);
+    num[n] = 0;
+    char *endp;
+    double d = strtod(num, &endp);
+    if (*endp || endp == num) return perr(P, el, "bad number '%s' after '%s='", num, name);
+    *out = (float)d;
+    P->p = q;
+    return NASC_OK;
+}
+
 static nasc_status parse_prim_attrs(parser *P, nasc_prim_op op, nasc_prim_attrs *a) {
     static const char *const names[] = {"kernel", "stride", "pad", "dilation", "groups", "axis",
-                                        "count_include_pad", "eps", "offset", "trans", "shape"};
+                                        "count_include_pad", "eps", "offset", "trans", "shape",
+                                        "index", "alpha"};
     enum { N_NAMES = sizeof names / sizeof names[0] };
     const nasc_prim_op_info *info = nasc_prim_op_info_get(op);
     unsigned seen = 0;
@@ -779,25 +803,9 @@ static nasc_status parse_prim_attrs(parser *P, nasc_prim_op op, nasc_prim_attrs 
             if (!st) st = expect_char(P, ',', "',' in offset=DY,DX");
             if (!st) st = int32v(P, "an offset (offset=DY,DX)", &a->dx);
             break;
-        case NASC_PATTR_EPS: {
-            nasc_loc el = here(P);
-            const char *q = P->p;
-            while (q < P->end && (nasc_text_name_char((unsigned char)*q) || *q == '+' ||
-                                  *q == '-'))
-                q++;
-            char num[64];
-            size_t n = (size_t)(q - P->p);
-            if (n == 0) return expected(P, "a number after 'eps='");
-            if (n >= sizeof num) return perr(P, el, "number after 'eps=' is too long");
-            memcpy(num, P->p, n);
-            num[n] = 0;
-            char *endp;
-            double d = strtod(num, &endp);
-            if (*endp || endp == num) return perr(P, el, "bad number '%s' after 'eps='", num);
-            a->eps = (float)d;
-            P->p = q;
-            break;
-        }
+        case NASC_PATTR_INDEX: st = int32v(P, "an integer", &a->index); break;
+        case NASC_PATTR_ALPHA: st = float_attr(P, "alpha", &a->alpha); break;
+        case NASC_PATTR_EPS: st = float_attr(P, "eps", &a->eps); break;
         }
         if (st) return st;
         if (accept(P, '}')) return NASC_OK;

@@ -219,6 +219,8 @@ static void print_prim_attrs(printer *pr, const nasc_prim *p, unsigned attrs) {
                 nasc_buf_printf(b, "%s%lld", i ? "x" : "", (long long)a->shape[i]);
         }
     }
+    if (attrs & NASC_PATTR_INDEX) SEP(), nasc_buf_printf(b, "index=%d", a->index);
+    if (attrs & NASC_PATTR_ALPHA) SEP(), nasc_buf_printf(b, "alpha=%.9g", (double)a->alpha);
 #undef SEP
     if (attrs) nasc_buf_append(b, "}", 1);
 }

@@ -25,6 +25,36 @@ uint32_t nasc_cell_out_values(const nasc_module *m, const nasc_cell *c, uint32_t
     return n;
 }
 
+/* h_t must depend on x_t and on h_{t-1}: a path from each to the cell's
+ * first output (the state rule's h_t, else one of the loose ends that are
+ * summed or averaged). */
+static nasc_status verify_recurrent_paths(const nasc_module *m, const nasc_cell *c, const char *cname) {
+    uint32_t nv = c->n_inputs + c->n_nodes;
+    uint8_t small[256], *reach = nv <= sizeof small ? small : nasc_alloc(m->ctx, nv);
+    if (!reach) return NASC_ENOMEM;
+    uint32_t outs[64];
+    uint32_t n_out = nasc_cell_out_values(m, c, outs, 64);
+    if (c->out_rule == NASC_OUT_STATE || n_out > 64) n_out = n_out ? 1 : 0;
+    nasc_status st = NASC_OK;
+    for (uint32_t from = 0; from < 2 && !st; from++) {
+        memset(reach, 0, nv);
+        reach[from] = 1;
+        for (uint32_t j = 0; j < c->n_nodes; j++) {
+            const nasc_node *nd = &m->nodes[c->first_node + j];
+            for (uint32_t a = 0; a < nd->n_args; a++)
+                if (reach[m->args[nd->first_arg + a]]) reach[c->n_inputs + j] = 1;
+        }
+        bool any = false;
+        for (uint32_t i = 0; i < n_out; i++) any |= reach[outs[i]] != 0;
+        if (!any)
+            st = nasc_error(m->ctx, NASC_EINPUT, m->source, c->n_outs ? c->out_loc : c->loc,
+                            "cell '%s': h_t does not depend on %s (no path from the input '%s' to the cell's output)",
+                            cname, from == 0 ? "x_t" : "h_{t-1}", from == 0 ? "x" : "h");
+    }
+    if (reach != small) nasc_free(m->ctx, reach);
+    return st;
+}
+
 static nasc_status verify_skeleton(const nasc_module *m) {
     const nasc_skeleton *sk = &m->skel;
     nasc_ctx *ctx = m->ctx;
@@ -126,6 +156,10 @@ static nasc_status verify_cell(const nasc_module *m, const nasc_cell *c) {
             return nasc_error(ctx, NASC_EINPUT, src, c->out_loc, "cell '%s': output %u is not a value of the cell", cname, i + 1);
     if (c->n_outs == 0 && c->n_nodes == 0)
         return nasc_error(ctx, NASC_EINPUT, src, c->loc, "cell '%s' has no nodes and no outputs", cname);
+    if (c->kind == NASC_CELL_RECURRENT) {
+        nasc_status st = verify_recurrent_paths(m, c, cname);
+        if (st) return st;
+    }
     if (c->n_outs) {
         /* With an explicit output list, a node nobody reads is a mistake. */
         for (uint32_t j = 0; j < c->n_nodes; j++) {

@@ -481,6 +481,24 @@ static int run_op(const nasc_module *m, const nasc_param_store *params, ref_mode
     case NASC_PRIM_RESHAPE:
         memcpy(y, x, (size_t)ny * sizeof *y);
         return 0;
+    case NASC_PRIM_SUB: {
+        int64_t od[NASC_MAX_RANK];
+        int orank = ref_dims(m, args[1], batch, od);
+        for (int64_t i = 0; i < ny; i++) y[i] = x[i] - values[args[1]][bcast_at(yd, rank, od, orank, i)];
+        return 0;
+    }
+    case NASC_PRIM_SCALE:
+        for (int64_t i = 0; i < ny; i++) y[i] = (double)a->alpha * x[i];
+        return 0;
+    case NASC_PRIM_EMBEDDING: {
+        ref_dims(m, args[1], batch, wd);
+        for (int64_t n = 0; n < yd[0]; n++) {
+            double id = x[n * xd[1] + a->index];
+            for (int64_t e = 0; e < yd[1]; e++)
+                y[n * yd[1] + e] = id >= 0 && id < (double)wd[0] ? values[args[1]][(int64_t)id * wd[1] + e] : 0;
+        }
+        return 0;
+    }
     case NASC_PRIM_CONCAT: {
         int64_t outer, ylen, inner, off = 0;
         around_axis(yd, rank, a->axis, &outer, &ylen, &inner);
@@ -700,6 +718,27 @@ static int backward_op(const nasc_module *m, int batch, double *const *values, d
                     dw[o * in + i] += g * x[n * in + i];
                 }
             }
+        return 0;
+    }
+    case NASC_PRIM_SUB: {
+        int64_t od[NASC_MAX_RANK];
+        int orank = ref_dims(m, args[1], batch, od);
+        for (int64_t i = 0; i < ny; i++) {
+            dx[i] += dy[i];
+            grads[args[1]][bcast_at(yd, rank, od, orank, i)] -= dy[i];
+        }
+        return 0;
+    }
+    case NASC_PRIM_SCALE:
+        for (int64_t i = 0; i < ny; i++) dx[i] += (double)a->alpha * dy[i];
+        return 0;
+    case NASC_PRIM_EMBEDDING: { /* the ids take no gradient */
+        ref_dims(m, args[1], batch, wd);
+        for (int64_t n = 0; n < yd[0]; n++) {
+            double id = x[n * xd[1] + a->index];
+            if (!(id >= 0 && id < (double)wd[0])) continue;
+            for (int64_t e = 0; e < yd[1]; e++) grads[args[1]][(int64_t)id * wd[1] + e] += dy[n * yd[1] + e];
+        }
         return 0;
     }
     case NASC_PRIM_SOFTMAX: {

@@ -39,6 +39,9 @@
  *  - matmul: per batch element (leading dims, broadcast like add),
  *    y = op(a) op(b) with op the transpose when trans_a / trans_b is set.
  *  - reshape, flatten: the same row-major elements with other dims.
+ *  - sub: a - b, b broadcasting as in add; scale: alpha * x.
+ *  - embedding: y[n, :] = table[ids[n, index], :] (zeros for an id outside
+ *    the table); the ids take no gradient (the reference leaves theirs 0).
  *  - max_pool with dilation dh, dw: window element (ki, kj) reads
  *    x[i*sh - pt + ki*dh, j*sw - pl + kj*dw].
  *  - Dims: a first dim may be NASC_BATCH (the batch argument) or fixed

@@ -178,6 +178,8 @@ static void describe(const nasc_module *m, int batch, char *buf, size_t size) {
         if (info->attrs & NASC_PATTR_COUNT_PAD) PUT(" cip%d", a->count_include_pad);
         if (info->attrs & NASC_PATTR_EPS) PUT(" eps%g", (double)a->eps);
         if (info->attrs & NASC_PATTR_OFFSET) PUT(" dy%d dx%d", a->dy, a->dx);
+        if (info->attrs & NASC_PATTR_INDEX) PUT(" index%d", a->index);
+        if (info->attrs & NASC_PATTR_ALPHA) PUT(" alpha%g", (double)a->alpha);
         int64_t d[NASC_MAX_RANK];
         int r = ref_dims(m, p->result, batch, d);
         PUT(" -> [");
@@ -259,6 +261,17 @@ static void randomize_params(tcase *t, bool keep_init) {
     }
 }
 
+/* The rows of the embedding table input v feeds as token numbers, or 0
+ * when v is no embedding's ids operand. */
+static int64_t ids_rows(const nasc_module *m, uint32_t v) {
+    for (uint32_t i = 0; i < m->n_prims; i++) {
+        const nasc_prim *p = &m->prims[i];
+        if (p->op == NASC_PRIM_EMBEDDING && m->args[p->first_arg] == v)
+            return m->values[m->args[p->first_arg + 1]].type.dims[0];
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- */
 /* Checking a module                                                 */
 /* ---------------------------------------------------------------- */
@@ -292,7 +305,11 @@ static void run_init(run *r, tcase *t) {
         r->in_d[i] = malloc((size_t)n * sizeof(double));
         assert_non_null(r->in_f[i]);
         assert_non_null(r->in_d[i]);
-        if (t->gen == GEN_DISTINCT)
+        int64_t rows = ids_rows(t->m, v);
+        if (rows > 0) /* token numbers: mostly in the table, now and then one past either end */
+            for (int64_t k = 0; k < n; k++)
+                r->in_f[i][k] = (float)((int64_t)nasc_rng_below(&t->rng, (uint64_t)rows + 2) - 1);
+        else if (t->gen == GEN_DISTINCT)
             fill_distinct(&t->rng, r->in_f[i], n, t->in_scale);
         else
             fill_normal(&t->rng, r->in_f[i], n, t->in_scale);
@@ -492,6 +509,14 @@ static bool tc_check(tcase *t, const char *label, grad_src src) {
     for (uint32_t v = 0; v < m->n_values; v++) {
         if (m->values[v].kind == NASC_VAL_OP) continue;
         int64_t n = ref_numel(m, v, t->batch);
+        if (ids_rows(m, v) > 0) {
+            /* token numbers are not differentiable: their gradient is 0 */
+            double mx = 0;
+            for (int64_t k = 0; k < n; k++) mx = fmax(mx, fabs(got[v][k]));
+            note(line, sizeof line, nasc_str(m, m->values[v].name), mx, mx);
+            if (mx != 0) ok = false;
+            continue;
+        }
         /* every element, or FD_SAMPLES random ones of a big tensor */
         int64_t ns = n <= FD_ALL ? n : FD_SAMPLES;
         double *fd = malloc((size_t)ns * sizeof *fd), *g = malloc((size_t)ns * sizeof *g);
@@ -1318,6 +1343,46 @@ static void build_matmul(tcase *t, int i) {
     tc_output(t, tc_op(t, NASC_PRIM_MATMUL, args, 2, &a, "y"));
 }
 
+/* sub: same shapes, or b broadcasting (a vector of the last dim, a
+ * parameter). */
+static void build_sub(tcase *t, int i) {
+    t->batch = ri(t, 1, 3);
+    int64_t c = ri(t, 1, 5), h = ri(t, 1, 4);
+    uint32_t a = tc_input(t, "a", 3, c, h, 0);
+    uint32_t b = i == 0 ? tc_input(t, "b", 3, c, h, 0) : i == 1 ? tc_param(t, "b", 1, h, 0, 0, 0, NULL) : a;
+    uint32_t args[2] = {a, b};
+    tc_output(t, tc_op(t, NASC_PRIM_SUB, args, 2, NULL, "y"));
+}
+
+/* scale by a factor of either sign, or 0. */
+static void build_scale(tcase *t, int i) {
+    t->batch = ri(t, 1, 3);
+    nasc_prim_attrs a = nasc_prim_attrs_default();
+    a.alpha = i == 0 ? 0.25f : i == 1 ? -1.5f : 0.0f;
+    uint32_t x = tc_input(t, "x", 2, ri(t, 1, 7), 0, 0);
+    tc_output(t, tc_op(t, NASC_PRIM_SCALE, &x, 1, &a, "y"));
+}
+
+/* embedding: one column of token numbers (some outside the table, which
+ * read zeros) through a table; two steps reading the same table (its
+ * gradients add up), and the first and last columns. */
+static void build_embedding(tcase *t, int i) {
+    t->batch = ri(t, 1, 4);
+    int64_t steps = ri(t, i == 2 ? 2 : 1, 4), rows = ri(t, 2, 7), e = ri(t, 1, 6);
+    uint32_t ids = tc_input(t, "ids", 2, steps, 0, 0);
+    uint32_t args[2] = {ids, tc_param(t, "table", 2, rows, e, 0, 0, NULL)};
+    nasc_prim_attrs a = nasc_prim_attrs_default();
+    a.index = i == 0 ? 0 : (int)steps - 1;
+    uint32_t y = tc_op(t, NASC_PRIM_EMBEDDING, args, 2, &a, "y");
+    if (i == 2) {
+        a.index = (int)(steps / 2);
+        uint32_t y2 = tc_op(t, NASC_PRIM_EMBEDDING, args, 2, &a, "y2");
+        uint32_t s2[2] = {y, y2};
+        y = tc_op(t, NASC_PRIM_MUL, s2, 2, NULL, "y12");
+    }
+    tc_output(t, y);
+}
+
 /* Dilated max pooling (ONNX MaxPool dilations), with pads. */
 static void build_max_pool_dilated(tcase *t, int i) {
     t->batch = ri(t, 1, 2);
@@ -1392,7 +1457,10 @@ typedef struct op_case {
     X(concat_axis0, 2)                                                                                                 \
     X(reshape, 6)                                                                                                      \
     X(matmul, 8)                                                                                                       \
-    X(max_pool_dilated, 3)
+    X(max_pool_dilated, 3)                                                                                             \
+    X(sub, 3)                                                                                                          \
+    X(scale, 3)                                                                                                        \
+    X(embedding, 3)
 
 #define DEF_CASE(id, n) static op_case CASE_##id = {#id, build_##id, n};
 OP_CASES(DEF_CASE)

@@ -153,8 +153,18 @@ for model in "${models[@]}"; do
 
     # Prim level: from the YAML and from its arch .nir, the same bytes.
     if [ "$recurrent" = 1 ]; then
-        run 1 "dump --level prim of recurrent $name" "$NASC_BIN" dump --level prim "$model" &&
-            contains "$TMP/err" "error: " "recurrent lowering message"
+        # unrolled over the default 35 steps: the same parameters, 35 times
+        # the multiply-adds of a step
+        run 0 "dump --level prim of recurrent $name" "$NASC_BIN" dump --level prim "$model" -o "$d/prim.nir" || continue
+        run 0 "dump of $name prim .nir" "$NASC_BIN" dump "$d/prim.nir" -o "$d/prim3.nir" &&
+            { cmp -s "$d/prim.nir" "$d/prim3.nir" && ok || bad "prim .nir of $name does not round-trip"; }
+        grep -q 'input %x : f32\[N,35\]' "$d/prim.nir" && ok || bad "$name: the prim module does not read 35 tokens"
+        if run 0 "check of $name prim .nir" "$NASC_BIN" check --json "$d/prim.nir"; then
+            read -r p0 m0 <<<"$base"
+            read -r p1 m1 <<<"$(totals "$TMP/out")"
+            [ "$p1" = "$p0" ] && ok || bad "$name: the unrolled net has $p1 parameters, the cell's report $p0"
+            [ "$m1" = "$((35 * m0))" ] && ok || bad "$name: the unrolled net does $m1 multiply-adds, not 35 x $m0"
+        fi
         continue
     fi
     run 0 "dump --level prim $name" "$NASC_BIN" dump --level prim "$model" -o "$d/prim.nir" || continue

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Export -> import round trip: every model of the zoo (models/*.yaml, but
-# the recurrent enas-rnn.yaml, which is not lowered yet) is exported with
+# Export -> import round trip: every CNN model of the zoo (models/*.yaml;
+# the recurrent ones are left out: ONNX import does not read an unrolled
+# language model back into nasc's embedding ops) is exported with
 # `nasc export M -o m.onnx`; then `nasc dump m.onnx --level prim` must
 # equal `nasc dump M --level prim` but for the `group` lines (ONNX has no
 # cost-report groups: imported ops are all in group "onnx";
@@ -36,7 +37,7 @@ fi
 n=0
 for m in "$NASC_SOURCE_DIR"/models/*.yaml; do
     b=$(basename "$m" .yaml)
-    [ "$b" = enas-rnn ] && continue
+    grep -q '^kind: recurrent' "$m" && continue
     "$NASC_BIN" export "$m" -o "$TMP/$b.onnx" >"$TMP/log" 2>&1 || die "$b: nasc export failed: $(cat "$TMP/log")"
     "$NASC_BIN" dump "$m" --level prim >"$TMP/$b.ref.nir" 2>"$TMP/log" || die "$b: dump of the model: $(cat "$TMP/log")"
     "$NASC_BIN" dump "$TMP/$b.onnx" --level prim >"$TMP/$b.onnx.nir" 2>"$TMP/log" ||

@@ -1269,6 +1269,58 @@ static const char *const ONE_NODE =
     "arch {\n  kind macro\n  input 1x8x8\n  classes 3\n  channels 4\n  stem_multiplier 1\n  normal @body\n}\n\n"
     "cell @body macro (%x) {\n  %l0 = conv_3x3 %x\n  out concat\n}\n";
 
+/* A recurrent net unrolled over 2 steps: per step an embedding, the
+ * cell's ops (highway as sub, mul, add; two loose ends averaged), one set
+ * of parameters for both steps; the decoder over the stacked h_t. */
+static void test_lower_recurrent(void **state) {
+    (void)state;
+    nasc_ctx ctx;
+    nasc_test_alloc ta;
+    nasc_test_ctx(&ctx, &ta, 0);
+    nasc_module *a = parse_ok(&ctx, "arch {\n  kind recurrent\n  input 3\n  classes 7\n  channels 4\n  normal @r\n}\n\n"
+                                    "cell @r recurrent (%x, %h) {\n  %g = linear %x, %h\n  %c = sigmoid %g\n"
+                                    "  %t = tanh %g\n  %s = highway %c, %t, %h\n  %u = relu %g\n  out avg\n}\n");
+    nasc_lower_options lo = nasc_lower_options_default();
+    lo.seq_len = 2;
+    nasc_module *p = NULL;
+    if (nasc_lower_with(a, &lo, &p)) {
+        nasc_diag_print(&ctx.diag, stderr);
+        fail();
+    }
+    static const step seq[] = {
+        {NASC_PRIM_EMBEDDING, "t0.embed"}, {NASC_PRIM_CONCAT, "t0.g.cat"},   {NASC_PRIM_INNER_PRODUCT, "t0.g"},
+        {NASC_PRIM_SIGMOID, "t0.c"},       {NASC_PRIM_TANH, "t0.t"},         {NASC_PRIM_SUB, "t0.s.diff"},
+        {NASC_PRIM_MUL, "t0.s.gated"},     {NASC_PRIM_ADD, "t0.s"},          {NASC_PRIM_RELU, "t0.u"},
+        {NASC_PRIM_ADD, "t0.sum"},         {NASC_PRIM_SCALE, "t0.avg"},      {NASC_PRIM_RESHAPE, "t0.h_row"},
+        {NASC_PRIM_EMBEDDING, "t1.embed"},
+    };
+    expect_seq(p, seq, sizeof seq / sizeof seq[0]);
+    check_value(p, "x", NASC_VAL_INPUT, "f32[N,2]");
+    check_value(p, "h0", NASC_VAL_INPUT, "f32[N,4]");
+    check_value(p, "embed.w", NASC_VAL_PARAM, "f32[7,3]");
+    check_value(p, "cell.g.w", NASC_VAL_PARAM, "f32[4,7]");
+    check_value(p, "cell.g.b", NASC_VAL_PARAM, "f32[4]");
+    check_value(p, "decoder.w", NASC_VAL_PARAM, "f32[4,7]");
+    check_value(p, "decoder.b", NASC_VAL_PARAM, "f32[7]");
+    check_value(p, "t1.g.cat", NASC_VAL_OP, "f32[N,7]");
+    check_value(p, "decoder.h_all", NASC_VAL_OP, "f32[N,2,4]");
+    check_value(p, "logits", NASC_VAL_OP, "f32[N,2,7]");
+    uint32_t n_params = 0;
+    for (uint32_t v = 0; v < p->n_values; v++) n_params += p->values[v].kind == NASC_VAL_PARAM;
+    assert_int_equal(n_params, 5); /* shared by both steps */
+    assert_int_equal(p->n_outputs, 2);
+    assert_string_equal(nasc_str(p, p->values[p->outputs[0]].name), "logits");
+    assert_string_equal(nasc_str(p, p->values[p->outputs[1]].name), "t1.avg");
+    const nasc_prim *avg = &p->prims[10];
+    assert_true(avg->a.alpha == 0.5f);
+    /* step 1 reads step 0's h_t */
+    const nasc_prim *cat1 = &p->prims[13];
+    assert_int_equal(p->args[cat1->first_arg + 1], p->prims[10].result);
+    nasc_module_destroy(p);
+    nasc_module_destroy(a);
+    assert_int_equal(ta.live, 0);
+}
+
 static void test_lower_one_node(void **state) {
     (void)state;
     nasc_ctx ctx;
@@ -1471,11 +1523,25 @@ static void test_lower_errors(void **state) {
     nasc_ctx ctx;
     nasc_test_alloc ta;
     nasc_test_ctx(&ctx, &ta, 0);
-    /* recurrent nets are not lowered yet */
+    /* recurrent nets: a sequence length out of range, training additions
+     * they do not have, a memory state without the state rule */
     nasc_module *a = parse_ok(&ctx, "arch {\n  kind recurrent\n  input 32\n  channels 64\n  normal @r\n}\n\n"
                                     "cell @r recurrent (%x, %h) {\n  %g = linear %x, %h\n  %t = tanh %g\n  out state %t\n}\n");
     nasc_module *p = (nasc_module *)1;
-    expect_diag(&ctx, nasc_lower(a, &p), NASC_EINTERNAL, "recurrent nets are not lowered to the prim dialect yet");
+    nasc_lower_options lo = nasc_lower_options_default();
+    lo.seq_len = NASC_MAX_SEQ_LEN + 1;
+    expect_diag(&ctx, nasc_lower_with(a, &lo, &p), NASC_EINPUT, "the sequence length must be 1..1024, not 1025");
+    assert_null(p);
+    lo.seq_len = -1;
+    expect_diag(&ctx, nasc_lower_with(a, &lo, &p), NASC_EINPUT, "the sequence length must be 1..1024, not -1");
+    lo = nasc_lower_options_default();
+    lo.drop_path = true;
+    expect_diag(&ctx, nasc_lower_with(a, &lo, &p), NASC_EINPUT, "a recurrent net has no cell paths to drop");
+    assert_null(p);
+    nasc_module_destroy(a);
+    a = parse_ok(&ctx, "arch {\n  kind recurrent\n  input 32\n  channels 64\n  normal @r\n}\n\n"
+                       "cell @r recurrent (%x, %h, %c) {\n  %g = linear %x, %h\n  %t = mul %g, %c\n  out avg\n}\n");
+    expect_diag(&ctx, nasc_lower(a, &p), NASC_EINPUT, "reads a memory state c, so its output must be 'state'");
     assert_null(p);
     nasc_module_destroy(a);
 
@@ -1817,6 +1883,7 @@ int main(void) {
         cmocka_unit_test(test_verify_text_errors),
         cmocka_unit_test(test_prim_errors),
         cmocka_unit_test(test_lower_one_node),
+        cmocka_unit_test(test_lower_recurrent),
         cmocka_unit_test(test_lower_reduction),
         cmocka_unit_test(test_lower_sep_conv),
         cmocka_unit_test(test_lower_bottleneck),

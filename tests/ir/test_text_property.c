@@ -52,7 +52,10 @@ static void gen_cell(nasc_module *m, rng *r, nasc_cell_kind kind, int index) {
         rule = below(r, 2) ? NASC_OUT_SUM : NASC_OUT_AVG;
     else
         rule = (nasc_out_rule)below(r, 3);
-    bool chain = mode == 2 || below(r, 3) == 0; /* always read a loose end */
+    /* always read a loose end; recurrent cells always do and start with
+     * linear(x, h), so that h_t depends on x_t and h_{t-1} as the verifier
+     * requires */
+    bool chain = mode == 2 || kind == NASC_CELL_RECURRENT || below(r, 3) == 0;
 
     char name[32];
     snprintf(name, sizeof name, "%c%d_%s", 'a' + (int)below(r, 26), index,
@@ -63,14 +66,18 @@ static void gen_cell(nasc_module *m, rng *r, nasc_cell_kind kind, int index) {
     bool used[MAX_NODES] = {false};
     for (uint32_t i = 0; i < n_nodes; i++) {
         nasc_op op = ops[below(r, (uint32_t)n_ops)];
+        if (kind == NASC_CELL_RECURRENT && i == 0) op = NASC_OP_LINEAR;
         const nasc_arch_op_info *info = nasc_arch_op_info_get(op);
         uint32_t n = info->arity >= 0 ? (uint32_t)info->arity : (uint32_t)range(r, 1, 4);
+        if (kind == NASC_CELL_RECURRENT && i == 0) n = 2;
         uint32_t args[4];
         uint32_t loose[MAX_NODES], n_loose = 0;
         for (uint32_t j = 0; j < i; j++)
             if (!used[j]) loose[n_loose++] = j;
         for (uint32_t k = 0; k < n; k++) {
-            if (k == 0 && n_loose && (chain || below(r, 2)))
+            if (kind == NASC_CELL_RECURRENT && i == 0)
+                args[k] = k; /* x, h */
+            else if (k == 0 && n_loose && (chain || below(r, 2)))
                 args[k] = n_in + loose[below(r, n_loose)];
             else
                 args[k] = below(r, n_in + i);

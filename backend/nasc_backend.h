@@ -368,4 +368,31 @@ nasc_status nasc_evaluate(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
                           const nasc_dataset *d, int64_t begin, int64_t end, int batch, int threads,
                           float *acc, float *loss);
 
+/* ------------------------------------------------------------------ */
+/* Character language models                                           */
+/* ------------------------------------------------------------------ */
+
+/* Train a lowered recurrent net (nasc_lower of a recurrent arch: token
+ * numbers (N, T) and the state in; logits (N, T, V) and the state out) as a
+ * character language model on the training split of text
+ * (nasc_corpus_split), by truncated backpropagation through time: the
+ * split cut into o->batch streams read T characters per step, the state
+ * carried from step to step and zeroed at the start of each epoch (see
+ * backend/lm.c). Every byte must be one of the model's classes. Uses
+ * o->epochs, batch, lr, warmup_epochs (then cosine, or warm restarts),
+ * seed, threads, optim, grad_clip, max_steps, progress; the image recipe
+ * (augmentation, label smoothing, auxiliary head, drop-path, EMA) is an
+ * error. Progress and result: loss in nats per character, acc the share of
+ * next characters guessed right, images_per_s characters per second; the
+ * validation split is scored after each epoch. Resumes after the last
+ * finished epoch (meta "train/epoch"), as nasc_train. */
+nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *store, const nasc_corpus *text,
+                          const nasc_train_options *o, nasc_train_result *out);
+/* Mean loss (nats per character; bits = nats / ln 2) and next-character
+ * accuracy over bytes [begin, end) of text, read as batch streams from a
+ * zero state (the last (end - begin) mod batch bytes, and each stream's
+ * tail short of a whole step, are left out). */
+nasc_status nasc_evaluate_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *store, const nasc_corpus *text,
+                             int64_t begin, int64_t end, int batch, int threads, float *loss, float *acc);
+
 #endif /* NASC_BACKEND_H */

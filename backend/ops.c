@@ -1491,14 +1491,23 @@ static nasc_status matmul_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, in
     const nasc_type *yt = vtype(net, p->result);
     uint32_t x = arg(net, p, 0), w = arg(net, p, 1);
     int r = yt->rank;
+    /* b shared by every batch element (a weight matrix): its gradient sums
+     * over them, one 2-D product over the batch rows folded together */
+    bool shared_b = false;
     for (int k = 0; k < 2; k++) {
         dnnl_dims_t d;
         padded_dims(net, k ? w : x, r, d);
-        for (int i = 0; i < r - 2; i++)
-            if (d[i] != (yt->dims[i] == NASC_BATCH ? net->opt.batch : yt->dims[i]))
-                return nasc_error(net->ctx, NASC_EINPUT, M(net)->source, p->loc,
-                                  "matmul '%s': training through broadcast batch dims is not supported",
-                                  nasc_str(M(net), M(net)->values[p->result].name));
+        bool all_one = true, same = true;
+        for (int i = 0; i < r - 2; i++) {
+            all_one &= d[i] == 1;
+            same &= d[i] == (yt->dims[i] == NASC_BATCH ? net->opt.batch : yt->dims[i]);
+        }
+        if (k == 1 && !same && all_one && !p->a.trans_a) shared_b = true;
+        else if (!same)
+            return nasc_error(net->ctx, NASC_EINPUT, M(net)->source, p->loc,
+                              "matmul '%s': training through broadcast batch dims is not supported (but for a "
+                              "rank-2 second operand and an untransposed first one)",
+                              nasc_str(M(net), M(net)->values[p->result].name));
     }
     dnnl_memory_desc_t plain;
     NB_PASS(nb_plain_md(net, yt, &plain));
@@ -1520,7 +1529,31 @@ static nasc_status matmul_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, in
         }
         matmul_grad(net, x, da);
     }
-    if (net->vals[w].needs_grad) {
+    if (net->vals[w].needs_grad && shared_b) {
+        /* A (..., M, K) and G (..., M, N) as (rows, K) and (rows, N): dB' = A^T G */
+        const nasc_type *bt = vtype(net, w);
+        int64_t rows = 1, k = bt->dims[bt->rank - (p->a.trans_b ? 1 : 2)], n = yt->dims[r - 1];
+        for (int i = 0; i < r - 1; i++) rows *= yt->dims[i] == NASC_BATCH ? net->opt.batch : yt->dims[i];
+        dnnl_dims_t ad = {rows, k}, gd = {rows, n}, bd = {bt->dims[bt->rank - 2], bt->dims[bt->rank - 1]};
+        dnnl_memory_desc_t a2, g2, b2;
+        NB_PASS(plain_md_dims(net, 2, ad, &a2));
+        NB_PASS(plain_md_dims(net, 2, gd, &g2));
+        NB_PASS(plain_md_dims(net, 2, bd, &b2));
+        /* a is x's plain tensor (matmul_operand), so rows of it are a view */
+        int a_rows = nb_tref_new(net, net->trefs[a].buf, &a2), g_rows = nb_tref_new(net, net->trefs[G].buf, &g2);
+        int db = nb_tensor_new(net, &b2);
+        NB_PASS(swap_last2(net, p->a.trans_b ? &g2 : &a2));
+        if (!p->a.trans_b) /* dB = A^T G */
+            matmul_step(net, nb_tref_new(net, net->trefs[a_rows].buf, &a2), g_rows, db, "matmul bwd-b", flops, NULL);
+        else /* dB = (A^T G)^T = G^T A */
+            matmul_step(net, nb_tref_new(net, net->trefs[g_rows].buf, &g2), a_rows, db, "matmul bwd-b", flops, NULL);
+        dnnl_memory_desc_t own;
+        NB_PASS(nb_plain_md(net, bt, &own));
+        if (M(net)->values[w].kind == NASC_VAL_PARAM)
+            give_grad(net, w, db, &b2, true);
+        else
+            nb_contribute(net, w, nb_tref_new(net, net->trefs[db].buf, &own));
+    } else if (net->vals[w].needs_grad) {
         int db = padded_tensor(net, w, r);
         if (!p->a.trans_b) {
             dnnl_memory_desc_t at = *md_of(net, a);

@@ -9,9 +9,12 @@
 #include "nasc_export.h"
 #include "verbs.h"
 
+#define LN2 0.69314718055994530942 /* nats per bit */
+
 static void usage(FILE *out) {
-    fputs("usage: nasc train MODEL [--data fashion-mnist|DIR] [--epochs E] [--batch B] [--lr LR]\n"
-          "                  [--seed S] [--threads T] [--out DIR] [--resume] [--set KEY=VALUE]...\n",
+    fputs("usage: nasc train MODEL [--data fashion-mnist|DIR|fortunes|FILE] [--epochs E] [--batch B]\n"
+          "                  [--lr LR] [--bptt T] [--seed S] [--threads T] [--out DIR] [--resume]\n"
+          "                  [--set KEY=VALUE]...\n",
           out);
 }
 
@@ -26,15 +29,25 @@ void nasc_cli_train_help(FILE *out) {
           "epoch), metrics.csv (one line per epoch), curve.svg and model.nir.\n"
           "Ctrl-C stops after the current step; the last finished epoch is kept and\n"
           "--resume continues from it.\n\n"
+          "A recurrent MODEL trains as a character language model over bytes (docs/\n"
+          "language-models.md): on the first 90% of the text, validated on the next\n"
+          "5% after every epoch, tested once on the last 5%, in bits per character;\n"
+          "its defaults differ where noted.\n\n"
           "Options:\n"
           "  --data SPEC         fashion-mnist (Debian's dataset-fashion-mnist, the\n"
-          "                      default) or a directory of IDX files\n"
+          "                      default) or a directory of IDX files; language models:\n"
+          "                      fortunes (Debian's fortunes package, the default) or\n"
+          "                      any file, read as bytes\n"
+          "  --bptt T            language models: characters per step, the length\n"
+          "                      gradients flow back through (default 35)\n"
           "  --epochs E          epochs (default 10)\n"
-          "  --batch B           batch size (default 64)\n"
-          "  --lr LR             peak learning rate (default 0.05 for SGD, 0.001 Adam)\n"
-          "  --optim sgd|adam    optimizer (default sgd: momentum 0.9, Nesterov)\n"
-          "  --weight-decay WD   L2 on weight tensors (default 3e-4 for SGD)\n"
-          "  --warmup E          warm-up epochs (default 1)\n"
+          "  --batch B           batch size (default 64; language models: streams)\n"
+          "  --lr LR             peak learning rate (default 0.05 for SGD, 0.001 Adam;\n"
+          "                      language models 0.002)\n"
+          "  --optim sgd|adam    optimizer (default sgd: momentum 0.9, Nesterov;\n"
+          "                      language models adam)\n"
+          "  --weight-decay WD   L2 on weight tensors (default 3e-4 for SGD, 0 Adam)\n"
+          "  --warmup E          warm-up epochs (default 1; language models 0)\n"
           "  --seed S            initialisation, shuffling, augmentation (default 1)\n"
           "  --threads T         threads (default: all cores)\n"
           "  --val-size K        validation images held out (default 10000; 0 none)\n"
@@ -44,7 +57,8 @@ void nasc_cli_train_help(FILE *out) {
           "  --flip              random horizontal flips\n"
           "  --cutout S          cutout squares of side S (default off)\n"
           "  --label-smoothing S smooth the labels: target (1-S) onehot + S/K (default 0)\n"
-          "  --grad-clip N       clip the gradients' global L2 norm to N (default off)\n"
+          "  --grad-clip N       clip the gradients' global L2 norm to N (default off;\n"
+          "                      language models 5)\n"
           "  --aux-weight W      add an auxiliary head after the last reduction cell,\n"
           "                      its loss weighted W (default off; cell nets only)\n"
           "  --drop-path P       drop each cell op's output per image with a probability\n"
@@ -64,7 +78,8 @@ void nasc_cli_train_help(FILE *out) {
     nasc_cli_model_help(out);
     fputs("\nExamples:\n"
           "  nasc train models/baseline-cnn.yaml --epochs 3\n"
-          "  nasc train models/nasnet-a.yaml --epochs 15 --out runs/nasnet\n",
+          "  nasc train models/nasnet-a.yaml --epochs 15 --out runs/nasnet\n"
+          "  nasc train models/lstm.yaml --epochs 2      # a character LM on fortunes\n",
           out);
 }
 
@@ -76,6 +91,7 @@ typedef struct run {
     const char *ckpt;
     nasc_param_store *store;
     bool tty;
+    bool lm; /* a language model: losses in bits per character */
     double last_log;
     /* curve */
     double *ep, *tl, *ta, *va;
@@ -87,14 +103,14 @@ static nasc_status write_curve(run *r) {
     char path[4200];
     snprintf(path, sizeof path, "%s/curve.svg", r->out);
     nasc_plot_series s[3] = {
-        {"train loss", r->ep, r->tl, r->n_ep, 0, false},
-        {"train accuracy", r->ep, r->ta, r->n_ep, 1, false},
-        {"validation accuracy", r->ep, r->va, r->n_ep, 1, false},
+        {r->lm ? "train bits per character" : "train loss", r->ep, r->tl, r->n_ep, 0, false},
+        {r->lm ? "train next-character accuracy" : "train accuracy", r->ep, r->ta, r->n_ep, 1, false},
+        {r->lm ? "validation next-character accuracy" : "validation accuracy", r->ep, r->va, r->n_ep, 1, false},
     };
     nasc_plot p = {0};
     p.title = "training";
     p.xlabel = "epoch";
-    p.ylabel = "loss";
+    p.ylabel = r->lm ? "bits per character" : "loss";
     p.y2label = "accuracy";
     p.series = s;
     p.n_series = 3;
@@ -110,10 +126,46 @@ static nasc_status write_curve(run *r) {
     return st;
 }
 
+/* Language models: the progress in bits per character. */
+static nasc_status on_progress_lm(run *r, const nasc_train_progress *p, const char *eta) {
+    double bpc = p->loss / LN2;
+    if (!p->epoch_end) {
+        if (r->tty) {
+            int width = 24, fill = (int)(width * p->step / (p->steps ? p->steps : 1));
+            char bar[32];
+            for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+            bar[width] = 0;
+            fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld %.3f bits/char %.0f chars/s ETA %s  ", p->epoch + 1,
+                    p->epochs, bar, (long long)p->step, (long long)p->steps, bpc, p->images_per_s, eta);
+        } else if (p->step == p->steps || (double)p->step / (double)p->steps - r->last_log >= 0.25) {
+            r->last_log = (double)p->step / (double)p->steps;
+            fprintf(stderr, "epoch %d/%d step %lld/%lld %.3f bits/char %.0f chars/s ETA %s\n", p->epoch + 1,
+                    p->epochs, (long long)p->step, (long long)p->steps, bpc, p->images_per_s, eta);
+        }
+        return NASC_OK;
+    }
+    if (r->tty) fputc('\n', stderr);
+    fprintf(stderr, "epoch %d/%d done: train %.4f bits/char, validation %.4f bits/char (next character %.2f%%)\n",
+            p->epoch + 1, p->epochs, bpc, p->val_loss / LN2, 100 * p->val_acc);
+    return NASC_OK;
+}
+
 static nasc_status on_progress(void *ud, const nasc_train_progress *p) {
     run *r = ud;
     char eta[32];
     nasc_cli_fmt_duration(p->eta_s, eta, sizeof eta);
+    if (r->lm) {
+        nasc_status st = on_progress_lm(r, p, eta);
+        if (st || !p->epoch_end) {
+            if (!st && nasc_cli_interrupted)
+                st = nasc_error(r->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                                "interrupted at step %lld of epoch %d; the checkpoint keeps the last finished epoch "
+                                "(continue with --resume)",
+                                (long long)p->step, p->epoch + 1);
+            return st;
+        }
+        r->last_log = 0;
+    }
     if (!p->epoch_end) {
         if (r->tty) {
             int width = 24, fill = (int)(width * p->step / (p->steps ? p->steps : 1));
@@ -135,16 +187,20 @@ static nasc_status on_progress(void *ud, const nasc_train_progress *p) {
                               (long long)p->step, p->epoch + 1);
         return NASC_OK;
     }
-    r->last_log = 0;
-    if (r->tty) fputc('\n', stderr);
-    fprintf(stderr, "epoch %d/%d done: train loss %.4f acc %.2f%%, validation loss %.4f acc %.2f%%\n", p->epoch + 1,
-            p->epochs, p->loss, 100 * p->acc, p->val_loss, 100 * p->val_acc);
+    if (!r->lm) {
+        r->last_log = 0;
+        if (r->tty) fputc('\n', stderr);
+        fprintf(stderr, "epoch %d/%d done: train loss %.4f acc %.2f%%, validation loss %.4f acc %.2f%%\n",
+                p->epoch + 1, p->epochs, p->loss, 100 * p->acc, p->val_loss, 100 * p->val_acc);
+    }
+    /* language models log and plot bits per character */
+    double unit = r->lm ? LN2 : 1;
     /* nothing lost on a crash: checkpoint and log after every epoch */
     nasc_status st = nasc_params_save(r->store, r->ckpt);
     if (st) return st;
     if (r->csv) {
-        fprintf(r->csv, "%d,%.6f,%.6f,%.6f,%.6f,%.1f\n", p->epoch + 1, p->loss, p->acc, p->val_loss, p->val_acc,
-                p->images_per_s);
+        fprintf(r->csv, "%d,%.6f,%.6f,%.6f,%.6f,%.1f\n", p->epoch + 1, p->loss / unit, p->acc, p->val_loss / unit,
+                p->val_acc, p->images_per_s);
         fflush(r->csv);
     }
     if (r->n_ep == r->cap_ep) {
@@ -158,7 +214,7 @@ static nasc_status on_progress(void *ud, const nasc_train_progress *p) {
         r->cap_ep = nc;
     }
     r->ep[r->n_ep] = p->epoch + 1;
-    r->tl[r->n_ep] = p->loss;
+    r->tl[r->n_ep] = p->loss / unit;
     r->ta[r->n_ep] = p->acc;
     r->va[r->n_ep] = p->val_acc;
     r->n_ep++;
@@ -178,22 +234,27 @@ static void run_free(run *r) {
 /* The command line. */
 typedef struct train_args {
     nasc_cli_model mo;
-    const char *data;
-    const char *out; /* NULL: runs/<model name> */
+    const char *data; /* NULL: the model's default (fashion-mnist, or fortunes for a language model) */
+    const char *out;  /* NULL: runs/<model name> */
     bool resume;
     nasc_train_options to;
+    long bptt;        /* language models; 0 not given */
+    /* given on the command line (language models have other defaults) */
+    bool optim_given, lr_given, wd_given, warmup_given, clip_given, batch_given, val_given, subset_given,
+        image_recipe;
 } train_args;
 
 static int parse_args(int argc, char **argv, train_args *ta) {
     nasc_train_options *to = &ta->to;
     memset(ta, 0, sizeof *ta);
-    ta->data = "fashion-mnist";
+    ta->data = NULL;
     *to = nasc_train_options_default();
-    const char *optim = "sgd";
+    const char *optim = NULL;
     /* -1: not given, so that --final-recipe may set it */
     long epochs = to->epochs, batch = -1, seed = (long)to->seed, threads = to->threads;
     long warmup = -1, val = (long)to->val_size, subset = (long)to->train_subset;
     long maxs = (long)to->max_steps, crop = -1, cutout = -1, restart = 0;
+    val = -1, subset = -1;
     bool final = false, flip = false;
     double lr = -1, wd = -1, smooth = 0, clip = -1, aux = -1, drop = -1, ema = 0, mult = 1;
     const nasc_cli_opt opts[] = {
@@ -222,16 +283,22 @@ static int parse_args(int argc, char **argv, train_args *ta) {
         {NASC_CLI_OPT("--restart-epochs", NULL, NASC_CLI_INT, &restart), .lo = 1, .hi = 100000},
         {NASC_CLI_OPT("--restart-mult", NULL, NASC_CLI_FLOAT, &mult), .lo = 1, .hi = 100},
         {NASC_CLI_OPT("--final-recipe", NULL, NASC_CLI_FLAG, &final)},
+        {NASC_CLI_OPT("--bptt", NULL, NASC_CLI_INT, &ta->bptt), .lo = 1, .hi = NASC_MAX_SEQ_LEN},
     };
     nasc_cli_args a;
     nasc_cli_args_init(&a, argc, argv, usage);
     int rc = nasc_cli_parse(&a, NASC_CLI_TABLE(opts), &ta->mo, NASC_CLI_ONE_MODEL, nasc_cli_train_help);
     if (rc != NASC_CLI_GO) return rc;
+    ta->optim_given = optim != NULL, ta->lr_given = lr >= 0, ta->wd_given = wd >= 0, ta->warmup_given = warmup >= 0;
+    ta->clip_given = clip >= 0, ta->batch_given = batch >= 0, ta->val_given = val >= 0, ta->subset_given = subset >= 0;
+    ta->image_recipe = final || crop >= 0 || cutout >= 0 || flip || smooth > 0 || aux >= 0 || drop >= 0 || ema > 0;
+    if (val < 0) val = (long)to->val_size;
+    if (subset < 0) subset = 0;
     if (final) nasc_train_final_recipe(to); /* then the flags given override it */
-    if (strcmp(optim, "adam") == 0) {
+    if (optim && strcmp(optim, "adam") == 0) {
         to->optim = nasc_optim_options_default(NASC_OPTIM_ADAM);
         to->lr = 1e-3f;
-    } else if (strcmp(optim, "sgd") != 0) {
+    } else if (optim && strcmp(optim, "sgd") != 0) {
         return nasc_cli_usage_error(&a, "--optim must be sgd or adam, got '%s'", optim);
     }
     if (batch >= 0) to->batch = (int)batch;
@@ -400,6 +467,139 @@ static nasc_status report(run *r, const char *model, const nasc_module *prim, co
     return st;
 }
 
+/* ------------------------------------------------------------------ */
+/* Language models                                                     */
+/* ------------------------------------------------------------------ */
+
+/* A lowered recurrent net: token numbers (N, T) in, logits (N, T, V) out. */
+static bool is_lm(const nasc_module *prim) {
+    return prim->n_values && prim->values[0].kind == NASC_VAL_INPUT && prim->values[0].type.rank == 2 &&
+           prim->n_outputs && prim->values[prim->outputs[0]].type.rank == 3;
+}
+
+/* The command line's options for a language model: its defaults where a
+ * flag was not given, errors for the image-only ones. */
+static nasc_status lm_options(nasc_ctx *ctx, train_args *ta) {
+    nasc_train_options *to = &ta->to;
+    if (ta->image_recipe)
+        return nasc_error(ctx, NASC_EINPUT, ta->mo.path, NASC_NOLOC,
+                          "a language model trains without the image recipe (--final-recipe, --crop-pad, --cutout, "
+                          "--flip, --label-smoothing, --aux-weight, --drop-path, --ema)");
+    if (ta->val_given || ta->subset_given)
+        return nasc_error(ctx, NASC_EINPUT, ta->mo.path, NASC_NOLOC,
+                          "a language model's text is split 90/5/5 into training, validation and test (--val-size "
+                          "and --train-subset are for images)");
+    if (!ta->optim_given) {
+        to->optim = nasc_optim_options_default(NASC_OPTIM_ADAM);
+        if (!ta->lr_given) to->lr = 0.002f;
+    }
+    if (!ta->wd_given && to->optim.kind == NASC_OPTIM_ADAM) to->optim.weight_decay = 0;
+    if (!ta->warmup_given) to->warmup_epochs = 0;
+    if (!ta->clip_given) to->grad_clip = 5;
+    return NASC_OK;
+}
+
+/* The model unrolled over --bptt steps (*out NULL when that is the
+ * default lowering's length). */
+static nasc_status lm_net(nasc_ctx *ctx, const nasc_cli_net *net, long bptt, nasc_module **out) {
+    *out = NULL;
+    if (!bptt || bptt == net->prim->values[0].type.dims[1]) return NASC_OK;
+    if (net->loaded->dialect != NASC_DIALECT_ARCH)
+        return nasc_error(ctx, NASC_EINPUT, net->loaded->source, NASC_NOLOC,
+                          "--bptt needs a recurrent arch model (YAML or arch text IR); a prim module is already "
+                          "unrolled over %lld steps",
+                          (long long)net->prim->values[0].type.dims[1]);
+    nasc_lower_options lo = nasc_lower_options_default();
+    lo.seq_len = (int)bptt;
+    return nasc_lower_with(net->loaded, &lo, out);
+}
+
+static void print_plan_lm(const char *model, const nasc_module *prim, const nasc_corpus *text, const char *data,
+                          const nasc_train_options *to) {
+    nasc_cost cost;
+    if (nasc_cost_compute(prim, &cost) != NASC_OK) return;
+    char p1[32], n1[32];
+    int64_t train_end, val_end;
+    nasc_corpus_split(text->n, &train_end, &val_end);
+    nasc_cli_fmt_int(cost.params, p1, sizeof p1);
+    nasc_cli_fmt_int(text->n, n1, sizeof n1);
+    fprintf(stderr,
+            "%s: %s parameters, unrolled over %lld characters; %s: %s bytes (training %lld, validation %lld, test "
+            "%lld); %d epochs of %d streams\n",
+            model, p1, (long long)prim->values[0].type.dims[1], data, n1, (long long)train_end,
+            (long long)(val_end - train_end), (long long)(text->n - val_end), to->epochs, to->batch);
+    nasc_cost_free(prim, &cost);
+}
+
+static int train_lm_main(nasc_cli_job *j, train_args *ta) {
+    nasc_ctx *ctx = &j->ctx;
+    nasc_module *unrolled = NULL;
+    if (lm_options(ctx, ta) || lm_net(ctx, &j->net, ta->bptt, &unrolled)) return nasc_cli_fail(ctx);
+    const nasc_module *prim = unrolled ? unrolled : j->net.prim;
+    char outbuf[4096], ckpt[4200];
+    int rc = make_out_dir(ctx, ta, outbuf, sizeof outbuf);
+    if (!rc) {
+        snprintf(ckpt, sizeof ckpt, "%s/checkpoint.nasc", ta->out);
+        rc = open_store(ctx, &j->net, ta, ckpt, &j->weights);
+        j->owned = true;
+    }
+    nasc_corpus text = {0};
+    const char *data = ta->data ? ta->data : "fortunes";
+    if (!rc) {
+        write_model_text(ctx, j->net.loaded, ta->out);
+        fprintf(stderr, "loading %s ...\n", data);
+        if (nasc_corpus_load(ctx, data, &text)) rc = nasc_cli_fail(ctx);
+    }
+    if (!rc) {
+        print_plan_lm(ta->mo.path, prim, &text, data, &ta->to);
+        run r = {0};
+        r.ctx = ctx;
+        r.out = ta->out;
+        r.ckpt = ckpt;
+        r.store = j->weights;
+        r.tty = isatty(2);
+        r.lm = true;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/metrics.csv", r.out);
+        bool fresh = access(path, F_OK) != 0;
+        r.csv = fopen(path, "a");
+        if (r.csv && fresh) fputs("epoch,train_bpc,train_acc,val_bpc,val_acc,chars_per_s\n", r.csv);
+        ta->to.progress = on_progress;
+        ta->to.ud = &r;
+        nasc_train_result res;
+        struct sigaction old;
+        nasc_cli_sigint_catch(&old);
+        nasc_status st = nasc_train_lm(ctx, prim, r.store, &text, &ta->to, &res);
+        nasc_cli_sigint_restore(&old);
+        if (r.tty && st) fputc('\n', stderr);
+        int64_t train_end, val_end;
+        nasc_corpus_split(text.n, &train_end, &val_end);
+        float vl = res.val_loss, va = res.val_acc, tl = NAN, tacc = NAN;
+        if (!st && res.epochs_run == 0)
+            st = nasc_evaluate_lm(ctx, prim, r.store, &text, train_end, val_end, ta->to.batch, ta->to.threads, &vl, &va);
+        if (!st)
+            st = nasc_evaluate_lm(ctx, prim, r.store, &text, val_end, text.n, ta->to.batch, ta->to.threads, &tl, &tacc);
+        if (!st) {
+            const char *done = nasc_params_meta(r.store, "train/epoch");
+            printf("model %s\n", ta->mo.path);
+            printf("epochs %d (%d this run), %.1f s, %.0f characters/s\n", done ? (int)strtol(done, NULL, 10) : 0,
+                   res.epochs_run, res.seconds, res.images_per_s);
+            if (res.epochs_run) printf("train %.4f bits per character\n", res.train_loss / LN2);
+            printf("validation %.4f bits per character (next character %.2f%%, %lld bytes)\n", vl / LN2, 100 * va,
+                   (long long)(val_end - train_end));
+            printf("test %.4f bits per character (next character %.2f%%, %lld bytes)\n", tl / LN2, 100 * tacc,
+                   (long long)(text.n - val_end));
+            st = nasc_params_save(r.store, r.ckpt);
+        }
+        if (!st) printf("checkpoint %s\ncurve %s/curve.svg\n", r.ckpt, r.out);
+        run_free(&r);
+        if (st) rc = nasc_cli_fail(ctx);
+    }
+    nasc_corpus_free(ctx, &text);
+    nasc_module_destroy(unrolled);
+    return rc;
+}
+
 int nasc_cli_train(int argc, char **argv) {
     train_args ta;
     int rc = parse_args(argc, argv, &ta);
@@ -407,6 +607,18 @@ int nasc_cli_train(int argc, char **argv) {
     nasc_cli_job j;
     rc = nasc_cli_job_open(&j, &ta.mo, NASC_CLI_NO_WEIGHTS, NULL);
     if (rc) return rc;
+    if (is_lm(j.net.prim)) {
+        rc = train_lm_main(&j, &ta);
+        nasc_cli_job_close(&j);
+        return rc;
+    }
+    if (ta.bptt) {
+        nasc_error(&j.ctx, NASC_EINPUT, ta.mo.path, NASC_NOLOC, "--bptt is for recurrent models (language models)");
+        rc = nasc_cli_fail(&j.ctx);
+        nasc_cli_job_close(&j);
+        return rc;
+    }
+    if (!ta.data) ta.data = "fashion-mnist";
     /* the training net: the model plus drop-path masks and an auxiliary
      * head when asked (checked before anything is written or loaded) */
     nasc_module *train_prim = NULL;

@@ -61,6 +61,15 @@ nasc_status nasc_idx_load(nasc_ctx *ctx, const char *images_path, const char *la
 nasc_status nasc_data_load(nasc_ctx *ctx, const char *spec, nasc_dataset *train,
                            nasc_dataset *test);
 
+/* Text corpora (frontend/text.c). spec "fortunes": the English fortunes
+ * of Debian's `fortunes` package, every file of NASC_FORTUNES_DIR whose
+ * name has no '.' (the .dat indexes and .u8 links are left out), in name
+ * order, concatenated (about 2.6 MB); else the path of any file, read as
+ * bytes. Fewer than 2 bytes is an error naming the file. out is zeroed on
+ * failure and freed with nasc_corpus_free. */
+#define NASC_FORTUNES_DIR "/usr/share/games/fortunes"
+nasc_status nasc_corpus_load(nasc_ctx *ctx, const char *spec, nasc_corpus *out);
+
 /* Read a checkpoint written by nasc_params_save (docs/checkpoint.md) into a
  * new store on ctx. Every error names path and the byte offset; *out is NULL
  * on failure. */

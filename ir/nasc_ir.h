@@ -632,4 +632,16 @@ typedef struct nasc_dataset {
 
 void nasc_dataset_free(nasc_ctx *ctx, nasc_dataset *d);
 
+/* A text for character language models, as bytes (any encoding: UTF-8
+ * text is its bytes, so 256 classes cover every corpus). */
+typedef struct nasc_corpus {
+    int64_t n;
+    uint8_t *bytes; /* owned */
+} nasc_corpus;
+
+void nasc_corpus_free(nasc_ctx *ctx, nasc_corpus *c);
+/* The contiguous split of a corpus of n bytes: [0, *train_end) trains,
+ * [*train_end, *val_end) validates, [*val_end, n) tests: 90%, 5%, 5%. */
+void nasc_corpus_split(int64_t n, int64_t *train_end, int64_t *val_end);
+
 #endif /* NASC_IR_H */

@@ -1317,13 +1317,15 @@ static void build_reshape(tcase *t, int i) {
 }
 
 /* matmul: 2-D with the batch as M, 3-D and 4-D with equal batch dims,
- * transposes, a parameter as b; broadcast batch dims (inference only). */
+ * transposes, a parameter as b; broadcast batch dims (inference only, but
+ * for a rank-2 parameter b shared by every batch element, as a language
+ * model's decoder). */
 static void build_matmul(tcase *t, int i) {
     nasc_prim_attrs a = nasc_prim_attrs_default();
     int64_t m = ri(t, 1, 4), k = ri(t, 1, 5), n = ri(t, 1, 4);
     a.trans_a = i == 2 || i == 5;
-    a.trans_b = i == 3 || i == 5;
-    int r = i < 4 ? 2 + i % 3 : 3;
+    a.trans_b = i == 3 || i == 5 || i == 8;
+    int r = i < 4 ? 2 + i % 3 : i == 8 ? 4 : 3;
     int64_t ad[4], bd[4];
     for (int d = 0; d < r - 2; d++) ad[d] = bd[d] = ri(t, 1, 3);
     ad[r - 2] = a.trans_a ? k : m, ad[r - 1] = a.trans_a ? m : k;
@@ -1332,9 +1334,8 @@ static void build_matmul(tcase *t, int i) {
     if (r == 2 && !a.trans_a) ad[0] = NASC_BATCH;
     if (i == 6) bd[0] = 1, t->mode = NASC_MODE_INFER; /* b's batch dim broadcasts */
     uint32_t args[2] = {tc_input_dims(t, "a", r, ad), 0};
-    if (i == 7) {
-        args[1] = tc_param_dims(t, "b", 2, bd + r - 2); /* (K, N) weights shared by every batch */
-        t->mode = NASC_MODE_INFER;
+    if (i >= 7) { /* (K, N) or (N, K) weights shared by every batch element, trained too */
+        args[1] = tc_param_dims(t, "b", 2, bd + r - 2);
     } else if (i == 4 || i == 3) {
         args[1] = tc_param_dims(t, "b", r, bd);
     } else {
@@ -1456,7 +1457,7 @@ typedef struct op_case {
     X(static_shapes, 8)                                                                                                \
     X(concat_axis0, 2)                                                                                                 \
     X(reshape, 6)                                                                                                      \
-    X(matmul, 8)                                                                                                       \
+    X(matmul, 9)                                                                                                       \
     X(max_pool_dilated, 3)                                                                                             \
     X(sub, 3)                                                                                                          \
     X(scale, 3)                                                                                                        \

@@ -1,0 +1,307 @@
+/* lm.c - character language models: truncated backpropagation through time
+ * over a contiguous text, and their evaluation in bits per character.
+ *
+ * A range of the corpus is cut into B streams of equal length L, one per
+ * row of the batch (the last (end - begin) mod B bytes are left out). Step
+ * k reads characters [k T, k T + T) of every stream and predicts the one
+ * after each; the state after a step is the next step's initial state, so
+ * each stream is read as one sequence (gradients stop at step boundaries).
+ * The state starts at zero in every epoch and every evaluation. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nasc_backend.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The shape of a recurrent net (nasc_lower of a recurrent arch): input 0
+ * (N, T) token numbers, inputs 1.. (N, H) state; output 0 (N, T, V)
+ * logits, outputs 1.. the state after the last step, as many as inputs. */
+typedef struct lm_shape {
+    int64_t steps;   /* T */
+    int64_t vocab;   /* V */
+    uint32_t n_state;
+    uint32_t state_in[2], state_out[2]; /* value ids */
+    int64_t state_size[2];
+} lm_shape;
+
+static nasc_status check_lm(nasc_ctx *ctx, const nasc_module *prim, lm_shape *sh) {
+    memset(sh, 0, sizeof *sh);
+    uint32_t ins[4], n_in = 0;
+    for (uint32_t v = 0; v < prim->n_values; v++)
+        if (prim->values[v].kind == NASC_VAL_INPUT) {
+            if (n_in == 4) break;
+            ins[n_in++] = v;
+        }
+    const char *why = NULL;
+    const nasc_type *x = n_in ? &prim->values[ins[0]].type : NULL;
+    const nasc_type *y = prim->n_outputs ? &prim->values[prim->outputs[0]].type : NULL;
+    if (n_in < 2 || n_in > 3 || prim->n_outputs != n_in)
+        why = "it needs token numbers and one or two state inputs, and as many outputs";
+    else if (x->rank != 2 || x->dims[0] != NASC_BATCH)
+        why = "its first input is not (N, T) token numbers";
+    else if (y->rank != 3 || y->dims[0] != NASC_BATCH || y->dims[1] != x->dims[1])
+        why = "its first output is not (N, T, classes) logits";
+    for (uint32_t i = 1; !why && i < n_in; i++) {
+        const nasc_type *a = &prim->values[ins[i]].type, *b = &prim->values[prim->outputs[i]].type;
+        if (a->rank != 2 || b->rank != 2 || a->dims[0] != NASC_BATCH || b->dims[0] != NASC_BATCH ||
+            a->dims[1] != b->dims[1])
+            why = "a state output does not match its input";
+    }
+    if (why)
+        return nasc_error(ctx, NASC_EINPUT, prim->source, NASC_NOLOC,
+                          "not a language model (a lowered recurrent net): %s", why);
+    sh->steps = x->dims[1];
+    sh->vocab = y->dims[2];
+    sh->n_state = n_in - 1;
+    for (uint32_t i = 0; i < sh->n_state; i++) {
+        sh->state_in[i] = ins[i + 1];
+        sh->state_out[i] = prim->outputs[i + 1];
+        sh->state_size[i] = prim->values[ins[i + 1]].type.dims[1];
+    }
+    return NASC_OK;
+}
+
+/* Every byte of [begin, end) must be a class of the model. */
+static nasc_status check_vocab(nasc_ctx *ctx, const nasc_corpus *text, int64_t begin, int64_t end, int64_t vocab) {
+    if (vocab >= 256) return NASC_OK;
+    for (int64_t i = begin; i < end; i++)
+        if (text->bytes[i] >= vocab)
+            return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                              "byte 0x%02x at offset %lld of the text is not one of the model's %lld classes "
+                              "(a byte-level model needs classes: 256)",
+                              text->bytes[i], (long long)i, (long long)vocab);
+    return NASC_OK;
+}
+
+/* One pass's buffers and net over a range of the text. */
+typedef struct lm_run {
+    nasc_ctx *ctx;
+    const nasc_module *prim;
+    lm_shape sh;
+    nasc_net *net;
+    int batch;
+    int64_t begin, stream, steps; /* streams of `stream` bytes; steps per pass */
+    float *x;
+    int32_t *y;
+    float *state[2];
+} lm_run;
+
+static void lm_run_free(lm_run *r) {
+    nasc_net_destroy(r->net);
+    nasc_free(r->ctx, r->x);
+    nasc_free(r->ctx, r->y);
+    for (int i = 0; i < 2; i++) nasc_free(r->ctx, r->state[i]);
+    memset(r, 0, sizeof *r);
+}
+
+static nasc_status lm_run_init(lm_run *r, nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *store,
+                               const nasc_corpus *text, int64_t begin, int64_t end, int batch, int threads,
+                               nasc_net_mode mode, const char *what) {
+    memset(r, 0, sizeof *r);
+    r->ctx = ctx;
+    r->prim = prim;
+    nasc_status st = check_lm(ctx, prim, &r->sh);
+    if (st) return st;
+    if (batch < 1) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "batch must be at least 1, not %d", batch);
+    r->batch = batch;
+    r->begin = begin;
+    r->stream = (end - begin) / batch;
+    r->steps = r->stream > 1 ? (r->stream - 1) / r->sh.steps : 0;
+    if (r->steps < 1)
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "the %s text has %lld bytes, fewer than %d streams of %lld characters and the one after "
+                          "(a smaller --batch or --bptt)",
+                          what, (long long)(end - begin), batch, (long long)r->sh.steps);
+    st = check_vocab(ctx, text, begin, begin + r->stream * batch, r->sh.vocab);
+    if (st) return st;
+    nasc_net_options no = nasc_net_options_default();
+    no.batch = batch;
+    no.threads = threads;
+    no.mode = mode;
+    no.fuse = true;
+    st = nasc_net_compile(ctx, prim, store, &no, &r->net);
+    size_t bt = (size_t)batch * (size_t)r->sh.steps;
+    if (!st) {
+        r->x = nasc_alloc(ctx, bt * sizeof *r->x);
+        r->y = nasc_alloc(ctx, bt * sizeof *r->y);
+        if (!r->x || !r->y) st = NASC_ENOMEM;
+    }
+    for (uint32_t i = 0; !st && i < r->sh.n_state; i++) {
+        r->state[i] = nasc_alloc(ctx, (size_t)batch * (size_t)r->sh.state_size[i] * sizeof(float));
+        if (!r->state[i]) st = NASC_ENOMEM;
+    }
+    if (st) lm_run_free(r);
+    return st;
+}
+
+static void lm_reset_state(lm_run *r) {
+    for (uint32_t i = 0; i < r->sh.n_state; i++)
+        memset(r->state[i], 0, (size_t)r->batch * (size_t)r->sh.state_size[i] * sizeof(float));
+}
+
+/* Inputs of step k: characters and the carried state; then forward and the
+ * loss (mean nats per character) and the correct next-character guesses. */
+static nasc_status lm_forward(lm_run *r, const nasc_corpus *text, int64_t k, float *loss, int *correct) {
+    int64_t t_len = r->sh.steps;
+    for (int b = 0; b < r->batch; b++) {
+        const uint8_t *src = text->bytes + r->begin + (int64_t)b * r->stream + k * t_len;
+        for (int64_t t = 0; t < t_len; t++) {
+            r->x[b * t_len + t] = (float)src[t];
+            r->y[b * t_len + t] = src[t + 1];
+        }
+    }
+    nasc_status st = nasc_net_set_input(r->net, 0, r->x);
+    for (uint32_t i = 0; !st && i < r->sh.n_state; i++) st = nasc_net_set_input(r->net, i + 1, r->state[i]);
+    if (!st) st = nasc_net_forward(r->net);
+    if (!st) st = nasc_net_loss(r->net, r->y, loss, correct);
+    return st;
+}
+
+/* The state after the step, kept for the next one. */
+static nasc_status lm_carry(lm_run *r) {
+    nasc_status st = NASC_OK;
+    for (uint32_t i = 0; !st && i < r->sh.n_state; i++)
+        st = nasc_net_read(r->net, nasc_str(r->prim, r->prim->values[r->sh.state_out[i]].name), r->state[i]);
+    return st;
+}
+
+nasc_status nasc_evaluate_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *store, const nasc_corpus *text,
+                             int64_t begin, int64_t end, int batch, int threads, float *loss, float *acc) {
+    *loss = *acc = NAN;
+    if (begin < 0 || end > text->n || begin >= end)
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "bytes [%lld, %lld) are not a range of the text",
+                          (long long)begin, (long long)end);
+    lm_run r;
+    nasc_status st = lm_run_init(&r, ctx, prim, store, text, begin, end, batch, threads, NASC_MODE_INFER, "evaluation");
+    if (st) return st;
+    lm_reset_state(&r);
+    double total = 0;
+    int64_t right = 0;
+    for (int64_t k = 0; !st && k < r.steps; k++) {
+        float l;
+        int ok;
+        st = lm_forward(&r, text, k, &l, &ok);
+        if (!st) st = lm_carry(&r);
+        total += l;
+        right += ok;
+    }
+    if (!st) {
+        *loss = (float)(total / (double)r.steps);
+        *acc = (float)((double)right / ((double)r.steps * (double)r.batch * (double)r.sh.steps));
+    }
+    lm_run_free(&r);
+    return st;
+}
+
+static nasc_status set_meta_num(nasc_param_store *s, const char *key, double v) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.9g", v);
+    return nasc_params_set_meta(s, key, buf);
+}
+
+nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *store, const nasc_corpus *text,
+                          const nasc_train_options *o, nasc_train_result *out) {
+    memset(out, 0, sizeof *out);
+    out->val_acc = out->val_loss = NAN;
+    if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0))
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "epochs, batch and learning rate must be positive");
+    if (!(o->grad_clip >= 0))
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "the gradient clipping norm must be >= 0");
+    if (o->label_smoothing != 0 || o->aux_weight != 0 || o->drop_path != 0 || o->ema_decay != 0 || o->crop_pad ||
+        o->cutout || o->flip)
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "a language model trains without the image recipe (augmentation, label smoothing, an "
+                          "auxiliary head, drop-path, a weight average)");
+    int64_t train_end, val_end;
+    nasc_corpus_split(text->n, &train_end, &val_end);
+    nasc_status st = nasc_params_init(store, prim, o->seed);
+    if (st) return st;
+    const char *e0 = nasc_params_meta(store, "train/epoch");
+    int first_epoch = e0 ? (int)strtol(e0, NULL, 10) : 0;
+    if (first_epoch >= o->epochs) return NASC_OK;
+
+    lm_run r;
+    st = lm_run_init(&r, ctx, prim, store, text, 0, train_end, o->batch, o->threads, NASC_MODE_TRAIN, "training");
+    if (st) return st;
+    nasc_optimizer *opt = nasc_optim_create(ctx, &o->optim, store);
+    if (!opt) st = ctx->diag.status ? ctx->diag.status : NASC_ENOMEM;
+    int64_t steps = r.steps, total_steps = steps * o->epochs, warmup = steps * o->warmup_epochs;
+    int64_t global = steps * first_epoch, run_steps = 0;
+    int64_t tokens = (int64_t)o->batch * r.sh.steps;
+    double t0 = now();
+    nasc_train_progress pr = {0};
+    pr.epochs = o->epochs;
+    pr.steps = steps;
+    for (int e = first_epoch; !st && e < o->epochs; e++) {
+        lm_reset_state(&r);
+        double loss_sum = 0;
+        int64_t correct = 0;
+        for (int64_t k = 0; !st && k < steps; k++) {
+            float lr = nasc_lr_restarts(o->lr, global, warmup, total_steps, steps * o->restart_epochs, o->restart_mult);
+            float loss;
+            int ok;
+            st = lm_forward(&r, text, k, &loss, &ok);
+            if (!st && !isfinite(loss))
+                st = nasc_error(ctx, NASC_EINPUT, prim->source, NASC_NOLOC,
+                                "the loss is %s at step %lld (epoch %d, step %lld): training diverged; try a smaller "
+                                "--lr or --grad-clip",
+                                isnan(loss) ? "NaN" : "infinite", (long long)global + 1, e + 1, (long long)k + 1);
+            if (!st) st = nasc_net_backward(r.net);
+            if (!st) {
+                const nasc_param_grad *g;
+                uint32_t ng = nasc_net_grads(r.net, &g);
+                float gs = o->grad_clip > 0 ? nasc_clip_scale(nasc_grad_norm(g, ng), o->grad_clip) : 1.0f;
+                st = nasc_optim_step_scaled(opt, g, ng, lr, gs);
+            }
+            if (!st) st = lm_carry(&r);
+            if (st) break;
+            loss_sum += loss;
+            correct += ok;
+            global++;
+            run_steps++;
+            double dt = now() - t0;
+            pr.epoch = e;
+            pr.step = k + 1;
+            pr.global_step = global;
+            pr.loss = (float)(loss_sum / (double)(k + 1));
+            pr.acc = (float)((double)correct / ((double)(k + 1) * (double)tokens));
+            pr.images_per_s = dt > 0 ? (double)run_steps * (double)tokens / dt : 0;
+            pr.eta_s = run_steps ? dt / (double)run_steps * (double)(total_steps - global) : 0;
+            pr.epoch_end = false;
+            pr.val_acc = pr.val_loss = NAN;
+            pr.lr = lr;
+            if (o->progress) st = o->progress(o->ud, &pr);
+            if (!st && o->max_steps > 0 && run_steps >= o->max_steps) break;
+        }
+        if (st) break;
+        if (o->max_steps > 0 && run_steps >= o->max_steps && pr.step < steps) break; /* a partial epoch is not recorded */
+        out->train_loss = pr.loss;
+        out->train_acc = pr.acc;
+        out->epochs_run++;
+        float va, vl;
+        st = nasc_evaluate_lm(ctx, prim, store, text, train_end, val_end, o->batch, o->threads, &vl, &va);
+        if (st) break;
+        out->val_acc = va;
+        out->val_loss = vl;
+        st = set_meta_num(store, "train/epoch", e + 1);
+        if (st) break;
+        pr.epoch_end = true;
+        pr.val_acc = va;
+        pr.val_loss = vl;
+        if (o->progress) st = o->progress(o->ud, &pr);
+        if (o->max_steps > 0 && run_steps >= o->max_steps) break;
+    }
+    out->seconds = now() - t0;
+    out->images_per_s = out->seconds > 0 ? (double)run_steps * (double)tokens / out->seconds : 0;
+    nasc_optim_destroy(opt);
+    lm_run_free(&r);
+    return st;
+}

@@ -212,9 +212,61 @@ int nasc_cli_fail(const nasc_ctx *ctx) {
     return NASC_EXIT_INPUT;
 }
 
+/* The parameters of recurrent net m with hidden size h (sk: its skeleton). */
+static nasc_status rnn_params(nasc_module *m, nasc_skeleton *sk, int h, int64_t *n) {
+    sk->channels = h;
+    nasc_net_set_skeleton(m, sk);
+    nasc_rnn_cost c;
+    nasc_status st = nasc_rnn_cost_compute(m, &c);
+    *n = c.embed_params + c.cell_params + c.decoder_params;
+    return st;
+}
+
+/* --set params=N: the hidden size that brings a recurrent net's parameter
+ * count closest to N (the count grows with it). */
+static nasc_status size_to_params(nasc_ctx *ctx, nasc_module *m, const char *value) {
+    long want;
+    if (!nasc_cli_parse_int(value, 1, 1L << 40, &want))
+        return nasc_error(ctx, NASC_EINPUT, m->source, NASC_NOLOC, "--set params needs a positive integer, got '%s'",
+                          value);
+    if (!m->has_skeleton || m->skel.kind != NASC_NET_RECURRENT)
+        return nasc_error(ctx, NASC_EINPUT, m->source, NASC_NOLOC,
+                          "--set params=N sizes a recurrent net by its hidden size; this model is not one "
+                          "(use --set channels=C)");
+    nasc_skeleton sk = m->skel;
+    int lo = 1, hi = 65536;
+    int64_t at_lo = 0, below = 0;
+    while (lo < hi) { /* the smallest hidden size with at least N parameters */
+        int mid = lo + (hi - lo) / 2;
+        int64_t n;
+        nasc_status st = rnn_params(m, &sk, mid, &n);
+        if (st) return st;
+        if (n >= want)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    nasc_status st = rnn_params(m, &sk, lo, &at_lo);
+    if (!st && lo > 1) st = rnn_params(m, &sk, lo - 1, &below);
+    if (st) return st;
+    sk.channels = lo > 1 && llabs(below - want) < llabs(at_lo - want) ? lo - 1 : lo; /* the closer one */
+    nasc_net_set_skeleton(m, &sk);
+    return NASC_OK;
+}
+
 int nasc_cli_load(nasc_ctx *ctx, const nasc_cli_model *mo, nasc_module **out) {
     *out = NULL;
-    if (nasc_model_load(ctx, mo->path, mo->ov, mo->n_ov, out) != NASC_OK || !*out) {
+    nasc_override ov[NASC_CLI_MAX_SET];
+    size_t n_ov = 0;
+    const char *params = NULL;
+    for (size_t i = 0; i < mo->n_ov; i++) {
+        if (strcmp(mo->ov[i].key, "params") == 0)
+            params = mo->ov[i].value;
+        else
+            ov[n_ov++] = mo->ov[i];
+    }
+    if (nasc_model_load(ctx, mo->path, ov, n_ov, out) != NASC_OK || !*out ||
+        (params && size_to_params(ctx, *out, params) != NASC_OK)) {
         if (*out) {
             nasc_module_destroy(*out);
             *out = NULL;
@@ -230,7 +282,9 @@ void nasc_cli_model_help(FILE *out) {
           "                      ONNX model (.onnx, with its weights)\n"
           "  --set KEY=VALUE     override a skeleton value (repeatable): input (CxHxW,\n"
           "                      or N for recurrent nets), classes, channels,\n"
-          "                      cells_per_stage, stages, stem_multiplier\n",
+          "                      cells_per_stage, stages, stem_multiplier; params=N\n"
+          "                      sizes a recurrent net's hidden size to about N\n"
+          "                      parameters (models of equal size)\n",
           out);
 }
 

@@ -1,7 +1,7 @@
 /* test_rnn.c - recurrent nets: lowered, unrolled and trained as language
  * models.
  *
- *  - whole nets: models/lstm.yaml and models/enas-rnn.yaml made tiny,
+ *  - whole nets: models/lstm.yaml, nasrl-ptb.yaml and enas-rnn.yaml made tiny,
  *    unrolled over a few steps and compiled; logits, the per-position loss
  *    and the state after the last step against the naive reference
  *    (tests/backend/ref.c); the gradients of parameter elements and of the
@@ -237,6 +237,17 @@ static void test_enas_cell_grads(void **state) {
     assert_true(ok);
 }
 
+static void test_nasrl_cell_grads(void **state) {
+    (void)state;
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    const nasc_override ov[] = {{"input", "2"}, {"channels", "3"}, {"classes", "4"}};
+    nasc_module *m = load_lm(&ctx, "models/nasrl-ptb.yaml", ov, 3, 3);
+    bool ok = check_lm("nasrl-ptb", m, 2, 9);
+    nasc_module_destroy(m);
+    assert_true(ok);
+}
+
 /* ---------------------------------------------------------------- */
 /* An LSTM by hand                                                   */
 /* ---------------------------------------------------------------- */
@@ -405,6 +416,7 @@ static void test_lm_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lstm_by_hand),  cmocka_unit_test(test_lstm_grads), cmocka_unit_test(test_enas_cell_grads),
+        cmocka_unit_test(test_nasrl_cell_grads),
         cmocka_unit_test(test_lm_errors),     cmocka_unit_test(test_lm_learns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

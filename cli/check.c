@@ -16,8 +16,8 @@ void nasc_cli_check_help(FILE *out) {
     fputs("\nLoads MODEL, runs the verifier, lowers it to prim ops (CNN nets), runs the\n"
           "prim verifier and the cost model, and prints: the skeleton, the canonical\n"
           "hash, and per cost group (stem, cells, head) the parameters, multiply-adds\n"
-          "per image and activation bytes per image. Recurrent nets are not lowered\n"
-          "yet; their report is the parameters and multiply-adds per time step.\n\n"
+          "per image and activation bytes per image. For a recurrent net the report\n"
+          "is the parameters and multiply-adds per time step.\n\n"
           "Options:\n"
           "  --json              print the report as one JSON object\n"
           "  -h, --help          this help\n",

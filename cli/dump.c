@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "nasc_export.h"
+#include "model.h"
 #include "opts.h"
 #include "verbs.h"
 
@@ -41,7 +42,7 @@ void nasc_cli_dump_help(FILE *out) {
           out);
     nasc_cli_model_help(out);
     fputs("\nA prim model (.nir starting with `prim {`) can only be dumped at the prim\n"
-          "level. Recurrent nets are not lowered yet, so --level prim fails for them.\n\n"
+          "level. A recurrent net is lowered unrolled over 35 steps (--set steps=T).\n\n"
           "Examples:\n"
           "  nasc dump models/darts-v2.yaml                    # arch text IR\n"
           "  nasc dump models/darts-v2.yaml --level prim       # lowered ops\n"
@@ -137,7 +138,9 @@ int nasc_cli_dump(int argc, char **argv) {
             goto done;
         }
     } else if (pass == PASS_LOWER) {
-        if (nasc_lower(m, &prim) != NASC_OK || nasc_prim_verify(prim) != NASC_OK) {
+        nasc_lower_options lo;
+        if (nasc_cli_lower_options(&ctx, &mo, m, &lo) != NASC_OK || nasc_lower_with(m, &lo, &prim) != NASC_OK ||
+            nasc_prim_verify(prim) != NASC_OK) {
             rc = nasc_cli_fail(&ctx);
             goto done;
         }

@@ -11,6 +11,22 @@ static bool is_onnx(const char *path) {
     return n >= 5 && strcmp(path + n - 5, ".onnx") == 0;
 }
 
+nasc_status nasc_cli_lower_options(nasc_ctx *ctx, const nasc_cli_model *mo, const nasc_module *loaded,
+                                   nasc_lower_options *lo) {
+    *lo = nasc_lower_options_default();
+    for (size_t i = 0; i < mo->n_ov; i++) {
+        if (strcmp(mo->ov[i].key, "steps") != 0) continue;
+        long t;
+        bool rnn = loaded->dialect == NASC_DIALECT_ARCH && loaded->skel.kind == NASC_NET_RECURRENT;
+        if (!rnn || !nasc_cli_parse_int(mo->ov[i].value, 1, NASC_MAX_SEQ_LEN, &t))
+            return nasc_error(ctx, NASC_EINPUT, mo->path, NASC_NOLOC,
+                              "--set steps=T unrolls a recurrent arch model over T steps, T in 1..%d; got '%s'%s",
+                              NASC_MAX_SEQ_LEN, mo->ov[i].value, rnn ? "" : " for a model that is not one");
+        lo->seq_len = (int)t;
+    }
+    return NASC_OK;
+}
+
 int nasc_cli_load_prim(nasc_ctx *ctx, const nasc_cli_model *mo, nasc_cli_net *out) {
     memset(out, 0, sizeof *out);
     int rc;
@@ -30,9 +46,14 @@ int nasc_cli_load_prim(nasc_ctx *ctx, const nasc_cli_model *mo, nasc_cli_net *ou
         rc = nasc_cli_load(ctx, mo, &out->loaded);
     }
     if (rc) return rc;
+    nasc_lower_options lo;
+    if (nasc_cli_lower_options(ctx, mo, out->loaded, &lo)) {
+        nasc_cli_net_free(out);
+        return nasc_cli_fail(ctx);
+    }
     if (out->loaded->dialect == NASC_DIALECT_PRIM) {
         out->prim = out->loaded;
-    } else if (nasc_lower(out->loaded, &out->lowered) != NASC_OK || nasc_prim_verify(out->lowered) != NASC_OK) {
+    } else if (nasc_lower_with(out->loaded, &lo, &out->lowered) != NASC_OK || nasc_prim_verify(out->lowered) != NASC_OK) {
         nasc_cli_net_free(out);
         return nasc_cli_fail(ctx);
     } else {

@@ -16,6 +16,10 @@ typedef struct nasc_cli_net {
     nasc_param_store *weights; /* owned: an .onnx file's initializers, else NULL */
 } nasc_cli_net;
 
+/* The lowering the model options ask for: --set steps=T (recurrent arch
+ * models only) unrolls over T steps. */
+nasc_status nasc_cli_lower_options(nasc_ctx *ctx, const nasc_cli_model *mo, const nasc_module *loaded,
+                                   nasc_lower_options *lo);
 /* Load, lower and verify; on failure print the diagnostic and return NASC_EXIT_INPUT. */
 int nasc_cli_load_prim(nasc_ctx *ctx, const nasc_cli_model *mo, nasc_cli_net *out);
 void nasc_cli_net_free(nasc_cli_net *n);

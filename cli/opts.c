@@ -262,7 +262,7 @@ int nasc_cli_load(nasc_ctx *ctx, const nasc_cli_model *mo, nasc_module **out) {
     for (size_t i = 0; i < mo->n_ov; i++) {
         if (strcmp(mo->ov[i].key, "params") == 0)
             params = mo->ov[i].value;
-        else
+        else if (strcmp(mo->ov[i].key, "steps") != 0) /* a lowering option (nasc_cli_load_prim) */
             ov[n_ov++] = mo->ov[i];
     }
     if (nasc_model_load(ctx, mo->path, ov, n_ov, out) != NASC_OK || !*out ||
@@ -284,7 +284,9 @@ void nasc_cli_model_help(FILE *out) {
           "                      or N for recurrent nets), classes, channels,\n"
           "                      cells_per_stage, stages, stem_multiplier; params=N\n"
           "                      sizes a recurrent net's hidden size to about N\n"
-          "                      parameters (models of equal size)\n",
+          "                      parameters (models of equal size); steps=T unrolls a\n"
+          "                      recurrent net over T characters (default 35; 1 is\n"
+          "                      one step: tokens and state in, logits and state out)\n",
           out);
 }
 

@@ -7,9 +7,10 @@
  * conv weights, default batch-norm statistics and the constants of the
  * shift pattern are new data.
  *
- * One prim op becomes one node, except shift (Pad then Slice) and a conv
- * with a folded batch norm (one Conv for two prims). docs/onnx.md has the
- * table.
+ * One prim op becomes one node, except shift (Pad then Slice), embedding
+ * (Gather, Cast, Gather), a matmul with transposes (Transpose first) and a
+ * conv with a folded batch norm (one Conv for two prims). docs/onnx.md has
+ * the table.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -122,7 +123,7 @@ static Onnx__TensorProto *tensor_new(ox *x, const char *name, int rank, const in
     int64_t *d = ox_alloc(x, (size_t)(rank ? rank : 1) * sizeof *d);
     if (!t || !d) return NULL;
     onnx__tensor_proto__init(t);
-    memcpy(d, dims, (size_t)rank * sizeof *d);
+    if (rank) memcpy(d, dims, (size_t)rank * sizeof *d);
     t->n_dims = (size_t)rank;
     t->dims = d;
     t->has_data_type = 1;
@@ -168,6 +169,27 @@ static void init_i64(ox *x, const char *name, const int64_t *vals, size_t n) {
     memcpy(v, vals, n * sizeof *v);
     t->n_int64_data = n;
     t->int64_data = v;
+    init_add(x, t);
+}
+
+/* A scalar (rank 0) initializer of one int64 or float, for an index or a
+ * factor. */
+static void init_scalar(ox *x, const char *name, int32_t dtype, int64_t i, float f) {
+    Onnx__TensorProto *t = tensor_new(x, name, 0, NULL, dtype);
+    if (!t) return;
+    if (dtype == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) {
+        int64_t *v = ox_alloc(x, sizeof *v);
+        if (!v) return;
+        *v = i;
+        t->n_int64_data = 1;
+        t->int64_data = v;
+    } else {
+        float *v = ox_alloc(x, sizeof *v);
+        if (!v) return;
+        *v = f;
+        t->n_float_data = 1;
+        t->float_data = v;
+    }
     init_add(x, t);
 }
 
@@ -425,6 +447,26 @@ static void emit_shift(ox *x, const nasc_prim *p, const char *in0, const char *o
     node_add(x, "Slice", out, sin, 4, out, NULL, 0);
 }
 
+/* embedding(ids, table, index t): column t of the ids (float token
+ * numbers, as nasc's inputs are), as int64, picks rows of the table:
+ * Gather(ids, t, axis 1) -> Cast -> Gather(table, ., axis 0). ONNX Gather
+ * wants ids in [-V, V); nasc reads zeros for an id outside [0, V). */
+static void emit_embedding(ox *x, const nasc_prim *p, const char *const *ins, const char *out) {
+    const char *tn = fresh_name(x, out, ".t"), *col = fresh_name(x, out, ".ids");
+    const char *ids = fresh_name(x, out, ".ids64");
+    if (!tn || !col || !ids) return;
+    init_scalar(x, tn, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, p->a.index, 0);
+    Onnx__AttributeProto *at[1];
+    const char *g1[2] = {ins[0], tn};
+    at[0] = attr_int(x, "axis", 1);
+    node_add(x, "Gather", col, g1, 2, col, at, 1);
+    at[0] = attr_int(x, "to", ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+    node_add(x, "Cast", ids, &col, 1, ids, at, 1);
+    const char *g2[2] = {ins[1], ids};
+    at[0] = attr_int(x, "axis", 0);
+    node_add(x, "Gather", out, g2, 2, out, at, 1);
+}
+
 static void emit_prim(ox *x, uint32_t pi) {
     const nasc_prim *p = &x->m->prims[pi];
     if (x->skip[pi]) return;
@@ -515,6 +557,49 @@ static void emit_prim(ox *x, uint32_t pi) {
         at[0] = attr_int(x, "axis", p->a.axis);
         node_add(x, "Softmax", out, ins, 1, out, at, 1);
         return;
+    case NASC_PRIM_SUB:
+        node_add(x, "Sub", out, ins, 2, out, NULL, 0);
+        return;
+    case NASC_PRIM_SCALE: {
+        const char *f = fresh_name(x, out, ".alpha");
+        if (!f) return;
+        init_scalar(x, f, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 0, p->a.alpha);
+        const char *min[2] = {ins[0], f};
+        node_add(x, "Mul", out, min, 2, out, NULL, 0);
+        return;
+    }
+    case NASC_PRIM_EMBEDDING:
+        emit_embedding(x, p, ins, out);
+        return;
+    case NASC_PRIM_RESHAPE: {
+        /* the batch dim as 0: Reshape copies it from the input */
+        int64_t shape[NASC_MAX_RANK];
+        for (int d = 0; d < p->a.shape_rank; d++) shape[d] = p->a.shape[d] == NASC_BATCH ? 0 : p->a.shape[d];
+        const char *sn = fresh_name(x, out, ".shape");
+        if (!sn) return;
+        init_i64(x, sn, shape, (size_t)p->a.shape_rank);
+        const char *rin[2] = {ins[0], sn};
+        node_add(x, "Reshape", out, rin, 2, out, NULL, 0);
+        return;
+    }
+    case NASC_PRIM_MATMUL: {
+        const char *mm[2] = {ins[0], ins[1]};
+        for (int k = 0; k < 2; k++) {
+            if (!(k ? p->a.trans_b : p->a.trans_a)) continue;
+            /* swap the last two dims first (MatMul has no transpose flags) */
+            int r = x->m->values[arg(x, p, (uint32_t)k)].type.rank;
+            int64_t perm[NASC_MAX_RANK];
+            for (int d = 0; d < r; d++) perm[d] = d;
+            perm[r - 2] = r - 1, perm[r - 1] = r - 2;
+            const char *tn = fresh_name(x, out, k ? ".bt" : ".at");
+            if (!tn) return;
+            at[0] = attr_ints(x, "perm", perm, (size_t)r);
+            node_add(x, "Transpose", tn, &mm[k], 1, tn, at, 1);
+            mm[k] = tn;
+        }
+        node_add(x, "MatMul", out, mm, 2, out, NULL, 0);
+        return;
+    }
     default: {
         const nasc_prim_op_info *info = nasc_prim_op_info_get(p->op);
         char num[16];
@@ -590,8 +675,9 @@ static nasc_status build_and_pack(ox *x, nasc_buf *out) {
     const nasc_onnx_options *o = x->o;
     size_t nv = m->n_values ? m->n_values : 1, np = m->n_prims ? m->n_prims : 1;
 
-    /* Bounds: shift adds 2 nodes; a prim adds at most 6 initializers. */
-    x->cap_nodes = 2 * np + m->n_outputs;
+    /* Bounds: shift adds 2 nodes, embedding and a transposing matmul 3;
+     * a prim adds at most 6 initializers. */
+    x->cap_nodes = 3 * np + m->n_outputs;
     x->cap_inits = nv + 6 * np;
     x->names_cap = 16;
     while (x->names_cap < 2 * (nv + 8 * np + m->n_outputs)) x->names_cap *= 2;

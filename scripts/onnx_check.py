@@ -2,7 +2,7 @@
 """onnx_check.py - check an ONNX file with ONNX's own checker.
 
     /usr/bin/python3 scripts/onnx_check.py MODEL.onnx [--opset N]
-        [--meta KEY ...] [--make-input IN.pb --batch 2 --seed 0]
+        [--meta KEY ...] [--make-input IN.pb --batch 2 --seed 0 [--tokens V]]
 
 Runs onnx.checker.check_model(model, full_check=True) (the structural
 checks plus strict shape inference over every node), and prints a one-line
@@ -10,7 +10,9 @@ summary. --opset checks the default-domain opset the file imports; --meta
 checks that the metadata has KEY. With --make-input it also writes a random
 standard-normal input tensor (ONNX TensorProto, float raw_data) for the
 model's first input, the symbolic batch dimension set to --batch, so one
-Python start-up serves both steps of a test. Exit 1 on any failure.
+Python start-up serves both steps of a test; input k > 0 goes to IN.pb.k.
+With --tokens V the first input holds token numbers in [0, V) (a language
+model's characters) instead. Exit 1 on any failure.
 
 With --list FILE it checks many models in one start-up: each line of FILE
 is `MODEL.onnx IN.pb`, and every model is checked and gets its input
@@ -32,6 +34,7 @@ def main():
     ap.add_argument("--make-input", metavar="IN.pb")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tokens", type=int, default=0)
     a = ap.parse_args()
     try:
         import numpy as np
@@ -77,13 +80,18 @@ def check(a, np, onnx, numpy_helper):
     if a.make_input:
         if not inputs:
             sys.exit(f"onnx_check: {a.model}: error: the model has no input")
-        dims = []
-        for d in inputs[0].type.tensor_type.shape.dim:
-            dims.append(d.dim_value if d.HasField("dim_value") else a.batch)
-        x = np.random.default_rng(a.seed).standard_normal(dims).astype(np.float32)
-        t = numpy_helper.from_array(x, inputs[0].name)
-        with open(a.make_input, "wb") as f:
-            f.write(t.SerializeToString())
+        rng = np.random.default_rng(a.seed)
+        for k, inp in enumerate(inputs if a.tokens else inputs[:1]):
+            dims = []
+            for d in inp.type.tensor_type.shape.dim:
+                dims.append(d.dim_value if d.HasField("dim_value") else a.batch)
+            if k == 0 and a.tokens:
+                x = rng.integers(0, a.tokens, dims).astype(np.float32)
+            else:
+                x = rng.standard_normal(dims).astype(np.float32)
+            t = numpy_helper.from_array(x, inp.name)
+            with open(a.make_input if k == 0 else f"{a.make_input}.{k}", "wb") as f:
+                f.write(t.SerializeToString())
 
 
 if __name__ == "__main__":

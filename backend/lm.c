@@ -118,7 +118,7 @@ static nasc_status lm_run_init(lm_run *r, nasc_ctx *ctx, const nasc_module *prim
     if (r->steps < 1)
         return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
                           "the %s text has %lld bytes, fewer than %d streams of %lld characters and the one after "
-                          "(a smaller --batch or --bptt)",
+                          "(fewer streams or shorter steps)",
                           what, (long long)(end - begin), batch, (long long)r->sh.steps);
     st = check_vocab(ctx, text, begin, begin + r->stream * batch, r->sh.vocab);
     if (st) return st;
@@ -303,5 +303,82 @@ nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
     out->images_per_s = out->seconds > 0 ? (double)run_steps * (double)tokens / out->seconds : 0;
     nasc_optim_destroy(opt);
     lm_run_free(&r);
+    return st;
+}
+
+nasc_status nasc_lm_generate(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *store, const uint8_t *prompt,
+                             int64_t n_prompt, int64_t n, float temperature, uint64_t seed, int threads,
+                             uint8_t *out) {
+    lm_shape sh;
+    nasc_status st = check_lm(ctx, prim, &sh);
+    if (st) return st;
+    if (sh.steps != 1)
+        return nasc_error(ctx, NASC_EINPUT, prim->source, NASC_NOLOC,
+                          "generation runs a language model one character at a time: lower it with one step, not "
+                          "%lld",
+                          (long long)sh.steps);
+    if (!(temperature >= 0) || !isfinite(temperature))
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "the temperature must be >= 0, not %g",
+                          (double)temperature);
+    if (n_prompt < 1) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "the prompt is empty");
+    for (int64_t i = 0; i < n_prompt; i++)
+        if (prompt[i] >= sh.vocab)
+            return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                              "byte 0x%02x at offset %lld of the prompt is not one of the model's %lld classes",
+                              prompt[i], (long long)i, (long long)sh.vocab);
+    nasc_net_options no = nasc_net_options_default();
+    no.batch = 1;
+    no.threads = threads;
+    no.mode = NASC_MODE_INFER;
+    no.fuse = true;
+    nasc_net *net = NULL;
+    float *logits = nasc_alloc(ctx, (size_t)sh.vocab * sizeof *logits);
+    float *state[2] = {NULL, NULL};
+    if (!logits) return NASC_ENOMEM;
+    for (uint32_t i = 0; i < sh.n_state; i++) {
+        state[i] = nasc_alloc(ctx, (size_t)sh.state_size[i] * sizeof(float));
+        if (!state[i]) st = NASC_ENOMEM;
+        else memset(state[i], 0, (size_t)sh.state_size[i] * sizeof(float));
+    }
+    if (!st) st = nasc_net_compile(ctx, prim, store, &no, &net);
+    nasc_rng rng;
+    nasc_rng_seed(&rng, seed);
+    const char *lname = nasc_str(prim, prim->values[prim->outputs[0]].name);
+    uint8_t next = prompt[0];
+    /* read the prompt, then feed each sampled character back */
+    for (int64_t k = 0; !st && k < n_prompt - 1 + n; k++) {
+        float x = (float)(k < n_prompt ? prompt[k] : next);
+        st = nasc_net_set_input(net, 0, &x);
+        for (uint32_t i = 0; !st && i < sh.n_state; i++) st = nasc_net_set_input(net, i + 1, state[i]);
+        if (!st) st = nasc_net_forward(net);
+        if (!st) st = nasc_net_read(net, lname, logits);
+        for (uint32_t i = 0; !st && i < sh.n_state; i++)
+            st = nasc_net_read(net, nasc_str(prim, prim->values[sh.state_out[i]].name), state[i]);
+        if (st || k < n_prompt - 1) continue;
+        /* the next character: the most likely one at temperature 0, else a
+         * draw from softmax(logits / temperature) */
+        int64_t best = 0;
+        for (int64_t j = 1; j < sh.vocab; j++)
+            if (logits[j] > logits[best]) best = j;
+        if (temperature > 0) {
+            double sum = 0;
+            for (int64_t j = 0; j < sh.vocab; j++) sum += exp((double)(logits[j] - logits[best]) / temperature);
+            double u = nasc_rng_uniform(&rng) * sum, acc = 0;
+            int64_t pick = best;
+            for (int64_t j = 0; j < sh.vocab; j++) {
+                acc += exp((double)(logits[j] - logits[best]) / temperature);
+                if (u < acc) {
+                    pick = j;
+                    break;
+                }
+            }
+            best = pick;
+        }
+        next = (uint8_t)best;
+        out[k - (n_prompt - 1)] = next;
+    }
+    nasc_net_destroy(net);
+    nasc_free(ctx, logits);
+    for (int i = 0; i < 2; i++) nasc_free(ctx, state[i]);
     return st;
 }

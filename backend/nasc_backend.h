@@ -395,4 +395,13 @@ nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
 nasc_status nasc_evaluate_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *store, const nasc_corpus *text,
                              int64_t begin, int64_t end, int batch, int threads, float *loss, float *acc);
 
+/* Sample n characters into out from a language model lowered with one
+ * step (nasc_lower_options.seq_len 1): read the prompt from a zero state,
+ * then draw each next character from softmax(logits / temperature) (the
+ * most likely one at temperature 0) with a generator seeded by seed, and
+ * feed it back. The same seed, prompt and weights give the same text. */
+nasc_status nasc_lm_generate(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *store, const uint8_t *prompt,
+                             int64_t n_prompt, int64_t n, float temperature, uint64_t seed, int threads,
+                             uint8_t *out);
+
 #endif /* NASC_BACKEND_H */

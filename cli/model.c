@@ -18,10 +18,15 @@ nasc_status nasc_cli_lower_options(nasc_ctx *ctx, const nasc_cli_model *mo, cons
         if (strcmp(mo->ov[i].key, "steps") != 0) continue;
         long t;
         bool rnn = loaded->dialect == NASC_DIALECT_ARCH && loaded->skel.kind == NASC_NET_RECURRENT;
-        if (!rnn || !nasc_cli_parse_int(mo->ov[i].value, 1, NASC_MAX_SEQ_LEN, &t))
+        if (!rnn)
             return nasc_error(ctx, NASC_EINPUT, mo->path, NASC_NOLOC,
-                              "--set steps=T unrolls a recurrent arch model over T steps, T in 1..%d; got '%s'%s",
-                              NASC_MAX_SEQ_LEN, mo->ov[i].value, rnn ? "" : " for a model that is not one");
+                              "not a recurrent model: only a language model (a recurrent arch model) is unrolled over "
+                              "time steps (steps=%s)",
+                              mo->ov[i].value);
+        if (!nasc_cli_parse_int(mo->ov[i].value, 1, NASC_MAX_SEQ_LEN, &t))
+            return nasc_error(ctx, NASC_EINPUT, mo->path, NASC_NOLOC,
+                              "--set steps=T unrolls a recurrent model over T steps, T in 1..%d; got '%s'",
+                              NASC_MAX_SEQ_LEN, mo->ov[i].value);
         lo->seq_len = (int)t;
     }
     return NASC_OK;
@@ -191,4 +196,9 @@ void nasc_cli_job_close(nasc_cli_job *j) {
     j->weights = NULL;
     j->owned = false;
     nasc_cli_net_free(&j->net);
+}
+
+bool nasc_cli_is_lm(const nasc_module *prim) {
+    return prim->n_values && prim->values[0].kind == NASC_VAL_INPUT && prim->values[0].type.rank == 2 &&
+           prim->n_outputs && prim->values[prim->outputs[0]].type.rank == 3;
 }

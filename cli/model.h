@@ -20,6 +20,9 @@ typedef struct nasc_cli_net {
  * models only) unrolls over T steps. */
 nasc_status nasc_cli_lower_options(nasc_ctx *ctx, const nasc_cli_model *mo, const nasc_module *loaded,
                                    nasc_lower_options *lo);
+/* A lowered recurrent net (a language model): token numbers (N, T) in,
+ * logits (N, T, V) out. */
+bool nasc_cli_is_lm(const nasc_module *prim);
 /* Load, lower and verify; on failure print the diagnostic and return NASC_EXIT_INPUT. */
 int nasc_cli_load_prim(nasc_ctx *ctx, const nasc_cli_model *mo, nasc_cli_net *out);
 void nasc_cli_net_free(nasc_cli_net *n);

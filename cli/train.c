@@ -471,12 +471,6 @@ static nasc_status report(run *r, const char *model, const nasc_module *prim, co
 /* Language models                                                     */
 /* ------------------------------------------------------------------ */
 
-/* A lowered recurrent net: token numbers (N, T) in, logits (N, T, V) out. */
-static bool is_lm(const nasc_module *prim) {
-    return prim->n_values && prim->values[0].kind == NASC_VAL_INPUT && prim->values[0].type.rank == 2 &&
-           prim->n_outputs && prim->values[prim->outputs[0]].type.rank == 3;
-}
-
 /* The command line's options for a language model: its defaults where a
  * flag was not given, errors for the image-only ones. */
 static nasc_status lm_options(nasc_ctx *ctx, train_args *ta) {
@@ -607,7 +601,7 @@ int nasc_cli_train(int argc, char **argv) {
     nasc_cli_job j;
     rc = nasc_cli_job_open(&j, &ta.mo, NASC_CLI_NO_WEIGHTS, NULL);
     if (rc) return rc;
-    if (is_lm(j.net.prim)) {
+    if (nasc_cli_is_lm(j.net.prim)) {
         rc = train_lm_main(&j, &ta);
         nasc_cli_job_close(&j);
         return rc;

@@ -20,6 +20,9 @@ void nasc_cli_train_help(FILE *out);
 int nasc_cli_eval(int argc, char **argv);
 void nasc_cli_eval_help(FILE *out);
 
+int nasc_cli_generate(int argc, char **argv);
+void nasc_cli_generate_help(FILE *out);
+
 int nasc_cli_bench(int argc, char **argv);
 void nasc_cli_bench_help(FILE *out);
 

@@ -377,6 +377,22 @@ static void test_lm_learns(void **state) {
     /* resuming a finished run trains nothing */
     if (nasc_train_lm(&ctx, m, ps, &text, &o, &res)) die(&ctx, "resume");
     assert_int_equal(res.epochs_run, 0);
+
+    /* generation: the same weights one step at a time; greedy continues the
+     * pattern, sampling repeats itself for a seed */
+    nasc_module *step = load_lm(&ctx, "models/lstm.yaml", ov, 2, 1);
+    const uint8_t prompt[] = "abcXabcYa";
+    uint8_t g1[16] = {0}, g2[16] = {0}, g3[16] = {0};
+    if (nasc_lm_generate(&ctx, step, ps, prompt, 9, 15, 0.0f, 1, 1, g1)) die(&ctx, "generate");
+    printf("[lm learns] greedy after \"abcXabcYa\": \"%s\"\n", (const char *)g1);
+    assert_string_equal((const char *)g1, "bcZabcXabcYabcZ");
+    if (nasc_lm_generate(&ctx, step, ps, prompt, 9, 15, 1.5f, 5, 1, g2) ||
+        nasc_lm_generate(&ctx, step, ps, prompt, 9, 15, 1.5f, 5, 1, g3))
+        die(&ctx, "generate");
+    assert_memory_equal(g2, g3, 15);
+    assert_int_equal(nasc_lm_generate(&ctx, m, ps, prompt, 9, 15, 1.0f, 5, 1, g2), NASC_EINPUT); /* 8 steps */
+    assert_non_null(strstr(ctx.diag.msg, "one character at a time"));
+    nasc_module_destroy(step);
     nasc_params_destroy(ps);
     free(text.bytes);
     nasc_module_destroy(m);

@@ -25,7 +25,11 @@
     X("enas-macro", "ENAS macro net: per layer one of 6 ops and skip connections (Pham et al. 2018)",           \
       nasc_space_enas_macro_def)                                                                               \
     X("nasrl", "NAS-RL layer-by-layer CNN: filter sizes, filters, strides, skips (Zoph & Le 2017)",            \
-      nasc_space_nasrl_def)
+      nasc_space_nasrl_def)                                                                                    \
+    X("enas-rnn", "ENAS recurrent cell: per node an earlier node and an activation (Pham et al. 2018)",       \
+      nasc_space_enas_rnn_def)                                                                                 \
+    X("nasrl-rnn", "NAS-RL recurrent tree cell: combinations, activations, memory inject (Zoph & Le 2017)",   \
+      nasc_space_nasrl_rnn_def)
 
 #define ROW_NAME(name, summary, def) name,
 #define ROW_SUMMARY(name, summary, def) summary,

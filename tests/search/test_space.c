@@ -78,20 +78,21 @@ static void test_names_and_options(void **state) {
     nasc_ctx ctx;
     nasc_test_alloc ta;
     nasc_test_ctx(&ctx, &ta, 0);
-    const char *want[] = {"nasnet", "enas-micro", "enas-macro", "nasrl"};
-    for (int i = 0; i < 4; i++) {
+    const char *want[] = {"nasnet", "enas-micro", "enas-macro", "nasrl", "enas-rnn", "nasrl-rnn"};
+    const char *about[] = {"block", "block", "layer", "layer", "node", "base"};
+    for (int i = 0; i < 6; i++) {
         assert_non_null(nasc_space_names[i]);
         assert_string_equal(nasc_space_names[i], want[i]);
         nasc_space *sp = make_space(&ctx, want[i], 0, 0);
         assert_string_equal(nasc_space_name(sp), want[i]);
-        assert_non_null(strstr(nasc_space_summary(sp), i < 2 ? "block" : "layer"));
+        assert_non_null(strstr(nasc_space_summary(sp), about[i]));
         nasc_space_destroy(sp);
     }
-    assert_null(nasc_space_names[4]);
+    assert_null(nasc_space_names[6]);
 
     nasc_space *sp = (nasc_space *)1;
     expect_diag(&ctx, nasc_space_create(&ctx, "darts", NULL, &sp), NASC_EINPUT,
-                "unknown search space 'darts' (spaces: nasnet, enas-micro, enas-macro, nasrl)");
+                "unknown search space 'darts' (spaces: nasnet, enas-micro, enas-macro, nasrl, enas-rnn, nasrl-rnn)");
     assert_null(sp);
     expect_diag(&ctx, nasc_space_create(&ctx, NULL, NULL, &sp), NASC_EINPUT, "unknown search space");
     struct {
@@ -105,6 +106,10 @@ static void test_names_and_options(void **state) {
         {"enas-macro", 0, 31, "layers must be between 1 and 30 in the enas-macro space"},
         {"nasrl", 0, 16, "layers must be between 1 and 15 in the nasrl space"},
         {"nasrl", 3, 0, "the nasrl space has no 'blocks' option"},
+        {"enas-rnn", 25, 0, "blocks must be between 1 and 24 in the enas-rnn space"},
+        {"nasrl-rnn", 3, 0, "the nasrl-rnn space's base (--blocks) is 2, 4 or 8 leaves, not 3"},
+        {"nasrl-rnn", 16, 0, "blocks must be between 1 and 8 in the nasrl-rnn space"},
+        {"enas-rnn", 0, 4, "the enas-rnn space has no 'layers' option"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         nasc_space_options o = {bad[i].blocks, bad[i].layers};
@@ -268,7 +273,9 @@ static int roundtrip(const char *name, int blocks, int layers, int n, bool yaml)
         nasc_module *m = NULL, *p = NULL;
         if (nasc_space_decode(sp, d, &m)) fail_diag(&ctx, "decode");
         if (nasc_arch_verify(m)) fail_diag(&ctx, "verify");
-        if (nasc_lower(m, &p)) {
+        nasc_lower_options lo = nasc_lower_options_default();
+        lo.seq_len = 2; /* recurrent nets: two steps show the cell lowers */
+        if (nasc_lower_with(m, &lo, &p)) {
             char buf[1024];
             nasc_diag_format(&ctx.diag, buf, sizeof buf);
             fail_msg("%s seed %d: lower: %s", name, seed, buf);
@@ -322,6 +329,15 @@ static void test_roundtrip_nasrl(void **state) {
     assert_true(roundtrip("nasrl", 0, 0, SEEDS, false) >= SEEDS - 1);
 }
 
+static void test_roundtrip_enas_rnn(void **state) {
+    (void)state;
+    assert_true(roundtrip("enas-rnn", 0, 0, SEEDS, false) >= SEEDS - 1);
+}
+static void test_roundtrip_nasrl_rnn(void **state) {
+    (void)state;
+    assert_true(roundtrip("nasrl-rnn", 0, 0, SEEDS, false) >= SEEDS - 1);
+}
+
 /* Other sizes (the extremes of each option), and the YAML writer in the loop. */
 static void test_roundtrip_sizes(void **state) {
     (void)state;
@@ -337,6 +353,12 @@ static void test_roundtrip_sizes(void **state) {
     roundtrip("enas-micro", 0, 0, 40, true);
     roundtrip("enas-macro", 0, 0, 40, true);
     roundtrip("nasrl", 0, 0, 40, true);
+    roundtrip("enas-rnn", 1, 0, 20, true);
+    roundtrip("enas-rnn", 24, 0, 20, true);
+    roundtrip("enas-rnn", 0, 0, 40, true);
+    roundtrip("nasrl-rnn", 2, 0, 40, true);
+    roundtrip("nasrl-rnn", 4, 0, 40, true);
+    roundtrip("nasrl-rnn", 0, 0, 40, true);
 }
 
 /* The all-zero and all-maximal vectors decode (edges of every decision). */
@@ -498,7 +520,36 @@ static void test_encode_zoo(void **state) {
     nasc_space_destroy(sp);
     nasc_module_destroy(m);
 
+    /* the published recurrent cells: ENAS's PTB cell is its fixed_arc
+     * (scripts/ptb_final.sh), NAS-RL's is TensorFlow's NASCell */
+    m = load_model(&ctx, "models/enas-rnn.yaml");
+    sp = make_space(&ctx, "enas-rnn", 0, 0);
+    static const uint32_t enas_arc[23] = {0, 0, 0, 1, 1, 2, 1, 2, 0, 2, 0, 5, 1, 1, 0, 6, 1, 8, 1, 8, 1, 8, 1};
+    if (nasc_space_encode(sp, m, d)) fail_diag(&ctx, "encode enas-rnn.yaml");
+    assert_memory_equal(d, enas_arc, sizeof enas_arc);
+    nasc_space_destroy(sp);
+    sp = make_space(&ctx, "enas-rnn", 6, 0);
+    expect_diag(&ctx, nasc_space_encode(sp, m, d), NASC_EINPUT, "decode to a different cell");
+    nasc_space_destroy(sp);
+    nasc_module_destroy(m);
+    m = load_model(&ctx, "models/nasrl-ptb.yaml");
+    sp = make_space(&ctx, "nasrl-rnn", 0, 0);
+    /* per node (comb: add 0 mul 1; act: identity 0 tanh 1 sigmoid 2 relu 3),
+     * then inject at l2_0 by add and tanh, c_t = l3_0 (inner node 4) */
+    static const uint32_t nascell[34] = {0, 2, 0, 3, 0, 2, 1, 3, 0, 1, 0, 2, 0, 1, 0, 2, 1, 1,
+                                         0, 1, 1, 1, 0, 2, 1, 0, 0, 1, 1, 1, 0, 0, 1, 4};
+    if (nasc_space_encode(sp, m, d)) fail_diag(&ctx, "encode nasrl-ptb.yaml");
+    assert_memory_equal(d, nascell, sizeof nascell);
+    nasc_space_destroy(sp);
+    sp = make_space(&ctx, "enas-rnn", 0, 0);
+    expect_diag(&ctx, nasc_space_encode(sp, m, d), NASC_EINPUT, "no node n0");
+    nasc_space_destroy(sp);
+    nasc_module_destroy(m);
+
     m = load_model(&ctx, "models/baseline-cnn.yaml");
+    sp = make_space(&ctx, "nasrl-rnn", 0, 0);
+    expect_diag(&ctx, nasc_space_encode(sp, m, d), NASC_EINPUT, "not a recurrent net");
+    nasc_space_destroy(sp);
     sp = make_space(&ctx, "nasrl", 0, 0);
     expect_diag(&ctx, nasc_space_encode(sp, m, d), NASC_EINPUT,
                 "cell 'baseline_body', node 'c1': 32 filters: this space has 24, 36, 48 or 64");
@@ -732,7 +783,7 @@ static void test_alloc_failures(void **state) {
             nasc_ctx ctx;
             nasc_test_alloc ta;
             nasc_test_ctx(&ctx, &ta, k);
-            nasc_space_options o = {s < 2 ? 3 : 0, s < 2 ? 0 : 5};
+            nasc_space_options o = {s < 2 || s >= 4 ? 4 : 0, s < 2 || s >= 4 ? 0 : 5};
             nasc_space *sp = NULL;
             nasc_module *m = NULL;
             nasc_status st = nasc_space_create(&ctx, nasc_space_names[s], &o, &sp);
@@ -773,6 +824,8 @@ int main(void) {
         cmocka_unit_test(test_roundtrip_enas_micro),
         cmocka_unit_test(test_roundtrip_enas_macro),
         cmocka_unit_test(test_roundtrip_nasrl),
+        cmocka_unit_test(test_roundtrip_enas_rnn),
+        cmocka_unit_test(test_roundtrip_nasrl_rnn),
         cmocka_unit_test(test_roundtrip_sizes),
         cmocka_unit_test(test_extreme_vectors),
         cmocka_unit_test(test_sample_deterministic),

@@ -27,7 +27,10 @@ void nasc_cli_search_help(FILE *out) {
           "validation split (the last --val-size training images; the test set is\n"
           "only used for the final report). Architectures with the same canonical\n"
           "hash are trained once. Then the best one is trained from scratch for\n"
-          "--final-epochs and exported.\n\n"
+          "--final-epochs and exported. In the recurrent spaces (enas-rnn,\n"
+          "nasrl-rnn) a child is a character language model (docs/language-models.md)\n"
+          "rewarded with 1 / its validation perplexity per character; reports are\n"
+          "in bits per character.\n\n"
           "The run directory RUN holds:\n"
           "  config.txt       the options that define the search (--resume checks them)\n"
           "  journal.jsonl    one record per trial, appended and fsynced\n"
@@ -45,17 +48,21 @@ void nasc_cli_search_help(FILE *out) {
           "  --budget N           trials in all (enas: candidates, default 100)\n"
           "  --epochs-per-trial E epochs per child (default 1)\n"
           "  --train-subset K     train children on the first K images (default 10000,\n"
-          "                       enas 0; 0 all of the training split)\n"
+          "                       enas 0; 0 all of the training split); recurrent\n"
+          "                       spaces: the first K bytes of the text (300000)\n"
           "  --val-size K         validation images (default 5000)\n"
           "  --time-limit SEC     a child training longer fails (default none)\n"
           "  --final-epochs F     epochs of the final training (default 10)\n"
           "  --final-recipe       train the best with DARTS's final-training recipe\n"
           "                       (nasc train --final-recipe, docs/training.md)\n"
           "  --batch B            batch size (default 64)\n"
-          "  --lr LR              peak learning rate, SGD-Nesterov (default 0.05)\n"
+          "  --lr LR              peak learning rate, SGD-Nesterov (default 0.05);\n"
+          "                       recurrent spaces: Adam (0.002)\n"
+          "  --bptt T             recurrent spaces: characters per step (default 35)\n"
           "  --seed S             strategy, initialisation, shuffling (default 1)\n"
           "  --threads T          threads (default: all cores)\n"
-          "  --data SPEC          fashion-mnist (default) or a directory of IDX files\n"
+          "  --data SPEC          fashion-mnist (default) or a directory of IDX files;\n"
+          "                       recurrent spaces: fortunes (default) or a text file\n"
           "  --out RUN            the run directory (required)\n"
           "  --resume             continue the search in RUN\n"
           "  --set KEY=VALUE      skeleton override for every child (repeatable):\n"
@@ -90,7 +97,8 @@ void nasc_cli_search_help(FILE *out) {
     nasc_cli_registry_help(nasc_cli_strategies, out, 15);
     fputs("\nExamples:\n"
           "  nasc search --space enas-micro --strategy evolution --budget 20 --out runs/s1\n"
-          "  nasc search --space nasrl --strategy reinforce --budget 50 --out runs/s2 --resume\n",
+          "  nasc search --space nasrl --strategy reinforce --budget 50 --out runs/s2 --resume\n"
+          "  nasc search --space enas-rnn --strategy random --budget 10 --out runs/rnn\n",
           out);
 }
 
@@ -102,7 +110,19 @@ typedef struct progress_state {
     int64_t first; /* trials in the journal when this process started */
     bool tty;
     double last_log;
+    bool lm; /* language models: rewards are 1 / perplexity, shown as bits per character */
 } progress_state;
+
+/* A reward as people read it: accuracy in %, or a language model's bits
+ * per character (reward = 1 / perplexity = 2^-bpc). */
+static void fmt_reward(const progress_state *ps, double r, char *buf, size_t size) {
+    if (!isfinite(r))
+        snprintf(buf, size, "-");
+    else if (ps->lm)
+        snprintf(buf, size, "%.3f bpc", -log2(r));
+    else
+        snprintf(buf, size, "%.2f%%", 100 * r);
+}
 
 static void on_trial(void *ud, const nasc_search_progress *p) {
     progress_state *ps = ud;
@@ -113,13 +133,11 @@ static void on_trial(void *ud, const nasc_search_progress *p) {
     nasc_cli_fmt_duration(done > 0 ? dt / (double)done * (double)(p->budget - t->index - 1) : 0, eta, sizeof eta);
     nasc_cli_fmt_si(t->params, pr, sizeof pr);
     nasc_cli_fmt_si(t->macs, mc, sizeof mc);
-    char rw[32], best[48];
-    if (isfinite(t->reward))
-        snprintf(rw, sizeof rw, "%.2f%%", 100 * t->reward);
-    else
-        snprintf(rw, sizeof rw, "-");
+    char rw[32], best[80], br[32];
+    fmt_reward(ps, t->reward, rw, sizeof rw);
+    fmt_reward(ps, p->best_reward, br, sizeof br);
     if (p->best_index >= 0)
-        snprintf(best, sizeof best, "%.2f%% (#%lld)", 100 * p->best_reward, (long long)p->best_index);
+        snprintf(best, sizeof best, "%s (#%lld)", br, (long long)p->best_index);
     else
         snprintf(best, sizeof best, "-");
     printf("trial %lld/%lld  %-6s  reward %-7s  best %-16s  %5.1f s  %s params  %s MACs  ETA %s\n",
@@ -132,20 +150,29 @@ static nasc_status on_final_step(void *ud, const nasc_train_progress *p) {
     progress_state *ps = ud;
     if (p->epoch_end) {
         if (ps->tty) fputc('\n', stderr);
-        fprintf(stderr, "final training: epoch %d/%d: train loss %.4f acc %.2f%%, validation acc %.2f%%\n", p->epoch + 1,
-                p->epochs, p->loss, 100 * p->acc, 100 * p->val_acc);
+        if (ps->lm)
+            fprintf(stderr, "final training: epoch %d/%d: train %.4f bits/char, validation %.4f bits/char\n",
+                    p->epoch + 1, p->epochs, p->loss / log(2.0), p->val_loss / log(2.0));
+        else
+            fprintf(stderr, "final training: epoch %d/%d: train loss %.4f acc %.2f%%, validation acc %.2f%%\n",
+                    p->epoch + 1, p->epochs, p->loss, 100 * p->acc, 100 * p->val_acc);
         ps->last_log = 0;
     } else {
         char eta[32];
         nasc_cli_fmt_duration(p->eta_s, eta, sizeof eta);
         double done = (double)p->step / (double)(p->steps ? p->steps : 1);
+        char now[48];
+        if (ps->lm)
+            snprintf(now, sizeof now, "%.3f bits/char", p->loss / log(2.0));
+        else
+            snprintf(now, sizeof now, "loss %.4f acc %.2f%%", p->loss, 100 * p->acc);
         if (ps->tty)
-            fprintf(stderr, "\rfinal training: epoch %d/%d step %lld/%lld loss %.4f acc %.2f%% ETA %s  ", p->epoch + 1,
-                    p->epochs, (long long)p->step, (long long)p->steps, p->loss, 100 * p->acc, eta);
+            fprintf(stderr, "\rfinal training: epoch %d/%d step %lld/%lld %s ETA %s  ", p->epoch + 1, p->epochs,
+                    (long long)p->step, (long long)p->steps, now, eta);
         else if (done - ps->last_log >= 0.25) { /* a log line per quarter epoch when not on a terminal */
             ps->last_log = done;
-            fprintf(stderr, "final training: epoch %d/%d step %lld/%lld loss %.4f acc %.2f%% ETA %s\n", p->epoch + 1,
-                    p->epochs, (long long)p->step, (long long)p->steps, p->loss, 100 * p->acc, eta);
+            fprintf(stderr, "final training: epoch %d/%d step %lld/%lld %s ETA %s\n", p->epoch + 1, p->epochs,
+                    (long long)p->step, (long long)p->steps, now, eta);
         }
     }
     if (nasc_cli_interrupted)
@@ -157,8 +184,9 @@ static nasc_status on_final_step(void *ud, const nasc_train_progress *p) {
 
 typedef struct search_opts {
     const char *space, *strategy, *out, *data;
-    long budget, epochs, subset, val, final_epochs, batch, seed, threads, blocks, layers;
+    long budget, epochs, subset, val, final_epochs, batch, seed, threads, blocks, layers, bptt;
     double lr, time_limit;
+    bool lm; /* the space's children are language models (recurrent spaces) */
     bool resume, final_recipe;
     bool oneshot; /* --strategy is one-shot (enas) */
     /* enas */
@@ -196,14 +224,14 @@ static void enas_defaults(search_opts *o) {
 
 static int parse(int argc, char **argv, search_opts *o) {
     memset(o, 0, sizeof *o);
-    o->data = "fashion-mnist";
+    o->data = NULL; /* fashion-mnist, or fortunes for the recurrent spaces */
     o->epochs = 1;
     o->subset = -1; /* per-child: 10000; enas: all */
     o->val = 5000;
     o->final_epochs = 10;
     o->batch = 64;
     o->seed = NASC_DEFAULT_SEED;
-    o->lr = 0.05;
+    o->lr = -1; /* 0.05, or 0.002 (Adam) for the recurrent spaces */
     /* the enas settings: -1 until given, then the space's defaults (enas_defaults) */
     o->search_epochs = o->lr_t0 = o->lr_tmul = o->lstm_size = o->ctl_steps = o->ctl_aggregate = -1;
     o->lr_min = o->weight_decay = o->grad_clip = o->aux_weight = o->ctl_lr = o->tanh_constant = o->op_tanh_reduce =
@@ -226,6 +254,7 @@ static int parse(int argc, char **argv, search_opts *o) {
         {NASC_CLI_OPT("--time-limit", NULL, NASC_CLI_FLOAT, &o->time_limit), .lo = 0, .hi = 1e9,
          .want = "seconds (a number >= 0)"},
         {NASC_CLI_OPT("--data", NULL, NASC_CLI_STR, &o->data)},
+        {NASC_CLI_OPT("--bptt", NULL, NASC_CLI_INT, &o->bptt), .lo = 1, .hi = NASC_MAX_SEQ_LEN},
         {NASC_CLI_OPT("--resume", NULL, NASC_CLI_FLAG, &o->resume)},
         {NASC_CLI_OPT("--final-recipe", NULL, NASC_CLI_FLAG, &o->final_recipe)},
         {NASC_CLI_OPT("--search-epochs", NULL, NASC_CLI_INT, &o->search_epochs), .lo = 1, .hi = 100000},
@@ -254,9 +283,24 @@ static int parse(int argc, char **argv, search_opts *o) {
     o->oneshot = nasc_strategy_is_oneshot(o->strategy);
     if (o->oneshot) enas_defaults(o);
     if (o->oneshot && !o->budget) o->budget = nasc_enas_options_for(o->space).candidates;
-    if (o->subset < 0) o->subset = o->oneshot ? 0 : 10000;
     if (!o->budget) return nasc_cli_usage_error(&a, "missing --budget");
     return NASC_CLI_GO;
+}
+
+/* The defaults that depend on the space: a recurrent space's children are
+ * language models (a text, bytes of it per child, Adam); the others train
+ * on images. */
+static nasc_status space_defaults(nasc_ctx *ctx, search_opts *o) {
+    if (!o->lm && o->bptt)
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "--bptt is for the recurrent spaces (enas-rnn, nasrl-rnn)");
+    if (o->lm && o->final_recipe)
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "--final-recipe is the image recipe; the recurrent spaces train language models");
+    if (!o->data) o->data = o->lm ? "fortunes" : "fashion-mnist";
+    if (o->lr < 0) o->lr = o->lm ? 0.002 : 0.05;
+    if (o->subset < 0) o->subset = o->oneshot ? 0 : o->lm ? 300000 : 10000;
+    if (o->lm && !o->bptt) o->bptt = NASC_DEFAULT_SEQ_LEN;
+    return NASC_OK;
 }
 
 /* The ENAS options of the command line. */
@@ -298,6 +342,7 @@ typedef struct session {
     nasc_journal *journal;
     nasc_run_config cfg; /* config.txt: the options that define the search */
     nasc_dataset train, test;
+    nasc_corpus text; /* the recurrent spaces' children train on it */
     const char *keys[NASC_CLI_MAX_SET], *vals[NASC_CLI_MAX_SET];
     char cfg_path[4200], journal_path[4200], state_path[4200];
     int64_t ok, cached, failed; /* trials by status, once the search is done */
@@ -310,6 +355,7 @@ static void session_free(session *s) {
     nasc_space_destroy(s->space);
     nasc_dataset_free(&s->ctx, &s->train);
     nasc_dataset_free(&s->ctx, &s->test);
+    nasc_corpus_free(&s->ctx, &s->text);
 }
 
 static int fail(session *s) {
@@ -320,7 +366,7 @@ static int fail(session *s) {
 
 /* The space, the --set overrides (checked on a sampled child before any
  * time is spent) and the strategy. */
-static nasc_status open_space_and_strategy(session *s, const search_opts *o) {
+static nasc_status open_space_and_strategy(session *s, search_opts *o) {
     nasc_ctx *ctx = &s->ctx;
     if (!nasc_cli_registry_find(nasc_cli_spaces, ctx, "search space", o->space) ||
         !nasc_cli_registry_find(nasc_cli_strategies, ctx, "strategy", o->strategy))
@@ -341,15 +387,20 @@ static nasc_status open_space_and_strategy(session *s, const search_opts *o) {
     nasc_space_sample(s->space, &r, d);
     st = nasc_space_decode(s->space, d, &m);
     if (!st) st = nasc_arch_apply_overrides(m, s->keys, s->vals, (int)o->mo.n_ov);
+    if (!st) o->lm = m->skel.kind == NASC_NET_RECURRENT;
     nasc_module_destroy(m);
     nasc_free(ctx, d);
+    if (!st) st = space_defaults(ctx, o);
     if (st) return st;
     if (o->oneshot) { /* its own loop: no per-trial strategy object */
         for (int i = 0; nasc_enas_spaces[i]; i++)
             if (strcmp(o->space, nasc_enas_spaces[i]) == 0) return NASC_OK;
         return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
-                          "--strategy %s shares weights over the enas-micro and enas-macro spaces, not '%s'",
-                          o->strategy, o->space);
+                          "--strategy %s shares weights over the enas-micro and enas-macro spaces, not '%s'%s",
+                          o->strategy, o->space,
+                          o->lm ? " (one-shot search of recurrent cells is not built yet; random, reinforce and "
+                                  "evolution search them)"
+                                : "");
     }
     nasc_strategy_options sto = nasc_strategy_options_default();
     sto.seed = (uint64_t)o->seed;
@@ -376,6 +427,7 @@ static nasc_status check_config(session *s, const search_opts *o) {
     nasc_run_config_add(c, "lr", "%.9g", o->lr);
     nasc_run_config_add(c, "time_limit", "%.9g", o->time_limit);
     nasc_run_config_add(c, "data", "%s", o->data);
+    if (o->lm) nasc_run_config_add(c, "bptt", "%ld", o->bptt);
     if (o->oneshot) {
         nasc_enas_options e = enas_options(o);
         nasc_run_config_add(c, "search_epochs", "%d", e.epochs);
@@ -454,6 +506,7 @@ static nasc_status open_journal(session *s, const search_opts *o) {
 
 static nasc_status load_data(session *s, const search_opts *o) {
     fprintf(stderr, "loading %s ...\n", o->data);
+    if (o->lm) return nasc_corpus_load(&s->ctx, o->data, &s->text);
     nasc_status st = nasc_data_load(&s->ctx, o->data, &s->train, &s->test);
     if (st) return st;
     if (o->val >= s->train.n)
@@ -549,6 +602,8 @@ static nasc_status run_trials(session *s, const search_opts *o, progress_state *
     eo.threads = (int)o->threads;
     eo.time_limit_s = o->time_limit;
     eo.stop = &nasc_cli_interrupted;
+    eo.text = o->lm ? &s->text : NULL;
+    eo.steps = (int)o->bptt;
     nasc_search_run run = {0};
     run.space = s->space;
     run.strategy = s->strategy;
@@ -595,6 +650,8 @@ static nasc_status final_training(session *s, const search_opts *o, progress_sta
     fo.set_vals = s->vals;
     fo.n_set = (int)o->mo.n_ov;
     fo.final_recipe = o->final_recipe;
+    fo.text = o->lm ? &s->text : NULL;
+    fo.steps = (int)o->bptt;
     fo.progress = on_final_step;
     fo.ud = ps;
     return nasc_search_finish(&s->ctx, s->space, s->journal, &fo, fr);
@@ -607,15 +664,24 @@ static void print_summary(const session *s, const search_opts *o, const nasc_sea
     printf("\nsearch %s: space %s, strategy %s, %lld trials (%lld trained, %lld cached, %lld failed)\n", o->out,
            o->space, o->strategy, (long long)s->journal->n, (long long)s->ok, (long long)s->cached,
            (long long)s->failed);
-    if (o->oneshot)
-        printf("best candidate #%lld: %.2f%% on a validation batch with the shared weights\n",
-               (long long)fr->best_index, 100 * fr->best_reward);
-    else
-        printf("best trial #%lld: validation accuracy %.2f%% during the search (%ld epoch%s on %ld images)\n",
-               (long long)fr->best_index, 100 * fr->best_reward, o->epochs, o->epochs == 1 ? "" : "s", o->subset);
-    printf("final training (%ld epoch%s): validation accuracy %.2f%%, test accuracy %.2f%%\n", o->final_epochs,
-           o->final_epochs == 1 ? "" : "s", 100 * fr->val_acc, 100 * fr->test_acc);
-    printf("best model: %s parameters, %s multiply-adds per image\n", pr, mc);
+    if (o->lm) {
+        printf("best trial #%lld: validation %.4f bits per character during the search (%ld epoch%s on %ld bytes)\n",
+               (long long)fr->best_index, -log2(fr->best_reward), o->epochs, o->epochs == 1 ? "" : "s", o->subset);
+        printf("final training (%ld epoch%s): validation %.4f, test %.4f bits per character\n", o->final_epochs,
+               o->final_epochs == 1 ? "" : "s", fr->val_loss / log(2.0), fr->test_loss / log(2.0));
+        printf("best model: %s parameters, %s multiply-adds per %ld characters; best.onnx is its one-step model\n", pr,
+               mc, o->bptt);
+    } else {
+        if (o->oneshot)
+            printf("best candidate #%lld: %.2f%% on a validation batch with the shared weights\n",
+                   (long long)fr->best_index, 100 * fr->best_reward);
+        else
+            printf("best trial #%lld: validation accuracy %.2f%% during the search (%ld epoch%s on %ld images)\n",
+                   (long long)fr->best_index, 100 * fr->best_reward, o->epochs, o->epochs == 1 ? "" : "s", o->subset);
+        printf("final training (%ld epoch%s): validation accuracy %.2f%%, test accuracy %.2f%%\n", o->final_epochs,
+               o->final_epochs == 1 ? "" : "s", 100 * fr->val_acc, 100 * fr->test_acc);
+        printf("best model: %s parameters, %s multiply-adds per image\n", pr, mc);
+    }
     printf("  %s/best.onnx\n  %s/best.yaml\n  %s/best.nir\n  %s/best.nasc\n  %s/search.svg\n  %s/%s\n", o->out,
            o->out, o->out, o->out, o->out, o->out, fr->cells_picture);
     if (fr->note[0]) printf("note: %s\n", fr->note);
@@ -641,7 +707,7 @@ int nasc_cli_search(int argc, char **argv) {
     /* Ctrl-C: the trial in flight (or the final training) is abandoned */
     struct sigaction old;
     nasc_cli_sigint_catch(&old);
-    progress_state ps = {&s.ctx, nasc_cli_now(), s.journal->n, isatty(2) != 0, 0};
+    progress_state ps = {&s.ctx, nasc_cli_now(), s.journal->n, isatty(2) != 0, 0, o.lm};
     nasc_search_final_result fr;
     bool final = false;
     nasc_status st = run_trials(&s, &o, &ps);

@@ -1,5 +1,6 @@
 /* evaluate.c - the in-process evaluator: train a child briefly on the
- * training split and reward it with its validation accuracy. */
+ * training split and reward it with its validation accuracy (a language
+ * model: 1 / its validation perplexity per character). */
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -61,8 +62,15 @@ static nasc_status train_eval(void *ud, const nasc_module *arch_in, nasc_eval_re
     memset(out, 0, sizeof *out);
     out->reward = out->val_loss = NAN;
     out->params = out->macs = -1;
+    bool lm = arch_in->skel.kind == NASC_NET_RECURRENT;
+    if (lm && !o->text) {
+        fail(out, ctx, "a recurrent architecture needs a text to train on");
+        return NASC_OK;
+    }
     nasc_module *prim = NULL;
-    nasc_status st = nasc_lower(arch_in, &prim);
+    nasc_lower_options lo = nasc_lower_options_default();
+    lo.seq_len = o->steps;
+    nasc_status st = nasc_lower_with(arch_in, &lo, &prim);
     if (!st) st = nasc_prim_verify(prim);
     if (st) {
         nasc_module_destroy(prim);
@@ -98,7 +106,16 @@ static nasc_status train_eval(void *ud, const nasc_module *arch_in, nasc_eval_re
     to.progress = on_step;
     to.ud = &w;
     nasc_train_result tr;
-    st = nasc_train(ctx, prim, store, o->train, &to, &tr);
+    if (lm) {
+        to.optim = nasc_optim_options_default(NASC_OPTIM_ADAM);
+        to.optim.weight_decay = 0;
+        to.grad_clip = 5;
+        st = nasc_train_lm(ctx, prim, store, o->text, &to, &tr);
+        /* the reward: 1 / perplexity per character, in (0, 1] */
+        if (!st) tr.val_acc = (float)exp(-(double)tr.val_loss);
+    } else {
+        st = nasc_train(ctx, prim, store, o->train, &to, &tr);
+    }
     nasc_status ret = NASC_OK;
     if (w.stopped) {
         ret = NASC_EINPUT; /* the diagnostic says "interrupted" */

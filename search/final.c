@@ -33,19 +33,20 @@ nasc_status nasc_search_plot(nasc_ctx *ctx, const nasc_journal *j, const char *p
     for (int64_t i = 0; i < n; i++) {
         const nasc_trial *t = &j->trials[i];
         x[i] = (double)i;
-        bool ok = strcmp(t->status, "failed") != 0 && isfinite(t->reward);
-        y[i] = ok ? 100 * t->reward : NAN;
-        if (ok && !(run >= y[i])) run = y[i];
+        bool ok = strcmp(t->status, "failed") != 0 && isfinite(t->reward) && t->reward > 0;
+        /* accuracy in %, or a language model's bits per character (lower is better) */
+        y[i] = !ok ? NAN : j->recurrent ? -log2(t->reward) : 100 * t->reward;
+        if (ok && !(j->recurrent ? run <= y[i] : run >= y[i])) run = y[i];
         best[i] = run;
     }
     nasc_plot_series s[2] = {
-        {"reward (validation accuracy)", x, y, (int)n, 0, true},
+        {j->recurrent ? "validation bits per character" : "reward (validation accuracy)", x, y, (int)n, 0, true},
         {"best so far", x, best, (int)n, 0, false},
     };
     nasc_plot p = {0};
     p.title = "search";
     p.xlabel = "trial";
-    p.ylabel = "validation accuracy (%)";
+    p.ylabel = j->recurrent ? "bits per character" : "validation accuracy (%)";
     p.series = s;
     p.n_series = 2;
     nasc_buf b;
@@ -82,7 +83,7 @@ static nasc_status set_meta_num(nasc_param_store *s, const char *key, double v) 
 nasc_status nasc_search_finish(nasc_ctx *ctx, const nasc_space *sp, const nasc_journal *j,
                                const nasc_search_final_options *o, nasc_search_final_result *out) {
     memset(out, 0, sizeof *out);
-    out->val_acc = out->test_acc = out->test_loss = NAN;
+    out->val_acc = out->test_acc = out->test_loss = out->val_loss = NAN;
     char path[4200];
     snprintf(path, sizeof path, "%s/search.svg", o->dir);
     nasc_status st = nasc_search_plot(ctx, j, path);
@@ -110,8 +111,12 @@ nasc_status nasc_search_finish(nasc_ctx *ctx, const nasc_space *sp, const nasc_j
     snprintf(hash, sizeof hash, "arch:%016llx", (unsigned long long)best->hash);
     /* best.yaml and best.nir */
     if (!st) {
-        nasc_buf_printf(&b, "# best architecture of a nasc search: trial %lld, validation accuracy %.4f\n",
-                        (long long)best->index, best->reward);
+        if (arch->skel.kind == NASC_NET_RECURRENT)
+            nasc_buf_printf(&b, "# best architecture of a nasc search: trial %lld, validation %.4f bits per character\n",
+                            (long long)best->index, -log2(best->reward));
+        else
+            nasc_buf_printf(&b, "# best architecture of a nasc search: trial %lld, validation accuracy %.4f\n",
+                            (long long)best->index, best->reward);
         nasc_buf_printf(&b, "# space %s, canonical hash %016llx, decisions", nasc_space_name(sp),
                         (unsigned long long)best->hash);
         for (uint32_t i = 0; i < nasc_space_count(sp); i++) nasc_buf_printf(&b, " %u", best->d[i]);
@@ -140,7 +145,12 @@ nasc_status nasc_search_finish(nasc_ctx *ctx, const nasc_space *sp, const nasc_j
             snprintf(out->note, sizeof out->note, "graphviz `dot` did not run: the cells are in best-cells.dot");
         }
     }
-    if (!st) st = nasc_lower(arch, &prim);
+    bool lm = !st && arch->skel.kind == NASC_NET_RECURRENT;
+    if (lm && !o->text)
+        st = nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "the best architecture is a language model: it needs a text");
+    nasc_lower_options plo = nasc_lower_options_default();
+    plo.seq_len = o->steps;
+    if (!st) st = nasc_lower_with(arch, &plo, &prim);
     if (!st) {
         nasc_cost c;
         if (nasc_cost_compute(prim, &c) == NASC_OK) {
@@ -170,7 +180,42 @@ nasc_status nasc_search_finish(nasc_ctx *ctx, const nasc_space *sp, const nasc_j
             }
         }
     }
-    if (!st) {
+    if (!st && lm) {
+        /* a language model: trained as the evaluator trains them, for longer */
+        nasc_train_options to = nasc_train_options_default();
+        to.batch = o->batch;
+        to.lr = o->lr;
+        to.warmup_epochs = 0;
+        to.optim = nasc_optim_options_default(NASC_OPTIM_ADAM);
+        to.optim.weight_decay = 0;
+        to.grad_clip = 5;
+        to.epochs = o->epochs;
+        to.seed = o->seed;
+        to.threads = o->threads;
+        to.progress = o->progress;
+        to.ud = o->ud;
+        nasc_train_result tr;
+        int64_t train_end, val_end;
+        nasc_corpus_split(o->text->n, &train_end, &val_end);
+        st = nasc_train_lm(ctx, prim, store, o->text, &to, &tr);
+        if (!st) st = nasc_params_save(store, path);
+        if (!st)
+            st = nasc_evaluate_lm(ctx, prim, store, o->text, train_end, val_end, o->batch, o->threads, &out->val_loss,
+                                  &out->val_acc);
+        if (!st)
+            st = nasc_evaluate_lm(ctx, prim, store, o->text, val_end, o->text->n, o->batch, o->threads,
+                                  &out->test_loss, &out->test_acc);
+        if (!st) st = set_meta_num(store, "final/test_bpc", out->test_loss / log(2.0));
+        if (!st) st = nasc_params_save(store, path);
+        /* the export is the one-step model: tokens and state in, logits and state out */
+        nasc_module *step = NULL;
+        plo.seq_len = 1;
+        if (!st) st = nasc_lower_with(arch, &plo, &step);
+        if (!st) {
+            nasc_module_destroy(prim);
+            prim = step;
+        }
+    } else if (!st) {
         nasc_train_options to = nasc_train_options_default();
         to.batch = o->batch;
         to.lr = o->lr;

@@ -456,6 +456,7 @@ nasc_status nasc_journal_open(nasc_ctx *ctx, const char *path, const nasc_space 
     j->ctx = ctx;
     j->fd = -1;
     j->n_decisions = n_decisions;
+    j->recurrent = nasc_space_recurrent(sp);
     j->path = nasc_strdup(ctx, path);
     if (!j->path) {
         nasc_journal_close(j);

@@ -90,6 +90,8 @@ const char *nasc_space_name(const nasc_space *sp);
  * option, how reductions and skip masks are built. */
 const char *nasc_space_summary(const nasc_space *sp);
 uint32_t nasc_space_count(const nasc_space *sp);
+/* Its architectures are recurrent nets: character language models. */
+bool nasc_space_recurrent(const nasc_space *sp);
 /* The space's size option ("blocks" or "layers") and its value, default
  * resolved. */
 const char *nasc_space_option(const nasc_space *sp, int *value);
@@ -212,6 +214,7 @@ typedef struct nasc_journal {
     size_t header_len;
     int64_t size;              /* bytes of whole lines in the file */
     bool torn;                 /* the file holds more than size bytes (to cut off) */
+    bool recurrent;            /* the space's children are language models: rewards are 1 / perplexity */
 } nasc_journal;
 
 /* sp lives on ctx; strategy is the strategy's name. */
@@ -283,6 +286,14 @@ typedef struct nasc_evaluator {
  * for `epochs`, reward = validation accuracy. */
 typedef struct nasc_train_eval_options {
     const nasc_dataset *train;   /* the full training set; the validation split is its tail */
+    /* Recurrent archs (language models): the text, the first train_subset
+     * bytes of its training split trained on (0 all), unrolled over steps
+     * characters (0: NASC_DEFAULT_SEQ_LEN), Adam at lr with the gradient
+     * norm clipped to 5; reward exp(-validation loss) = 1 / the validation
+     * perplexity per character (ENAS's c / perplexity with c = 1), val_loss
+     * in nats per character. */
+    const nasc_corpus *text;
+    int steps;
     int epochs;
     int64_t train_subset;        /* 0: all of the training split */
     int64_t val_size;
@@ -447,6 +458,12 @@ nasc_status nasc_enas_evaluate(nasc_ctx *ctx, const nasc_space *sp, nasc_param_s
 typedef struct nasc_search_final_options {
     const char *dir;
     const nasc_dataset *train, *test;
+    /* A recurrent best architecture (a language model): trained on this
+     * text as the evaluator does (steps, Adam at lr, clip 5), scored in
+     * bits per character on its validation and test splits; best.onnx is
+     * its one-step model (tokens and state in, logits and state out). */
+    const nasc_corpus *text;
+    int steps;
     int epochs;
     int64_t val_size;
     int batch;
@@ -468,6 +485,7 @@ typedef struct nasc_search_final_result {
     int64_t best_index;
     double best_reward;          /* validation accuracy during the search */
     float val_acc, test_acc, test_loss; /* after the final training */
+    float val_loss;              /* language models: nats per character (val_acc, test_acc: next character) */
     int64_t params, macs;
     char cells_picture[32];      /* "best-cells.svg" or "best-cells.dot" */
     char note[256];              /* a warning for the summary ("" when none) */

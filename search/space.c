@@ -187,6 +187,7 @@ void nasc_space_destroy(nasc_space *sp) {
 const char *nasc_space_name(const nasc_space *sp) { return sp->def->name; }
 const char *nasc_space_summary(const nasc_space *sp) { return sp->summary; }
 uint32_t nasc_space_count(const nasc_space *sp) { return sp->n; }
+bool nasc_space_recurrent(const nasc_space *sp) { return sp->def->recurrent; }
 
 const char *nasc_space_option(const nasc_space *sp, int *value) {
     *value = sp->size;

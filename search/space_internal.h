@@ -37,6 +37,8 @@ struct space_def {
      * and node that does not fit. The caller checks the result by decoding
      * it again and comparing the canonical cell hashes. */
     nasc_status (*encode)(const nasc_space *sp, const nasc_module *arch, uint32_t *d);
+    /* Its children are recurrent nets (language models). */
+    bool recurrent;
 };
 
 extern const space_def nasc_space_nasnet_def;

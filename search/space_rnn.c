@@ -342,6 +342,6 @@ static nasc_status encode_nasrl_rnn(const nasc_space *sp, const nasc_module *m, 
 }
 
 const space_def nasc_space_enas_rnn_def = {"enas-rnn", "blocks", 12, 24, build_enas_rnn, decode_enas_rnn,
-                                           encode_enas_rnn};
+                                           encode_enas_rnn, true};
 const space_def nasc_space_nasrl_rnn_def = {"nasrl-rnn", "blocks", 8, 8, build_nasrl_rnn, decode_nasrl_rnn,
-                                            encode_nasrl_rnn};
+                                            encode_nasrl_rnn, true};

@@ -222,6 +222,7 @@ nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
                           "auxiliary head, drop-path, a weight average)");
     int64_t train_end, val_end;
     nasc_corpus_split(text->n, &train_end, &val_end);
+    int64_t train_stop = o->train_subset > 0 && o->train_subset < train_end ? o->train_subset : train_end;
     nasc_status st = nasc_params_init(store, prim, o->seed);
     if (st) return st;
     const char *e0 = nasc_params_meta(store, "train/epoch");
@@ -229,7 +230,7 @@ nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
     if (first_epoch >= o->epochs) return NASC_OK;
 
     lm_run r;
-    st = lm_run_init(&r, ctx, prim, store, text, 0, train_end, o->batch, o->threads, NASC_MODE_TRAIN, "training");
+    st = lm_run_init(&r, ctx, prim, store, text, 0, train_stop, o->batch, o->threads, NASC_MODE_TRAIN, "training");
     if (st) return st;
     nasc_optimizer *opt = nasc_optim_create(ctx, &o->optim, store);
     if (!opt) st = ctx->diag.status ? ctx->diag.status : NASC_ENOMEM;

@@ -380,7 +380,8 @@ nasc_status nasc_evaluate(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
  * carried from step to step and zeroed at the start of each epoch (see
  * backend/lm.c). Every byte must be one of the model's classes. Uses
  * o->epochs, batch, lr, warmup_epochs (then cosine, or warm restarts),
- * seed, threads, optim, grad_clip, max_steps, progress; the image recipe
+ * seed, threads, optim, grad_clip, max_steps, progress, train_subset (the
+ * first K bytes of the training split only; 0 all of it); the image recipe
  * (augmentation, label smoothing, auxiliary head, drop-path, EMA) is an
  * error. Progress and result: loss in nats per character, acc the share of
  * next characters guessed right, images_per_s characters per second; the

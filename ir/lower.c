@@ -537,12 +537,6 @@ static void rnn_step(lower *l, const nasc_cell *c, uint32_t *vals, int t, int64_
                                nasc_str(a, c->name), n);
         return;
     }
-    if (c->n_inputs == 3 && c->out_rule != NASC_OUT_STATE) {
-        l->status = nasc_error(l->ctx, NASC_EINPUT, a->source, l->loc,
-                               "cell '%s' reads a memory state c, so its output must be 'state' listing h_t and c_t",
-                               nasc_str(a, c->name));
-        return;
-    }
     uint32_t ov[64];
     for (uint32_t i = 0; i < n; i++) ov[i] = vals[outs[i]];
     if (c->out_rule == NASC_OUT_STATE) {

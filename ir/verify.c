@@ -137,7 +137,7 @@ static nasc_status verify_cell(const nasc_module *m, const nasc_cell *c) {
     case NASC_OUT_STATE:
         if (c->kind != NASC_CELL_RECURRENT)
             return nasc_error(ctx, NASC_EINPUT, src, c->out_loc, "cell '%s': the 'state' output rule is for recurrent cells", cname);
-        if (c->n_outs < 1 || c->n_outs > 2 || (c->n_outs == 2 && c->n_inputs != 3))
+        if (c->n_outs + 1 != c->n_inputs)
             return nasc_error(ctx, NASC_EINPUT, src, c->out_loc,
                               "cell '%s': 'state' lists h_t, plus c_t when the cell has a c input", cname);
         break;
@@ -147,6 +147,10 @@ static nasc_status verify_cell(const nasc_module *m, const nasc_cell *c) {
         break;
     case NASC_OUT_SUM:
     case NASC_OUT_AVG:
+        if (c->kind == NASC_CELL_RECURRENT && c->n_inputs == 3)
+            return nasc_error(ctx, NASC_EINPUT, src, c->n_outs ? c->out_loc : c->loc,
+                              "cell '%s' reads a memory state c, so its output must be 'state' listing h_t and c_t",
+                              cname);
         break;
     default:
         return nasc_error(ctx, NASC_EINPUT, src, c->out_loc, "cell '%s': bad output rule", cname);

@@ -15,8 +15,9 @@ With --tokens V the first input holds token numbers in [0, V) (a language
 model's characters) instead. Exit 1 on any failure.
 
 With --list FILE it checks many models in one start-up: each line of FILE
-is `MODEL.onnx IN.pb`, and every model is checked and gets its input
-(batch --batch, seed --seed); it stops at the first failure.
+is `MODEL.onnx IN.pb [V]`, and every model is checked and gets its input
+(batch --batch, seed --seed; with V, as --tokens V); it stops at the first
+failure.
 
 Debian's python3-onnx loads only in Debian's interpreter: run this with
 /usr/bin/python3.
@@ -49,9 +50,10 @@ def main():
         with open(a.list) as f:
             jobs = [line.split() for line in f if line.strip()]
         for n, job in enumerate(jobs):
-            if len(job) != 2:
-                sys.exit(f"onnx_check: {a.list}:{n + 1}: error: expected MODEL.onnx IN.pb")
-            a.model, a.make_input = job
+            if len(job) not in (2, 3):
+                sys.exit(f"onnx_check: {a.list}:{n + 1}: error: expected MODEL.onnx IN.pb [V]")
+            a.model, a.make_input = job[:2]
+            a.tokens = int(job[2]) if len(job) == 3 else 0
             check(a, np, onnx, numpy_helper)
         print(f"onnx_check: {len(jobs)} models ok")
         return

@@ -10,8 +10,9 @@
 //   node scripts/ort_run.js --list LIST [--rtol ...] [--atol ...]
 //
 // --list runs many models in one process (one Node.js start-up for a whole
-// test): each line of LIST is `MODEL.onnx IN.pb OUT.pb REF.pb`, one input,
-// output 0 written to OUT.pb and compared with REF.pb.
+// test): each line of LIST is `MODEL.onnx IN.pb OUT.pb REF.pb`, output 0
+// written to OUT.pb and compared with REF.pb; a model of several inputs
+// lists them joined by commas: `IN.pb,IN2.pb`.
 //
 // Inputs bind to the model's inputs in order; output i goes to the i-th
 // --output. With --compare, output i is also compared with REF i (another
@@ -227,7 +228,7 @@ async function main() {
     const f = line.trim().split(/\s+/);
     if (f.length !== 4) die(`${o.list}:${n + 1}: expected MODEL.onnx IN.pb OUT.pb REF.pb`);
     process.stdout.write(`${f[0]}: `);
-    const one = { ...o, model: f[0], inputs: [f[1]], outputs: [f[2]], compare: [f[3]] };
+    const one = { ...o, model: f[0], inputs: f[1].split(','), outputs: [f[2]], compare: [f[3]] };
     if (await runOne(ort, one)) failed++;
   }
   process.stdout.write(`ort_run: ${lines.length - failed} of ${lines.length} models agree\n`);

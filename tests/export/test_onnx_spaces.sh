@@ -5,8 +5,10 @@
 # `nasc run` and ONNX Runtime (onnxruntime-node) on the same input file,
 # compared within rtol 1e-3 / atol 1e-5. One Python and one Node.js process
 # check all of them. Small skeletons (channels=4, one cell per stage) keep it
-# quick: the topology is what is being checked. Without python3-onnx, node
-# or onnxruntime-node it prints "SKIP: <reason>" and exits 77.
+# quick: the topology is what is being checked. A recurrent space's models
+# (language models) are unrolled over 3 steps at a small size and get token
+# numbers and random states as inputs. Without python3-onnx, node or
+# onnxruntime-node it prints "SKIP: <reason>" and exits 77.
 set -u -o pipefail
 NASC=${NASC_BIN:?NASC_BIN must point at the nasc binary}
 SRC=${NASC_SOURCE_DIR:?}
@@ -27,7 +29,22 @@ need_ort
 SPACES=$("$NASC" space --list | awk 'NR > 1 && NF > 3 && $2 ~ /^[0-9]+$/ { print $1 }')
 [ "$(echo "$SPACES" | wc -w)" -ge 4 ] || die "nasc space --list named too few spaces: $SPACES"
 
-SET=(--set channels=4 --set cells_per_stage=1)
+SET_CNN=(--set channels=4 --set cells_per_stage=1)
+SET_RNN=(--set channels=8 --set input=4 --set classes=40 --set steps=3)
+TOKENS=40
+# set_for MODEL.yaml: SET and the number of inputs for this model
+set_for() {
+    if grep -q '^kind: recurrent' "$1"; then
+        SET=("${SET_RNN[@]}")
+        rnn=1
+        n_in=2
+        grep -q 'inputs: \[x, h, c\]' "$1" && n_in=3
+    else
+        SET=("${SET_CNN[@]}")
+        rnn=0
+        n_in=1
+    fi
+}
 : >"$TMP/check.list"
 : >"$TMP/ort.list"
 n=0
@@ -36,11 +53,16 @@ for space in $SPACES; do
         m=$TMP/$space-$seed
         "$NASC" sample --space "$space" --seed "$seed" -o "$m.yaml" 2>"$m.err" ||
             die "nasc sample --space $space --seed $seed: $(cat "$m.err")"
+        set_for "$m.yaml"
         "$NASC" export "$m.yaml" "${SET[@]}" -o "$m.onnx" 2>"$m.err" ||
             die "nasc export ($space seed $seed): $(cat "$m.err")"
-        echo "$m.onnx $m.in.pb" >>"$TMP/check.list"
+        if [ "$rnn" = 1 ]; then
+            echo "$m.onnx $m.in.pb $TOKENS" >>"$TMP/check.list"
+        else
+            echo "$m.onnx $m.in.pb" >>"$TMP/check.list"
+        fi
         jobs=("$m")
-        if [ "$seed" -eq 1 ]; then
+        if [ "$seed" -eq 1 ] && [ "$rnn" = 0 ]; then
             "$NASC" export "$m.yaml" "${SET[@]}" --fold-bn --opset 17 -o "$m.fold.onnx" 2>"$m.err" ||
                 die "nasc export --fold-bn ($space seed $seed): $(cat "$m.err")"
             echo "$m.fold.onnx $m.fold.in.pb" >>"$TMP/check.list"
@@ -55,10 +77,19 @@ done
 for space in $SPACES; do
     for seed in $(seq 1 $PER_SPACE); do
         m=$TMP/$space-$seed
-        for j in "$m" $([ "$seed" -eq 1 ] && echo "$m.fold"); do
-            "$NASC" run "$m.yaml" "${SET[@]}" --threads 1 --input "$j.in.pb" --output "$j.nasc.pb" 2>"$m.err" ||
+        set_for "$m.yaml"
+        for j in "$m" $([ "$seed" -eq 1 ] && [ "$rnn" = 0 ] && echo "$m.fold"); do
+            ins=(--input "$j.in.pb")
+            list=$j.in.pb
+            for ((k = 1; k < n_in; k++)); do
+                ins+=(--input "$j.in.pb.$k")
+                list=$list,$j.in.pb.$k
+            done
+            outs=(--output "$j.nasc.pb")
+            for ((k = 1; k < n_in; k++)); do outs+=(--output "$j.nasc.$k.pb"); done
+            "$NASC" run "$m.yaml" "${SET[@]}" --threads 1 "${ins[@]}" "${outs[@]}" 2>"$m.err" ||
                 die "nasc run ($space seed $seed): $(cat "$m.err")"
-            echo "$j.onnx $j.in.pb $j.ort.pb $j.nasc.pb" >>"$TMP/ort.list"
+            echo "$j.onnx $list $j.ort.pb $j.nasc.pb" >>"$TMP/ort.list"
         done
     done
 done

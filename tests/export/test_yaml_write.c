@@ -133,7 +133,10 @@ static void test_spaces(void **state) {
     nasc_ctx_init(&ctx);
     for (int s = 0; nasc_space_names[s]; s++) {
         for (int size = 0; size <= 3; size += 3) {
-            nasc_space_options o = {s < 2 ? size : 0, s < 2 ? 0 : size};
+            /* blocks for the cell and recurrent spaces (nasrl-rnn: a base of 2, 4 or 8), layers for the rest */
+            bool blocks = s < 2 || s >= 4;
+            int sz = s == 5 && size ? 4 : size;
+            nasc_space_options o = {blocks ? sz : 0, blocks ? 0 : sz};
             nasc_space *sp = NULL;
             if (nasc_space_create(&ctx, nasc_space_names[s], &o, &sp)) fail_diag(&ctx, "space");
             uint32_t d[64];

@@ -283,12 +283,12 @@ static void test_recurrent(void **state) {
                              "cells:\n"
                              "  rc:\n"
                              "    kind: recurrent\n"
-                             "    inputs: [x, h, c]\n"
+                             "    inputs: [x, h]\n"
                              "    nodes:\n"
                              "      - {name: xh, op: linear, in: [x, h]}\n"
                              "      - {name: g, op: sigmoid, in: xh}\n"
                              "      - {op: tanh, in: [xh]}\n"
-                             "      - {name: o, op: highway, in: [g, n2, c]}\n",
+                             "      - {name: o, op: highway, in: [g, n2, h]}\n",
                              NULL, 0);
     assert_int_equal(m->skel.kind, NASC_NET_RECURRENT);
     assert_int_equal(m->skel.in_c, 32);
@@ -297,12 +297,12 @@ static void test_recurrent(void **state) {
     assert_int_equal(m->skel.channels, 64);
     const nasc_cell *c = cell_named(m, "rc");
     assert_int_equal(c->kind, NASC_CELL_RECURRENT);
-    assert_int_equal(c->n_inputs, 3);
+    assert_int_equal(c->n_inputs, 2);
     assert_int_equal(c->out_rule, NASC_OUT_AVG);
     const nasc_node *n2 = node_named(m, c, "n2"); /* unnamed node 2 */
     assert_int_equal(n2->op, NASC_OP_TANH);
     const nasc_node *o = node_named(m, c, "o");
-    assert_string_equal(arg_name(m, c, o, 2), "c");
+    assert_string_equal(arg_name(m, c, o, 2), "h");
     nasc_module_destroy(m);
 }
 

@@ -45,6 +45,7 @@ static void gen_cell(nasc_module *m, rng *r, nasc_cell_kind kind, int index) {
 
     /* Output mode: 0 loose ends, 1 explicit list covering the loose ends, 2 state. */
     int mode = kind == NASC_CELL_RECURRENT ? range(r, 0, 2) : range(r, 0, 1);
+    if (n_in == 3) mode = 2; /* a cell that reads c outputs (h_t, c_t) */
     nasc_out_rule rule;
     if (mode == 2)
         rule = NASC_OUT_STATE;
@@ -101,7 +102,7 @@ static void gen_cell(nasc_module *m, rng *r, nasc_cell_kind kind, int index) {
     uint32_t outs[MAX_NODES + 4], n_outs = 0;
     if (mode == 2) {
         outs[n_outs++] = n_in + n_nodes - 1; /* the one loose end of a chain */
-        if (n_in == 3 && below(r, 2)) outs[n_outs++] = below(r, n_in + n_nodes);
+        if (n_in == 3) outs[n_outs++] = below(r, n_in + n_nodes);
     } else if (mode == 1) {
         for (uint32_t j = 0; j < n_nodes; j++)
             if (!used[j]) outs[n_outs++] = n_in + j;

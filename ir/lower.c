@@ -612,12 +612,22 @@ static void lower_recurrent(lower *l, int seq_len) {
         snprintf(l->group, sizeof l->group, "decoder");
         snprintf(l->prefix, sizeof l->prefix, "decoder");
         l->loc = sk->loc;
-        uint32_t all = hs[0];
-        if (seq_len > 1) {
-            nasc_prim_attrs ca = nasc_prim_attrs_default();
-            ca.axis = 1;
-            all = emit(l, NASC_PRIM_CONCAT, hs, (uint32_t)seq_len, &ca, "h_all");
+        /* the steps stacked on axis 1; past 64 steps in partial stacks of
+         * 64 first (the backend's concat takes up to 64 operands) */
+        nasc_prim_attrs ca = nasc_prim_attrs_default();
+        ca.axis = 1;
+        uint32_t n = (uint32_t)seq_len;
+        for (int round = 0; n > 64 && !l->status; round++) {
+            uint32_t m = 0;
+            for (uint32_t i = 0; i < n; i += 64, m++) {
+                char part[32];
+                snprintf(part, sizeof part, "h_part%d_%u", round, m);
+                uint32_t k = n - i < 64 ? n - i : 64;
+                hs[m] = k == 1 ? hs[i] : emit(l, NASC_PRIM_CONCAT, hs + i, k, &ca, part);
+            }
+            n = m;
         }
+        uint32_t all = n == 1 ? hs[0] : emit(l, NASC_PRIM_CONCAT, hs, n, &ca, "h_all");
         uint32_t margs[2] = {all, shared_param(l, "decoder.w", 2, hidden, vocab)};
         uint32_t mm = emit(l, NASC_PRIM_MATMUL, margs, 2, NULL, "mm");
         uint32_t bargs[2] = {mm, shared_param(l, "decoder.b", 1, vocab, 0)};

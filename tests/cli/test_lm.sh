@@ -67,6 +67,10 @@ run 0 "resume to 2 epochs" "$NASC_BIN" train "$LSTM" "${SMALL[@]}" --data "$TMP/
 run 1 "train again without --resume" "$NASC_BIN" train "$LSTM" "${SMALL[@]}" --data "$TMP/text.bin" --epochs 1 \
     --out "$TMP/run" && contains "$TMP/err" "a checkpoint is already there" "overwrite message"
 
+# a long unroll: the steps are stacked in parts of 64
+run 0 "train with --bptt 130" "$NASC_BIN" train "$LSTM" "${SMALL[@]}" --data "$TMP/text.bin" --epochs 1 --batch 2 \
+    --bptt 130 --max-steps 3 --threads 1 --out "$TMP/long" && contains "$TMP/err" "unrolled over 130 characters" "bptt 130"
+
 # generation: reproducible by seed, prompt echoed, the byte count
 gen=("$NASC_BIN" generate "$LSTM" "${SMALL[@]}" --weights "$TMP/run/checkpoint.nasc" --prompt "the " -n 40 \
     --threads 1)

@@ -512,16 +512,19 @@ static void print_plan_lm(const char *model, const nasc_module *prim, const nasc
                           const nasc_train_options *to) {
     nasc_cost cost;
     if (nasc_cost_compute(prim, &cost) != NASC_OK) return;
-    char p1[32], n1[32];
+    char p1[32], n1[32], n2[32], n3[32], n4[32];
     int64_t train_end, val_end;
     nasc_corpus_split(text->n, &train_end, &val_end);
     nasc_cli_fmt_int(cost.params, p1, sizeof p1);
     nasc_cli_fmt_int(text->n, n1, sizeof n1);
+    nasc_cli_fmt_int(train_end, n2, sizeof n2);
+    nasc_cli_fmt_int(val_end - train_end, n3, sizeof n3);
+    nasc_cli_fmt_int(text->n - val_end, n4, sizeof n4);
     fprintf(stderr,
-            "%s: %s parameters, unrolled over %lld characters; %s: %s bytes (training %lld, validation %lld, test "
-            "%lld); %d epochs of %d streams\n",
-            model, p1, (long long)prim->values[0].type.dims[1], data, n1, (long long)train_end,
-            (long long)(val_end - train_end), (long long)(text->n - val_end), to->epochs, to->batch);
+            "%s: %s parameters, unrolled over %lld characters; %s: %s bytes (training %s, validation %s, test %s); "
+            "%d epoch%s of %d streams\n",
+            model, p1, (long long)prim->values[0].type.dims[1], data, n1, n2, n3, n4, to->epochs,
+            to->epochs == 1 ? "" : "s", to->batch);
     nasc_cost_free(prim, &cost);
 }
 

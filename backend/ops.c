@@ -1001,8 +1001,21 @@ static int scale_images(nasc_net *net, int x, int m, const char *what) {
     return y;
 }
 
-static nasc_status mul_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+/* The operands of mul or sub as binary sources: operand 0 in its own
+ * layout, operand 1 in the same one or broadcasting. */
+static nasc_status binary_srcs(nasc_net *net, const nasc_prim *p, int *a0, int *a1) {
     const nasc_type *yt = vtype(net, p->result);
+    uint32_t v1 = arg(net, p, 1);
+    *a0 = src_of(net, arg(net, p, 0), false);
+    *a1 = bcast_src(net, v1, yt);
+    NEED(*a0);
+    NEED(*a1);
+    if (bcast_of(net, v1, yt) != BC_SPREAD) *a1 = nb_match(net, *a1, md_of(net, *a0));
+    NEED(*a1);
+    return NASC_OK;
+}
+
+static nasc_status mul_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     if (image_scale(net, p)) {
         int x = src_of(net, arg(net, p, 0), false), m = src_of(net, arg(net, p, 1), true);
         NEED(x);
@@ -1016,12 +1029,8 @@ static nasc_status mul_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
             return net->status;
         }
     }
-    uint32_t v1 = arg(net, p, 1);
-    int a0 = src_of(net, arg(net, p, 0), false), a1 = bcast_src(net, v1, yt);
-    NEED(a0);
-    NEED(a1);
-    if (bcast_of(net, v1, yt) != BC_SPREAD) a1 = nb_match(net, a1, md_of(net, a0));
-    NEED(a1);
+    int a0, a1;
+    NB_PASS(binary_srcs(net, p, &a0, &a1));
     net->ps[pi].t[0] = a0;
     net->ps[pi].t[1] = a1;
     int y = new_result(net, p, md_of(net, a0));
@@ -1065,14 +1074,9 @@ static int scaled_copy(nasc_net *net, int t, float alpha, const char *what) {
 
 /* a - b: a binary sub, b broadcasting as in mul. */
 static nasc_status sub_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
-    const nasc_type *yt = vtype(net, p->result);
-    uint32_t v1 = arg(net, p, 1);
-    int a0 = src_of(net, arg(net, p, 0), false), a1 = bcast_src(net, v1, yt);
-    NEED(a0);
-    NEED(a1);
-    if (bcast_of(net, v1, yt) != BC_SPREAD) a1 = nb_match(net, a1, md_of(net, a0));
-    NEED(a1);
     (void)pi;
+    int a0, a1;
+    NB_PASS(binary_srcs(net, p, &a0, &a1));
     int y = new_result(net, p, md_of(net, a0));
     binary_step(net, dnnl_binary_sub, a0, a1, md_of(net, a0), y, "sub fwd");
     return net->status;

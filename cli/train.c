@@ -126,15 +126,20 @@ static nasc_status write_curve(run *r) {
     return st;
 }
 
+/* "#####..." for the share of the epoch done: 24 characters and a NUL. */
+static void progress_bar(const nasc_train_progress *p, char bar[32]) {
+    int width = 24, fill = (int)(width * p->step / (p->steps ? p->steps : 1));
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+}
+
 /* Language models: the progress in bits per character. */
 static nasc_status on_progress_lm(run *r, const nasc_train_progress *p, const char *eta) {
     double bpc = p->loss / LN2;
     if (!p->epoch_end) {
         if (r->tty) {
-            int width = 24, fill = (int)(width * p->step / (p->steps ? p->steps : 1));
             char bar[32];
-            for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
-            bar[width] = 0;
+            progress_bar(p, bar);
             fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld %.3f bits/char %.0f chars/s ETA %s  ", p->epoch + 1,
                     p->epochs, bar, (long long)p->step, (long long)p->steps, bpc, p->images_per_s, eta);
         } else if (p->step == p->steps || (double)p->step / (double)p->steps - r->last_log >= 0.25) {
@@ -168,10 +173,8 @@ static nasc_status on_progress(void *ud, const nasc_train_progress *p) {
     }
     if (!p->epoch_end) {
         if (r->tty) {
-            int width = 24, fill = (int)(width * p->step / (p->steps ? p->steps : 1));
             char bar[32];
-            for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
-            bar[width] = 0;
+            progress_bar(p, bar);
             fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld loss %.4f acc %.2f%% %.0f img/s ETA %s  ", p->epoch + 1,
                     p->epochs, bar, (long long)p->step, (long long)p->steps, p->loss, 100 * p->acc, p->images_per_s,
                     eta);

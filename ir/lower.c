@@ -315,6 +315,21 @@ static uint32_t shared_cell_out(lower *l, const nasc_cell *c, const char *inst, 
     return bn(l, sum, "bn");
 }
 
+/* Cell c's outputs (its output list, else its loose ends) into outs (cell
+ * values) and ov (their prim values, from vals); their count, or 0 with
+ * the error set when there are none or more than 64. */
+static uint32_t cell_out_vals(lower *l, const nasc_cell *c, const uint32_t *vals, uint32_t *outs, uint32_t *ov) {
+    uint32_t n = nasc_cell_out_values(l->arch, c, outs, 64);
+    l->loc = c->n_outs ? c->out_loc : c->loc;
+    if (n == 0 || n > 64) {
+        l->status = nasc_error(l->ctx, NASC_EINPUT, l->arch->source, l->loc, "cell '%s' has %u outputs (1..64 supported)",
+                               nasc_str(l->arch, c->name), n);
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; i++) ov[i] = vals[outs[i]];
+    return n;
+}
+
 static nasc_status lower_cell(lower *l, const nasc_cell *c, const uint32_t *inputs, int64_t channels,
                               const char *inst, uint32_t *out) {
     const nasc_module *a = l->arch;
@@ -357,16 +372,10 @@ static nasc_status lower_cell(lower *l, const nasc_cell *c, const uint32_t *inpu
         if (vals[c->n_inputs + j] == BAD && !l->status) l->status = NASC_EINTERNAL;
     }
     if (!l->status) {
-        uint32_t outs[64];
-        uint32_t n = nasc_cell_out_values(a, c, outs, 64);
-        l->loc = c->n_outs ? c->out_loc : c->loc;
+        uint32_t outs[64], ov[64];
         snprintf(l->prefix, sizeof l->prefix, "%s", inst);
-        if (n == 0 || n > 64) {
-            l->status = nasc_error(l->ctx, NASC_EINPUT, a->source, l->loc, "cell '%s' has %u outputs (1..64 supported)",
-                                   nasc_str(a, c->name), n);
-        } else {
-            uint32_t ov[64];
-            for (uint32_t i = 0; i < n; i++) ov[i] = vals[outs[i]];
+        uint32_t n = cell_out_vals(l, c, vals, outs, ov);
+        if (n) {
             if (l->o.shared && c->kind != NASC_CELL_MACRO)
                 *out = shared_cell_out(l, c, inst, outs, ov, n, channels);
             else if (n == 1)
@@ -528,17 +537,10 @@ static void rnn_step(lower *l, const nasc_cell *c, uint32_t *vals, int t, int64_
         if (r == BAD && !l->status) l->status = NASC_EINTERNAL;
     }
     if (l->status) return;
-    uint32_t outs[64];
-    uint32_t n = nasc_cell_out_values(a, c, outs, 64);
-    l->loc = c->n_outs ? c->out_loc : c->loc;
+    uint32_t outs[64], ov[64];
     snprintf(l->prefix, sizeof l->prefix, "t%d", t);
-    if (n == 0 || n > 64) {
-        l->status = nasc_error(l->ctx, NASC_EINPUT, a->source, l->loc, "cell '%s' has %u outputs (1..64 supported)",
-                               nasc_str(a, c->name), n);
-        return;
-    }
-    uint32_t ov[64];
-    for (uint32_t i = 0; i < n; i++) ov[i] = vals[outs[i]];
+    uint32_t n = cell_out_vals(l, c, vals, outs, ov);
+    if (!n) return;
     if (c->out_rule == NASC_OUT_STATE) {
         if (n != c->n_inputs - 1) {
             l->status = nasc_error(l->ctx, NASC_EINPUT, a->source, l->loc,

@@ -30,16 +30,31 @@ typedef struct lm_shape {
     uint32_t n_state;
     uint32_t state_in[2], state_out[2]; /* value ids */
     int64_t state_size[2];
+    uint32_t n_mask; /* dropout masks (nasc_lower_options.rnn_dropout) */
+    uint32_t mask_input[3]; /* their net input numbers */
+    int64_t mask_size[3];
 } lm_shape;
+
+/* Whether input value v is a dropout mask: "drop.<x|s|o>". */
+static bool is_mask(const nasc_module *prim, uint32_t v) {
+    const char *n = nasc_str(prim, prim->values[v].name);
+    return strcmp(n, "drop.x") == 0 || strcmp(n, "drop.s") == 0 || strcmp(n, "drop.o") == 0;
+}
 
 static nasc_status check_lm(nasc_ctx *ctx, const nasc_module *prim, lm_shape *sh) {
     memset(sh, 0, sizeof *sh);
-    uint32_t ins[4], n_in = 0;
-    for (uint32_t v = 0; v < prim->n_values; v++)
-        if (prim->values[v].kind == NASC_VAL_INPUT) {
+    uint32_t ins[4], n_in = 0, k = 0;
+    for (uint32_t v = 0; v < prim->n_values; v++) {
+        if (prim->values[v].kind != NASC_VAL_INPUT) continue;
+        if (is_mask(prim, v) && sh->n_mask < 3) {
+            sh->mask_input[sh->n_mask] = k;
+            sh->mask_size[sh->n_mask++] = prim->values[v].type.dims[1];
+        } else {
             if (n_in == 4) break;
             ins[n_in++] = v;
         }
+        k++;
+    }
     const char *why = NULL;
     const nasc_type *x = n_in ? &prim->values[ins[0]].type : NULL;
     const nasc_type *y = prim->n_outputs ? &prim->values[prim->outputs[0]].type : NULL;
@@ -92,6 +107,9 @@ typedef struct lm_run {
     float *x;
     int32_t *y;
     float *state[2];
+    float *mask;      /* one mask's values */
+    float drop;       /* dropout probability of the masks (0: all 1) */
+    uint64_t seed;
 } lm_run;
 
 static void lm_run_free(lm_run *r) {
@@ -99,6 +117,7 @@ static void lm_run_free(lm_run *r) {
     nasc_free(r->ctx, r->x);
     nasc_free(r->ctx, r->y);
     for (int i = 0; i < 2; i++) nasc_free(r->ctx, r->state[i]);
+    nasc_free(r->ctx, r->mask);
     memset(r, 0, sizeof *r);
 }
 
@@ -138,6 +157,12 @@ static nasc_status lm_run_init(lm_run *r, nasc_ctx *ctx, const nasc_module *prim
         r->state[i] = nasc_alloc(ctx, (size_t)batch * (size_t)r->sh.state_size[i] * sizeof(float));
         if (!r->state[i]) st = NASC_ENOMEM;
     }
+    int64_t most = 1;
+    for (uint32_t i = 0; i < r->sh.n_mask; i++) most = r->sh.mask_size[i] > most ? r->sh.mask_size[i] : most;
+    if (!st && r->sh.n_mask) {
+        r->mask = nasc_alloc(ctx, (size_t)batch * (size_t)most * sizeof(float));
+        if (!r->mask) st = NASC_ENOMEM;
+    }
     if (st) lm_run_free(r);
     return st;
 }
@@ -149,7 +174,8 @@ static void lm_reset_state(lm_run *r) {
 
 /* Inputs of step k: characters and the carried state; then forward and the
  * loss (mean nats per character) and the correct next-character guesses. */
-static nasc_status lm_forward(lm_run *r, const nasc_corpus *text, int64_t k, float *loss, int *correct) {
+static nasc_status lm_forward(lm_run *r, const nasc_corpus *text, int64_t k, int64_t global, float *loss,
+                              int *correct) {
     int64_t t_len = r->sh.steps;
     for (int b = 0; b < r->batch; b++) {
         const uint8_t *src = text->bytes + r->begin + (int64_t)b * r->stream + k * t_len;
@@ -160,6 +186,13 @@ static nasc_status lm_forward(lm_run *r, const nasc_corpus *text, int64_t k, flo
     }
     nasc_status st = nasc_net_set_input(r->net, 0, r->x);
     for (uint32_t i = 0; !st && i < r->sh.n_state; i++) st = nasc_net_set_input(r->net, i + 1, r->state[i]);
+    /* a fresh draw of each dropout mask for every step (the same for all
+     * T positions: variational dropout), from (seed, mask, step) alone */
+    for (uint32_t i = 0; !st && i < r->sh.n_mask; i++) {
+        nasc_drop_path_masks(r->mask, (int64_t)r->batch * r->sh.mask_size[i], r->drop,
+                             r->seed ^ (0x9e3779b97f4a7c15ull * (i + 1)), global);
+        st = nasc_net_set_input(r->net, r->sh.mask_input[i], r->mask);
+    }
     if (!st) st = nasc_net_forward(r->net);
     if (!st) st = nasc_net_loss(r->net, r->y, loss, correct);
     return st;
@@ -188,7 +221,7 @@ nasc_status nasc_evaluate_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_
     for (int64_t k = 0; !st && k < r.steps; k++) {
         float l;
         int ok;
-        st = lm_forward(&r, text, k, &l, &ok);
+        st = lm_forward(&r, text, k, k, &l, &ok);
         if (!st) st = lm_carry(&r);
         total += l;
         right += ok;
@@ -215,6 +248,8 @@ nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
         return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "epochs, batch and learning rate must be positive");
     if (!(o->grad_clip >= 0))
         return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "the gradient clipping norm must be >= 0");
+    if (!(o->rnn_dropout >= 0 && o->rnn_dropout < 1))
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "the dropout probability must be in [0, 1)");
     if (o->label_smoothing != 0 || o->aux_weight != 0 || o->drop_path != 0 || o->ema_decay != 0 || o->crop_pad ||
         o->cutout || o->flip)
         return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
@@ -229,9 +264,17 @@ nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
     int first_epoch = e0 ? (int)strtol(e0, NULL, 10) : 0;
     if (first_epoch >= o->epochs) return NASC_OK;
 
+    const nasc_module *eval_prim = o->eval_prim ? o->eval_prim : prim;
     lm_run r;
     st = lm_run_init(&r, ctx, prim, store, text, 0, train_stop, o->batch, o->threads, NASC_MODE_TRAIN, "training");
     if (st) return st;
+    r.drop = o->rnn_dropout;
+    r.seed = o->seed;
+    if (o->rnn_dropout > 0 && r.sh.n_mask == 0) {
+        lm_run_free(&r);
+        return nasc_error(ctx, NASC_EINPUT, prim->source, NASC_NOLOC,
+                          "dropout needs a net lowered with dropout masks (nasc_lower_options.rnn_dropout)");
+    }
     nasc_optimizer *opt = nasc_optim_create(ctx, &o->optim, store);
     if (!opt) st = ctx->diag.status ? ctx->diag.status : NASC_ENOMEM;
     int64_t steps = r.steps, total_steps = steps * o->epochs, warmup = steps * o->warmup_epochs;
@@ -249,7 +292,7 @@ nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
             float lr = nasc_lr_restarts(o->lr, global, warmup, total_steps, steps * o->restart_epochs, o->restart_mult);
             float loss;
             int ok;
-            st = lm_forward(&r, text, k, &loss, &ok);
+            st = lm_forward(&r, text, k, global, &loss, &ok);
             if (!st && !isfinite(loss))
                 st = nasc_error(ctx, NASC_EINPUT, prim->source, NASC_NOLOC,
                                 "the loss is %s at step %lld (epoch %d, step %lld): training diverged; try a smaller "
@@ -288,7 +331,7 @@ nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
         out->train_acc = pr.acc;
         out->epochs_run++;
         float va, vl;
-        st = nasc_evaluate_lm(ctx, prim, store, text, train_end, val_end, o->batch, o->threads, &vl, &va);
+        st = nasc_evaluate_lm(ctx, eval_prim, store, text, train_end, val_end, o->batch, o->threads, &vl, &va);
         if (st) break;
         out->val_acc = va;
         out->val_loss = vl;
@@ -342,6 +385,17 @@ nasc_status nasc_lm_generate(nasc_ctx *ctx, const nasc_module *prim, nasc_param_
         else memset(state[i], 0, (size_t)sh.state_size[i] * sizeof(float));
     }
     if (!st) st = nasc_net_compile(ctx, prim, store, &no, &net);
+    /* dropout masks, if the net has them: all ones (no dropout) */
+    float *ones = NULL;
+    int64_t most = 0;
+    for (uint32_t i = 0; i < sh.n_mask; i++) most = sh.mask_size[i] > most ? sh.mask_size[i] : most;
+    if (!st && most) {
+        ones = nasc_alloc(ctx, (size_t)most * sizeof *ones);
+        if (!ones) st = NASC_ENOMEM;
+        for (int64_t i = 0; ones && i < most; i++) ones[i] = 1.0f;
+    }
+    for (uint32_t i = 0; !st && i < sh.n_mask; i++) st = nasc_net_set_input(net, sh.mask_input[i], ones);
+    nasc_free(ctx, ones);
     nasc_rng rng;
     nasc_rng_seed(&rng, seed);
     const char *lname = nasc_str(prim, prim->values[prim->outputs[0]].name);

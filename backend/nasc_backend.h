@@ -325,6 +325,8 @@ typedef struct nasc_train_options {
                                  it replaces the weights after the last epoch; 0 off */
     int restart_epochs;       /* cosine with warm restarts: first period in epochs; 0 one cosine */
     float restart_mult;       /* each period this many times the last (>= 1) */
+    float rnn_dropout;        /* language models: the probability of each dropout mask's zeros (a net
+                                 lowered with nasc_lower_options.rnn_dropout); 0 off */
     /* The net validated after each epoch (the same parameters without the
      * training-only parts: no drop-path, no auxiliary head); NULL: prim. */
     const nasc_module *eval_prim;
@@ -381,7 +383,9 @@ nasc_status nasc_evaluate(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
  * backend/lm.c). Every byte must be one of the model's classes. Uses
  * o->epochs, batch, lr, warmup_epochs (then cosine, or warm restarts),
  * seed, threads, optim, grad_clip, max_steps, progress, train_subset (the
- * first K bytes of the training split only; 0 all of it); the image recipe
+ * first K bytes of the training split only; 0 all of it), rnn_dropout (the
+ * net's dropout masks drawn afresh every step, the same for its T
+ * positions), eval_prim (validated; NULL prim); the image recipe
  * (augmentation, label smoothing, auxiliary head, drop-path, EMA) is an
  * error. Progress and result: loss in nats per character, acc the share of
  * next characters guessed right, images_per_s characters per second; the

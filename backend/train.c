@@ -261,6 +261,8 @@ nasc_status nasc_train(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store 
         bad = "warm restarts need a period >= 1 epoch and a multiplier >= 1";
     else if (o->drop_path > 0 && n_masks == 0)
         bad = "drop-path needs a net lowered with drop-path masks (nasc_lower_options.drop_path)";
+    else if (o->rnn_dropout != 0)
+        bad = "rnn_dropout is for language models (nasc_train_lm)";
     else if (o->aux_weight > 0 && prim->n_outputs < 2)
         bad = "an auxiliary loss needs a net with an auxiliary head (nasc_lower_options.aux_head)";
     if (bad) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "%s", bad);

@@ -40,6 +40,8 @@ void nasc_cli_train_help(FILE *out) {
           "                      any file, read as bytes\n"
           "  --bptt T            language models: characters per step, the length\n"
           "                      gradients flow back through (default 35)\n"
+          "  --dropout P         language models: variational dropout of what the cell's\n"
+          "                      linear maps and the decoder read (default off)\n"
           "  --epochs E          epochs (default 10)\n"
           "  --batch B           batch size (default 64; language models: streams)\n"
           "  --lr LR             peak learning rate (default 0.05 for SGD, 0.001 Adam;\n"
@@ -259,7 +261,7 @@ static int parse_args(int argc, char **argv, train_args *ta) {
     long maxs = (long)to->max_steps, crop = -1, cutout = -1, restart = 0;
     val = -1, subset = -1;
     bool final = false, flip = false;
-    double lr = -1, wd = -1, smooth = 0, clip = -1, aux = -1, drop = -1, ema = 0, mult = 1;
+    double lr = -1, wd = -1, smooth = 0, clip = -1, aux = -1, drop = -1, ema = 0, mult = 1, dropout = 0;
     const nasc_cli_opt opts[] = {
         {NASC_CLI_OPT("--data", NULL, NASC_CLI_STR, &ta->data)},
         {NASC_CLI_OPT("--out", "-o", NASC_CLI_STR, &ta->out)},
@@ -287,6 +289,7 @@ static int parse_args(int argc, char **argv, train_args *ta) {
         {NASC_CLI_OPT("--restart-mult", NULL, NASC_CLI_FLOAT, &mult), .lo = 1, .hi = 100},
         {NASC_CLI_OPT("--final-recipe", NULL, NASC_CLI_FLAG, &final)},
         {NASC_CLI_OPT("--bptt", NULL, NASC_CLI_INT, &ta->bptt), .lo = 1, .hi = NASC_MAX_SEQ_LEN},
+        {NASC_CLI_OPT("--dropout", NULL, NASC_CLI_FLOAT, &dropout), .lo = 0, .hi = 0.99},
     };
     nasc_cli_args a;
     nasc_cli_args_init(&a, argc, argv, usage);
@@ -317,6 +320,7 @@ static int parse_args(int argc, char **argv, train_args *ta) {
     to->ema_decay = (float)ema;
     to->restart_epochs = (int)restart;
     to->restart_mult = (float)mult;
+    to->rnn_dropout = (float)dropout;
     to->epochs = (int)epochs;
     to->seed = (uint64_t)seed;
     to->threads = (int)threads;
@@ -497,9 +501,21 @@ static nasc_status lm_options(nasc_ctx *ctx, train_args *ta) {
 }
 
 /* The model unrolled over --bptt steps (*out NULL when that is the
- * default lowering's length). */
-static nasc_status lm_net(nasc_ctx *ctx, const nasc_cli_net *net, long bptt, nasc_module **out) {
-    *out = NULL;
+ * default lowering's length); with dropout > 0, *train the same with
+ * dropout masks (else NULL). */
+static nasc_status lm_net(nasc_ctx *ctx, const nasc_cli_net *net, long bptt, double dropout, nasc_module **out,
+                          nasc_module **train) {
+    *out = *train = NULL;
+    if (dropout > 0) {
+        if (net->loaded->dialect != NASC_DIALECT_ARCH)
+            return nasc_error(ctx, NASC_EINPUT, net->loaded->source, NASC_NOLOC,
+                              "--dropout needs a recurrent arch model (YAML or arch text IR), not a prim module");
+        nasc_lower_options lo = nasc_lower_options_default();
+        lo.seq_len = bptt ? (int)bptt : (int)net->prim->values[0].type.dims[1];
+        lo.rnn_dropout = true;
+        nasc_status st = nasc_lower_with(net->loaded, &lo, train);
+        if (st) return st;
+    }
     if (!bptt || bptt == net->prim->values[0].type.dims[1]) return NASC_OK;
     if (net->loaded->dialect != NASC_DIALECT_ARCH)
         return nasc_error(ctx, NASC_EINPUT, net->loaded->source, NASC_NOLOC,
@@ -533,8 +549,12 @@ static void print_plan_lm(const char *model, const nasc_module *prim, const nasc
 
 static int train_lm_main(nasc_cli_job *j, train_args *ta) {
     nasc_ctx *ctx = &j->ctx;
-    nasc_module *unrolled = NULL;
-    if (lm_options(ctx, ta) || lm_net(ctx, &j->net, ta->bptt, &unrolled)) return nasc_cli_fail(ctx);
+    nasc_module *unrolled = NULL, *dropped = NULL;
+    if (lm_options(ctx, ta) || lm_net(ctx, &j->net, ta->bptt, ta->to.rnn_dropout, &unrolled, &dropped)) {
+        nasc_module_destroy(dropped);
+        nasc_module_destroy(unrolled);
+        return nasc_cli_fail(ctx);
+    }
     const nasc_module *prim = unrolled ? unrolled : j->net.prim;
     char outbuf[4096], ckpt[4200];
     int rc = make_out_dir(ctx, ta, outbuf, sizeof outbuf);
@@ -569,7 +589,8 @@ static int train_lm_main(nasc_cli_job *j, train_args *ta) {
         nasc_train_result res;
         struct sigaction old;
         nasc_cli_sigint_catch(&old);
-        nasc_status st = nasc_train_lm(ctx, prim, r.store, &text, &ta->to, &res);
+        ta->to.eval_prim = prim; /* validation without the dropout masks */
+        nasc_status st = nasc_train_lm(ctx, dropped ? dropped : prim, r.store, &text, &ta->to, &res);
         nasc_cli_sigint_restore(&old);
         if (r.tty && st) fputc('\n', stderr);
         int64_t train_end, val_end;
@@ -596,6 +617,7 @@ static int train_lm_main(nasc_cli_job *j, train_args *ta) {
         if (st) rc = nasc_cli_fail(ctx);
     }
     nasc_corpus_free(ctx, &text);
+    nasc_module_destroy(dropped);
     nasc_module_destroy(unrolled);
     return rc;
 }
@@ -612,8 +634,9 @@ int nasc_cli_train(int argc, char **argv) {
         nasc_cli_job_close(&j);
         return rc;
     }
-    if (ta.bptt) {
-        nasc_error(&j.ctx, NASC_EINPUT, ta.mo.path, NASC_NOLOC, "--bptt is for recurrent models (language models)");
+    if (ta.bptt || ta.to.rnn_dropout > 0) {
+        nasc_error(&j.ctx, NASC_EINPUT, ta.mo.path, NASC_NOLOC, "%s is for recurrent models (language models)",
+                   ta.bptt ? "--bptt" : "--dropout (CNN cells have --drop-path)");
         rc = nasc_cli_fail(&j.ctx);
         nasc_cli_job_close(&j);
         return rc;

@@ -26,6 +26,10 @@ typedef struct lower {
     char prefix[8320]; /* name prefix of the values being emitted (node names are < 4096 bytes) */
     nasc_loc loc;     /* arch location reported on errors */
     nasc_status status;
+    /* recurrent nets with dropout: the mask inputs (BAD without), and per
+     * step the masked value of each cell value (BAD until a linear reads it) */
+    uint32_t drop_x, drop_s, drop_o;
+    uint32_t *masked;
 } lower;
 
 #define BAD UINT32_MAX
@@ -480,11 +484,29 @@ static uint32_t shared_param(lower *l, const char *name, int rank, int64_t d0, i
 /* linear(a, b, ...): an affine map of the concatenated operands to the
  * hidden size, weights "cell.<node>.w" (H, sum of the operand sizes) and
  * "cell.<node>.b" (H). */
-static uint32_t rnn_linear(lower *l, const nasc_node *nd, const uint32_t *in, int64_t hidden) {
-    uint32_t x = in[0];
+static uint32_t rnn_linear(lower *l, const nasc_cell *c, const nasc_node *nd, const uint32_t *in, int64_t hidden,
+                           int t) {
+    uint32_t ops[16];
+    for (uint32_t k = 0; k < nd->n_args; k++) {
+        ops[k] = in[k];
+        if (l->drop_x == BAD) continue;
+        /* dropout on what a linear reads: x_t by the x mask, any other
+         * value by the state mask; each value masked once per step */
+        uint32_t v = l->arch->args[nd->first_arg + k];
+        if (l->masked[v] == BAD) {
+            char save[sizeof l->prefix];
+            memcpy(save, l->prefix, sizeof save);
+            snprintf(l->prefix, sizeof l->prefix, "t%d.%s", t, nasc_cell_value_name(l->arch, c, v));
+            uint32_t margs[2] = {in[k], v == 0 ? l->drop_x : l->drop_s};
+            l->masked[v] = emit(l, NASC_PRIM_MUL, margs, 2, NULL, "dropped");
+            memcpy(l->prefix, save, sizeof save);
+        }
+        ops[k] = l->masked[v];
+    }
+    uint32_t x = ops[0];
     if (nd->n_args > 1) {
         nasc_prim_attrs a = nasc_prim_attrs_default();
-        x = emit(l, NASC_PRIM_CONCAT, in, nd->n_args, &a, "cat");
+        x = emit(l, NASC_PRIM_CONCAT, ops, nd->n_args, &a, "cat");
     }
     if (x == BAD) return BAD;
     char wn[4200], bn_[4200];
@@ -500,6 +522,7 @@ static uint32_t rnn_linear(lower *l, const nasc_node *nd, const uint32_t *in, in
 static void rnn_step(lower *l, const nasc_cell *c, uint32_t *vals, int t, int64_t hidden, uint32_t out[2]) {
     const nasc_module *a = l->arch;
     out[0] = out[1] = BAD;
+    for (uint32_t v = 0; l->masked && v < c->n_inputs + c->n_nodes; v++) l->masked[v] = BAD;
     for (uint32_t j = 0; j < c->n_nodes && !l->status; j++) {
         const nasc_node *nd = &a->nodes[c->first_node + j];
         l->loc = nd->loc;
@@ -513,7 +536,7 @@ static void rnn_step(lower *l, const nasc_cell *c, uint32_t *vals, int t, int64_
         snprintf(l->prefix, sizeof l->prefix, "t%d.%s", t, nasc_str(a, nd->name));
         uint32_t r = BAD;
         switch (nd->op) {
-        case NASC_OP_LINEAR: r = rnn_linear(l, nd, in, hidden); break;
+        case NASC_OP_LINEAR: r = rnn_linear(l, c, nd, in, hidden, t); break;
         case NASC_OP_TANH: r = emit(l, NASC_PRIM_TANH, in, 1, NULL, ""); break;
         case NASC_OP_RELU: r = emit(l, NASC_PRIM_RELU, in, 1, NULL, ""); break;
         case NASC_OP_SIGMOID: r = emit(l, NASC_PRIM_SIGMOID, in, 1, NULL, ""); break;
@@ -579,11 +602,25 @@ static void lower_recurrent(lower *l, int seq_len) {
         l->status = l->ctx->diag.status ? l->ctx->diag.status : NASC_EINTERNAL;
         return;
     }
+    l->drop_x = l->drop_s = l->drop_o = BAD;
+    if (l->o.rnn_dropout) { /* masks the trainer fills: 0 or 1 / keep-probability */
+        nasc_type xm = {NASC_F32, 2, {NASC_BATCH, emb, 0, 0}};
+        l->drop_x = nasc_prim_add_input(l->p, "drop.x", &xm);
+        l->drop_s = nasc_prim_add_input(l->p, "drop.s", &ht);
+        l->drop_o = nasc_prim_add_input(l->p, "drop.o", &ht);
+        if (l->drop_x == BAD || l->drop_s == BAD || l->drop_o == BAD) {
+            l->status = l->ctx->diag.status ? l->ctx->diag.status : NASC_EINTERNAL;
+            return;
+        }
+    }
     uint32_t *vals = nasc_alloc(l->ctx, (c->n_inputs + c->n_nodes + 1) * sizeof *vals);
     uint32_t *hs = nasc_alloc(l->ctx, (size_t)seq_len * sizeof *hs);
-    if (!vals || !hs) {
+    l->masked = l->o.rnn_dropout ? nasc_alloc(l->ctx, (c->n_inputs + c->n_nodes + 1) * sizeof *l->masked) : NULL;
+    if (!vals || !hs || (l->o.rnn_dropout && !l->masked)) {
         nasc_free(l->ctx, vals);
         nasc_free(l->ctx, hs);
+        nasc_free(l->ctx, l->masked);
+        l->masked = NULL;
         l->status = NASC_ENOMEM;
         return;
     }
@@ -608,7 +645,12 @@ static void lower_recurrent(lower *l, int seq_len) {
         ra.shape_rank = 3;
         ra.shape[0] = NASC_BATCH, ra.shape[1] = 1, ra.shape[2] = hidden;
         snprintf(l->prefix, sizeof l->prefix, "t%d", t);
-        hs[t] = emit(l, NASC_PRIM_RESHAPE, &out[0], 1, &ra, "h_row");
+        uint32_t h_out = out[0];
+        if (l->drop_o != BAD) { /* dropout on what the decoder reads */
+            uint32_t dargs[2] = {out[0], l->drop_o};
+            h_out = emit(l, NASC_PRIM_MUL, dargs, 2, NULL, "h_dropped");
+        }
+        hs[t] = emit(l, NASC_PRIM_RESHAPE, &h_out, 1, &ra, "h_row");
     }
     if (!l->status) {
         snprintf(l->group, sizeof l->group, "decoder");
@@ -640,6 +682,8 @@ static void lower_recurrent(lower *l, int seq_len) {
     }
     nasc_free(l->ctx, vals);
     nasc_free(l->ctx, hs);
+    nasc_free(l->ctx, l->masked);
+    l->masked = NULL;
 }
 
 nasc_lower_options nasc_lower_options_default(void) {
@@ -659,6 +703,9 @@ nasc_status nasc_lower_with(const nasc_module *arch, const nasc_lower_options *o
     nasc_status s = nasc_arch_verify(arch);
     if (s) return s;
     const nasc_skeleton *sk = &arch->skel;
+    if (sk->kind != NASC_NET_RECURRENT && opt->rnn_dropout)
+        return nasc_error(ctx, NASC_EINPUT, arch->source, sk->loc,
+                          "recurrent dropout is for recurrent nets (CNN cells have drop-path)");
     if (sk->kind == NASC_NET_RECURRENT && (opt->aux_head || opt->drop_path || opt->shared))
         return nasc_error(ctx, NASC_EINPUT, arch->source, sk->loc,
                           "a recurrent net has no %s", opt->aux_head ? "auxiliary head" : opt->drop_path ? "cell paths to drop" : "one-shot sharing yet");

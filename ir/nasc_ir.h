@@ -486,6 +486,12 @@ typedef struct nasc_lower_options {
     /* Recurrent nets: the time steps they are unrolled over (the BPTT
      * length); 0 is NASC_DEFAULT_SEQ_LEN. */
     int seq_len;
+    /* Recurrent nets: variational dropout masks as net inputs, each
+     * (N, size) and the same for every step: "drop.x" (N, E) multiplies
+     * x_t and "drop.s" (N, H) any other value where a linear reads it (as
+     * ENAS's x_mask and s_mask), "drop.o" (N, H) each h_t the decoder
+     * reads. The trainer fills them (nasc_train_options.rnn_dropout). */
+    bool rnn_dropout;
 } nasc_lower_options;
 #define NASC_DEFAULT_SEQ_LEN 35
 #define NASC_MAX_SEQ_LEN 1024

@@ -67,6 +67,13 @@ run 0 "resume to 2 epochs" "$NASC_BIN" train "$LSTM" "${SMALL[@]}" --data "$TMP/
 run 1 "train again without --resume" "$NASC_BIN" train "$LSTM" "${SMALL[@]}" --data "$TMP/text.bin" --epochs 1 \
     --out "$TMP/run" && contains "$TMP/err" "a checkpoint is already there" "overwrite message"
 
+# dropout: a net with masks trains, validated without them
+run 0 "train with --dropout 0.2" "$NASC_BIN" train "$LSTM" "${SMALL[@]}" --data "$TMP/text.bin" --epochs 1 --batch 4 \
+    --bptt 10 --dropout 0.2 --threads 1 --out "$TMP/drop" && contains "$TMP/out" "validation " "dropout run report"
+run 1 "--dropout on an image model" "$NASC_BIN" train "$BASE" --dropout 0.2 --out "$TMP/e10" &&
+    contains "$TMP/err" "--dropout (CNN cells have --drop-path) is for recurrent models" "dropout on cnn message"
+run 2 "--dropout 1" "$NASC_BIN" train "$LSTM" --dropout 1
+
 # a long unroll: the steps are stacked in parts of 64
 run 0 "train with --bptt 130" "$NASC_BIN" train "$LSTM" "${SMALL[@]}" --data "$TMP/text.bin" --epochs 1 --batch 2 \
     --bptt 130 --max-steps 3 --threads 1 --out "$TMP/long" && contains "$TMP/err" "unrolled over 130 characters" "bptt 130"

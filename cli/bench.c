@@ -111,19 +111,26 @@ static nasc_status compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_st
 }
 
 
-/* Random inputs of the net's input shape and labels below its class count,
- * for batch images (malloc'd; NULL when out of memory). */
+/* Random values for the net's first input and labels below its class
+ * count, for batch images (malloc'd; NULL when out of memory). A language
+ * model gets token numbers below its class count, and a label for every
+ * position of its (N, T, classes) logits. */
 static void random_batch(const nasc_module *prim, long batch, float **x, int32_t **y) {
     int64_t per = -1;
-    for (uint32_t v = 0; v < prim->n_values; v++)
+    for (uint32_t v = 0; v < prim->n_values && per < 0; v++)
         if (prim->values[v].kind == NASC_VAL_INPUT) per = nasc_type_numel(&prim->values[v].type);
-    int64_t classes = prim->values[prim->outputs[0]].type.dims[1];
+    const nasc_type *out = &prim->values[prim->outputs[0]].type;
+    int64_t classes = out->dims[out->rank - 1], rows = 1;
+    for (int d = 1; d < out->rank - 1; d++) rows *= out->dims[d];
+    bool tokens = out->rank == 3;
     *x = malloc((size_t)(per > 0 ? per : 1) * (size_t)batch * sizeof **x);
-    *y = malloc((size_t)batch * sizeof **y);
+    *y = malloc((size_t)rows * (size_t)batch * sizeof **y);
     nasc_rng rng;
     nasc_rng_seed(&rng, 7);
-    for (int64_t i = 0; *x && i < per * batch; i++) (*x)[i] = nasc_rng_normal(&rng);
-    for (long i = 0; *y && i < batch; i++) (*y)[i] = (int32_t)nasc_rng_below(&rng, (uint64_t)(classes > 0 ? classes : 1));
+    uint64_t k = (uint64_t)(classes > 0 ? classes : 1);
+    for (int64_t i = 0; *x && i < per * batch; i++)
+        (*x)[i] = tokens ? (float)nasc_rng_below(&rng, k) : nasc_rng_normal(&rng);
+    for (int64_t i = 0; *y && i < rows * batch; i++) (*y)[i] = (int32_t)nasc_rng_below(&rng, k);
 }
 
 static void print_cost(const char *path, const nasc_module *prim) {

@@ -74,6 +74,10 @@ run 1 "--dropout on an image model" "$NASC_BIN" train "$BASE" --dropout 0.2 --ou
     contains "$TMP/err" "--dropout (CNN cells have --drop-path) is for recurrent models" "dropout on cnn message"
 run 2 "--dropout 1" "$NASC_BIN" train "$LSTM" --dropout 1
 
+# nasc bench times a language model: token numbers and a label per position
+run 0 "bench of a language model" "$NASC_BIN" bench "$LSTM" "${SMALL[@]}" --set steps=5 --batch 4 --seconds 0.1 \
+    --threads 1 && contains "$TMP/out" "training, batch 4" "bench training line"
+
 # a long unroll: the steps are stacked in parts of 64
 run 0 "train with --bptt 130" "$NASC_BIN" train "$LSTM" "${SMALL[@]}" --data "$TMP/text.bin" --epochs 1 --batch 2 \
     --bptt 130 --max-steps 3 --threads 1 --out "$TMP/long" && contains "$TMP/err" "unrolled over 130 characters" "bptt 130"

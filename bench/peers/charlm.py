@@ -114,7 +114,7 @@ def main():
     blas = "?"
     with open("/proc/self/maps") as f:
         for line in f:
-            if "libblas.so" in line or "libopenblas" in line:
+            if "libblas.so" in line:
                 blas = line.split()[-1]
                 break
     if "/blas/libblas" in blas:

@@ -832,6 +832,33 @@ static int bcast_src(nasc_net *net, uint32_t v, const nasc_type *y) {
 /* Hand operand v its gradient from a gradient G of the result's shape:
  * G itself, a plain view of it (lower rank), or its sum over the spread
  * dims. fresh as for give_grad. */
+/* dst[k] = sum over rows r of src[r * K + k]; i = {rows, K}. */
+static void k_sum_rows(nasc_net *net, const nb_step *s) {
+    const float *src = nb_ptr(net, net->args[s->first_arg].tref);
+    float *dst = nb_ptr(net, net->args[s->first_arg + 1].tref);
+    int64_t rows = s->i[0], k = s->i[1];
+    memset(dst, 0, (size_t)k * sizeof *dst);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = src + r * k;
+        for (int64_t j = 0; j < k; j++) dst[j] += row[j];
+    }
+}
+
+/* The rows a gradient G of y's shape sums over when the operand's padded
+ * dims d are 1s and then y's own last dims, and G is plain row-major (a
+ * bias added to (N, T, K) logits); 0 otherwise. */
+static int64_t leading_rows(nasc_net *net, int G, const nasc_type *y, const dnnl_dims_t d) {
+    dnnl_memory_desc_t plain;
+    if (nb_plain_md(net, y, &plain) || !dnnl_memory_desc_equal(&plain, md_of(net, G))) return 0;
+    int i = 0;
+    while (i < y->rank && d[i] == 1) i++;
+    int64_t rows = 1;
+    for (int j = 0; j < i; j++) rows *= y->dims[j] == NASC_BATCH ? net->opt.batch : y->dims[j];
+    for (int j = i; j < y->rank; j++)
+        if (d[j] != (y->dims[j] == NASC_BATCH ? net->opt.batch : y->dims[j])) return 0;
+    return i > 0 && rows <= INT32_MAX ? rows : 0;
+}
+
 static void bcast_grad(nasc_net *net, uint32_t v, int G, bool fresh, const nasc_type *y) {
     bcast_kind k = bcast_of(net, v, y);
     if (G < 0 || !net->vals[v].needs_grad) return;
@@ -844,7 +871,20 @@ static void bcast_grad(nasc_net *net, uint32_t v, int G, bool fresh, const nasc_
     dnnl_dims_t d;
     padded_dims(net, v, y->rank, d);
     if (plain_md_dims(net, y->rank, d, &pad)) return;
-    if (k == BC_SPREAD) {
+    if (k == BC_SPREAD && leading_rows(net, G, y, d) > 0) {
+        /* a vector over the last dims of a plain gradient (a bias): rows summed */
+        int r = nb_tensor_new(net, &pad);
+        nb_arg a[2] = {{0, G}, {1, r}};
+        int s = nb_step_kernel(net, k_sum_rows, "broadcast grad sum (rows)", 2, a);
+        if (s >= 0) {
+            int64_t kept = 1;
+            for (int i = 0; i < y->rank; i++) kept *= d[i];
+            net->steps[s].i[0] = (int)leading_rows(net, G, y, d);
+            net->steps[s].i[1] = (int)kept;
+        }
+        G = r;
+        fresh = true;
+    } else if (k == BC_SPREAD) {
         dnnl_memory_desc_t src = *md_of(net, G);
         dnnl_reduction_desc_t rd;
         if (NB_TRY(net, dnnl_reduction_desc_init(&rd, dnnl_reduction_sum, &src, &pad, 0.0f, 0.0f))) return;

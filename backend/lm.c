@@ -11,15 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "nasc_backend.h"
+#include "train_internal.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The shape of a recurrent net (nasc_lower of a recurrent arch): input 0
  * (N, T) token numbers, inputs 1.. (N, H) state; output 0 (N, T, V)
@@ -234,12 +228,6 @@ nasc_status nasc_evaluate_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_
     return st;
 }
 
-static nasc_status set_meta_num(nasc_param_store *s, const char *key, double v) {
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.9g", v);
-    return nasc_params_set_meta(s, key, buf);
-}
-
 nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *store, const nasc_corpus *text,
                           const nasc_train_options *o, nasc_train_result *out) {
     memset(out, 0, sizeof *out);
@@ -280,7 +268,7 @@ nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
     int64_t steps = r.steps, total_steps = steps * o->epochs, warmup = steps * o->warmup_epochs;
     int64_t global = steps * first_epoch, run_steps = 0;
     int64_t tokens = (int64_t)o->batch * r.sh.steps;
-    double t0 = now();
+    double t0 = nb_train_now();
     nasc_train_progress pr = {0};
     pr.epochs = o->epochs;
     pr.steps = steps;
@@ -311,18 +299,8 @@ nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
             correct += ok;
             global++;
             run_steps++;
-            double dt = now() - t0;
-            pr.epoch = e;
-            pr.step = k + 1;
-            pr.global_step = global;
-            pr.loss = (float)(loss_sum / (double)(k + 1));
-            pr.acc = (float)((double)correct / ((double)(k + 1) * (double)tokens));
-            pr.images_per_s = dt > 0 ? (double)run_steps * (double)tokens / dt : 0;
-            pr.eta_s = run_steps ? dt / (double)run_steps * (double)(total_steps - global) : 0;
-            pr.epoch_end = false;
-            pr.val_acc = pr.val_loss = NAN;
-            pr.lr = lr;
-            if (o->progress) st = o->progress(o->ud, &pr);
+            st = nb_report_step(o, &pr, e, k + 1, global, run_steps, total_steps, (float)(loss_sum / (double)(k + 1)),
+                                (float)((double)correct / ((double)(k + 1) * (double)tokens)), (double)tokens, t0, lr);
             if (!st && o->max_steps > 0 && run_steps >= o->max_steps) break;
         }
         if (st) break;
@@ -333,17 +311,10 @@ nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
         float va, vl;
         st = nasc_evaluate_lm(ctx, eval_prim, store, text, train_end, val_end, o->batch, o->threads, &vl, &va);
         if (st) break;
-        out->val_acc = va;
-        out->val_loss = vl;
-        st = set_meta_num(store, "train/epoch", e + 1);
-        if (st) break;
-        pr.epoch_end = true;
-        pr.val_acc = va;
-        pr.val_loss = vl;
-        if (o->progress) st = o->progress(o->ud, &pr);
+        st = nb_end_epoch(o, &pr, store, e, va, vl, out);
         if (o->max_steps > 0 && run_steps >= o->max_steps) break;
     }
-    out->seconds = now() - t0;
+    out->seconds = nb_train_now() - t0;
     out->images_per_s = out->seconds > 0 ? (double)run_steps * (double)tokens / out->seconds : 0;
     nasc_optim_destroy(opt);
     lm_run_free(&r);

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "net_internal.h" /* nb_xent_row */
+#include "train_internal.h"
 
 nasc_train_options nasc_train_options_default(void) {
     nasc_train_options o = {0};
@@ -38,7 +39,7 @@ void nasc_train_final_recipe(nasc_train_options *o) {
     o->grad_clip = 5.0f;
 }
 
-static double now(void) {
+double nb_train_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -49,10 +50,39 @@ static float meta_float(const nasc_param_store *s, const char *key, float dflt) 
     return v ? strtof(v, NULL) : dflt;
 }
 
-static nasc_status set_meta_num(nasc_param_store *s, const char *key, double v) {
+nasc_status nb_set_meta_num(nasc_param_store *s, const char *key, double v) {
     char buf[64];
     snprintf(buf, sizeof buf, "%.9g", v);
     return nasc_params_set_meta(s, key, buf);
+}
+
+nasc_status nb_end_epoch(const nasc_train_options *o, nasc_train_progress *p, nasc_param_store *store, int e,
+                         float val_acc, float val_loss, nasc_train_result *out) {
+    out->val_acc = val_acc;
+    out->val_loss = val_loss;
+    nasc_status st = nb_set_meta_num(store, "train/epoch", e + 1);
+    if (st) return st;
+    p->epoch_end = true;
+    p->val_acc = val_acc;
+    p->val_loss = val_loss;
+    return o->progress ? o->progress(o->ud, p) : NASC_OK;
+}
+
+nasc_status nb_report_step(const nasc_train_options *o, nasc_train_progress *p, int e, int64_t step, int64_t global,
+                           int64_t run_steps, int64_t total_steps, float loss, float acc, double units_per_step,
+                           double t0, float lr) {
+    double dt = nb_train_now() - t0;
+    p->epoch = e;
+    p->step = step;
+    p->global_step = global;
+    p->loss = loss;
+    p->acc = acc;
+    p->images_per_s = dt > 0 ? (double)run_steps * units_per_step / dt : 0;
+    p->eta_s = run_steps ? dt / (double)run_steps * (double)(total_steps - global) : 0;
+    p->epoch_end = false;
+    p->val_acc = p->val_loss = NAN;
+    p->lr = lr;
+    return o->progress ? o->progress(o->ud, p) : NASC_OK;
 }
 
 /* Whether net input v is a drop-path mask: "<...>.drop" of shape (N, 1, 1, 1). */
@@ -282,8 +312,8 @@ nasc_status nasc_train(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store 
         float mean, sd;
         nasc_dataset_stats(train, 0, train_end, &mean, &sd);
         if (!(sd > 0)) sd = 1;
-        st = set_meta_num(store, "data/mean", mean);
-        if (!st) st = set_meta_num(store, "data/std", sd);
+        st = nb_set_meta_num(store, "data/mean", mean);
+        if (!st) st = nb_set_meta_num(store, "data/std", sd);
         if (st) return st;
     }
     int first_epoch = (int)meta_float(store, "train/epoch", 0);
@@ -333,7 +363,7 @@ nasc_status nasc_train(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store 
     int64_t steps = st ? 0 : nasc_batcher_count(b);
     int64_t total_steps = steps * o->epochs, warmup = steps * o->warmup_epochs;
     int64_t global = steps * first_epoch, run_steps = 0;
-    double t0 = now();
+    double t0 = nb_train_now();
     nasc_train_progress pr = {0};
     pr.epochs = o->epochs;
     pr.steps = steps;
@@ -374,18 +404,8 @@ nasc_status nasc_train(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store 
             seen += n;
             global++;
             run_steps++;
-            double dt = now() - t0;
-            pr.epoch = e;
-            pr.step = s + 1;
-            pr.global_step = global;
-            pr.loss = (float)(loss_sum / (double)seen);
-            pr.acc = (float)((double)correct / (double)seen);
-            pr.images_per_s = dt > 0 ? (double)run_steps * o->batch / dt : 0;
-            pr.eta_s = run_steps ? dt / (double)run_steps * (double)(total_steps - global) : 0;
-            pr.epoch_end = false;
-            pr.val_acc = pr.val_loss = NAN;
-            pr.lr = lr;
-            if (o->progress) st = o->progress(o->ud, &pr);
+            st = nb_report_step(o, &pr, e, s + 1, global, run_steps, total_steps, (float)(loss_sum / (double)seen),
+                                (float)((double)correct / (double)seen), o->batch, t0, lr);
             if (!st && o->max_steps > 0 && run_steps >= o->max_steps) break;
         }
         if (st) break;
@@ -402,17 +422,10 @@ nasc_status nasc_train(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store 
         if (o->ema_decay > 0 && !last) ema_swap(store); /* after the last epoch the average stays */
         if (!st && o->ema_decay > 0 && last) st = nasc_params_set_meta(store, "train/weights", "ema");
         if (st) break;
-        out->val_acc = va;
-        out->val_loss = vl;
-        st = set_meta_num(store, "train/epoch", e + 1);
-        if (st) break;
-        pr.epoch_end = true;
-        pr.val_acc = va;
-        pr.val_loss = vl;
-        if (o->progress) st = o->progress(o->ud, &pr);
+        st = nb_end_epoch(o, &pr, store, e, va, vl, out);
         if (o->max_steps > 0 && run_steps >= o->max_steps) break;
     }
-    out->seconds = now() - t0;
+    out->seconds = nb_train_now() - t0;
     out->images_per_s = out->seconds > 0 ? (double)run_steps * o->batch / out->seconds : 0;
     nasc_free(ctx, x);
     nasc_free(ctx, y);

@@ -211,6 +211,11 @@ typedef struct nasc_optim_options {
     bool nesterov;      /* SGD */
     float weight_decay; /* L2, added to the gradient; not applied to batch-norm or bias vectors */
     float beta1, beta2, eps; /* Adam */
+    /* Adam: each tensor's bias correction counts its own steps (kept in
+     * the one-element tensor "opt/n/P"), not the store's "opt/step": for a
+     * one-shot store, whose tensors are stepped only when a sampled child
+     * uses them (torch.optim.Adam keeps a step per parameter too). */
+    bool per_tensor_steps;
 } nasc_optim_options;
 
 nasc_optim_options nasc_optim_options_default(nasc_optim_kind kind);

@@ -88,6 +88,17 @@ static nasc_tensor *state(nasc_optimizer *o, char which, const nasc_tensor *p) {
     return nasc_params_get(o->store, o->name.data, p->rank, p->dims);
 }
 
+/* Adam with per_tensor_steps: the step count of p, "opt/n/<param>" (one
+ * float, exact to 2^24 steps), created (zero) when missing. */
+static nasc_tensor *step_state(nasc_optimizer *o, const nasc_tensor *p) {
+    o->name.len = 0;
+    o->name.oom = false;
+    nasc_buf_printf(&o->name, "opt/n/%s", p->name);
+    if (o->name.oom) return NULL;
+    int64_t one[1] = {1};
+    return nasc_params_get(o->store, o->name.data, 1, one);
+}
+
 static nasc_status read_step(nasc_optimizer *o, int64_t *step) {
     const char *s = nasc_params_meta(o->store, "opt/step");
     *step = 0;
@@ -164,6 +175,14 @@ nasc_status nasc_optim_step_scaled(nasc_optimizer *o, const nasc_param_grad *g, 
             return nasc_error(o->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "optimizer: gradient %u has no tensor", i);
         if ((need_m && !state(o, 'm', g[i].param)) || (need_v && !state(o, 'v', g[i].param)))
             return o->ctx->diag.status;
+        if (need_v && op->per_tensor_steps) {
+            const nasc_tensor *n_t = step_state(o, g[i].param);
+            if (!n_t) return o->ctx->diag.status;
+            float k = n_t->data[0];
+            if (!(k >= 0 && k < 16777216.0f) || k != floorf(k))
+                return nasc_error(o->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                                  "optimizer state: opt/n/%s is %g, not a step count", g[i].param->name, (double)k);
+        }
     }
     /* The step count is written before the update: nothing after it fails. */
     int64_t t = step + 1;
@@ -178,10 +197,16 @@ nasc_status nasc_optim_step_scaled(nasc_optimizer *o, const nasc_param_grad *g, 
         /* Both exist now: these lookups cannot fail. */
         nasc_tensor *m = need_m ? state(o, 'm', p) : NULL, *v = need_v ? state(o, 'v', p) : NULL;
         if ((need_m && !m) || (need_v && !v)) return NASC_EINTERNAL;
-        if (op->kind == NASC_OPTIM_SGD)
+        if (op->kind == NASC_OPTIM_SGD) {
             sgd_update(op, p->data, g[i].grad, m ? m->data : NULL, p->numel, wd, lr, gscale);
-        else
+        } else if (op->per_tensor_steps) {
+            nasc_tensor *n_t = step_state(o, p); /* exists now */
+            if (!n_t) return NASC_EINTERNAL;
+            n_t->data[0] += 1.0f;
+            adam_update(op, p->data, g[i].grad, m->data, v->data, p->numel, wd, lr, (int64_t)n_t->data[0], gscale);
+        } else {
             adam_update(op, p->data, g[i].grad, m->data, v->data, p->numel, wd, lr, t, gscale);
+        }
     }
     return NASC_OK;
 }

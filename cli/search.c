@@ -259,7 +259,7 @@ static int parse(int argc, char **argv, search_opts *o) {
         {NASC_CLI_OPT("--final-recipe", NULL, NASC_CLI_FLAG, &o->final_recipe)},
         {NASC_CLI_OPT("--search-epochs", NULL, NASC_CLI_INT, &o->search_epochs), .lo = 1, .hi = 100000},
         {NASC_CLI_OPT("--lr-min", NULL, NASC_CLI_FLOAT, &o->lr_min), .lo = 0, .hi = 100},
-        {NASC_CLI_OPT("--lr-t0", NULL, NASC_CLI_INT, &o->lr_t0), .lo = 1, .hi = 100000},
+        {NASC_CLI_OPT("--lr-t0", NULL, NASC_CLI_INT, &o->lr_t0), .lo = 0, .hi = 100000},
         {NASC_CLI_OPT("--lr-tmul", NULL, NASC_CLI_INT, &o->lr_tmul), .lo = 1, .hi = 100},
         {NASC_CLI_OPT("--weight-decay", NULL, NASC_CLI_FLOAT, &o->weight_decay), .lo = 0, .hi = 1},
         {NASC_CLI_OPT("--grad-clip", NULL, NASC_CLI_FLOAT, &o->grad_clip), .lo = 0, .hi = 1e9},
@@ -328,6 +328,7 @@ static nasc_enas_options enas_options(const search_opts *o) {
     e.ctl_aggregate = (int)o->ctl_aggregate;
     e.skip_target = (float)o->skip_target;
     e.skip_weight = (float)o->skip_weight;
+    e.bptt = (int)o->bptt;
     e.candidates = (int)o->budget;
     e.seed = (uint64_t)o->seed;
     e.threads = (int)o->threads;
@@ -395,12 +396,12 @@ static nasc_status open_space_and_strategy(session *s, search_opts *o) {
     if (o->oneshot) { /* its own loop: no per-trial strategy object */
         for (int i = 0; nasc_enas_spaces[i]; i++)
             if (strcmp(o->space, nasc_enas_spaces[i]) == 0) return NASC_OK;
-        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
-                          "--strategy %s shares weights over the enas-micro and enas-macro spaces, not '%s'%s",
-                          o->strategy, o->space,
-                          o->lm ? " (one-shot search of recurrent cells is not built yet; random, reinforce and "
-                                  "evolution search them)"
-                                : "");
+        char list[128] = "";
+        size_t used = 0;
+        for (int i = 0; nasc_enas_spaces[i] && used < sizeof list; i++)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", nasc_enas_spaces[i]);
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "--strategy %s shares weights over the %s spaces, not '%s'",
+                          o->strategy, list, o->space);
     }
     nasc_strategy_options sto = nasc_strategy_options_default();
     sto.seed = (uint64_t)o->seed;
@@ -520,23 +521,30 @@ static void on_enas(void *ud, const nasc_enas_progress *p) {
     char t[32];
     nasc_cli_fmt_duration(p->seconds, t, sizeof t);
     bool train = strcmp(p->phase, "train") == 0, ctl = strcmp(p->phase, "controller") == 0;
+    /* language models: nats per character shown in bits, rewards as bits per character */
+    char loss[32], reward[32];
+    if (ps->lm)
+        snprintf(loss, sizeof loss, "%.4f bpc", p->loss / log(2.0));
+    else
+        snprintf(loss, sizeof loss, "%.4f", p->loss);
+    fmt_reward(ps, p->reward, reward, sizeof reward);
     if (!p->phase_end) {
         if (!ps->tty) {
             /* a log line per quarter of the shared training when not on a terminal */
             double done = (double)p->step / (double)(p->steps ? p->steps : 1);
             if (train && done - ps->last_log >= 0.25) {
                 ps->last_log = done;
-                fprintf(stderr, "epoch %d/%d shared training step %lld/%lld loss %.4f acc %.2f%%  [%s]\n",
-                        p->epoch + 1, p->epochs, (long long)p->step, (long long)p->steps, p->loss, 100 * p->acc, t);
+                fprintf(stderr, "epoch %d/%d shared training step %lld/%lld loss %s acc %.2f%%  [%s]\n",
+                        p->epoch + 1, p->epochs, (long long)p->step, (long long)p->steps, loss, 100 * p->acc, t);
             }
             return;
         }
         if (train)
-            fprintf(stderr, "\repoch %d/%d shared training step %lld/%lld loss %.4f acc %.2f%%  ", p->epoch + 1,
-                    p->epochs, (long long)p->step, (long long)p->steps, p->loss, 100 * p->acc);
+            fprintf(stderr, "\repoch %d/%d shared training step %lld/%lld loss %s acc %.2f%%  ", p->epoch + 1,
+                    p->epochs, (long long)p->step, (long long)p->steps, loss, 100 * p->acc);
         else if (ctl)
-            fprintf(stderr, "\repoch %d/%d controller child %lld/%lld reward %.2f%%  ", p->epoch + 1, p->epochs,
-                    (long long)p->step, (long long)p->steps, 100 * p->reward);
+            fprintf(stderr, "\repoch %d/%d controller child %lld/%lld reward %s  ", p->epoch + 1, p->epochs,
+                    (long long)p->step, (long long)p->steps, reward);
         else
             fprintf(stderr, "\rcandidate %lld/%lld  ", (long long)p->step, (long long)p->steps);
         return;
@@ -544,13 +552,13 @@ static void on_enas(void *ud, const nasc_enas_progress *p) {
     if (ps->tty) fputc('\n', stderr);
     ps->last_log = 0;
     if (train)
-        printf("epoch %d/%d  shared training: loss %.4f, accuracy %.2f%% (%lld children; %.0f ms a step, %.1f ms "
+        printf("epoch %d/%d  shared training: loss %s, accuracy %.2f%% (%lld children; %.0f ms a step, %.1f ms "
                "of it compiling; %lld primitives created)  [%s]\n",
-               p->epoch + 1, p->epochs, p->loss, 100 * p->acc, (long long)p->steps, 1e3 * p->step_s,
+               p->epoch + 1, p->epochs, loss, 100 * p->acc, (long long)p->steps, 1e3 * p->step_s,
                1e3 * p->compile_s, (long long)p->created, t);
     else if (ctl)
-        printf("epoch %d/%d  controller: mean reward %.2f%% over %lld children, baseline %.4f, entropy %.2f  [%s]\n",
-               p->epoch + 1, p->epochs, 100 * p->reward, (long long)p->steps, p->baseline, p->entropy, t);
+        printf("epoch %d/%d  controller: mean reward %s over %lld children, baseline %.4f, entropy %.2f  [%s]\n",
+               p->epoch + 1, p->epochs, reward, (long long)p->steps, p->baseline, p->entropy, t);
     else
         printf("derive: %lld candidates scored with the shared weights  [%s]\n", (long long)p->steps, t);
     fflush(stdout);
@@ -564,6 +572,7 @@ static nasc_status run_enas(session *s, const search_opts *o, progress_state *ps
     r.journal = s->journal;
     r.state_path = s->state_path;
     r.train = &s->train;
+    r.text = o->lm ? &s->text : NULL;
     r.opt = enas_options(o);
     r.set_keys = s->keys;
     r.set_vals = s->vals;
@@ -665,8 +674,13 @@ static void print_summary(const session *s, const search_opts *o, const nasc_sea
            o->space, o->strategy, (long long)s->journal->n, (long long)s->ok, (long long)s->cached,
            (long long)s->failed);
     if (o->lm) {
-        printf("best trial #%lld: validation %.4f bits per character during the search (%ld epoch%s on %ld bytes)\n",
-               (long long)fr->best_index, -log2(fr->best_reward), o->epochs, o->epochs == 1 ? "" : "s", o->subset);
+        if (o->oneshot)
+            printf("best candidate #%lld: %.4f bits per character on a validation window with the shared weights\n",
+                   (long long)fr->best_index, -log2(fr->best_reward));
+        else
+            printf("best trial #%lld: validation %.4f bits per character during the search (%ld epoch%s on %ld "
+                   "bytes)\n",
+                   (long long)fr->best_index, -log2(fr->best_reward), o->epochs, o->epochs == 1 ? "" : "s", o->subset);
         printf("final training (%ld epoch%s): validation %.4f, test %.4f bits per character\n", o->final_epochs,
                o->final_epochs == 1 ? "" : "s", fr->val_loss / log(2.0), fr->test_loss / log(2.0));
         printf("best model: %s parameters, %s multiply-adds per %ld characters; best.onnx is its one-step model\n", pr,

@@ -481,6 +481,21 @@ static uint32_t shared_param(lower *l, const char *name, int rank, int64_t d0, i
     return id;
 }
 
+/* name (a buffer of size bytes) replaced by its store key
+ * (nasc_lower_options.param_key); false (status set) when it gives none. */
+static bool param_key(lower *l, char *name, size_t size) {
+    char key[4200];
+    key[0] = 0;
+    l->o.param_key(l->o.param_key_ud, name, key, sizeof key);
+    key[sizeof key - 1] = 0;
+    if (!key[0] || strlen(key) >= size) {
+        l->status = nasc_error(l->ctx, NASC_EINPUT, l->arch->source, l->loc, "no store key for parameter '%s'", name);
+        return false;
+    }
+    memcpy(name, key, strlen(key) + 1);
+    return true;
+}
+
 /* linear(a, b, ...): an affine map of the concatenated operands to the
  * hidden size, weights "cell.<node>.w" (H, sum of the operand sizes) and
  * "cell.<node>.b" (H). */
@@ -513,6 +528,8 @@ static uint32_t rnn_linear(lower *l, const nasc_cell *c, const nasc_node *nd, co
     const char *node = nasc_str(l->arch, nd->name);
     snprintf(wn, sizeof wn, "cell.%s.w", node);
     snprintf(bn_, sizeof bn_, "cell.%s.b", node);
+    if (l->o.param_key && !param_key(l, wn, sizeof wn)) return BAD;
+    if (l->o.param_key && !param_key(l, bn_, sizeof bn_)) return BAD;
     uint32_t args[3] = {x, shared_param(l, wn, 2, hidden, ty(l, x)->dims[1]), shared_param(l, bn_, 1, hidden, 0)};
     return emit(l, NASC_PRIM_INNER_PRODUCT, args, 3, NULL, "");
 }
@@ -703,6 +720,9 @@ nasc_status nasc_lower_with(const nasc_module *arch, const nasc_lower_options *o
     nasc_status s = nasc_arch_verify(arch);
     if (s) return s;
     const nasc_skeleton *sk = &arch->skel;
+    if (sk->kind != NASC_NET_RECURRENT && opt->param_key)
+        return nasc_error(ctx, NASC_EINPUT, arch->source, sk->loc,
+                          "store keys by callback are for recurrent nets (cell nets use nasc_lower_options.shared)");
     if (sk->kind != NASC_NET_RECURRENT && opt->rnn_dropout)
         return nasc_error(ctx, NASC_EINPUT, arch->source, sk->loc,
                           "recurrent dropout is for recurrent nets (CNN cells have drop-path)");

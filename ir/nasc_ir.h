@@ -492,6 +492,14 @@ typedef struct nasc_lower_options {
      * ENAS's x_mask and s_mask), "drop.o" (N, H) each h_t the decoder
      * reads. The trainer fills them (nasc_train_options.rnn_dropout). */
     bool rnn_dropout;
+    /* Recurrent nets: when set, the store name of each cell parameter (a
+     * linear's "cell.<node>.w" and ".b"): the callback writes it into out
+     * (size bytes, NUL-terminated; an empty string is an error). A one-shot
+     * search keys a shared cell's weights by what the space knows (ENAS's
+     * recurrent cell: by node, parent and activation); the embedding and
+     * the decoder keep their names. */
+    void (*param_key)(void *ud, const char *name, char *out, size_t size);
+    void *param_key_ud;
 } nasc_lower_options;
 #define NASC_DEFAULT_SEQ_LEN 35
 #define NASC_MAX_SEQ_LEN 1024

@@ -10,6 +10,7 @@ enum {
     SRC_ANCHOR, /* the h of an earlier step */
     SRC_ZERO,
     SRC_MEAN,   /* macro: the chosen anchors' h summed, divided by (1 + their number) */
+    SRC_SCALED, /* rnn: the h of an earlier step times scale */
 };
 
 typedef struct lstm_step {
@@ -17,6 +18,7 @@ typedef struct lstm_step {
     size_t src_off;   /* SRC_PARAM: offset of the vector in theta */
     int src_step;     /* SRC_ANCHOR: the step whose h is read */
     uint64_t mask;    /* SRC_MEAN: the layers whose anchors are read */
+    double scale;     /* SRC_SCALED */
     double *hp, *cp;  /* previous state (H each) */
     double *gates;    /* i, f, o, g after their nonlinearity (4H) */
     double *c, *h;    /* this step's state (H each) */
@@ -43,7 +45,7 @@ struct nasc_enas_ctl {
     size_t W, g_emb, w_emb, w_soft, b_soft, w1, w2, v; /* parameter offsets (b_soft: micro) */
     lstm_step *steps;
     head *heads;
-    int *anchor;      /* micro: 2 cells x (nodes + 2) anchor steps; macro: one per layer */
+    int *anchor;      /* micro: 2 cells x (nodes + 2) anchor steps; macro, rnn: one per layer or node */
     double *mem;      /* step and head buffers */
     double *zero, *tmp, *dh, *dx; /* H, 8H, n_steps x H, H */
 };
@@ -78,13 +80,18 @@ nasc_enas_ctl *nasc_enas_ctl_create(nasc_ctx *ctx, const nasc_enas_ctl_options *
     c->g_emb = block(&sz, H);
     c->w_emb = block(&sz, K * H);
     c->w_soft = block(&sz, K * H);
-    c->b_soft = o->macro ? 0 : block(&sz, K);
+    c->b_soft = o->macro || o->rnn ? 0 : block(&sz, K);
     c->w1 = block(&sz, H * H);
     c->w2 = block(&sz, H * H);
     c->v = block(&sz, H);
     c->size = sz;
     size_t per_head, n_anchor;
-    if (o->macro) {
+    if (o->rnn) {
+        c->n_steps = (int)(2 * B);
+        c->n_heads = (int)(2 * B - 1);
+        per_head = 2 * (B > K ? B : K);
+        n_anchor = B;
+    } else if (o->macro) {
         c->n_steps = (int)(2 * B);
         c->n_heads = (int)(2 * B - 1);
         per_head = 2 * (B > K ? B : K);
@@ -128,7 +135,7 @@ nasc_enas_ctl *nasc_enas_ctl_create(nasc_ctx *ctx, const nasc_enas_ctl_options *
     nasc_rng r;
     nasc_rng_seed(&r, seed);
     for (size_t i = 0; i < sz; i++) c->theta[i] = 0.2f * nasc_rng_uniform(&r) - 0.1f;
-    if (!o->macro)
+    if (!o->macro && !o->rnn)
         for (size_t j = 0; j < K; j++) c->theta[c->b_soft + j] = j < 2 ? 10.0f : 0.0f;
     return c;
 }
@@ -146,7 +153,7 @@ void nasc_enas_ctl_destroy(nasc_enas_ctl *c) {
 size_t nasc_enas_ctl_size(const nasc_enas_ctl *c) { return c->size; }
 float *nasc_enas_ctl_params(nasc_enas_ctl *c) { return c->theta; }
 uint32_t nasc_enas_ctl_count(const nasc_enas_ctl *c) {
-    return (uint32_t)(c->o.macro ? 2 * c->o.nodes : 8 * c->o.nodes);
+    return (uint32_t)(c->o.rnn ? 2 * c->o.nodes - 1 : c->o.macro ? 2 * c->o.nodes : 8 * c->o.nodes);
 }
 
 static double sigm(double x) { return 1.0 / (1.0 + exp(-x)); }
@@ -170,6 +177,10 @@ static int popcount64(uint64_t m) {
 static const double *step_input(const nasc_enas_ctl *c, const lstm_step *s, double *buf) {
     if (s->src == SRC_ZERO) return c->zero;
     if (s->src == SRC_ANCHOR) return c->steps[s->src_step].h;
+    if (s->src == SRC_SCALED) {
+        for (int k = 0; k < c->H; k++) buf[k] = s->scale * c->steps[s->src_step].h[k];
+        return buf;
+    }
     if (s->src == SRC_MEAN) {
         double scale = 1.0 / (1.0 + popcount64(s->mask));
         memset(buf, 0, (size_t)c->H * sizeof *buf);
@@ -214,6 +225,7 @@ static void lstm_forward(nasc_enas_ctl *c, int t) {
 static int add_step(nasc_enas_ctl *c, int *t, const lstm_step *src) {
     lstm_step *s = &c->steps[*t];
     s->src = src->src, s->src_off = src->src_off, s->src_step = src->src_step, s->mask = src->mask;
+    s->scale = src->scale;
     lstm_forward(c, *t);
     return (*t)++;
 }
@@ -273,7 +285,7 @@ static nasc_status softmax_decide(nasc_enas_ctl *c, head *hd, double k, const do
     hd->choice = *d;
     double pc = hd->p[*d] > 1e-300 ? hd->p[*d] : 1e-300;
     *lp += log(pc);
-    if (c->o.macro)
+    if (c->o.macro || c->o.rnn)
         *ent -= pc * log(pc);
     else
         for (int j = 0; j < hd->n; j++)
@@ -390,10 +402,48 @@ static nasc_status run_macro(nasc_enas_ctl *c, uint32_t *d, nasc_rng *rng, doubl
     return NASC_OK;
 }
 
+static nasc_status run_rnn(nasc_enas_ctl *c, uint32_t *d, nasc_rng *rng, double *lp, double *ent) {
+    int H = c->H, N = c->o.nodes, K = c->o.ops;
+    const float *th = c->theta;
+    double inv_t = c->o.temperature > 0 ? 1.0 / c->o.temperature : 1.0, k = c->o.tanh_constant;
+    double dist[64];
+    int t = 0, hk = 0;
+    uint32_t di = 0;
+    lstm_step in = {.src = SRC_PARAM, .src_off = c->g_emb};
+    for (int i = 0; i < N; i++) {
+        int s = add_step(c, &t, &in); /* the node's anchor */
+        c->anchor[i] = s;
+        if (i == 0) {
+            in = (lstm_step){.src = SRC_PARAM, .src_off = c->g_emb};
+        } else {
+            head *hd = &c->heads[hk++];
+            *hd = (head){.kind = HEAD_INDEX, .step = s, .n = i, .raw = hd->raw, .p = hd->p};
+            attention(c, s, c->anchor, i, hd->raw);
+            for (int j = 0; j < i; j++) dist[j] = -(double)(i - j) * (double)(i - j) / 6.0;
+            uint32_t *dv = &d[di++];
+            nasc_status st = softmax_decide(c, hd, k, dist, rng, dv, lp, ent);
+            if (st) return st;
+            in = (lstm_step){.src = SRC_SCALED, .src_step = c->anchor[*dv], .scale = 1.0 / (0.1 + (double)(i - (int)*dv))};
+        }
+        s = add_step(c, &t, &in); /* the activation */
+        head *hd = &c->heads[hk++];
+        *hd = (head){.kind = HEAD_OP, .step = s, .n = K, .raw = hd->raw, .p = hd->p};
+        matvec(th, c->w_soft, K, H, c->steps[s].h, hd->raw);
+        for (int j = 0; j < K; j++) hd->raw[j] *= inv_t;
+        uint32_t *dv = &d[di++];
+        nasc_status st = softmax_decide(c, hd, k, NULL, rng, dv, lp, ent);
+        if (st) return st;
+        in = (lstm_step){.src = SRC_PARAM, .src_off = c->w_emb + (size_t)*dv * (size_t)H};
+    }
+    return NASC_OK;
+}
+
 nasc_status nasc_enas_ctl_run(nasc_enas_ctl *c, uint32_t *d, nasc_rng *rng, double *logp, double *entropy,
                               double *penalty) {
     double lp = 0, ent = 0, pen = 0;
-    nasc_status st = c->o.macro ? run_macro(c, d, rng, &lp, &ent, &pen) : run_micro(c, d, rng, &lp, &ent);
+    nasc_status st = c->o.rnn     ? run_rnn(c, d, rng, &lp, &ent)
+                     : c->o.macro ? run_macro(c, d, rng, &lp, &ent, &pen)
+                                  : run_micro(c, d, rng, &lp, &ent);
     if (st) return st;
     *logp = lp;
     *entropy = ent;
@@ -430,7 +480,7 @@ static void attention_backward(nasc_enas_ctl *c, const head *hd, const int *anch
 
 /* The anchors an attention head at step t attends to. */
 static const int *head_anchors(const nasc_enas_ctl *c, const head *hd) {
-    if (c->o.macro) return c->anchor;
+    if (c->o.macro || c->o.rnn) return c->anchor;
     int per_cell = 2 + 5 * c->o.nodes; /* steps per micro cell */
     return c->anchor + (hd->step / per_cell) * (c->o.nodes + 2);
 }
@@ -439,7 +489,8 @@ void nasc_enas_ctl_backward(nasc_enas_ctl *c, double a, double b, double *grad) 
     int H = c->H;
     const float *th = c->theta;
     double inv_t = c->o.temperature > 0 ? 1.0 / c->o.temperature : 1.0;
-    double k_idx = c->o.tanh_constant, k_op = c->o.macro ? c->o.tanh_constant : c->o.tanh_constant / c->o.op_tanh_reduce;
+    double k_idx = c->o.tanh_constant;
+    double k_op = c->o.macro || c->o.rnn ? c->o.tanh_constant : c->o.tanh_constant / c->o.op_tanh_reduce;
     double tgt = c->o.skip_target;
     memset(c->dh, 0, (size_t)c->n_steps * (size_t)H * sizeof *c->dh);
     double *w2h = c->tmp;
@@ -514,6 +565,8 @@ void nasc_enas_ctl_backward(nasc_enas_ctl *c, double a, double b, double *grad) 
             for (int k = 0; k < H; k++) grad[s->src_off + (size_t)k] += c->dx[k];
         } else if (s->src == SRC_ANCHOR) {
             for (int k = 0; k < H; k++) c->dh[(size_t)s->src_step * (size_t)H + (size_t)k] += c->dx[k];
+        } else if (s->src == SRC_SCALED) {
+            for (int k = 0; k < H; k++) c->dh[(size_t)s->src_step * (size_t)H + (size_t)k] += s->scale * c->dx[k];
         } else if (s->src == SRC_MEAN) {
             double scale = 1.0 / (1.0 + popcount64(s->mask));
             for (int j = 0; j < 64; j++)

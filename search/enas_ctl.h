@@ -31,6 +31,18 @@
  *    l = (-s_j, s_j) and target (1 - skip_target, skip_target), averaged
  *    over layers 1.., which the loss adds times skip_weight.
  *
+ * RNN (enas-rnn, decisions: n0.act, then per node i >= 1 n<i>.prev and
+ * n<i>.act; src/ptb/ptb_enas_controller.py):
+ *  - per node: a first step (on g_emb for node 0, else on the embedding of
+ *    the previous node's activation) whose h is the node's anchor; from
+ *    node 1 on, the parent index is a softmax over the attention scores of
+ *    the anchors of nodes 0..i-1 (temperature, tanh constant), each minus
+ *    (i - j)^2 / 6 after the squashing; a second step reads the chosen
+ *    anchor's h divided by (0.1 + i - j) (node 0: g_emb again); its
+ *    activation logits W_soft h (no bias; temperature, tanh constant), the
+ *    next node's first step reading the activation's embedding. Entropy:
+ *    -p log p of each sampled value, as the reference.
+ *
  * Parameters are float32 (a saved state is exact); the passes run in
  * double. Weights uniform in [-0.1, 0.1].
  */
@@ -48,6 +60,7 @@ typedef struct nasc_enas_ctl_options {
     float temperature;    /* 0 none */
     bool macro;
     float skip_target;    /* macro: 0.4 */
+    bool rnn;             /* the recurrent cell (enas-rnn): nodes = the cell's nodes, ops = activations */
 } nasc_enas_ctl_options;
 
 typedef struct nasc_enas_ctl nasc_enas_ctl;
@@ -57,7 +70,8 @@ nasc_enas_ctl *nasc_enas_ctl_create(nasc_ctx *ctx, const nasc_enas_ctl_options *
 void nasc_enas_ctl_destroy(nasc_enas_ctl *c);
 size_t nasc_enas_ctl_size(const nasc_enas_ctl *c); /* parameters */
 float *nasc_enas_ctl_params(nasc_enas_ctl *c);
-/* Decisions per architecture: micro 2 cells x nodes x 4, macro 2 x layers. */
+/* Decisions per architecture: micro 2 cells x nodes x 4, macro 2 x layers,
+ * rnn 2 x nodes - 1. */
 uint32_t nasc_enas_ctl_count(const nasc_enas_ctl *c);
 
 /* One pass over the decisions. With rng, d is sampled; without, d is read

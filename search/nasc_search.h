@@ -92,6 +92,13 @@ const char *nasc_space_summary(const nasc_space *sp);
 uint32_t nasc_space_count(const nasc_space *sp);
 /* Its architectures are recurrent nets: character language models. */
 bool nasc_space_recurrent(const nasc_space *sp);
+/* The name a one-shot store gives parameter `name` of child d of a
+ * recurrent space (a nasc_lower_options.param_key): in enas-rnn, node i's
+ * linears are keyed by the node, its parent and its activation, as ENAS
+ * slices them ("cell.n3c_in.w" of a node reading n1 through tanh is
+ * "cell.n3c_in.n1.tanh.w"; node 0's parent is "xh"); other names and
+ * spaces without such keys keep the name. */
+void nasc_space_share_key(const nasc_space *sp, const uint32_t *d, const char *name, char *out, size_t size);
 /* The space's size option ("blocks" or "layers") and its value, default
  * resolved. */
 const char *nasc_space_option(const nasc_space *sp, int *value);
@@ -360,13 +367,14 @@ typedef struct nasc_enas_options {
                               nasc 10, an hour on two cores) */
     int batch;             /* minibatch (reference 160; nasc 64) */
     float lr_max, lr_min;  /* cosine with warm restarts per epoch: 0.05 to 0.0005 */
-    int lr_t0;             /* first period in epochs: 10 */
+    int lr_t0;             /* first period in epochs: 10 (0: one period over the run) */
     int lr_tmul;           /* each period this many times the last: 2 */
     float weight_decay;    /* 1e-4 */
     float grad_clip;       /* global gradient norm clipped to this: 5 */
     float aux_weight;      /* auxiliary head's loss weight: 0.4 (0: no head) */
     int64_t val_size;      /* the last images of the training split: 5000 */
-    int64_t train_subset;  /* train on the first K images only; 0 all before the validation split */
+    int64_t train_subset;  /* train on the first K images (enas-rnn: bytes) only; 0 all before the validation split */
+    int bptt;              /* enas-rnn: characters per step (35) */
     /* the controller */
     int lstm_size;         /* 64 */
     float ctl_lr;          /* Adam (beta1 0, beta2 0.999, eps 1e-3): 0.0035 */
@@ -389,7 +397,12 @@ nasc_enas_options nasc_enas_options_default(void);
 /* The defaults of a space: enas-micro's are the ones above; enas-macro's
  * are those of scripts/cifar10_macro_search.sh where it differs (weight
  * decay 2.5e-4, controller lr 0.001, tanh constant 1.5, 50 updates of 20
- * children), and no auxiliary head (nasc's macro nets have none). */
+ * children), and no auxiliary head (nasc's macro nets have none).
+ * enas-rnn's controller is scripts/ptb_search.sh's (100 units, lr 0.001,
+ * tanh constant 2.5, temperature 5, entropy weight 0.001, 100 updates of
+ * 10 children); its shared training is nasc's character-model recipe:
+ * Adam at 0.002 down to 0 by a cosine over the 5 epochs, clip 5, no
+ * weight decay, 35 characters a step. */
 nasc_enas_options nasc_enas_options_for(const char *space);
 
 /* The spaces ENAS shares weights over, NULL-terminated. */
@@ -423,6 +436,9 @@ typedef struct nasc_enas_run {
     nasc_journal *journal;
     const char *state_path;
     const nasc_dataset *train;
+    /* enas-rnn: the text (its training split trains, its validation split
+     * scores: reward = 1 / perplexity per character) */
+    const nasc_corpus *text;
     nasc_enas_options opt;
     const char *const *set_keys; /* skeleton overrides applied to every child */
     const char *const *set_vals;

@@ -16,13 +16,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "enas_ctl.h"
 #include "nasc_export.h"
 #include "nasc_frontend.h"
-#include "nasc_search.h"
+#include "oneshot_internal.h"
 #include "strategies_internal.h"
 
-const char *const nasc_enas_spaces[] = {"enas-micro", "enas-macro", NULL};
+const char *const nasc_enas_spaces[] = {"enas-micro", "enas-macro", "enas-rnn", NULL};
 
 nasc_enas_options nasc_enas_options_default(void) {
     nasc_enas_options o;
@@ -55,6 +54,26 @@ nasc_enas_options nasc_enas_options_default(void) {
 
 nasc_enas_options nasc_enas_options_for(const char *space) {
     nasc_enas_options o = nasc_enas_options_default();
+    if (space && strcmp(space, "enas-rnn") == 0) {
+        /* the controller: scripts/ptb_search.sh and src/ptb/main.py */
+        o.lstm_size = 100;
+        o.ctl_lr = 0.001f;
+        o.tanh_constant = 2.5f;
+        o.temperature = 5.0f;
+        o.entropy_weight = 0.001f;
+        o.ctl_steps = 100;
+        o.ctl_aggregate = 10;
+        /* the shared training: nasc's character-model recipe (Adam, clip 5,
+         * cosine over the run), not the reference's SGD at 0.25 for its
+         * word-level, batch-normalised cell (docs/oneshot.md) */
+        o.lr_max = 0.002f;
+        o.lr_min = 0.0f;
+        o.lr_t0 = 0;
+        o.weight_decay = 0;
+        o.aux_weight = 0;
+        o.epochs = 5;
+        o.bptt = NASC_DEFAULT_SEQ_LEN;
+    }
     if (space && strcmp(space, "enas-macro") == 0) { /* scripts/cifar10_macro_search.sh */
         o.weight_decay = 2.5e-4f;
         o.ctl_lr = 0.001f;
@@ -66,46 +85,21 @@ nasc_enas_options nasc_enas_options_for(const char *space) {
     return o;
 }
 
-typedef struct enas {
-    nasc_ctx *ctx;
-    nasc_enas_run *r;
-    const nasc_enas_options *o;
-    nasc_param_store *st;   /* shared weights, their momentum, the controller's state, meta */
-    nasc_optimizer *sgd;
-    nasc_enas_ctl *ctl;
-    size_t P;               /* controller parameters */
-    float *adam_v;          /* controller Adam second moment (beta1 0: no first moment) */
-    double *grad;
-    nasc_rng rng;           /* children and controller samples */
-    nasc_batcher *tb, *vb;
-    nasc_net_arena arena;   /* one activation arena for every child's net */
-    float *x, *logits;
-    int32_t *y;
-    uint32_t *d, n;
-    int classes;
-    int epoch;              /* epochs done */
-    int64_t ctl_updates;
-    double baseline;
-    double t0;
-    /* this epoch's shared training: time in compiles (decode, lower, compile) and in all, primitives created */
-    double compile_s, step_s;
-    int64_t created;
-} enas;
 
-static double now_s(void) {
+double nasc_oneshot_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static nasc_status interrupted(enas *e) {
+nasc_status nasc_oneshot_interrupted(enas *e) {
     if (e->r->stop && *e->r->stop) return nasc_error(e->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "interrupted");
     return NASC_OK;
 }
 
-static void report(enas *e, nasc_enas_progress *p) {
+void nasc_oneshot_report(enas *e, nasc_enas_progress *p) {
     p->epochs = e->o->epochs;
-    p->seconds = now_s() - e->t0;
+    p->seconds = nasc_oneshot_now() - e->t0;
     if (e->r->progress) e->r->progress(e->r->ud, p);
 }
 
@@ -170,15 +164,16 @@ static nasc_status child_net(enas *e, const nasc_module *prim, bool train, nasc_
 }
 
 /* ENAS's learning rate: cosine from lr_max to lr_min over periods of
- * lr_t0, lr_t0 * lr_tmul, ... epochs, constant within an epoch. */
-static float lr_at(const nasc_enas_options *o, int epoch) {
+ * lr_t0, lr_t0 * lr_tmul, ... epochs (lr_t0 0: one period, the run),
+ * constant within an epoch. */
+float nasc_oneshot_lr(const nasc_enas_options *o, int epoch) {
     float c = nasc_lr_restarts(1.0f, epoch, 0, o->epochs, o->lr_t0, o->lr_tmul); /* 1 down to 0 */
     return o->lr_min + (o->lr_max - o->lr_min) * c;
 }
 
 /* One step of shared-weight training on a freshly sampled child. */
 static nasc_status train_step(enas *e, float lr, int64_t step, float *loss, int *correct) {
-    double lp, ent, t0 = now_s();
+    double lp, ent, t0 = nasc_oneshot_now();
     nasc_status st = nasc_enas_ctl_run(e->ctl, e->d, &e->rng, &lp, &ent, NULL);
     nasc_module *prim = NULL;
     nasc_net *net = NULL;
@@ -188,7 +183,7 @@ static nasc_status train_step(enas *e, float lr, int64_t step, float *loss, int 
         nasc_net_stats ns;
         nasc_net_get_stats(net, &ns);
         e->created = ns.n_created < 0 || e->created < 0 ? -1 : e->created + ns.n_created;
-        e->compile_s += now_s() - t0;
+        e->compile_s += nasc_oneshot_now() - t0;
     }
     if (!st) st = nasc_net_set_input(net, 0, e->x);
     if (!st) st = nasc_net_forward(net);
@@ -205,11 +200,11 @@ static nasc_status train_step(enas *e, float lr, int64_t step, float *loss, int 
         const nasc_param_grad *g;
         uint32_t ng = nasc_net_grads(net, &g);
         float gs = nasc_clip_scale(nasc_grad_norm(g, ng), e->o->grad_clip);
-        st = nasc_optim_step_scaled(e->sgd, g, ng, lr, gs);
+        st = nasc_optim_step_scaled(e->opt, g, ng, lr, gs);
     }
     nasc_net_destroy(net);
     nasc_module_destroy(prim);
-    e->step_s += now_s() - t0;
+    e->step_s += nasc_oneshot_now() - t0;
     return st;
 }
 
@@ -259,25 +254,42 @@ static void ctl_adam(enas *e) {
     }
 }
 
+/* Child d scored with the shared weights on a validation batch: images
+ * the next batch of the validation batcher (*cursor its epoch), reward =
+ * accuracy; language models window *cursor (then the next one), reward =
+ * 1 / perplexity per character, *loss its nats per character. */
+static nasc_status score_next(enas *e, const uint32_t *d, int64_t *cursor, double *reward, double *loss) {
+    *loss = NAN;
+    if (e->lm) {
+        nasc_status st = nasc_oneshot_lm_score(e, d, (*cursor)++, loss);
+        *reward = isfinite(*loss) ? exp(-*loss) : 0.0; /* a child whose loss overflows scores 0 */
+        return st;
+    }
+    nasc_status st = next_val(e, cursor);
+    return st ? st : score(e, d, reward);
+}
+
 /* ctl_steps updates, each on the mean policy gradient of ctl_aggregate
- * children: reward = validation-batch accuracy + entropy_weight * entropy,
+ * children: reward = validation-batch accuracy (language models: 1 /
+ * perplexity on one validation window) + entropy_weight * entropy,
  * the baseline moved toward it first, loss = -(reward - baseline) log p
  * (+ skip_weight * the skip penalty, macro). */
 static nasc_status controller_phase(enas *e) {
     const nasc_enas_options *o = e->o;
     int64_t val_epoch = (int64_t)e->epoch * 1000003;
-    nasc_batcher_start(e->vb, val_epoch);
+    if (!e->lm) nasc_batcher_start(e->vb, val_epoch);
     double sum_r = 0, sum_h = 0;
     int64_t total = (int64_t)o->ctl_steps * o->ctl_aggregate, done = 0;
     nasc_status st = NASC_OK;
     for (int u = 0; u < o->ctl_steps && !st; u++) {
         memset(e->grad, 0, e->P * sizeof *e->grad);
         for (int k = 0; k < o->ctl_aggregate && !st; k++) {
-            double lp, ent, pen, acc = 0;
-            st = interrupted(e);
+            double lp, ent, pen, acc = 0, loss;
+            st = nasc_oneshot_interrupted(e);
             if (!st) st = nasc_enas_ctl_run(e->ctl, e->d, &e->rng, &lp, &ent, &pen);
-            if (!st) st = next_val(e, &val_epoch);
-            if (!st) st = score(e, e->d, &acc);
+            /* language models: a random window, as the reference's valid_rl */
+            if (e->lm) val_epoch = (int64_t)nasc_rng_below(&e->rng, (uint64_t)e->val_steps);
+            if (!st) st = score_next(e, e->d, &val_epoch, &acc, &loss);
             if (st) break;
             double reward = acc + o->entropy_weight * ent;
             e->baseline -= (1.0 - o->baseline_decay) * (e->baseline - reward);
@@ -290,7 +302,7 @@ static nasc_status controller_phase(enas *e) {
                                     .loss = NAN, .acc = NAN, .reward = (float)(sum_r / (double)done),
                                     .baseline = (float)e->baseline, .entropy = (float)(sum_h / (double)done),
                                     .phase_end = done == total};
-            report(e, &p);
+            nasc_oneshot_report(e, &p);
         }
         if (!st) ctl_adam(e);
     }
@@ -358,7 +370,7 @@ static nasc_status check_options(nasc_ctx *ctx, const nasc_enas_options *o) {
     if (o->epochs < 1) bad = "epochs must be >= 1";
     else if (o->batch < 1) bad = "the batch must be >= 1";
     else if (!(o->lr_max > 0) || !(o->lr_min >= 0) || o->lr_min > o->lr_max) bad = "need 0 <= lr_min <= lr_max, lr_max > 0";
-    else if (o->lr_t0 < 1 || o->lr_tmul < 1) bad = "the restart period and its multiplier must be >= 1";
+    else if (o->lr_t0 < 0 || o->lr_tmul < 1) bad = "the restart period must be >= 0 and its multiplier >= 1";
     else if (!(o->weight_decay >= 0) || !(o->grad_clip >= 0) || !(o->aux_weight >= 0))
         bad = "weight decay, gradient clipping and the auxiliary weight must be >= 0";
     else if (!(o->ctl_lr > 0)) bad = "the controller learning rate must be > 0";
@@ -367,6 +379,24 @@ static nasc_status check_options(nasc_ctx *ctx, const nasc_enas_options *o) {
     else if (o->ctl_steps < 0 || o->ctl_aggregate < 1) bad = "controller steps must be >= 0, aggregate >= 1";
     else if (o->candidates < 1) bad = "at least one candidate";
     if (bad) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "ENAS options: %s", bad);
+    return NASC_OK;
+}
+
+/* The one-shot store: resumed from state_path, or new. */
+static nasc_status open_store(enas *e) {
+    nasc_ctx *ctx = e->ctx;
+    const char *path = e->r->state_path;
+    if (access(path, F_OK) != 0) {
+        e->st = nasc_params_create(ctx);
+        return e->st ? NASC_OK : NASC_ENOMEM;
+    }
+    nasc_status st = nasc_params_load(ctx, path, &e->st);
+    if (!st) st = load_state(e);
+    if (st) {
+        char msg[600];
+        nasc_diag_format(&ctx->diag, msg, sizeof msg);
+        return nasc_error(ctx, NASC_EINPUT, path, NASC_NOLOC, "corrupt one-shot state: %s", msg);
+    }
     return NASC_OK;
 }
 
@@ -395,8 +425,9 @@ static nasc_status setup(enas *e) {
     int value;
     nasc_space_option(r->space, &value);
     bool macro = strcmp(sp, "enas-macro") == 0;
-    nasc_enas_ctl_options co = {o->lstm_size,    value, macro ? 6 : 5, o->tanh_constant, o->op_tanh_reduce,
-                                o->temperature, macro, o->skip_target};
+    e->lm = strcmp(sp, "enas-rnn") == 0;
+    nasc_enas_ctl_options co = {o->lstm_size,   value, e->lm ? 4 : macro ? 6 : 5, o->tanh_constant, o->op_tanh_reduce,
+                                o->temperature, macro, o->skip_target,          e->lm};
     e->ctl = nasc_enas_ctl_create(ctx, &co, o->seed ^ 0xe1a5c0de);
     if (!e->ctl) return ctx->diag.status ? ctx->diag.status : NASC_ENOMEM;
     if (nasc_enas_ctl_count(e->ctl) != e->n)
@@ -410,8 +441,12 @@ static nasc_status setup(enas *e) {
     memset(e->adam_v, 0, e->P * sizeof *e->adam_v);
     nasc_rng_seed(&e->rng, o->seed ^ 0x0e5a5eedULL);
 
-    const nasc_dataset *ds = r->train;
     if (o->train_subset < 0) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "ENAS options: a negative training subset");
+    if (e->lm) {
+        st = open_store(e);
+        return st ? st : nasc_oneshot_lm_setup(e);
+    }
+    const nasc_dataset *ds = r->train;
     if (o->val_size < o->batch || o->val_size >= ds->n - o->batch)
         return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
                           "--val-size %lld: the validation split needs at least one batch (%d images) and must leave "
@@ -420,17 +455,10 @@ static nasc_status setup(enas *e) {
     int64_t val_begin = ds->n - o->val_size;
     e->classes = ds->classes;
     /* the store: resumed, or new with the normalisation measured on the training split */
-    if (access(r->state_path, F_OK) == 0) {
-        st = nasc_params_load(ctx, r->state_path, &e->st);
-        if (!st) st = load_state(e);
-        if (st) {
-            char msg[600];
-            nasc_diag_format(&ctx->diag, msg, sizeof msg);
-            return nasc_error(ctx, NASC_EINPUT, r->state_path, NASC_NOLOC, "corrupt one-shot state: %s", msg);
-        }
-    } else {
-        e->st = nasc_params_create(ctx);
-        if (!e->st) return NASC_ENOMEM;
+    bool resumed = access(r->state_path, F_OK) == 0;
+    st = open_store(e);
+    if (st) return st;
+    if (!resumed) {
         float mean, std;
         nasc_dataset_stats(ds, 0, val_begin, &mean, &std);
         st = nasc_strategy_meta_f64(e->st, "data/mean", mean);
@@ -461,22 +489,22 @@ static nasc_status setup(enas *e) {
     so.momentum = 0.9f;
     so.nesterov = true;
     so.weight_decay = o->weight_decay;
-    e->sgd = nasc_optim_create(ctx, &so, e->st);
-    if (!e->sgd) return ctx->diag.status ? ctx->diag.status : NASC_ENOMEM;
+    e->opt = nasc_optim_create(ctx, &so, e->st);
+    if (!e->opt) return ctx->diag.status ? ctx->diag.status : NASC_ENOMEM;
     return NASC_OK;
 }
 
 static nasc_status train_epoch(enas *e) {
     nasc_batcher_start(e->tb, e->epoch);
     int64_t steps = nasc_batcher_count(e->tb);
-    float lr = lr_at(e->o, e->epoch);
+    float lr = nasc_oneshot_lr(e->o, e->epoch);
     double sum_loss = 0;
     int64_t correct = 0, seen = 0;
     e->compile_s = e->step_s = 0;
     e->created = 0;
     nasc_status st = NASC_OK;
     for (int64_t k = 0; k < steps && !st; k++) {
-        st = interrupted(e);
+        st = nasc_oneshot_interrupted(e);
         if (st) break;
         if (nasc_batcher_next(e->tb, e->x, e->y) == 0) break;
         float loss = 0;
@@ -492,7 +520,7 @@ static nasc_status train_epoch(enas *e) {
                                 .entropy = NAN, .phase_end = k + 1 == steps,
                                 .step_s = e->step_s / (double)(k + 1), .compile_s = e->compile_s / (double)(k + 1),
                                 .created = e->created};
-        report(e, &p);
+        nasc_oneshot_report(e, &p);
     }
     return st;
 }
@@ -505,13 +533,14 @@ static nasc_status derive(enas *e) {
     nasc_rng rng;
     nasc_rng_seed(&rng, e->o->seed ^ 0xde71e5edULL);
     int64_t val_epoch = INT64_C(1) << 40;
-    nasc_batcher_start(e->vb, val_epoch);
+    if (!e->lm) nasc_batcher_start(e->vb, val_epoch);
     nasc_status st = NASC_OK;
     for (int i = 0; i < e->o->candidates && !st; i++) {
-        double lp, ent, acc = 0;
-        st = interrupted(e);
+        double lp, ent, acc = 0, loss = NAN;
+        st = nasc_oneshot_interrupted(e);
         if (!st) st = nasc_enas_ctl_run(e->ctl, e->d, &rng, &lp, &ent, NULL);
-        if (!st) st = next_val(e, &val_epoch);
+        /* images: the next validation batch; language models: window i */
+        if (!st && !e->lm) st = next_val(e, &val_epoch);
         if (st) break;
         if (i < j->n) {
             if (memcmp(j->trials[i].d, e->d, (size_t)e->n * sizeof *e->d) != 0)
@@ -521,8 +550,9 @@ static nasc_status derive(enas *e) {
                                 i);
             continue;
         }
-        double t0 = now_s();
-        st = score(e, e->d, &acc);
+        double t0 = nasc_oneshot_now();
+        int64_t window = i;
+        st = e->lm ? score_next(e, e->d, &window, &acc, &loss) : score(e, e->d, &acc);
         if (st) break;
         nasc_trial t;
         memset(&t, 0, sizeof t);
@@ -530,13 +560,15 @@ static nasc_status derive(enas *e) {
         t.d = e->d;
         snprintf(t.status, sizeof t.status, "ok");
         t.reward = acc;
-        t.val_loss = NAN;
+        t.val_loss = loss;
         t.params = t.macs = -1;
         nasc_module *arch = NULL, *prim = NULL;
         st = nasc_space_decode(e->r->space, e->d, &arch);
         if (!st) st = nasc_arch_apply_overrides(arch, e->r->set_keys, e->r->set_vals, e->r->n_set);
         if (!st) st = nasc_arch_hash(arch, &t.hash);
-        if (!st) st = nasc_lower(arch, &prim);
+        nasc_lower_options lo = nasc_lower_options_default();
+        lo.seq_len = e->lm ? e->o->bptt : 0;
+        if (!st) st = nasc_lower_with(arch, &lo, &prim);
         nasc_cost c;
         if (!st && nasc_cost_compute(prim, &c) == NASC_OK) {
             t.params = c.params;
@@ -545,12 +577,12 @@ static nasc_status derive(enas *e) {
         }
         nasc_module_destroy(prim);
         nasc_module_destroy(arch);
-        t.seconds = now_s() - t0;
+        t.seconds = nasc_oneshot_now() - t0;
         if (!st) st = nasc_journal_append(j, &t);
         nasc_enas_progress p = {.phase = "derive", .epoch = e->o->epochs - 1, .step = i + 1,
                                 .steps = e->o->candidates, .loss = NAN, .acc = NAN, .reward = (float)acc,
                                 .baseline = NAN, .entropy = NAN, .phase_end = i + 1 == e->o->candidates};
-        if (!st) report(e, &p);
+        if (!st) nasc_oneshot_report(e, &p);
     }
     return st;
 }
@@ -561,13 +593,13 @@ nasc_status nasc_enas_search(nasc_ctx *ctx, nasc_enas_run *r) {
     e.ctx = ctx;
     e.r = r;
     e.o = &r->opt;
-    e.t0 = now_s();
+    e.t0 = nasc_oneshot_now();
     e.arena.ctx = ctx;
     /* the supernet's shapes: many more primitives than one net */
     nasc_status st = nasc_backend_reserve_primitives(ctx, 8192);
     if (!st) st = setup(&e);
     while (!st && e.epoch < e.o->epochs) {
-        st = train_epoch(&e);
+        st = e.lm ? nasc_oneshot_lm_train_epoch(&e) : train_epoch(&e);
         if (!st) st = controller_phase(&e);
         if (!st) {
             e.epoch++;
@@ -583,8 +615,9 @@ nasc_status nasc_enas_search(nasc_ctx *ctx, nasc_enas_run *r) {
             r->store_tensors++;
         }
     }
+    nasc_oneshot_lm_free(&e);
     nasc_net_arena_free(&e.arena);
-    nasc_optim_destroy(e.sgd);
+    nasc_optim_destroy(e.opt);
     nasc_batcher_destroy(e.tb);
     nasc_batcher_destroy(e.vb);
     nasc_params_destroy(e.st);

@@ -189,6 +189,15 @@ const char *nasc_space_summary(const nasc_space *sp) { return sp->summary; }
 uint32_t nasc_space_count(const nasc_space *sp) { return sp->n; }
 bool nasc_space_recurrent(const nasc_space *sp) { return sp->def->recurrent; }
 
+void nasc_space_share_key(const nasc_space *sp, const uint32_t *d, const char *name, char *out, size_t size) {
+    if (!size) return;
+    if (sp->def->share_key) {
+        sp->def->share_key(sp, d, name, out, size);
+        return;
+    }
+    snprintf(out, size, "%s", name);
+}
+
 const char *nasc_space_option(const nasc_space *sp, int *value) {
     *value = sp->size;
     return sp->def->option;

@@ -412,6 +412,6 @@ static nasc_status encode_micro(const nasc_space *sp, const nasc_module *m, uint
 }
 
 const space_def nasc_space_nasnet_def = {"nasnet", "blocks", 5, MAX_BLOCKS, build_nasnet,
-                                         decode_nasnet, encode_nasnet, false};
+                                         decode_nasnet, encode_nasnet, false, NULL};
 const space_def nasc_space_enas_micro_def = {"enas-micro", "blocks", 5, MAX_BLOCKS, build_micro,
-                                             decode_micro, encode_micro, false};
+                                             decode_micro, encode_micro, false, NULL};

@@ -39,6 +39,9 @@ struct space_def {
     nasc_status (*encode)(const nasc_space *sp, const nasc_module *arch, uint32_t *d);
     /* Its children are recurrent nets (language models). */
     bool recurrent;
+    /* NULL, or the one-shot store name of a parameter of child d
+     * (nasc_space_share_key); a name it does not know it copies. */
+    void (*share_key)(const nasc_space *sp, const uint32_t *d, const char *name, char *out, size_t size);
 };
 
 extern const space_def nasc_space_nasnet_def;

@@ -678,6 +678,6 @@ static nasc_status encode_nasrl(const nasc_space *sp, const nasc_module *m, uint
 }
 
 const space_def nasc_space_enas_macro_def = {"enas-macro", "layers", 12, NASC_SKIP_MAX,
-                                             build_enas, decode_enas, encode_enas, false};
+                                             build_enas, decode_enas, encode_enas, false, NULL};
 const space_def nasc_space_nasrl_def = {"nasrl", "layers", 6, 15, build_nasrl, decode_nasrl,
-                                        encode_nasrl, false};
+                                        encode_nasrl, false, NULL};

@@ -157,6 +157,27 @@ static nasc_status encode_enas_rnn(const nasc_space *sp, const nasc_module *m, u
     return NASC_OK;
 }
 
+/* ENAS keys node i's weights by (node, parent, activation): its w_prev
+ * and w_skip are sliced by (prev_idx * num_funcs + func_idx). So does the
+ * one-shot store: "cell.n<i>c_in.<rest>" and "cell.n<i>g_in.<rest>" become
+ * "cell.n<i>c_in.<parent>.<act>.<rest>", the parent "xh" for node 0. */
+static void share_key_enas_rnn(const nasc_space *sp, const uint32_t *d, const char *name, char *out, size_t size) {
+    int i = -1, end = 0;
+    char kind = 0;
+    if (sscanf(name, "cell.n%d%c_in.%n", &i, &kind, &end) == 2 && end > 0 && (kind == 'c' || kind == 'g') && i >= 0 &&
+        i < sp->size) {
+        const char *act = enas_act_labels[d[i == 0 ? 0 : 2 * i]];
+        char parent[16];
+        if (i == 0)
+            snprintf(parent, sizeof parent, "xh");
+        else
+            snprintf(parent, sizeof parent, "n%u", d[2 * i - 1]);
+        snprintf(out, size, "cell.n%d%c_in.%s.%s.%s", i, kind, parent, act, name + end);
+        return;
+    }
+    snprintf(out, size, "%s", name);
+}
+
 /* ------------------------------------------------------------------ */
 /* nasrl-rnn                                                           */
 /* ------------------------------------------------------------------ */
@@ -342,6 +363,6 @@ static nasc_status encode_nasrl_rnn(const nasc_space *sp, const nasc_module *m, 
 }
 
 const space_def nasc_space_enas_rnn_def = {"enas-rnn", "blocks", 12, 24, build_enas_rnn, decode_enas_rnn,
-                                           encode_enas_rnn, true};
+                                           encode_enas_rnn, true, share_key_enas_rnn};
 const space_def nasc_space_nasrl_rnn_def = {"nasrl-rnn", "blocks", 8, 8, build_nasrl_rnn, decode_nasrl_rnn,
-                                            encode_nasrl_rnn, true};
+                                            encode_nasrl_rnn, true, NULL};

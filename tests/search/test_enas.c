@@ -18,12 +18,18 @@
 #include "nasc_backend.h"
 
 static nasc_enas_ctl_options opts(int hidden, int nodes) {
-    nasc_enas_ctl_options o = {hidden, nodes, 5, 1.10f, 2.5f, 0.0f, false, 0.4f};
+    nasc_enas_ctl_options o = {hidden, nodes, 5, 1.10f, 2.5f, 0.0f, false, 0.4f, false};
     return o;
 }
 
 static nasc_enas_ctl_options macro_opts(int hidden, int layers) {
-    nasc_enas_ctl_options o = {hidden, layers, 6, 1.5f, 2.5f, 0.0f, true, 0.4f};
+    nasc_enas_ctl_options o = {hidden, layers, 6, 1.5f, 2.5f, 0.0f, true, 0.4f, false};
+    return o;
+}
+
+/* enas-rnn: 4 activations, ptb_search.sh's tanh constant and temperature */
+static nasc_enas_ctl_options rnn_opts(int hidden, int nodes) {
+    nasc_enas_ctl_options o = {hidden, nodes, 4, 2.5f, 2.5f, 5.0f, false, 0.4f, true};
     return o;
 }
 
@@ -69,7 +75,7 @@ static void check_gradient(nasc_enas_ctl_options o, uint64_t seed) {
     }
     printf("ENAS %s controller gradient (hidden %d, %d %s, tanh %g, temperature %g): %d parameters, %d non-zero, "
            "worst relative error %.2e\n",
-           o.macro ? "macro" : "micro", o.hidden, o.nodes, o.macro ? "layers" : "nodes", o.tanh_constant,
+           o.rnn ? "rnn" : o.macro ? "macro" : "micro", o.hidden, o.nodes, o.macro ? "layers" : "nodes", o.tanh_constant,
            o.temperature, checked, nonzero, worst);
     assert_int_equal(bad, 0);
     /* every block of parameters takes part: the LSTM, both embeddings, the
@@ -94,6 +100,59 @@ static void test_gradient(void **state) {
     o.tanh_constant = 0;
     o.temperature = 1.3f;
     check_gradient(o, 5);
+    /* rnn: parent heads with the distance bias, inputs that scale the chosen anchor */
+    check_gradient(rnn_opts(6, 5), 6);
+    o = rnn_opts(5, 4);
+    o.tanh_constant = 0;
+    o.temperature = 0;
+    check_gradient(o, 7);
+}
+
+/* RNN: decisions in range (n0.act, then n<i>.prev < i and n<i>.act), log p
+ * and entropy reproduced when scored again, the distance bias favouring
+ * near parents at initialisation, out-of-range values refused. */
+static void test_rnn_sampling(void **state) {
+    (void)state;
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    nasc_enas_ctl_options o = rnn_opts(32, 8);
+    nasc_enas_ctl *c = nasc_enas_ctl_create(&ctx, &o, 5);
+    assert_non_null(c);
+    assert_int_equal(nasc_enas_ctl_count(c), 15);
+    nasc_rng r;
+    nasc_rng_seed(&r, 9);
+    long near = 0, parents = 0;
+    for (int k = 0; k < 300; k++) {
+        uint32_t d[15];
+        double lp, ent, lp2, ent2;
+        assert_int_equal(nasc_enas_ctl_run(c, d, &r, &lp, &ent, NULL), NASC_OK);
+        assert_true(d[0] < 4);
+        for (int i = 1; i < 8; i++) {
+            assert_true(d[2 * i - 1] < (uint32_t)i);
+            assert_true(d[2 * i] < 4);
+            if (i >= 3) {
+                near += d[2 * i - 1] == (uint32_t)(i - 1);
+                parents++;
+            }
+        }
+        assert_true(lp < 0 && ent > 0);
+        assert_int_equal(nasc_enas_ctl_run(c, d, NULL, &lp2, &ent2, NULL), NASC_OK);
+        assert_true(fabs(lp - lp2) < 1e-12 && fabs(ent - ent2) < 1e-12);
+    }
+    /* the scores start near 0, so the (i - j)^2 / 6 bias decides: for node
+     * i >= 3 the last node gets e^(-1/6) / sum_j e^(-(i-j)^2/6), between
+     * 0.535 (i = 3) and 0.507 (i = 7); uniform would be 1/3 .. 1/7 */
+    double frac = (double)near / (double)parents;
+    printf("rnn controller: the previous node as parent at initialisation: %.3f\n", frac);
+    assert_true(frac > 0.46 && frac < 0.57);
+    uint32_t bad[15] = {0};
+    double lp, ent;
+    bad[3] = 2; /* n2.prev must be 0 or 1 */
+    assert_int_equal(nasc_enas_ctl_run(c, bad, NULL, &lp, &ent, NULL), NASC_EINPUT);
+    bad[3] = 1;
+    bad[2] = 4; /* n1.act */
+    assert_int_equal(nasc_enas_ctl_run(c, bad, NULL, &lp, &ent, NULL), NASC_EINPUT);
+    nasc_enas_ctl_destroy(c);
 }
 
 static void test_sampling(void **state) {
@@ -414,6 +473,7 @@ int main(void) {
         cmocka_unit_test(test_gradient),
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_macro_sampling),
+        cmocka_unit_test(test_rnn_sampling),
         cmocka_unit_test(test_learns),
         cmocka_unit_test(test_bad),
         cmocka_unit_test(test_shared_step),

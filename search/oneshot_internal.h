@@ -1,0 +1,66 @@
+/* oneshot_internal.h - the state of an ENAS search, shared by its image
+ * side (oneshot.c: enas-micro, enas-macro, and the controller, the
+ * checkpoint and the derive step of every space) and its language-model
+ * side (oneshot_lm.c: enas-rnn). */
+#ifndef NASC_ONESHOT_INTERNAL_H
+#define NASC_ONESHOT_INTERNAL_H
+
+#include "enas_ctl.h"
+#include "nasc_backend.h"
+#include "nasc_search.h"
+
+typedef struct enas {
+    nasc_ctx *ctx;
+    nasc_enas_run *r;
+    const nasc_enas_options *o;
+    nasc_param_store *st;   /* shared weights, their optimizer state, the controller's state, meta */
+    nasc_optimizer *opt;    /* SGD with momentum (images), Adam (language models) */
+    nasc_enas_ctl *ctl;
+    size_t P;               /* controller parameters */
+    float *adam_v;          /* controller Adam second moment (beta1 0: no first moment) */
+    double *grad;
+    nasc_rng rng;           /* children and controller samples */
+    nasc_net_arena arena;   /* one activation arena for every child's net */
+    uint32_t *d, n;
+    int epoch;              /* epochs done */
+    int64_t ctl_updates;
+    double baseline;
+    double t0;
+    /* this epoch's shared training: time in compiles (decode, lower, compile) and in all, primitives created */
+    double compile_s, step_s;
+    int64_t created;
+    /* images */
+    nasc_batcher *tb, *vb;
+    float *x, *logits;
+    int32_t *y;
+    int classes;
+    /* language models (enas-rnn): B = o->batch streams, T = o->bptt characters a step */
+    bool lm;
+    int64_t lm_hidden;            /* the state's width */
+    int64_t train_stream, train_steps; /* training split: bytes per stream, steps per epoch */
+    int64_t val_begin, val_stream, val_steps;
+    float *state;                 /* (B, H): carried from step to step of the shared training */
+    float *zero_state;            /* (B, H) zeros: each scored window starts from zero */
+    float *tokens;                /* (B, T) the inputs */
+    int32_t *next;                /* (B, T) the targets */
+} enas;
+
+double nasc_oneshot_now(void);
+/* NASC_EINPUT "interrupted" when the run's stop flag is set. */
+nasc_status nasc_oneshot_interrupted(enas *e);
+void nasc_oneshot_report(enas *e, nasc_enas_progress *p);
+/* The shared training's learning rate in an epoch. */
+float nasc_oneshot_lr(const nasc_enas_options *o, int epoch);
+
+/* oneshot_lm.c */
+/* Streams, buffers and the optimizer of an enas-rnn search. */
+nasc_status nasc_oneshot_lm_setup(enas *e);
+void nasc_oneshot_lm_free(enas *e);
+/* One pass of shared training over the training split. */
+nasc_status nasc_oneshot_lm_train_epoch(enas *e);
+/* Child d with the shared weights on validation window k mod the windows
+ * (B streams x T characters, the state starting at zero): *loss in nats
+ * per character. */
+nasc_status nasc_oneshot_lm_score(enas *e, const uint32_t *d, int64_t k, double *loss);
+
+#endif /* NASC_ONESHOT_INTERNAL_H */

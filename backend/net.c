@@ -753,26 +753,33 @@ static nasc_status plan_memory(nasc_net *net) {
     }
     sort_ids(ids, n, net->bufs);
     /* greedy: place each buffer (largest first) at the lowest offset that
-     * does not overlap a placed buffer whose lifetime intersects its own */
+     * does not overlap a placed buffer whose lifetime intersects its own.
+     * The placed buffers are kept in offset order, so one pass finds the
+     * first gap wide enough. */
     size_t total = 0;
     int n_placed = 0;
     for (int k = 0; k < n; k++) {
         nb_buffer *b = &net->bufs[ids[k]];
         size_t off = 0;
-        bool moved = true;
-        while (moved) {
-            moved = false;
-            for (int q = 0; q < n_placed; q++) {
-                const nb_buffer *o = &net->bufs[placed[q]];
-                if (o->last < b->first || b->last < o->first) continue;
-                if (off < o->offset + o->bytes && o->offset < off + b->bytes) {
-                    off = o->offset + o->bytes;
-                    moved = true;
-                }
-            }
+        for (int q = 0; q < n_placed; q++) {
+            const nb_buffer *o = &net->bufs[placed[q]];
+            if (o->last < b->first || b->last < o->first) continue;
+            if (o->offset >= off + b->bytes) break; /* the gap before o fits */
+            if (o->offset + o->bytes > off) off = o->offset + o->bytes;
         }
         b->offset = off;
-        placed[n_placed++] = ids[k];
+        int lo = 0, hi = n_placed; /* the first placed buffer at a higher offset */
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (net->bufs[placed[mid]].offset > off)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        int at = lo;
+        memmove(placed + at + 1, placed + at, (size_t)(n_placed - at) * sizeof *placed);
+        placed[at] = ids[k];
+        n_placed++;
         if (off + b->bytes > total) total = off + b->bytes;
     }
     nasc_free(net->ctx, ids);

@@ -132,25 +132,56 @@ void nasc_module_destroy(nasc_module *m) {
     nasc_free(ctx, m->prims);
     nasc_free(ctx, m->outputs);
     nasc_free(ctx, m->value_index);
+    nasc_free(ctx, m->str_index);
     nasc_free(ctx, m);
 }
 
+static uint32_t hash_name(const char *s, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+/* The string index rebuilt at twice the capacity (64 at first) from the
+ * pool; false when out of memory. */
+static bool str_index_grow(nasc_module *m) {
+    uint32_t ncap = m->str_index_cap ? m->str_index_cap * 2 : 64;
+    uint32_t *idx = nasc_alloc(m->ctx, ncap * sizeof *idx);
+    if (!idx) return false;
+    memset(idx, 0, ncap * sizeof *idx);
+    for (uint32_t off = 0; off < m->strs_len;) {
+        size_t n = strlen(m->strs + off);
+        uint32_t i = hash_name(m->strs + off, n) & (ncap - 1);
+        while (idx[i]) i = (i + 1) & (ncap - 1);
+        idx[i] = off + 1;
+        off += (uint32_t)n + 1;
+    }
+    nasc_free(m->ctx, m->str_index);
+    m->str_index = idx;
+    m->str_index_cap = ncap;
+    return true;
+}
+
 uint32_t nasc_str_intern(nasc_module *m, const char *s, size_t len) {
-    /* Strings are few and short; a linear scan keeps ids stable and the pool compact. */
+    /* ids are offsets into one pool, so they stay stable as it grows; a
+     * hash of the pool finds a string already there */
     if (len > 4096) {
         nasc_error(m->ctx, NASC_EINPUT, m->source, NASC_NOLOC, "name longer than 4096 bytes");
         return UINT32_MAX;
     }
-    for (uint32_t off = 0; off < m->strs_len;) {
-        size_t n = strlen(m->strs + off);
-        if (n == len && memcmp(m->strs + off, s, len) == 0) return off;
-        off += (uint32_t)n + 1;
+    if ((m->n_strs + 1) * 2 > m->str_index_cap && !str_index_grow(m)) return UINT32_MAX;
+    uint32_t mask = m->str_index_cap - 1, i = hash_name(s, len) & mask;
+    for (; m->str_index[i]; i = (i + 1) & mask) {
+        const char *p = m->strs + m->str_index[i] - 1;
+        if (strlen(p) == len && memcmp(p, s, len) == 0) return m->str_index[i] - 1;
     }
     if (!GROW(m, strs, strs_cap, m->strs_len + (uint32_t)len + 1)) return UINT32_MAX;
     uint32_t id = m->strs_len;
     memcpy(m->strs + id, s, len);
     m->strs[id + len] = 0;
     m->strs_len += (uint32_t)len + 1;
+    m->str_index[i] = id + 1;
+    m->n_strs++;
     return id;
 }
 
@@ -715,12 +746,6 @@ nasc_status nasc_prim_infer(nasc_prim_op op, const nasc_prim_attrs *a, const nas
 /* ---------------------------------------------------------------- */
 /* Prim builder                                                      */
 /* ---------------------------------------------------------------- */
-
-static uint32_t hash_name(const char *s, size_t n) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
 
 int64_t nasc_prim_lookup(const nasc_module *m, const char *name, size_t len) {
     if (!m->value_index_cap) return -1;

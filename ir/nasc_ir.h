@@ -351,6 +351,8 @@ struct nasc_module {
     /* string pool: id is an offset into strs; id 0 is "" */
     char *strs;
     uint32_t strs_len, strs_cap;
+    uint32_t *str_index;   /* open-addressing hash of the pool: id + 1, 0 = empty */
+    uint32_t str_index_cap, n_strs; /* a power of two, or 0; strings in the pool */
 
     uint32_t *args; /* operand lists of nodes, cell outputs and prims */
     uint32_t n_args, cap_args;

@@ -468,6 +468,119 @@ static void test_shared_step(void **state) {
     nasc_space_destroy(sp);
 }
 
+/* enas-rnn: each node's weights keyed by (node, parent, activation); an
+ * Adam step on child A (per-tensor step counts, as the one-shot search)
+ * changes A's tensors only, gives each a step count of 1 and leaves B's
+ * own tensors without optimizer state; B shares A's node 0 only. */
+typedef struct rnn_key {
+    const nasc_space *sp;
+    const uint32_t *d;
+} rnn_key;
+
+static void rnn_share_key(void *ud, const char *name, char *out, size_t size) {
+    const rnn_key *k = ud;
+    nasc_space_share_key(k->sp, k->d, name, out, size);
+}
+
+static nasc_module *rnn_child(nasc_space *sp, const uint32_t *d) {
+    nasc_module *arch = NULL, *prim = NULL;
+    assert_int_equal(nasc_space_decode(sp, d, &arch), NASC_OK);
+    const char *keys[] = {"channels", "input"}, *vals[] = {"8", "4"};
+    assert_int_equal(nasc_arch_apply_overrides(arch, keys, vals, 2), NASC_OK);
+    rnn_key k = {sp, d};
+    nasc_lower_options lo = nasc_lower_options_default();
+    lo.seq_len = 3;
+    lo.param_key = rnn_share_key;
+    lo.param_key_ud = &k;
+    assert_int_equal(nasc_lower_with(arch, &lo, &prim), NASC_OK);
+    nasc_module_destroy(arch);
+    return prim;
+}
+
+static void test_rnn_shared_step(void **state) {
+    (void)state;
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    nasc_space *sp = NULL;
+    nasc_space_options so = {.blocks = 3};
+    assert_int_equal(nasc_space_create(&ctx, "enas-rnn", &so, &sp), NASC_OK);
+    assert_int_equal(nasc_space_count(sp), 5);
+    /* n0.act, n1.prev, n1.act, n2.prev, n2.act: B shares node 0 (tanh),
+     * not node 1 (relu against sigmoid) nor node 2 (parent n1 against n0) */
+    uint32_t da[5] = {0, 0, 1, 1, 2}, db[5] = {0, 0, 3, 0, 2};
+    nasc_module *pa = rnn_child(sp, da), *pb = rnn_child(sp, db);
+    assert_true(nasc_prim_lookup(pa, "cell.n0g_in.xh.tanh.w", 21) >= 0);
+    assert_true(nasc_prim_lookup(pb, "cell.n0g_in.xh.tanh.w", 21) >= 0);
+    assert_true(nasc_prim_lookup(pa, "cell.n1c_in.n0.relu.w", 21) >= 0);
+    assert_true(nasc_prim_lookup(pb, "cell.n1c_in.n0.sigmoid.w", 24) >= 0);
+    assert_true(nasc_prim_lookup(pa, "cell.n2g_in.n1.identity.b", 25) >= 0);
+    assert_true(nasc_prim_lookup(pb, "cell.n2g_in.n0.identity.b", 25) >= 0);
+    nasc_param_store *st = nasc_params_create(&ctx);
+    assert_int_equal(nasc_params_init(st, pa, 1), NASC_OK);
+    assert_int_equal(nasc_params_init(st, pb, 1), NASC_OK);
+    uint32_t before = st->n;
+    float **copy = calloc(before, sizeof *copy);
+    for (uint32_t i = 0; i < before; i++) {
+        copy[i] = malloc((size_t)st->tensors[i]->numel * sizeof(float));
+        memcpy(copy[i], st->tensors[i]->data, (size_t)st->tensors[i]->numel * sizeof(float));
+    }
+    nasc_net_options no = nasc_net_options_default();
+    no.batch = 2;
+    nasc_net *na = NULL;
+    assert_int_equal(nasc_net_compile(&ctx, pa, st, &no, &na), NASC_OK);
+    float x[6] = {104, 101, 108, 108, 111, 32}, h[16] = {0};
+    int32_t y[6] = {101, 108, 108, 111, 32, 119};
+    float loss;
+    int ok;
+    assert_int_equal(nasc_net_set_input(na, 0, x), NASC_OK);
+    assert_int_equal(nasc_net_set_input(na, 1, h), NASC_OK);
+    assert_int_equal(nasc_net_forward(na), NASC_OK);
+    assert_int_equal(nasc_net_loss(na, y, &loss, &ok), NASC_OK);
+    assert_int_equal(nasc_net_backward(na), NASC_OK);
+    nasc_optim_options oo = nasc_optim_options_default(NASC_OPTIM_ADAM);
+    oo.per_tensor_steps = true;
+    nasc_optimizer *opt = nasc_optim_create(&ctx, &oo, st);
+    const nasc_param_grad *g;
+    uint32_t ng = nasc_net_grads(na, &g);
+    assert_int_equal(nasc_optim_step(opt, g, ng, 0.01f), NASC_OK);
+    int changed = 0, kept = 0;
+    for (uint32_t i = 0; i < before; i++) {
+        const nasc_tensor *t = st->tensors[i];
+        bool same = memcmp(copy[i], t->data, (size_t)t->numel * sizeof(float)) == 0;
+        if (touched_by(pa, t->name)) {
+            changed += !same;
+        } else {
+            assert_true(touched_by(pb, t->name)); /* B's own: node 1 and node 2 */
+            assert_true(same);
+            kept++;
+        }
+    }
+    /* A's parameters: each changed, each with m, v and a step count of 1 */
+    int a_params = 0;
+    for (uint32_t v = 0; v < pa->n_values; v++) {
+        if (pa->values[v].kind != NASC_VAL_PARAM) continue;
+        a_params++;
+        char nm[256];
+        snprintf(nm, sizeof nm, "opt/n/%s", nasc_str(pa, pa->values[v].name));
+        const nasc_tensor *n_t = nasc_params_find(st, nm);
+        assert_non_null(n_t);
+        assert_true(n_t->data[0] == 1.0f);
+    }
+    assert_int_equal(st->n, before + 3 * (uint32_t)a_params);
+    assert_int_equal(changed, a_params);
+    assert_int_equal(kept, 8); /* B's nodes 1 and 2: two linears each, w and b */
+    printf("enas-rnn shared store: %u tensors; child A's step changed its %d, left B's own %d untouched\n", before,
+           changed, kept);
+    nasc_net_destroy(na);
+    for (uint32_t i = 0; i < before; i++) free(copy[i]);
+    free(copy);
+    nasc_optim_destroy(opt);
+    nasc_params_destroy(st);
+    nasc_module_destroy(pa);
+    nasc_module_destroy(pb);
+    nasc_space_destroy(sp);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradient),
@@ -477,6 +590,7 @@ int main(void) {
         cmocka_unit_test(test_learns),
         cmocka_unit_test(test_bad),
         cmocka_unit_test(test_shared_step),
+        cmocka_unit_test(test_rnn_shared_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,8 +5,8 @@
 # continued with --resume, ends with the reference's candidates, rewards and
 # best architecture; a state built from a shorter run continues the same
 # way; an enas-macro search runs end to end; bad inputs (a space ENAS
-# cannot share, another strategy on resume, a damaged state) are clear
-# errors that leave the run directory alone.
+# cannot share, another strategy on resume, a damaged state, a loss that
+# diverges) are clear errors that leave the run directory alone.
 set -u -o pipefail
 NASC=${NASC_BIN:?NASC_BIN must point at the nasc binary}
 TMP=$(mktemp -d /tmp/nasc-enas-XXXXXX)
@@ -107,6 +107,22 @@ rc=$?
 check "a truncated one-shot state: exit 1 (rc $rc)" '[ $rc -eq 1 ]'
 check "a truncated one-shot state is named" 'grep -q "oneshot.nasc" "$TMP/bad3.err"'
 check "a truncated one-shot state is left as it was" '[ "$(md5sum "$TMP/d/oneshot.nasc")" = "$before" ]'
+
+# a loss that diverges in epoch 2 (learning rate 100, no clipping and
+# weight decay 1 after a good first epoch): a clear error, exit 1, and
+# epoch 1's state kept as it was
+mkdir -p "$TMP/nan"
+sed -e 's/^search_epochs = 1$/search_epochs = 2/' -e 's/^lr = .*/lr = 100/' -e 's/^grad_clip = .*/grad_clip = 0/' \
+    -e 's/^weight_decay = .*/weight_decay = 1/' "$TMP/one/config.txt" >"$TMP/nan/config.txt"
+cp "$TMP/one/oneshot.nasc" "$TMP/nan/"
+head -n 1 "$TMP/one/journal.jsonl" >"$TMP/nan/journal.jsonl"
+before=$(md5sum <"$TMP/nan/oneshot.nasc")
+"$NASC" search "${ARGS[@]}" --search-epochs 2 --lr 100 --grad-clip 0 --weight-decay 1 --out "$TMP/nan" --resume \
+    >/dev/null 2>"$TMP/nan.err"
+rc=$?
+check "a diverging loss: exit 1 (rc $rc: $(tail -2 "$TMP/nan.err"))" '[ $rc -eq 1 ]'
+check "a diverging loss is named, at epoch 2" 'grep -q "diverged: the loss is .* at epoch 2" "$TMP/nan.err"'
+check "a diverging loss keeps the last good state" '[ "$(md5sum <"$TMP/nan/oneshot.nasc")" = "$before" ]'
 
 echo "test_enas_search.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -397,16 +397,7 @@ static nasc_status open_space_and_strategy(session *s, search_opts *o) {
     nasc_free(ctx, d);
     if (!st) st = space_defaults(ctx, o);
     if (st) return st;
-    if (o->oneshot) { /* its own loop: no per-trial strategy object */
-        for (int i = 0; nasc_enas_spaces[i]; i++)
-            if (strcmp(o->space, nasc_enas_spaces[i]) == 0) return NASC_OK;
-        char list[128] = "";
-        size_t used = 0;
-        for (int i = 0; nasc_enas_spaces[i] && used < sizeof list; i++)
-            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", nasc_enas_spaces[i]);
-        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "--strategy %s shares weights over the %s spaces, not '%s'",
-                          o->strategy, list, o->space);
-    }
+    if (o->oneshot) return nasc_oneshot_check(ctx, o->strategy, o->space); /* its own loop, no strategy object */
     nasc_strategy_options sto = nasc_strategy_options_default();
     sto.seed = (uint64_t)o->seed;
     return nasc_strategy_create(ctx, o->strategy, nasc_space_decisions(s->space), nasc_space_count(s->space), &sto,
@@ -520,7 +511,7 @@ static nasc_status load_data(session *s, const search_opts *o) {
     return NASC_OK;
 }
 
-static void on_enas(void *ud, const nasc_enas_progress *p) {
+static void on_enas(void *ud, const nasc_oneshot_progress *p) {
     progress_state *ps = ud;
     char t[32];
     nasc_cli_fmt_duration(p->seconds, t, sizeof t);
@@ -571,13 +562,13 @@ static void on_enas(void *ud, const nasc_enas_progress *p) {
 /* ENAS: the shared-weight training, the controller, the candidates into
  * the journal, then search.svg. */
 static nasc_status run_enas(session *s, const search_opts *o, progress_state *ps) {
-    nasc_enas_run r = {0};
+    nasc_oneshot_run r = {0};
     r.space = s->space;
     r.journal = s->journal;
     r.state_path = s->state_path;
     r.train = &s->train;
     r.text = o->lm ? &s->text : NULL;
-    r.opt = enas_options(o);
+    r.enas = enas_options(o);
     r.set_keys = s->keys;
     r.set_vals = s->vals;
     r.n_set = (int)o->mo.n_ov;
@@ -586,8 +577,8 @@ static nasc_status run_enas(session *s, const search_opts *o, progress_state *ps
     r.stop = &nasc_cli_interrupted;
     fprintf(stderr, "search: space %s (%u decisions, 10^%.1f architectures), strategy enas: %d epochs of shared "
                     "training, then %d candidates\n",
-            o->space, nasc_space_count(s->space), nasc_space_log10_size(s->space), r.opt.epochs, r.opt.candidates);
-    nasc_status st = nasc_enas_search(&s->ctx, &r);
+            o->space, nasc_space_count(s->space), nasc_space_log10_size(s->space), r.enas.epochs, r.enas.candidates);
+    nasc_status st = nasc_oneshot_search(&s->ctx, o->strategy, &r);
     if (st) return st;
     char mb[32];
     nasc_cli_fmt_si(r.store_bytes, mb, sizeof mb);

@@ -146,7 +146,8 @@ typedef struct nasc_strategy_entry {
     bool oneshot;        /* trains shared weights in its own loop (enas), not trial by trial */
 } nasc_strategy_entry;
 
-/* Whether the strategy of that name is one-shot (false for unknown names). */
+/* Whether the strategy of that name is one-shot (false for unknown names):
+ * it runs through nasc_oneshot_search. */
 bool nasc_strategy_is_oneshot(const char *name);
 
 /* Row i of the strategy table into *out; false past the last row. */
@@ -157,7 +158,7 @@ extern const char *const nasc_strategy_names[];
 
 /* The strategy works on decs[0..n) (copied). NASC_EINPUT naming the known
  * strategies when name is unknown, and for a one-shot strategy (run with
- * its own loop: nasc_enas_search). */
+ * its own loop: nasc_oneshot_search). */
 nasc_status nasc_strategy_create(nasc_ctx *ctx, const char *name, const nasc_decision *decs,
                                  uint32_t n, const nasc_strategy_options *opt,
                                  nasc_strategy **out);
@@ -408,8 +409,13 @@ nasc_enas_options nasc_enas_options_for(const char *space);
 /* The spaces ENAS shares weights over, NULL-terminated. */
 extern const char *const nasc_enas_spaces[];
 
-typedef struct nasc_enas_progress {
-    const char *phase;     /* "train", "controller", "derive" */
+/* ------------------------------------------------------------------ */
+/* One-shot strategies: one interface, rows of the strategy table      */
+/* ------------------------------------------------------------------ */
+
+/* What a one-shot strategy reports while it runs. */
+typedef struct nasc_oneshot_progress {
+    const char *phase;     /* enas: "train", "controller", "derive" */
     int epoch, epochs;     /* 0-based epoch */
     int64_t step, steps;   /* within the phase */
     float loss, acc;       /* train: running means over the epoch */
@@ -420,18 +426,17 @@ typedef struct nasc_enas_progress {
      * lower, compile), and the primitives created (not found in oneDNN's cache; -1 unknown) */
     double step_s, compile_s;
     int64_t created;
-} nasc_enas_progress;
+} nasc_oneshot_progress;
 
-/* An ENAS search in a run directory. The one-shot state (shared weights,
- * their momentum, the controller and its Adam moments, the baseline, the
- * random stream, the epoch) lives in one store saved atomically to
- * state_path after every epoch; a run resumes from it after the last
- * finished epoch. After the last epoch the controller samples `candidates`
- * children, each scored with the shared weights on one validation batch,
- * and each is appended to the journal as a trial (reward = that accuracy),
- * so nasc_search_finish trains the best of them from scratch; a journal
- * that already holds some candidates is continued. */
-typedef struct nasc_enas_run {
+/* A one-shot search in a run directory. The strategy owns its long-lived
+ * state (shared weights, optimizer moments, controller or hypernetwork,
+ * random stream, epoch) in one store that it saves atomically to
+ * state_path at least once per epoch and resumes from; it appends the
+ * architectures it scored to the journal as trials (the reward: accuracy,
+ * or 1 / perplexity for language models), so nasc_search_finish trains the
+ * best of them from scratch, as after a per-child search; a journal that
+ * already holds some is continued. */
+typedef struct nasc_oneshot_run {
     nasc_space *space;
     nasc_journal *journal;
     const char *state_path;
@@ -439,19 +444,29 @@ typedef struct nasc_enas_run {
     /* enas-rnn: the text (its training split trains, its validation split
      * scores: reward = 1 / perplexity per character) */
     const nasc_corpus *text;
-    nasc_enas_options opt;
+    /* each strategy's own options; it reads its own (enas: nasc_enas_options_for) */
+    nasc_enas_options enas;
     const char *const *set_keys; /* skeleton overrides applied to every child */
     const char *const *set_vals;
     int n_set;
-    void (*progress)(void *ud, const nasc_enas_progress *p);
+    void (*progress)(void *ud, const nasc_oneshot_progress *p);
     void *ud;
     volatile sig_atomic_t *stop; /* checked between steps */
     /* out: figures of the run */
-    int64_t store_bytes;         /* the shared store's tensors at the end (weights, momentum, controller) */
+    int64_t store_bytes;         /* the shared store's tensors at the end (weights, optimizer state, controller) */
     int64_t store_tensors;
-} nasc_enas_run;
+} nasc_oneshot_run;
 
-nasc_status nasc_enas_search(nasc_ctx *ctx, nasc_enas_run *r);
+/* The one-shot strategy `strategy` of the strategy table on r: NASC_EINPUT
+ * naming the spaces it supports when r->space is not one of them, and for
+ * a strategy that is not one-shot. */
+nasc_status nasc_oneshot_search(nasc_ctx *ctx, const char *strategy, nasc_oneshot_run *r);
+/* NASC_OK when the one-shot strategy supports the space (by name), else
+ * NASC_EINPUT naming the spaces it supports. */
+nasc_status nasc_oneshot_check(nasc_ctx *ctx, const char *strategy, const char *space);
+
+/* ENAS (the enas row of the table). */
+nasc_status nasc_enas_search(nasc_ctx *ctx, nasc_oneshot_run *r);
 
 /* Accuracy of child d of sp with the shared weights of a one-shot store
  * (RUN/oneshot.nasc, loaded) on images [begin, end) of ds, in full

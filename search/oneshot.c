@@ -97,7 +97,7 @@ nasc_status nasc_oneshot_interrupted(enas *e) {
     return NASC_OK;
 }
 
-void nasc_oneshot_report(enas *e, nasc_enas_progress *p) {
+void nasc_oneshot_report(enas *e, nasc_oneshot_progress *p) {
     p->epochs = e->o->epochs;
     p->seconds = nasc_oneshot_now() - e->t0;
     if (e->r->progress) e->r->progress(e->r->ud, p);
@@ -298,7 +298,7 @@ static nasc_status controller_phase(enas *e) {
             sum_r += acc;
             sum_h += ent;
             done++;
-            nasc_enas_progress p = {.phase = "controller", .epoch = e->epoch, .step = done, .steps = total,
+            nasc_oneshot_progress p = {.phase = "controller", .epoch = e->epoch, .step = done, .steps = total,
                                     .loss = NAN, .acc = NAN, .reward = (float)(sum_r / (double)done),
                                     .baseline = (float)e->baseline, .entropy = (float)(sum_h / (double)done),
                                     .phase_end = done == total};
@@ -402,19 +402,12 @@ static nasc_status open_store(enas *e) {
 
 static nasc_status setup(enas *e) {
     nasc_ctx *ctx = e->ctx;
-    nasc_enas_run *r = e->r;
+    nasc_oneshot_run *r = e->r;
     const nasc_enas_options *o = e->o;
     const char *sp = nasc_space_name(r->space);
-    bool known = false;
+    bool known = false; /* nasc_oneshot_search names the supported spaces */
     for (int i = 0; nasc_enas_spaces[i]; i++) known |= strcmp(sp, nasc_enas_spaces[i]) == 0;
-    if (!known) {
-        char list[128] = "";
-        size_t used = 0;
-        for (int i = 0; nasc_enas_spaces[i] && used < sizeof list; i++)
-            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", nasc_enas_spaces[i]);
-        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
-                          "the enas strategy shares weights over %s; space '%s' is not supported", list, sp);
-    }
+    if (!known) return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "'%s' is not an ENAS space", sp);
     nasc_status st = check_options(ctx, o);
     if (st) return st;
     if (strcmp(sp, "enas-macro") == 0 && o->aux_weight > 0)
@@ -514,7 +507,7 @@ static nasc_status train_epoch(enas *e) {
         sum_loss += loss;
         correct += ok;
         seen += e->o->batch;
-        nasc_enas_progress p = {.phase = "train", .epoch = e->epoch, .step = k + 1, .steps = steps,
+        nasc_oneshot_progress p = {.phase = "train", .epoch = e->epoch, .step = k + 1, .steps = steps,
                                 .loss = (float)(sum_loss / (double)(k + 1)),
                                 .acc = (float)((double)correct / (double)seen), .reward = NAN, .baseline = NAN,
                                 .entropy = NAN, .phase_end = k + 1 == steps,
@@ -579,7 +572,7 @@ static nasc_status derive(enas *e) {
         nasc_module_destroy(arch);
         t.seconds = nasc_oneshot_now() - t0;
         if (!st) st = nasc_journal_append(j, &t);
-        nasc_enas_progress p = {.phase = "derive", .epoch = e->o->epochs - 1, .step = i + 1,
+        nasc_oneshot_progress p = {.phase = "derive", .epoch = e->o->epochs - 1, .step = i + 1,
                                 .steps = e->o->candidates, .loss = NAN, .acc = NAN, .reward = (float)acc,
                                 .baseline = NAN, .entropy = NAN, .phase_end = i + 1 == e->o->candidates};
         if (!st) nasc_oneshot_report(e, &p);
@@ -587,12 +580,12 @@ static nasc_status derive(enas *e) {
     return st;
 }
 
-nasc_status nasc_enas_search(nasc_ctx *ctx, nasc_enas_run *r) {
+nasc_status nasc_enas_search(nasc_ctx *ctx, nasc_oneshot_run *r) {
     enas e;
     memset(&e, 0, sizeof e);
     e.ctx = ctx;
     e.r = r;
-    e.o = &r->opt;
+    e.o = &r->enas;
     e.t0 = nasc_oneshot_now();
     e.arena.ctx = ctx;
     /* the supernet's shapes: many more primitives than one net */

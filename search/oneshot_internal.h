@@ -11,7 +11,7 @@
 
 typedef struct enas {
     nasc_ctx *ctx;
-    nasc_enas_run *r;
+    nasc_oneshot_run *r;
     const nasc_enas_options *o;
     nasc_param_store *st;   /* shared weights, their optimizer state, the controller's state, meta */
     nasc_optimizer *opt;    /* SGD with momentum (images), Adam (language models) */
@@ -48,7 +48,7 @@ typedef struct enas {
 double nasc_oneshot_now(void);
 /* NASC_EINPUT "interrupted" when the run's stop flag is set. */
 nasc_status nasc_oneshot_interrupted(enas *e);
-void nasc_oneshot_report(enas *e, nasc_enas_progress *p);
+void nasc_oneshot_report(enas *e, nasc_oneshot_progress *p);
 /* The shared training's learning rate in an epoch. */
 float nasc_oneshot_lr(const nasc_enas_options *o, int epoch);
 

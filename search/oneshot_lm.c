@@ -211,7 +211,7 @@ nasc_status nasc_oneshot_lm_train_epoch(enas *e) {
         if (st) break;
         sum_loss += loss;
         correct += ok;
-        nasc_enas_progress p = {.phase = "train", .epoch = e->epoch, .step = k + 1, .steps = steps,
+        nasc_oneshot_progress p = {.phase = "train", .epoch = e->epoch, .step = k + 1, .steps = steps,
                                 .loss = (float)(sum_loss / (double)(k + 1)),
                                 .acc = (float)((double)correct / ((double)(k + 1) * tokens)), .reward = NAN,
                                 .baseline = NAN, .entropy = NAN, .phase_end = k + 1 == steps,

@@ -12,29 +12,37 @@
 
 /* The strategy table: the only place a strategy is registered. One row per
  * strategy, in the order help texts and listings show them:
- * X(name, one-line summary, vtable or NULL, one-shot). The name is what
- * --strategy takes and must be the vtable's name (it keys the saved
- * state). Per-child strategies have a vtable and run in nasc_search_loop;
- * one-shot strategies own their training and run in their own loop
- * (enas: nasc_enas_search). */
+ * X(name, one-line summary, vtable or NULL, one-shot run or NULL, its
+ * spaces or NULL). The name is what --strategy takes and must be the
+ * vtable's name (it keys the saved state). Per-child strategies have a
+ * vtable and run in nasc_search_loop, one trial at a time; one-shot
+ * strategies own their training (shared weights, a hypernetwork) and run
+ * through nasc_oneshot_search on the spaces they list. */
 #define STRATEGY_TABLE(X)                                                                                      \
-    X("random", "every decision uniform at random: the baseline", &nasc_strategy_random_vt, false)             \
+    X("random", "every decision uniform at random: the baseline", &nasc_strategy_random_vt, NULL, NULL)        \
     X("reinforce", "REINFORCE with the NAS-RL LSTM controller (Zoph & Le 2017)", &nasc_strategy_reinforce_vt,   \
-      false)                                                                                                   \
+      NULL, NULL)                                                                                              \
     X("evolution", "regularized evolution: tournament, one mutation, oldest dies (Real et al. 2019)",          \
-      &nasc_strategy_evolution_vt, false)                                                                      \
+      &nasc_strategy_evolution_vt, NULL, NULL)                                                                 \
     X("enas", "ENAS: shared weights, one training run, the ENAS controller (Pham et al. 2018); enas spaces",    \
-      NULL, true)
+      NULL, nasc_enas_search, nasc_enas_spaces)
 
-#define ROW_NAME(name, summary, vt, oneshot) name,
-#define ROW_ENTRY(name, summary, vt, oneshot) {name, summary, oneshot},
-#define ROW_VT(name, summary, vt, oneshot) vt,
+typedef nasc_status (*oneshot_fn)(nasc_ctx *ctx, nasc_oneshot_run *r);
+#define ROW_NAME(name, summary, vt, run, spaces) name,
+#define ROW_ENTRY(name, summary, vt, run, spaces) {name, summary, run != NULL},
+#define ROW_VT(name, summary, vt, run, spaces) vt,
+#define ROW_RUN(name, summary, vt, run, spaces) run,
+#define ROW_SPACES(name, summary, vt, run, spaces) spaces,
 const char *const nasc_strategy_names[] = {STRATEGY_TABLE(ROW_NAME) NULL};
 static const nasc_strategy_entry entries[] = {STRATEGY_TABLE(ROW_ENTRY)};
 static const nasc_strategy_vt *const vts[] = {STRATEGY_TABLE(ROW_VT)};
+static const oneshot_fn runs[] = {STRATEGY_TABLE(ROW_RUN)};
+static const char *const *const row_spaces[] = {STRATEGY_TABLE(ROW_SPACES)};
 #undef ROW_NAME
 #undef ROW_ENTRY
 #undef ROW_VT
+#undef ROW_RUN
+#undef ROW_SPACES
 #define N_STRATEGIES (sizeof entries / sizeof entries[0])
 
 bool nasc_strategy_registered(size_t i, nasc_strategy_entry *out) {
@@ -220,6 +228,39 @@ bool nasc_strategy_is_oneshot(const char *name) {
     for (size_t i = 0; i < N_STRATEGIES; i++)
         if (strcmp(entries[i].name, name) == 0) return entries[i].oneshot;
     return false;
+}
+
+/* The row of one-shot strategy `strategy` that supports space sp, or
+ * NASC_EINPUT naming the spaces it supports. */
+static nasc_status oneshot_row(nasc_ctx *ctx, const char *strategy, const char *sp, size_t *row) {
+    size_t i = 0;
+    while (i < N_STRATEGIES && !(strategy && strcmp(entries[i].name, strategy) == 0)) i++;
+    if (i == N_STRATEGIES || !runs[i])
+        return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "'%s' is not a one-shot strategy",
+                          strategy ? strategy : "(none)");
+    char list[160] = "";
+    size_t used = 0;
+    for (int k = 0; row_spaces[i][k]; k++) {
+        if (strcmp(row_spaces[i][k], sp) == 0) {
+            *row = i;
+            return NASC_OK;
+        }
+        if (used < sizeof list)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", k ? ", " : "", row_spaces[i][k]);
+    }
+    return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "--strategy %s searches the %s spaces, not '%s'", strategy,
+                      list, sp);
+}
+
+nasc_status nasc_oneshot_check(nasc_ctx *ctx, const char *strategy, const char *space) {
+    size_t row;
+    return oneshot_row(ctx, strategy, space, &row);
+}
+
+nasc_status nasc_oneshot_search(nasc_ctx *ctx, const char *strategy, nasc_oneshot_run *r) {
+    size_t row;
+    nasc_status st = oneshot_row(ctx, strategy, nasc_space_name(r->space), &row);
+    return st ? st : runs[row](ctx, r);
 }
 
 nasc_status nasc_strategy_create(nasc_ctx *ctx, const char *name, const nasc_decision *decs, uint32_t n,

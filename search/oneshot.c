@@ -171,6 +171,27 @@ float nasc_oneshot_lr(const nasc_enas_options *o, int epoch) {
     return o->lr_min + (o->lr_max - o->lr_min) * c;
 }
 
+void nasc_oneshot_compiled(enas *e, const nasc_net *net, double t0) {
+    nasc_net_stats ns;
+    nasc_net_get_stats(net, &ns);
+    e->created = ns.n_created < 0 || e->created < 0 ? -1 : e->created + ns.n_created;
+    e->compile_s += nasc_oneshot_now() - t0;
+}
+
+nasc_status nasc_oneshot_update(enas *e, nasc_net *net, float loss, int64_t step, float lr) {
+    if (!isfinite(loss))
+        return nasc_error(e->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "shared-weight training diverged: the loss is %g at epoch %d, step %lld (try a lower --lr); "
+                          "the checkpoint of the last finished epoch is kept",
+                          (double)loss, e->epoch + 1, (long long)step + 1);
+    nasc_status st = nasc_net_backward(net);
+    if (st) return st;
+    const nasc_param_grad *g;
+    uint32_t ng = nasc_net_grads(net, &g);
+    float gs = nasc_clip_scale(nasc_grad_norm(g, ng), e->o->grad_clip);
+    return nasc_optim_step_scaled(e->opt, g, ng, lr, gs);
+}
+
 /* One step of shared-weight training on a freshly sampled child. */
 static nasc_status train_step(enas *e, float lr, int64_t step, float *loss, int *correct) {
     double lp, ent, t0 = nasc_oneshot_now();
@@ -179,29 +200,13 @@ static nasc_status train_step(enas *e, float lr, int64_t step, float *loss, int 
     nasc_net *net = NULL;
     if (!st) st = child_prim(e, e->d, true, &prim);
     if (!st) st = child_net(e, prim, true, &net);
-    if (!st) {
-        nasc_net_stats ns;
-        nasc_net_get_stats(net, &ns);
-        e->created = ns.n_created < 0 || e->created < 0 ? -1 : e->created + ns.n_created;
-        e->compile_s += nasc_oneshot_now() - t0;
-    }
+    if (!st) nasc_oneshot_compiled(e, net, t0);
     if (!st) st = nasc_net_set_input(net, 0, e->x);
     if (!st) st = nasc_net_forward(net);
     if (!st) st = nasc_net_loss_at(net, 0, e->y, 1.0f, 0.0f, loss, correct);
     float aux_loss = 0;
     if (!st && prim->n_outputs > 1) st = nasc_net_loss_at(net, 1, e->y, e->o->aux_weight, 0.0f, &aux_loss, NULL);
-    if (!st && !(isfinite(*loss) && isfinite(aux_loss)))
-        st = nasc_error(e->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
-                        "shared-weight training diverged: the loss is %g at epoch %d, step %lld (try a lower --lr); "
-                        "the checkpoint of the last finished epoch is kept",
-                        (double)*loss, e->epoch + 1, (long long)step + 1);
-    if (!st) st = nasc_net_backward(net);
-    if (!st) {
-        const nasc_param_grad *g;
-        uint32_t ng = nasc_net_grads(net, &g);
-        float gs = nasc_clip_scale(nasc_grad_norm(g, ng), e->o->grad_clip);
-        st = nasc_optim_step_scaled(e->opt, g, ng, lr, gs);
-    }
+    if (!st) st = nasc_oneshot_update(e, net, isfinite(aux_loss) ? *loss : aux_loss, step, lr);
     nasc_net_destroy(net);
     nasc_module_destroy(prim);
     e->step_s += nasc_oneshot_now() - t0;

@@ -49,6 +49,13 @@ double nasc_oneshot_now(void);
 /* NASC_EINPUT "interrupted" when the run's stop flag is set. */
 nasc_status nasc_oneshot_interrupted(enas *e);
 void nasc_oneshot_report(enas *e, nasc_oneshot_progress *p);
+/* After compiling a child's net (started at t0): its compile time and the
+ * primitives it created added to the epoch's figures. */
+void nasc_oneshot_compiled(enas *e, const nasc_net *net, double t0);
+/* One update of the shared weights from a forward pass whose loss is
+ * `loss` (step `step` of the epoch): a diverged loss is an error; else
+ * backward, the gradient norm clipped, the optimizer's step at lr. */
+nasc_status nasc_oneshot_update(enas *e, nasc_net *net, float loss, int64_t step, float lr);
 /* The shared training's learning rate in an epoch. */
 float nasc_oneshot_lr(const nasc_enas_options *o, int epoch);
 

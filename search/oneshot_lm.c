@@ -161,12 +161,7 @@ static nasc_status train_step(enas *e, float lr, int64_t k, float *loss, int *co
     nasc_net *net = NULL;
     if (!st) st = child_prim(e, e->d, &prim);
     if (!st) st = child_net(e, prim, NASC_MODE_TRAIN, &net);
-    if (!st) {
-        nasc_net_stats ns;
-        nasc_net_get_stats(net, &ns);
-        e->created = ns.n_created < 0 || e->created < 0 ? -1 : e->created + ns.n_created;
-        e->compile_s += nasc_oneshot_now() - t0;
-    }
+    if (!st) nasc_oneshot_compiled(e, net, t0);
     if (!st) {
         fill(e, 0, e->train_stream, k);
         st = nasc_net_set_input(net, 0, e->tokens);
@@ -174,18 +169,7 @@ static nasc_status train_step(enas *e, float lr, int64_t k, float *loss, int *co
     if (!st) st = nasc_net_set_input(net, 1, e->state);
     if (!st) st = nasc_net_forward(net);
     if (!st) st = nasc_net_loss(net, e->next, loss, correct);
-    if (!st && !isfinite(*loss))
-        st = nasc_error(e->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
-                        "shared-weight training diverged: the loss is %g at epoch %d, step %lld (try a lower --lr); "
-                        "the checkpoint of the last finished epoch is kept",
-                        (double)*loss, e->epoch + 1, (long long)k + 1);
-    if (!st) st = nasc_net_backward(net);
-    if (!st) {
-        const nasc_param_grad *g;
-        uint32_t ng = nasc_net_grads(net, &g);
-        float gs = nasc_clip_scale(nasc_grad_norm(g, ng), e->o->grad_clip);
-        st = nasc_optim_step_scaled(e->opt, g, ng, lr, gs);
-    }
+    if (!st) st = nasc_oneshot_update(e, net, *loss, k, lr);
     /* the state after the window starts the next one, whatever child reads it */
     if (!st) st = nasc_net_read(net, nasc_str(prim, prim->values[prim->outputs[1]].name), e->state);
     nasc_net_destroy(net);

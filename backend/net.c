@@ -246,6 +246,15 @@ static void k_accumulate(nasc_net *net, const nb_step *s) {
 
 void nb_param_grad(nasc_net *net, uint32_t v, int g, const dnnl_memory_desc_t *plain) {
     if (net->status || g < 0) return;
+    if (net->m->values[v].kind != NASC_VAL_PARAM) {
+        /* weights the net computes (a hypernetwork's output): the gradient
+         * goes on to what computed them, in the value's plain layout */
+        dnnl_memory_desc_t md;
+        int t = plain ? nb_match(net, g, plain) : g;
+        if (t < 0 || nb_plain_md(net, &net->m->values[v].type, &md)) return;
+        nb_contribute(net, v, nb_tref_new(net, net->trefs[t].buf, &md));
+        return;
+    }
     nb_value *nv = &net->vals[v];
     nasc_param_grad *pg = &net->grads[nv->param_index];
     int dst = net->vals[v].grad;
@@ -506,7 +515,10 @@ static nasc_status plan_fusion(nasc_net *net) {
     for (uint32_t p = 0; p < m->n_prims && net->opt.mode == NASC_MODE_INFER; p++) {
         if (m->prims[p].op != NASC_PRIM_CONV) continue;
         uint32_t last = m->prims[p].result;
-        if (!net->opt.bn_batch_stats && uses[last] == 1 && m->prims[user[last]].op == NASC_PRIM_BATCH_NORM &&
+        /* folding rewrites the weights once per change of the store: not
+         * for weights the net computes */
+        bool store_w = m->values[m->args[m->prims[p].first_arg + 1]].kind == NASC_VAL_PARAM;
+        if (store_w && !net->opt.bn_batch_stats && uses[last] == 1 && m->prims[user[last]].op == NASC_PRIM_BATCH_NORM &&
             m->args[m->prims[user[last]].first_arg] == last) {
             int q = user[last];
             net->ps[p].fold_bn = q;

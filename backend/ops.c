@@ -94,9 +94,23 @@ static nasc_status conv_geometry(nasc_net *net, const nasc_prim *p, conv_geom *g
 }
 
 /* The weights of a conv/inner product in the layout a primitive chose. */
+/* Weights w seen through their plain layout `plain` (which may group
+ * them: goihw): a parameter's store buffer as it is; weights the net
+ * computes first reordered to their plain layout. */
+static int weights_plain(nasc_net *net, uint32_t w, const dnnl_memory_desc_t *plain) {
+    int t = net->vals[w].fwd;
+    if (M(net)->values[w].kind != NASC_VAL_PARAM) {
+        dnnl_memory_desc_t md;
+        if (nb_plain_md(net, vtype(net, w), &md)) return -1;
+        t = nb_match(net, t, &md);
+        if (t < 0) return -1;
+    }
+    return nb_tref_new(net, net->trefs[t].buf, plain);
+}
+
 static int weights_in(nasc_net *net, uint32_t w, const dnnl_memory_desc_t *plain, const dnnl_memory_desc_t *want) {
-    int t = nb_tref_new(net, net->trefs[net->vals[w].fwd].buf, plain);
-    return nb_match(net, t, want);
+    int t = weights_plain(net, w, plain);
+    return t < 0 ? -1 : nb_match(net, t, want);
 }
 
 /* Fold batch norm into the conv weights and a bias, before every forward
@@ -159,7 +173,11 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     if (st) return st;
     net->ps[pi].pd = pd;
     if (!dnnl_memory_desc_equal(q(pd, dnnl_query_src_md), md_of(net, xs))) xs = nb_reorder(net, xs, q(pd, dnnl_query_src_md), -1);
-    int wsrc = nb_tref_new(net, net->trefs[net->vals[w].fwd].buf, &g.w_plain), bias = -1;
+    int wsrc = weights_plain(net, w, &g.w_plain), bias = -1;
+    NEED(wsrc);
+    /* weights from the store are prepared once per change of the store;
+     * weights the net computes, every pass */
+    bool prep = M(net)->values[w].kind == NASC_VAL_PARAM;
     if (fold >= 0) {
         const nasc_prim *bn = &M(net)->prims[fold];
         int wf = nb_tensor_new(net, &g.w_plain);
@@ -178,7 +196,7 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         }
         wsrc = wf;
     }
-    net->emit_prep = true;
+    net->emit_prep = prep;
     int wt = nb_match(net, wsrc, q(pd, dnnl_query_weights_md));
     net->emit_prep = false;
     int y;

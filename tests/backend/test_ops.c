@@ -592,6 +592,30 @@ static conv_cfg conv_base(tcase *t, int k) {
     return c;
 }
 
+/* A convolution whose weights are computed by the net (SMASH's generated
+ * weights): w = wa * wb, both parameters, so the weight gradient flows on
+ * to what computed it. Instances: 1x1, 3x3, 3x3 on 16 channels (blocked
+ * layouts for x and for the computed w), 3x3 in 2 groups. */
+static void build_conv_computed_w(tcase *t, int i) {
+    conv_cfg c = conv_base(t, i == 0 ? 1 : 3);
+    c.o = ri(t, 2, 4);
+    if (i == 2) c.c = c.o = 16;
+    if (i == 3) {
+        c.groups = 2;
+        c.c = 2 * ri(t, 1, 2);
+        c.o = 4;
+    }
+    conv_fit(&c);
+    uint32_t x = tc_input(t, "x", 4, c.c, c.h, c.w);
+    int64_t ci = c.c / c.groups;
+    uint32_t wargs[2] = {tc_param(t, "wa", 4, c.o, ci, c.kh, c.kw, NULL), tc_param(t, "wb", 4, c.o, ci, c.kh, c.kw, NULL)};
+    uint32_t w = tc_op(t, NASC_PRIM_MUL, wargs, 2, NULL, "w");
+    nasc_prim_attrs a = attrs_window(c.kh, c.kw, 1, 1, c.pt, c.pl, c.pb, c.pr);
+    a.groups = c.groups;
+    uint32_t args[2] = {x, w};
+    tc_output(t, tc_op(t, NASC_PRIM_CONV, args, 2, &a, "y"));
+}
+
 static void build_conv_dense(tcase *t, int i) {
     static const int ks[] = {1, 3, 5, 3, 2};
     build_conv_cfg(t, conv_base(t, ks[i % 5]));
@@ -1461,7 +1485,8 @@ typedef struct op_case {
     X(max_pool_dilated, 3)                                                                                             \
     X(sub, 3)                                                                                                          \
     X(scale, 3)                                                                                                        \
-    X(embedding, 3)
+    X(embedding, 3)                                                                                                    \
+    X(conv_computed_w, 4)
 
 #define DEF_CASE(id, n) static op_case CASE_##id = {#id, build_##id, n};
 OP_CASES(DEF_CASE)
@@ -1489,6 +1514,80 @@ static void run_case(void **state, grad_src src) {
  * batch's: running = (1 - m) running + m batch, with the unbiased batch
  * variance (times n / (n - 1), as PyTorch does); an inference forward
  * leaves them alone. */
+/* Inference with fusion on, computed weights (w = wa * wb) into conv ->
+ * batch norm -> relu: the batch norm is not folded into weights the net
+ * computes, and a change of wa alone in the store reaches the next
+ * inference pass (nothing prepared from w is kept across passes). Checked
+ * against the conv of a training net (which prepares nothing) for each of
+ * the two values of wa, with the running statistics the inference passes
+ * read. */
+static void test_computed_w_infer(void **state) {
+    (void)state;
+    tcase t;
+    tc_begin(&t, 91);
+    enum { C = 16, H = 5, N = 2 };
+    uint32_t x = tc_input(&t, "x", 4, C, H, H);
+    uint32_t wargs[2] = {tc_param(&t, "wa", 4, C, C, 3, 3, NULL), tc_param(&t, "wb", 4, C, C, 3, 3, NULL)};
+    uint32_t w = tc_op(&t, NASC_PRIM_MUL, wargs, 2, NULL, "w");
+    nasc_prim_attrs a = attrs_window(3, 3, 1, 1, 1, 1, 1, 1);
+    uint32_t cargs[2] = {x, w};
+    uint32_t y = tc_op(&t, NASC_PRIM_CONV, cargs, 2, &a, "conv");
+    uint32_t bargs[3] = {y, tc_param(&t, "bn.scale", 1, C, 0, 0, 0, NULL), tc_param(&t, "bn.shift", 1, C, 0, 0, 0, NULL)};
+    nasc_prim_attrs ba = nasc_prim_attrs_default();
+    uint32_t b = tc_op(&t, NASC_PRIM_BATCH_NORM, bargs, 3, &ba, "bn");
+    tc_output(&t, tc_op(&t, NASC_PRIM_RELU, &b, 1, NULL, "y"));
+    assert_int_equal(nasc_prim_verify(t.m), NASC_OK);
+    assert_int_equal(nasc_params_init(t.ps, t.m, 5), NASC_OK);
+    nasc_net_options io = nasc_net_options_default(), to = io;
+    io.batch = to.batch = N;
+    io.mode = NASC_MODE_INFER;
+    io.fuse = true;
+    to.mode = NASC_MODE_TRAIN;
+    nasc_net *inf = NULL, *trn = NULL;
+    assert_int_equal(nasc_net_compile(&t.ctx, t.m, t.ps, &io, &inf), NASC_OK);
+    const size_t n = (size_t)N * C * H * H, nw = (size_t)C * C * 9;
+    static float in[N * C * H * H], out[2][N * C * H * H], conv[N * C * H * H], wa_val[2][C * C * 9];
+    for (size_t i = 0; i < n; i++) in[i] = nasc_rng_normal(&t.rng);
+    nasc_tensor *wa = nasc_params_find(t.ps, "wa");
+    const nasc_tensor *sc = nasc_params_find(t.ps, "bn.scale"), *sh = nasc_params_find(t.ps, "bn.shift");
+    const nasc_tensor *rm = nasc_params_find(t.ps, "bn.mean"), *rv = nasc_params_find(t.ps, "bn.var");
+    assert_true(wa && sc && sh && rm && rv && (size_t)wa->numel == nw);
+    float mean[C], var[C];
+    memcpy(mean, rm->data, sizeof mean);
+    memcpy(var, rv->data, sizeof var);
+    memcpy(wa_val[0], wa->data, sizeof wa_val[0]);
+    for (size_t i = 0; i < nw; i++) wa_val[1][i] = -0.5f * wa_val[0][i];
+    for (int k = 0; k < 2; k++) { /* two inference passes, wa changed in between */
+        memcpy(wa->data, wa_val[k], sizeof wa_val[k]);
+        assert_int_equal(nasc_net_set_input(inf, 0, in), NASC_OK);
+        assert_int_equal(nasc_net_forward(inf), NASC_OK);
+        assert_int_equal(nasc_net_read(inf, "y", out[k]), NASC_OK);
+    }
+    double err = 0, scale = 0, diff = 0;
+    for (int k = 0; k < 2; k++) {
+        memcpy(wa->data, wa_val[k], sizeof wa_val[k]);
+        assert_int_equal(nasc_net_compile(&t.ctx, t.m, t.ps, &to, &trn), NASC_OK);
+        assert_int_equal(nasc_net_set_input(trn, 0, in), NASC_OK);
+        assert_int_equal(nasc_net_forward(trn), NASC_OK);
+        assert_int_equal(nasc_net_read(trn, "conv", conv), NASC_OK);
+        nasc_net_destroy(trn);
+        for (size_t i = 0; i < n; i++) {
+            int c = (int)(i / (H * H)) % C;
+            double want = (conv[i] - mean[c]) / sqrt(var[c] + ba.eps) * sc->data[c] + sh->data[c];
+            want = want > 0 ? want : 0;
+            err = fmax(err, fabs(out[k][i] - want));
+            scale = fmax(scale, fabs(want));
+            if (k == 1) diff = fmax(diff, fabs(out[1][i] - out[0][i]));
+        }
+    }
+    printf("computed weights, inference with fusion: max error %.2e (largest output %.2e), passes differ by %.2e\n",
+           err, scale, diff);
+    assert_true(err <= 1e-5 * fmax(1.0, scale));
+    assert_true(diff > 1e-2 * scale);
+    nasc_net_destroy(inf);
+    tc_end(&t);
+}
+
 static void test_bn_running_stats(void **state) {
     (void)state;
     int failed = 0;
@@ -2126,7 +2225,8 @@ int main(void) {
         OP_CASES(REF_TEST) cmocka_unit_test(test_ref_nasnet),
         cmocka_unit_test(test_ref_enas),
     };
-    const struct CMUnitTest ops[] = {OP_CASES(NET_TEST) cmocka_unit_test(test_bn_running_stats)};
+    const struct CMUnitTest ops[] = {OP_CASES(NET_TEST) cmocka_unit_test(test_bn_running_stats),
+                                     cmocka_unit_test(test_computed_w_infer)};
     const struct CMUnitTest cells[] = {
         cmocka_unit_test(test_cells_nasnet),
         cmocka_unit_test(test_cells_enas),

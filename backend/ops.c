@@ -1247,6 +1247,74 @@ static nasc_status embed_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int
     return net->status;
 }
 
+/* ---------------------------------------------------------------- */
+/* Normalize: x / ||x||_F                                            */
+/* ---------------------------------------------------------------- */
+
+/* The Frobenius norm of n floats, in double. */
+static double frobenius(const float *x, int64_t n) {
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
+    return sqrt(ss);
+}
+
+/* y = x / ||x|| (zeros for a zero x); i[0] elements, plain. */
+static void k_norm_fwd(nasc_net *net, const nb_step *s) {
+    const float *x = nb_ptr(net, net->args[s->first_arg].tref);
+    float *y = nb_ptr(net, net->args[s->first_arg + 1].tref);
+    int64_t n = (int64_t)s->i[0];
+    double r = frobenius(x, n), inv = r > 0 ? 1.0 / r : 0.0;
+    for (int64_t i = 0; i < n; i++) y[i] = (float)(x[i] * inv);
+}
+
+/* dx = (G - y (y . G)) / ||x|| with y = x / ||x||. */
+static void k_norm_bwd(nasc_net *net, const nb_step *s) {
+    const float *x = nb_ptr(net, net->args[s->first_arg].tref);
+    const float *g = nb_ptr(net, net->args[s->first_arg + 1].tref);
+    float *dx = nb_ptr(net, net->args[s->first_arg + 2].tref);
+    int64_t n = (int64_t)s->i[0];
+    double r = frobenius(x, n), yg = 0;
+    if (!(r > 0)) {
+        memset(dx, 0, (size_t)n * sizeof *dx);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) yg += (double)x[i] / r * (double)g[i];
+    for (int64_t i = 0; i < n; i++) dx[i] = (float)(((double)g[i] - (double)x[i] / r * yg) / r);
+}
+
+static nasc_status norm_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    if (nasc_type_numel(vtype(net, p->result)) > INT32_MAX)
+        return nasc_error(net->ctx, NASC_EINPUT, M(net)->source, p->loc, "normalize of more than 2^31 elements");
+    int x = src_of(net, arg(net, p, 0), true);
+    NEED(x);
+    dnnl_memory_desc_t md;
+    NB_PASS(nb_plain_md(net, vtype(net, p->result), &md));
+    x = nb_match(net, x, &md);
+    NEED(x);
+    int y = new_result(net, p, &md);
+    nb_arg a[2] = {{0, x}, {1, y}};
+    int s = nb_step_kernel(net, k_norm_fwd, "normalize fwd", 2, a);
+    if (s >= 0) net->steps[s].i[0] = (int)nasc_type_numel(vtype(net, p->result));
+    net->ps[pi].t[0] = x;
+    return net->status;
+}
+
+static nasc_status norm_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    uint32_t v = arg(net, p, 0);
+    if (!net->vals[v].needs_grad) return net->status;
+    dnnl_memory_desc_t md;
+    NB_PASS(nb_plain_md(net, vtype(net, p->result), &md));
+    G = nb_match(net, G, &md);
+    NEED(G);
+    int dx = nb_tensor_new(net, &md);
+    NEED(dx);
+    nb_arg a[3] = {{0, net->ps[pi].t[0]}, {1, G}, {2, dx}};
+    int s = nb_step_kernel(net, k_norm_bwd, "normalize bwd", 3, a);
+    if (s >= 0) net->steps[s].i[0] = (int)nasc_type_numel(vtype(net, p->result));
+    give_grad(net, v, dx, NULL, true);
+    return net->status;
+}
+
 /* Concatenation along channels of dense 4-D tensors whose channel blocks
  * do not straddle operands: per image, each operand is one contiguous run
  * of the result (nchw, and nChw8c/16c with channel offsets a multiple of
@@ -1660,6 +1728,7 @@ static const struct emitter {
     [NASC_PRIM_RESHAPE] = {flatten_fwd, flatten_bwd},
     [NASC_PRIM_EMBEDDING] = {embed_fwd, embed_bwd},
     [NASC_PRIM_SUB] = {sub_fwd, sub_bwd},
+    [NASC_PRIM_NORMALIZE] = {norm_fwd, norm_bwd},
     [NASC_PRIM_SCALE] = {eltwise_fwd, eltwise_bwd},
 };
 

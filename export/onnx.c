@@ -568,6 +568,14 @@ static void emit_prim(ox *x, uint32_t pi) {
         node_add(x, "Mul", out, min, 2, out, NULL, 0);
         return;
     }
+    case NASC_PRIM_NORMALIZE: { /* x / ReduceL2(x) over every axis (keepdims) */
+        const char *norm = fresh_name(x, out, ".norm");
+        if (!norm) return;
+        node_add(x, "ReduceL2", norm, ins, 1, norm, NULL, 0);
+        const char *din[2] = {ins[0], norm};
+        node_add(x, "Div", out, din, 2, out, NULL, 0);
+        return;
+    }
     case NASC_PRIM_EMBEDDING:
         emit_embedding(x, p, ins, out);
         return;

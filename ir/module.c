@@ -715,6 +715,10 @@ nasc_status nasc_prim_infer(nasc_prim_op op, const nasc_prim_attrs *a, const nas
         if (!isfinite(a->alpha)) return FAIL("scale factor must be finite");
         *out = *x;
         return NASC_OK;
+    case NASC_PRIM_NORMALIZE:
+        if (x->dims[0] == NASC_BATCH) return FAIL("normalize divides a whole tensor by its norm: it takes no batch dimension");
+        *out = *x;
+        return NASC_OK;
     case NASC_PRIM_RESHAPE: {
         if (a->shape_rank < 1 || a->shape_rank > NASC_MAX_RANK)
             return FAIL("reshape needs a shape of rank 1 to %d", NASC_MAX_RANK);

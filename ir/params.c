@@ -289,6 +289,7 @@ enum init_kind {
     INIT_MATMUL_WEIGHT, /* U(-b, b), fan_in = dims[rank-2] (K of an untransposed (..., K, N)) */
     INIT_FC_BIAS,     /* U(-b, b) with the fan_in of the op's weight */
     INIT_EMBEDDING,   /* N(0, 1), as torch.nn.Embedding */
+    INIT_NORMALIZED,  /* N(0, 1): normalize keeps only the direction, uniform on the sphere */
 };
 
 static const char *init_role(enum init_kind k) {
@@ -300,6 +301,7 @@ static const char *init_role(enum init_kind k) {
     case INIT_ONE: return "a batch_norm scale or mul factor";
     case INIT_MATMUL_WEIGHT: return "a matmul operand";
     case INIT_EMBEDDING: return "an embedding table";
+    case INIT_NORMALIZED: return "a normalize operand";
     default: return "unused";
     }
 }
@@ -314,6 +316,7 @@ static enum init_kind operand_role(nasc_prim_op op, uint32_t a) {
     if (op == NASC_PRIM_BATCH_NORM && a == 2) return INIT_ZERO;
     if (op == NASC_PRIM_ADD || op == NASC_PRIM_SUB) return INIT_ZERO;
     if (op == NASC_PRIM_EMBEDDING && a == 1) return INIT_EMBEDDING;
+    if (op == NASC_PRIM_NORMALIZE) return INIT_NORMALIZED;
     if (op == NASC_PRIM_MUL) return INIT_ONE;
     if (op == NASC_PRIM_MATMUL) return INIT_MATMUL_WEIGHT;
     return INIT_UNUSED;
@@ -372,7 +375,7 @@ static void init_fill(nasc_tensor *t, enum init_kind k, int64_t bias_fan, uint64
         for (int64_t i = 0; i < t->numel; i++) t->data[i] = 1.0f;
         return;
     }
-    if (k == INIT_EMBEDDING) {
+    if (k == INIT_EMBEDDING || k == INIT_NORMALIZED) {
         nasc_rng r;
         nasc_rng_seed(&r, seed ^ nasc_hash_str(t->name));
         for (int64_t i = 0; i < t->numel; i++) t->data[i] = nasc_rng_normal(&r);

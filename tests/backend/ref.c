@@ -490,6 +490,13 @@ static int run_op(const nasc_module *m, const nasc_param_store *params, ref_mode
     case NASC_PRIM_SCALE:
         for (int64_t i = 0; i < ny; i++) y[i] = (double)a->alpha * x[i];
         return 0;
+    case NASC_PRIM_NORMALIZE: {
+        double ss = 0;
+        for (int64_t i = 0; i < ny; i++) ss += x[i] * x[i];
+        double inv = ss > 0 ? 1.0 / sqrt(ss) : 0.0;
+        for (int64_t i = 0; i < ny; i++) y[i] = x[i] * inv;
+        return 0;
+    }
     case NASC_PRIM_EMBEDDING: {
         ref_dims(m, args[1], batch, wd);
         for (int64_t n = 0; n < yd[0]; n++) {
@@ -732,6 +739,15 @@ static int backward_op(const nasc_module *m, int batch, double *const *values, d
     case NASC_PRIM_SCALE:
         for (int64_t i = 0; i < ny; i++) dx[i] += (double)a->alpha * dy[i];
         return 0;
+    case NASC_PRIM_NORMALIZE: { /* y = x / r: dx = (dy - y (y . dy)) / r */
+        double ss = 0, ydy = 0;
+        for (int64_t i = 0; i < ny; i++) ss += x[i] * x[i];
+        if (!(ss > 0)) return 0;
+        double r = sqrt(ss);
+        for (int64_t i = 0; i < ny; i++) ydy += x[i] / r * dy[i];
+        for (int64_t i = 0; i < ny; i++) dx[i] += (dy[i] - x[i] / r * ydy) / r;
+        return 0;
+    }
     case NASC_PRIM_EMBEDDING: { /* the ids take no gradient */
         ref_dims(m, args[1], batch, wd);
         for (int64_t n = 0; n < yd[0]; n++) {

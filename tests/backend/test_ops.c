@@ -616,6 +616,25 @@ static void build_conv_computed_w(tcase *t, int i) {
     tc_output(t, tc_op(t, NASC_PRIM_CONV, args, 2, &a, "y"));
 }
 
+/* SMASH's weight normalization: conv(x, normalize(w)), w a parameter
+ * (instances 0, 1; 16 channels in 1) or computed, wa * wb (instance 2). */
+static void build_conv_normalized_w(tcase *t, int i) {
+    conv_cfg c = conv_base(t, 3);
+    c.o = ri(t, 2, 4);
+    if (i == 1) c.c = c.o = 16;
+    conv_fit(&c);
+    uint32_t x = tc_input(t, "x", 4, c.c, c.h, c.w);
+    uint32_t w = tc_param(t, "wa", 4, c.o, c.c, c.kh, c.kw, NULL);
+    if (i == 2) {
+        uint32_t wargs[2] = {w, tc_param(t, "wb", 4, c.o, c.c, c.kh, c.kw, NULL)};
+        w = tc_op(t, NASC_PRIM_MUL, wargs, 2, NULL, "w");
+    }
+    uint32_t wn = tc_op(t, NASC_PRIM_NORMALIZE, &w, 1, NULL, "wn");
+    nasc_prim_attrs a = attrs_window(c.kh, c.kw, 1, 1, c.pt, c.pl, c.pb, c.pr);
+    uint32_t args[2] = {x, wn};
+    tc_output(t, tc_op(t, NASC_PRIM_CONV, args, 2, &a, "y"));
+}
+
 static void build_conv_dense(tcase *t, int i) {
     static const int ks[] = {1, 3, 5, 3, 2};
     build_conv_cfg(t, conv_base(t, ks[i % 5]));
@@ -1486,7 +1505,8 @@ typedef struct op_case {
     X(sub, 3)                                                                                                          \
     X(scale, 3)                                                                                                        \
     X(embedding, 3)                                                                                                    \
-    X(conv_computed_w, 4)
+    X(conv_computed_w, 4)                                                                                              \
+    X(conv_normalized_w, 3)
 
 #define DEF_CASE(id, n) static op_case CASE_##id = {#id, build_##id, n};
 OP_CASES(DEF_CASE)

@@ -99,7 +99,8 @@ EOF
 # zero and an uneven offset, a dilated and an asymmetric conv, a depthwise
 # strided conv, both count_include_pad modes, a 4-way add (Sum), mul,
 # tanh/sigmoid/identity, a foldable conv+bn, a conv with two users before
-# its bn, a rank-2 batch norm, softmax.
+# its bn whose weights the net computes (mul, then normalize: SMASH's
+# generated, normalised weights), a rank-2 batch norm, softmax.
 TINY=$TMP/every-op.nir
 cat >"$TINY" <<'EOF'
 prim {
@@ -111,6 +112,7 @@ prim {
   param %c5.w : f32[4,4,1,3]
   param %c2.w : f32[4,1,1,1]
   param %c3.w : f32[8,8,1,1]
+  param %c3.g : f32[8,8,1,1]
   param %bn2.scale : f32[8]
   param %bn2.shift : f32[8]
   param %bn3.scale : f32[8]
@@ -134,7 +136,9 @@ prim {
   %s4 = add %c2, %mp, %ap, %aq : f32[N,4,7,7]
   %mu = mul %a2, %ap : f32[N,4,7,7]
   %cat = concat %s4, %mu {axis=1} : f32[N,8,7,7]
-  %c3 = conv %cat, %c3.w {kernel=1x1, stride=1x1, pad=0,0,0,0, dilation=1x1, groups=1} : f32[N,8,7,7]
+  %c3.wm = mul %c3.w, %c3.g : f32[8,8,1,1]
+  %c3.wn = normalize %c3.wm : f32[8,8,1,1]
+  %c3 = conv %cat, %c3.wn {kernel=1x1, stride=1x1, pad=0,0,0,0, dilation=1x1, groups=1} : f32[N,8,7,7]
   %bn2 = batch_norm %c3, %bn2.scale, %bn2.shift {eps=0.001} : f32[N,8,7,7]
   %t = tanh %bn2 : f32[N,8,7,7]
   %sg = sigmoid %c3 : f32[N,8,7,7]

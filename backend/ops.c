@@ -1315,6 +1315,97 @@ static nasc_status norm_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
     return net->status;
 }
 
+/* ---------------------------------------------------------------- */
+/* Slice: a box of a tensor                                          */
+/* ---------------------------------------------------------------- */
+
+/* The box's geometry, kept by the step (s->ptr): the operand's and the
+ * result's dims (rank 4, leading 1s) and the box's first index. */
+typedef struct slice_geom {
+    int64_t xd[4], yd[4], begin[4];
+} slice_geom;
+
+/* Visit the box: for each of its rows (the last dim), the offset of the
+ * row in the operand and in the result. */
+#define SLICE_ROWS(g, XO, YO, BODY)                                                                                 \
+    for (int64_t i0 = 0, YO = 0; i0 < (g)->yd[0]; i0++)                                                            \
+        for (int64_t i1 = 0; i1 < (g)->yd[1]; i1++)                                                                 \
+            for (int64_t i2 = 0; i2 < (g)->yd[2]; i2++, YO += (g)->yd[3]) {                                         \
+                int64_t XO = (((i0 + (g)->begin[0]) * (g)->xd[1] + i1 + (g)->begin[1]) * (g)->xd[2] + i2 +         \
+                              (g)->begin[2]) * (g)->xd[3] + (g)->begin[3];                                           \
+                BODY;                                                                                               \
+            }
+
+static void k_slice_fwd(nasc_net *net, const nb_step *s) {
+    const float *x = nb_ptr(net, net->args[s->first_arg].tref);
+    float *y = nb_ptr(net, net->args[s->first_arg + 1].tref);
+    const slice_geom *g = s->ptr;
+    SLICE_ROWS(g, xo, yo, memcpy(y + yo, x + xo, (size_t)g->yd[3] * sizeof *y))
+}
+
+/* dx = 0 outside the box, G inside. */
+static void k_slice_bwd(nasc_net *net, const nb_step *s) {
+    const float *g_ = nb_ptr(net, net->args[s->first_arg].tref);
+    float *dx = nb_ptr(net, net->args[s->first_arg + 1].tref);
+    const slice_geom *g = s->ptr;
+    memset(dx, 0, (size_t)(g->xd[0] * g->xd[1] * g->xd[2] * g->xd[3]) * sizeof *dx);
+    SLICE_ROWS(g, xo, yo, memcpy(dx + xo, g_ + yo, (size_t)g->yd[3] * sizeof *dx))
+}
+
+/* A step of kernel k on a (src, dst) pair with its own slice geometry. */
+static nasc_status slice_step(nasc_net *net, const nasc_prim *p, void (*k)(nasc_net *, const nb_step *),
+                              const char *what, int src, int dst) {
+    slice_geom *g = nasc_alloc(net->ctx, sizeof *g);
+    if (!g) return NASC_ENOMEM;
+    const nasc_type *xt = vtype(net, arg(net, p, 0));
+    int lead = 4 - xt->rank;
+    for (int d = 0; d < 4; d++) {
+        int k_ = d - lead;
+        g->xd[d] = k_ < 0 ? 1 : xt->dims[k_];
+        g->yd[d] = k_ < 0 ? 1 : p->a.shape[k_];
+        g->begin[d] = k_ < 0 ? 0 : p->a.begin[k_];
+    }
+    nb_arg a[2] = {{0, src}, {1, dst}};
+    int s = nb_step_kernel(net, k, what, 2, a);
+    if (s < 0) {
+        nasc_free(net->ctx, g);
+        return net->status;
+    }
+    net->steps[s].ptr = g;
+    net->steps[s].i[7] = 1; /* the step owns ptr */
+    return NASC_OK;
+}
+
+static nasc_status slice_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
+    (void)pi;
+    int x = src_of(net, arg(net, p, 0), true);
+    NEED(x);
+    dnnl_memory_desc_t md;
+    NB_PASS(nb_plain_md(net, vtype(net, arg(net, p, 0)), &md));
+    x = nb_match(net, x, &md);
+    NEED(x);
+    NB_PASS(nb_plain_md(net, vtype(net, p->result), &md));
+    int y = new_result(net, p, &md);
+    NEED(y);
+    return slice_step(net, p, k_slice_fwd, "slice fwd", x, y);
+}
+
+static nasc_status slice_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    (void)pi;
+    uint32_t v = arg(net, p, 0);
+    if (!net->vals[v].needs_grad) return net->status;
+    dnnl_memory_desc_t gmd, xmd;
+    NB_PASS(nb_plain_md(net, vtype(net, p->result), &gmd));
+    NB_PASS(nb_plain_md(net, vtype(net, v), &xmd));
+    G = nb_match(net, G, &gmd);
+    NEED(G);
+    int dx = nb_tensor_new(net, &xmd);
+    NEED(dx);
+    NB_PASS(slice_step(net, p, k_slice_bwd, "slice bwd", G, dx));
+    give_grad(net, v, dx, NULL, true);
+    return net->status;
+}
+
 /* Concatenation along channels of dense 4-D tensors whose channel blocks
  * do not straddle operands: per image, each operand is one contiguous run
  * of the result (nchw, and nChw8c/16c with channel offsets a multiple of
@@ -1729,6 +1820,7 @@ static const struct emitter {
     [NASC_PRIM_EMBEDDING] = {embed_fwd, embed_bwd},
     [NASC_PRIM_SUB] = {sub_fwd, sub_bwd},
     [NASC_PRIM_NORMALIZE] = {norm_fwd, norm_bwd},
+    [NASC_PRIM_SLICE] = {slice_fwd, slice_bwd},
     [NASC_PRIM_SCALE] = {eltwise_fwd, eltwise_bwd},
 };
 

@@ -568,6 +568,24 @@ static void emit_prim(ox *x, uint32_t pi) {
         node_add(x, "Mul", out, min, 2, out, NULL, 0);
         return;
     }
+    case NASC_PRIM_SLICE: { /* Slice(x, starts, ends, axes) with int64 initializers */
+        int r = x->m->values[p->result].type.rank;
+        int64_t starts[NASC_MAX_RANK], ends[NASC_MAX_RANK], axes[NASC_MAX_RANK];
+        for (int d = 0; d < r; d++) {
+            starts[d] = p->a.begin[d];
+            ends[d] = p->a.begin[d] + p->a.shape[d];
+            axes[d] = d;
+        }
+        const char *sn = fresh_name(x, out, ".starts"), *en = fresh_name(x, out, ".ends");
+        const char *an = fresh_name(x, out, ".axes");
+        if (!sn || !en || !an) return;
+        init_i64(x, sn, starts, (size_t)r);
+        init_i64(x, en, ends, (size_t)r);
+        init_i64(x, an, axes, (size_t)r);
+        const char *sin[4] = {ins[0], sn, en, an};
+        node_add(x, "Slice", out, sin, 4, out, NULL, 0);
+        return;
+    }
     case NASC_PRIM_NORMALIZE: { /* x / ReduceL2(x) over every axis (keepdims) */
         const char *norm = fresh_name(x, out, ".norm");
         if (!norm) return;

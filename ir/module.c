@@ -715,6 +715,18 @@ nasc_status nasc_prim_infer(nasc_prim_op op, const nasc_prim_attrs *a, const nas
         if (!isfinite(a->alpha)) return FAIL("scale factor must be finite");
         *out = *x;
         return NASC_OK;
+    case NASC_PRIM_SLICE:
+        if (x->dims[0] == NASC_BATCH) return FAIL("slice cuts a tensor without a batch dimension");
+        if (a->shape_rank != x->rank)
+            return FAIL("slice needs a shape of the operand's rank %d, not %d", x->rank, a->shape_rank);
+        *out = *x;
+        for (int d = 0; d < x->rank; d++) {
+            if (a->begin[d] < 0 || a->shape[d] < 1 || a->begin[d] > x->dims[d] - a->shape[d])
+                return FAIL("slice of dim %d: begin %lld and size %lld do not fit in %lld", d, (long long)a->begin[d],
+                            (long long)a->shape[d], (long long)x->dims[d]);
+            out->dims[d] = a->shape[d];
+        }
+        return NASC_OK;
     case NASC_PRIM_NORMALIZE:
         if (x->dims[0] == NASC_BATCH) return FAIL("normalize divides a whole tensor by its norm: it takes no batch dimension");
         *out = *x;

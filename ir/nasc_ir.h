@@ -150,6 +150,7 @@ enum {
     NASC_PATTR_SHAPE = 1 << 10, /* reshape: shape_rank, shape */
     NASC_PATTR_INDEX = 1 << 11, /* embedding: the column of the ids it reads */
     NASC_PATTR_ALPHA = 1 << 12, /* scale: the factor */
+    NASC_PATTR_BEGIN = 1 << 13, /* slice: the first index per dim */
 };
 /* An attribute an op may carry but that the text form shows only when it is
  * not at its neutral value (max_pool dilation, matmul transposes): ops.def
@@ -322,6 +323,7 @@ typedef struct nasc_prim_attrs {
     int64_t shape[NASC_MAX_RANK]; /* reshape: the result dims; shape[0] may be NASC_BATCH */
     int index;               /* embedding: the column of the ids (the time step) */
     float alpha;             /* scale: the factor */
+    int64_t begin[NASC_MAX_RANK]; /* slice: the first index per dim (its result dims: shape) */
 } nasc_prim_attrs;
 
 /* Attributes with every field at its neutral value (strides/dilations 1, groups 1, eps 1e-5, axis 1,

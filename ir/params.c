@@ -290,6 +290,7 @@ enum init_kind {
     INIT_FC_BIAS,     /* U(-b, b) with the fan_in of the op's weight */
     INIT_EMBEDDING,   /* N(0, 1), as torch.nn.Embedding */
     INIT_NORMALIZED,  /* N(0, 1): normalize keeps only the direction, uniform on the sphere */
+    INIT_SLICED,      /* U(-b, b), fan_in = the product of the dims after the first (a conv's C_in kh kw) */
 };
 
 static const char *init_role(enum init_kind k) {
@@ -302,6 +303,7 @@ static const char *init_role(enum init_kind k) {
     case INIT_MATMUL_WEIGHT: return "a matmul operand";
     case INIT_EMBEDDING: return "an embedding table";
     case INIT_NORMALIZED: return "a normalize operand";
+    case INIT_SLICED: return "a slice operand";
     default: return "unused";
     }
 }
@@ -317,6 +319,7 @@ static enum init_kind operand_role(nasc_prim_op op, uint32_t a) {
     if (op == NASC_PRIM_ADD || op == NASC_PRIM_SUB) return INIT_ZERO;
     if (op == NASC_PRIM_EMBEDDING && a == 1) return INIT_EMBEDDING;
     if (op == NASC_PRIM_NORMALIZE) return INIT_NORMALIZED;
+    if (op == NASC_PRIM_SLICE) return INIT_SLICED;
     if (op == NASC_PRIM_MUL) return INIT_ONE;
     if (op == NASC_PRIM_MATMUL) return INIT_MATMUL_WEIGHT;
     return INIT_UNUSED;
@@ -381,7 +384,10 @@ static void init_fill(nasc_tensor *t, enum init_kind k, int64_t bias_fan, uint64
         for (int64_t i = 0; i < t->numel; i++) t->data[i] = nasc_rng_normal(&r);
         return;
     }
+    int64_t rest = 1;
+    for (int d = 1; d < t->rank; d++) rest *= t->dims[d];
     int64_t fan_in = k == INIT_CONV_WEIGHT     ? t->dims[1] * t->dims[2] * t->dims[3]
+                     : k == INIT_SLICED        ? rest
                      : k == INIT_MATMUL_WEIGHT ? (t->rank >= 2 ? t->dims[t->rank - 2] : t->dims[0])
                      : k == INIT_FC_BIAS       ? bias_fan
                                                : t->dims[1];

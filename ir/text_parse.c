@@ -731,6 +731,20 @@ static nasc_status shape_attr(parser *P, nasc_prim_attrs *a) {
     }
 }
 
+/* begin=B0xB1x... (slice): indices >= 0, one per dim; dims left out
+ * begin at 0. */
+static nasc_status begin_attr(parser *P, nasc_prim_attrs *a) {
+    for (int k = 0;; k++) {
+        ws(P);
+        nasc_loc dl = here(P);
+        if (k == NASC_MAX_RANK) return perr(P, dl, "begin has at most %d indices", NASC_MAX_RANK);
+        nasc_status st = integer(P, "an index (an integer >= 0)", 0, INT64_MAX, &a->begin[k]);
+        if (st) return st;
+        if (P->p >= P->end || *P->p != 'x') return NASC_OK;
+        P->p++;
+    }
+}
+
 /* A number after "name=" (eps, alpha), as strtod reads it. */
 static nasc_status float_attr(parser *P, const char *name, float *out) {
     nasc_loc el = here(P);
@@ -757,7 +771,7 @@ static nasc_status float_attr(parser *P, const char *name, float *out) {
 static nasc_status parse_prim_attrs(parser *P, nasc_prim_op op, nasc_prim_attrs *a) {
     static const char *const names[] = {"kernel", "stride", "pad", "dilation", "groups", "axis",
                                         "count_include_pad", "eps", "offset", "trans", "shape",
-                                        "index", "alpha"};
+                                        "index", "alpha", "begin"};
     enum { N_NAMES = sizeof names / sizeof names[0] };
     const nasc_prim_op_info *info = nasc_prim_op_info_get(op);
     unsigned seen = 0;
@@ -806,6 +820,7 @@ static nasc_status parse_prim_attrs(parser *P, nasc_prim_op op, nasc_prim_attrs 
         case NASC_PATTR_INDEX: st = int32v(P, "an integer", &a->index); break;
         case NASC_PATTR_ALPHA: st = float_attr(P, "alpha", &a->alpha); break;
         case NASC_PATTR_EPS: st = float_attr(P, "eps", &a->eps); break;
+        case NASC_PATTR_BEGIN: st = begin_attr(P, a); break;
         }
         if (st) return st;
         if (accept(P, '}')) return NASC_OK;

@@ -221,6 +221,11 @@ static void print_prim_attrs(printer *pr, const nasc_prim *p, unsigned attrs) {
     }
     if (attrs & NASC_PATTR_INDEX) SEP(), nasc_buf_printf(b, "index=%d", a->index);
     if (attrs & NASC_PATTR_ALPHA) SEP(), nasc_buf_printf(b, "alpha=%.9g", (double)a->alpha);
+    if (attrs & NASC_PATTR_BEGIN) {
+        SEP(), nasc_buf_append(b, "begin=", 6);
+        for (int i = 0; i < a->shape_rank && i < NASC_MAX_RANK; i++)
+            nasc_buf_printf(b, "%s%lld", i ? "x" : "", (long long)a->begin[i]);
+    }
 #undef SEP
     if (attrs) nasc_buf_append(b, "}", 1);
 }

@@ -270,6 +270,18 @@ static int64_t bcast_at(const int64_t *yd, int rank, const int64_t *od, int oran
     return off;
 }
 
+/* The element of a slice's operand (dims xd) that element i of its result
+ * (rank rank, dims yd) reads: the result's index plus begin. */
+static int64_t slice_src(const int64_t *xd, int rank, const nasc_prim_attrs *a, const int64_t *yd, int64_t i) {
+    int64_t idx[NASC_MAX_RANK], off = 0;
+    for (int d = rank - 1; d >= 0; d--) {
+        idx[d] = i % yd[d] + a->begin[d];
+        i /= yd[d];
+    }
+    for (int d = 0; d < rank; d++) off = off * xd[d] + idx[d];
+    return off;
+}
+
 /* Geometry of matmul: the result (..., M, N) over batch b, with the offset
  * of each operand's matrix for batch b and its element strides. */
 typedef struct mm_geom {
@@ -489,6 +501,9 @@ static int run_op(const nasc_module *m, const nasc_param_store *params, ref_mode
     }
     case NASC_PRIM_SCALE:
         for (int64_t i = 0; i < ny; i++) y[i] = (double)a->alpha * x[i];
+        return 0;
+    case NASC_PRIM_SLICE:
+        for (int64_t i = 0; i < ny; i++) y[i] = x[slice_src(xd, rank, a, yd, i)];
         return 0;
     case NASC_PRIM_NORMALIZE: {
         double ss = 0;
@@ -738,6 +753,9 @@ static int backward_op(const nasc_module *m, int batch, double *const *values, d
     }
     case NASC_PRIM_SCALE:
         for (int64_t i = 0; i < ny; i++) dx[i] += (double)a->alpha * dy[i];
+        return 0;
+    case NASC_PRIM_SLICE:
+        for (int64_t i = 0; i < ny; i++) dx[slice_src(xd, rank, a, yd, i)] += dy[i];
         return 0;
     case NASC_PRIM_NORMALIZE: { /* y = x / r: dx = (dy - y (y . dy)) / r */
         double ss = 0, ydy = 0;

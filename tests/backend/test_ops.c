@@ -1387,6 +1387,43 @@ static void build_matmul(tcase *t, int i) {
     tc_output(t, tc_op(t, NASC_PRIM_MATMUL, args, 2, &a, "y"));
 }
 
+/* slice: a conv's 3x3 weights cut from a 5x5 parameter (instance 0), a
+ * matmul's (K, N) weights cut from a larger rank-2 parameter (1), and
+ * SMASH's chain: weights computed (wa * wb), cut, normalized, convolved (2). */
+static void build_slice(tcase *t, int i) {
+    if (i == 1) {
+        t->batch = ri(t, 1, 3);
+        int64_t k = ri(t, 1, 4), n = ri(t, 1, 4), bk = ri(t, 0, 2), bn = ri(t, 0, 2);
+        nasc_prim_attrs a = nasc_prim_attrs_default();
+        a.shape_rank = 2;
+        a.shape[0] = k, a.shape[1] = n;
+        a.begin[0] = bk, a.begin[1] = bn;
+        uint32_t w = tc_param(t, "big", 2, k + bk + ri(t, 0, 2), n + bn + ri(t, 0, 2), 0, 0, NULL);
+        uint32_t args[2] = {tc_input(t, "x", 2, k, 0, 0), tc_op(t, NASC_PRIM_SLICE, &w, 1, &a, "w")};
+        tc_output(t, tc_op(t, NASC_PRIM_MATMUL, args, 2, NULL, "y"));
+        return;
+    }
+    conv_cfg c = conv_base(t, 3);
+    c.o = ri(t, 1, 4);
+    conv_fit(&c);
+    uint32_t x = tc_input(t, "x", 4, c.c, c.h, c.w);
+    int64_t bo = ri(t, 0, 1), bc = ri(t, 0, 1);
+    uint32_t w = tc_param(t, "wa", 4, c.o + bo, c.c + bc, 5, 5, NULL);
+    if (i == 2) {
+        uint32_t wargs[2] = {w, tc_param(t, "wb", 4, c.o + bo, c.c + bc, 5, 5, NULL)};
+        w = tc_op(t, NASC_PRIM_MUL, wargs, 2, NULL, "wm");
+    }
+    nasc_prim_attrs sa = nasc_prim_attrs_default();
+    sa.shape_rank = 4;
+    sa.shape[0] = c.o, sa.shape[1] = c.c, sa.shape[2] = sa.shape[3] = 3;
+    sa.begin[0] = bo, sa.begin[1] = bc, sa.begin[2] = 1, sa.begin[3] = ri(t, 0, 2);
+    w = tc_op(t, NASC_PRIM_SLICE, &w, 1, &sa, "w");
+    if (i == 2) w = tc_op(t, NASC_PRIM_NORMALIZE, &w, 1, NULL, "wn");
+    nasc_prim_attrs a = attrs_window(3, 3, 1, 1, c.pt, c.pl, c.pb, c.pr);
+    uint32_t args[2] = {x, w};
+    tc_output(t, tc_op(t, NASC_PRIM_CONV, args, 2, &a, "y"));
+}
+
 /* sub: same shapes, or b broadcasting (a vector of the last dim, a
  * parameter). */
 static void build_sub(tcase *t, int i) {
@@ -1506,7 +1543,8 @@ typedef struct op_case {
     X(scale, 3)                                                                                                        \
     X(embedding, 3)                                                                                                    \
     X(conv_computed_w, 4)                                                                                              \
-    X(conv_normalized_w, 3)
+    X(conv_normalized_w, 3)                                                                                            \
+    X(slice, 3)
 
 #define DEF_CASE(id, n) static op_case CASE_##id = {#id, build_##id, n};
 OP_CASES(DEF_CASE)

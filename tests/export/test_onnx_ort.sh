@@ -100,7 +100,8 @@ EOF
 # strided conv, both count_include_pad modes, a 4-way add (Sum), mul,
 # tanh/sigmoid/identity, a foldable conv+bn, a conv with two users before
 # its bn whose weights the net computes (mul, then normalize: SMASH's
-# generated, normalised weights), a rank-2 batch norm, softmax.
+# generated, normalised weights), a dilated conv whose weights are a slice
+# of a larger parameter, a rank-2 batch norm, softmax.
 TINY=$TMP/every-op.nir
 cat >"$TINY" <<'EOF'
 prim {
@@ -108,7 +109,7 @@ prim {
   param %c1.w : f32[4,1,3,3]
   param %bn1.scale : f32[4]
   param %bn1.shift : f32[4]
-  param %c4.w : f32[4,4,3,3]
+  param %c4.big : f32[6,5,5,5]
   param %c5.w : f32[4,4,1,3]
   param %c2.w : f32[4,1,1,1]
   param %c3.w : f32[8,8,1,1]
@@ -124,6 +125,7 @@ prim {
   %bn1 = batch_norm %c1, %bn1.scale, %bn1.shift {eps=1e-05} : f32[N,4,14,14]
   group cell0
   %r = relu %bn1 : f32[N,4,14,14]
+  %c4.w = slice %c4.big {shape=4x4x3x3, begin=1x0x2x1} : f32[4,4,3,3]
   %c4 = conv %r, %c4.w {kernel=3x3, stride=1x1, pad=2,2,2,2, dilation=2x2, groups=1} : f32[N,4,14,14]
   %c5 = conv %c4, %c5.w {kernel=1x3, stride=1x1, pad=0,1,0,1, dilation=1x1, groups=1} : f32[N,4,14,14]
   %sh = shift %c5 {offset=1,2} : f32[N,4,14,14]

@@ -582,7 +582,7 @@ static nasc_status run_enas(session *s, const search_opts *o, progress_state *ps
     if (st) return st;
     char mb[32];
     nasc_cli_fmt_si(r.store_bytes, mb, sizeof mb);
-    printf("shared store: %lld tensors, %sB (weights, momentum and the controller)\n", (long long)r.store_tensors, mb);
+    printf("shared store: %lld tensors, %sB (weights, optimizer state and the controller)\n", (long long)r.store_tensors, mb);
     fflush(stdout);
     char svg[4200];
     snprintf(svg, sizeof svg, "%s/search.svg", o->out);

@@ -29,7 +29,7 @@
 
 typedef nasc_status (*oneshot_fn)(nasc_ctx *ctx, nasc_oneshot_run *r);
 #define ROW_NAME(name, summary, vt, run, spaces) name,
-#define ROW_ENTRY(name, summary, vt, run, spaces) {name, summary, run != NULL},
+#define ROW_ENTRY(name, summary, vt, run, spaces) {name, summary, false}, /* oneshot: from runs[] */
 #define ROW_VT(name, summary, vt, run, spaces) vt,
 #define ROW_RUN(name, summary, vt, run, spaces) run,
 #define ROW_SPACES(name, summary, vt, run, spaces) spaces,
@@ -48,6 +48,7 @@ static const char *const *const row_spaces[] = {STRATEGY_TABLE(ROW_SPACES)};
 bool nasc_strategy_registered(size_t i, nasc_strategy_entry *out) {
     if (i >= N_STRATEGIES) return false;
     *out = entries[i];
+    out->oneshot = runs[i] != NULL;
     return true;
 }
 
@@ -226,7 +227,7 @@ static const nasc_strategy_vt *find_vt(const char *name) {
 
 bool nasc_strategy_is_oneshot(const char *name) {
     for (size_t i = 0; i < N_STRATEGIES; i++)
-        if (strcmp(entries[i].name, name) == 0) return entries[i].oneshot;
+        if (strcmp(entries[i].name, name) == 0) return runs[i] != NULL;
     return false;
 }
 

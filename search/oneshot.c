@@ -85,7 +85,6 @@ nasc_enas_options nasc_enas_options_for(const char *space) {
     return o;
 }
 
-
 double nasc_oneshot_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -304,9 +303,9 @@ static nasc_status controller_phase(enas *e) {
             sum_h += ent;
             done++;
             nasc_oneshot_progress p = {.phase = "controller", .epoch = e->epoch, .step = done, .steps = total,
-                                    .loss = NAN, .acc = NAN, .reward = (float)(sum_r / (double)done),
-                                    .baseline = (float)e->baseline, .entropy = (float)(sum_h / (double)done),
-                                    .phase_end = done == total};
+                                       .loss = NAN, .acc = NAN, .reward = (float)(sum_r / (double)done),
+                                       .baseline = (float)e->baseline, .entropy = (float)(sum_h / (double)done),
+                                       .phase_end = done == total};
             nasc_oneshot_report(e, &p);
         }
         if (!st) ctl_adam(e);
@@ -513,11 +512,11 @@ static nasc_status train_epoch(enas *e) {
         correct += ok;
         seen += e->o->batch;
         nasc_oneshot_progress p = {.phase = "train", .epoch = e->epoch, .step = k + 1, .steps = steps,
-                                .loss = (float)(sum_loss / (double)(k + 1)),
-                                .acc = (float)((double)correct / (double)seen), .reward = NAN, .baseline = NAN,
-                                .entropy = NAN, .phase_end = k + 1 == steps,
-                                .step_s = e->step_s / (double)(k + 1), .compile_s = e->compile_s / (double)(k + 1),
-                                .created = e->created};
+                                   .loss = (float)(sum_loss / (double)(k + 1)),
+                                   .acc = (float)((double)correct / (double)seen), .reward = NAN, .baseline = NAN,
+                                   .entropy = NAN, .phase_end = k + 1 == steps,
+                                   .step_s = e->step_s / (double)(k + 1), .compile_s = e->compile_s / (double)(k + 1),
+                                   .created = e->created};
         nasc_oneshot_report(e, &p);
     }
     return st;
@@ -578,8 +577,8 @@ static nasc_status derive(enas *e) {
         t.seconds = nasc_oneshot_now() - t0;
         if (!st) st = nasc_journal_append(j, &t);
         nasc_oneshot_progress p = {.phase = "derive", .epoch = e->o->epochs - 1, .step = i + 1,
-                                .steps = e->o->candidates, .loss = NAN, .acc = NAN, .reward = (float)acc,
-                                .baseline = NAN, .entropy = NAN, .phase_end = i + 1 == e->o->candidates};
+                                   .steps = e->o->candidates, .loss = NAN, .acc = NAN, .reward = (float)acc,
+                                   .baseline = NAN, .entropy = NAN, .phase_end = i + 1 == e->o->candidates};
         if (!st) nasc_oneshot_report(e, &p);
     }
     return st;

@@ -196,11 +196,11 @@ nasc_status nasc_oneshot_lm_train_epoch(enas *e) {
         sum_loss += loss;
         correct += ok;
         nasc_oneshot_progress p = {.phase = "train", .epoch = e->epoch, .step = k + 1, .steps = steps,
-                                .loss = (float)(sum_loss / (double)(k + 1)),
-                                .acc = (float)((double)correct / ((double)(k + 1) * tokens)), .reward = NAN,
-                                .baseline = NAN, .entropy = NAN, .phase_end = k + 1 == steps,
-                                .step_s = e->step_s / (double)(k + 1), .compile_s = e->compile_s / (double)(k + 1),
-                                .created = e->created};
+                                   .loss = (float)(sum_loss / (double)(k + 1)),
+                                   .acc = (float)((double)correct / ((double)(k + 1) * tokens)), .reward = NAN,
+                                   .baseline = NAN, .entropy = NAN, .phase_end = k + 1 == steps,
+                                   .step_s = e->step_s / (double)(k + 1), .compile_s = e->compile_s / (double)(k + 1),
+                                   .created = e->created};
         nasc_oneshot_report(e, &p);
     }
     return st;

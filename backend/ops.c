@@ -1292,6 +1292,7 @@ static nasc_status norm_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     x = nb_match(net, x, &md);
     NEED(x);
     int y = new_result(net, p, &md);
+    NEED(y);
     nb_arg a[2] = {{0, x}, {1, y}};
     int s = nb_step_kernel(net, k_norm_fwd, "normalize fwd", 2, a);
     if (s >= 0) net->steps[s].i[0] = (int)nasc_type_numel(vtype(net, p->result));

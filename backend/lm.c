@@ -78,8 +78,7 @@ static nasc_status check_lm(nasc_ctx *ctx, const nasc_module *prim, lm_shape *sh
     return NASC_OK;
 }
 
-/* Every byte of [begin, end) must be a class of the model. */
-static nasc_status check_vocab(nasc_ctx *ctx, const nasc_corpus *text, int64_t begin, int64_t end, int64_t vocab) {
+nasc_status nasc_lm_check_vocab(nasc_ctx *ctx, const nasc_corpus *text, int64_t begin, int64_t end, int64_t vocab) {
     if (vocab >= 256) return NASC_OK;
     for (int64_t i = begin; i < end; i++)
         if (text->bytes[i] >= vocab)
@@ -133,7 +132,7 @@ static nasc_status lm_run_init(lm_run *r, nasc_ctx *ctx, const nasc_module *prim
                           "the %s text has %lld bytes, fewer than %d streams of %lld characters and the one after "
                           "(fewer streams or shorter steps)",
                           what, (long long)(end - begin), batch, (long long)r->sh.steps);
-    st = check_vocab(ctx, text, begin, begin + r->stream * batch, r->sh.vocab);
+    st = nasc_lm_check_vocab(ctx, text, begin, begin + r->stream * batch, r->sh.vocab);
     if (st) return st;
     nasc_net_options no = nasc_net_options_default();
     no.batch = batch;
@@ -168,16 +167,20 @@ static void lm_reset_state(lm_run *r) {
 
 /* Inputs of step k: characters and the carried state; then forward and the
  * loss (mean nats per character) and the correct next-character guesses. */
-static nasc_status lm_forward(lm_run *r, const nasc_corpus *text, int64_t k, int64_t global, float *loss,
-                              int *correct) {
-    int64_t t_len = r->sh.steps;
-    for (int b = 0; b < r->batch; b++) {
-        const uint8_t *src = text->bytes + r->begin + (int64_t)b * r->stream + k * t_len;
-        for (int64_t t = 0; t < t_len; t++) {
-            r->x[b * t_len + t] = (float)src[t];
-            r->y[b * t_len + t] = src[t + 1];
+void nasc_lm_window(const nasc_corpus *text, int64_t begin, int64_t stream, int batch, int64_t T, int64_t k, float *x,
+                    int32_t *y) {
+    for (int b = 0; b < batch; b++) {
+        const uint8_t *src = text->bytes + begin + (int64_t)b * stream + k * T;
+        for (int64_t t = 0; t < T; t++) {
+            x[b * T + t] = (float)src[t];
+            y[b * T + t] = src[t + 1];
         }
     }
+}
+
+static nasc_status lm_forward(lm_run *r, const nasc_corpus *text, int64_t k, int64_t global, float *loss,
+                              int *correct) {
+    nasc_lm_window(text, r->begin, r->stream, r->batch, r->sh.steps, k, r->x, r->y);
     nasc_status st = nasc_net_set_input(r->net, 0, r->x);
     for (uint32_t i = 0; !st && i < r->sh.n_state; i++) st = nasc_net_set_input(r->net, i + 1, r->state[i]);
     /* a fresh draw of each dropout mask for every step (the same for all

@@ -405,6 +405,16 @@ nasc_status nasc_train_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
 nasc_status nasc_evaluate_lm(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *store, const nasc_corpus *text,
                              int64_t begin, int64_t end, int batch, int threads, float *loss, float *acc);
 
+/* The pieces of nasc_train_lm that a one-shot search of recurrent cells
+ * shares: every byte of [begin, end) must be one of vocab classes
+ * (NASC_EINPUT naming the first that is not); and window k of batch
+ * streams of `stream` bytes from begin, T characters each, into x (the
+ * characters as token numbers, (batch, T)) and y (the characters after
+ * them). */
+nasc_status nasc_lm_check_vocab(nasc_ctx *ctx, const nasc_corpus *text, int64_t begin, int64_t end, int64_t vocab);
+void nasc_lm_window(const nasc_corpus *text, int64_t begin, int64_t stream, int batch, int64_t T, int64_t k, float *x,
+                    int32_t *y);
+
 /* Sample n characters into out from a language model lowered with one
  * step (nasc_lower_options.seq_len 1): read the prompt from a zero state,
  * then draw each next character from softmax(logits / temperature) (the

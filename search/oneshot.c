@@ -148,7 +148,7 @@ static int count_correct(const float *logits, const int32_t *y, int n, int k) {
     return ok;
 }
 
-static nasc_status child_net(enas *e, const nasc_module *prim, bool train, nasc_net **net) {
+nasc_status nasc_oneshot_net(enas *e, const nasc_module *prim, bool train, nasc_net **net) {
     nasc_net_options no = nasc_net_options_default();
     no.batch = e->o->batch;
     no.threads = e->o->threads;
@@ -159,6 +159,7 @@ static nasc_status child_net(enas *e, const nasc_module *prim, bool train, nasc_
         no.mode = NASC_MODE_INFER;
         no.bn_batch_stats = true; /* ENAS scores children in training mode */
     }
+    no.fuse = e->lm;
     return nasc_net_compile(e->ctx, prim, e->st, &no, net);
 }
 
@@ -198,7 +199,7 @@ static nasc_status train_step(enas *e, float lr, int64_t step, float *loss, int 
     nasc_module *prim = NULL;
     nasc_net *net = NULL;
     if (!st) st = child_prim(e, e->d, true, &prim);
-    if (!st) st = child_net(e, prim, true, &net);
+    if (!st) st = nasc_oneshot_net(e, prim, true, &net);
     if (!st) nasc_oneshot_compiled(e, net, t0);
     if (!st) st = nasc_net_set_input(net, 0, e->x);
     if (!st) st = nasc_net_forward(net);
@@ -228,7 +229,7 @@ static nasc_status score(enas *e, const uint32_t *d, double *acc) {
     nasc_module *prim = NULL;
     nasc_net *net = NULL;
     nasc_status st = child_prim(e, d, false, &prim);
-    if (!st) st = child_net(e, prim, false, &net);
+    if (!st) st = nasc_oneshot_net(e, prim, false, &net);
     if (!st) st = nasc_net_set_input(net, 0, e->x);
     if (!st) st = nasc_net_forward(net);
     if (!st) st = nasc_net_read(net, nasc_str(prim, prim->values[prim->outputs[0]].name), e->logits);

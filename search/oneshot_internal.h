@@ -49,6 +49,10 @@ double nasc_oneshot_now(void);
 /* NASC_EINPUT "interrupted" when the run's stop flag is set. */
 nasc_status nasc_oneshot_interrupted(enas *e);
 void nasc_oneshot_report(enas *e, nasc_oneshot_progress *p);
+/* Child prim's net on the store, in the run's arena: training, or
+ * scoring (inference with batch statistics, as ENAS scores children in
+ * training mode); language models fuse what they can. */
+nasc_status nasc_oneshot_net(enas *e, const nasc_module *prim, bool train, nasc_net **net);
 /* After compiling a child's net (started at t0): its compile time and the
  * primitives it created added to the epoch's figures. */
 void nasc_oneshot_compiled(enas *e, const nasc_net *net, double t0);

@@ -53,41 +53,6 @@ static nasc_status child_prim(enas *e, const uint32_t *d, nasc_module **out) {
     return st;
 }
 
-static nasc_status child_net(enas *e, const nasc_module *prim, nasc_net_mode mode, nasc_net **net) {
-    nasc_net_options no = nasc_net_options_default();
-    no.batch = e->o->batch;
-    no.threads = e->o->threads;
-    no.arena = &e->arena;
-    no.mode = mode;
-    no.fuse = true;
-    return nasc_net_compile(e->ctx, prim, e->st, &no, net);
-}
-
-/* Window k of B streams of `stream` bytes from begin: tokens and the
- * characters after them. */
-static void fill(enas *e, int64_t begin, int64_t stream, int64_t k) {
-    const int64_t T = e->o->bptt;
-    const uint8_t *bytes = e->r->text->bytes;
-    for (int b = 0; b < e->o->batch; b++) {
-        const uint8_t *src = bytes + begin + (int64_t)b * stream + k * T;
-        for (int64_t t = 0; t < T; t++) {
-            e->tokens[b * T + t] = (float)src[t];
-            e->next[b * T + t] = src[t + 1];
-        }
-    }
-}
-
-/* Every byte of [begin, end) must be one of the model's vocab classes. */
-static nasc_status check_vocab(enas *e, int64_t begin, int64_t end, int64_t vocab) {
-    const nasc_corpus *text = e->r->text;
-    for (int64_t i = begin; vocab < 256 && i < end; i++)
-        if (text->bytes[i] >= vocab)
-            return nasc_error(e->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
-                              "byte 0x%02x at offset %lld of the text is not one of the model's %lld classes",
-                              text->bytes[i], (long long)i, (long long)vocab);
-    return NASC_OK;
-}
-
 nasc_status nasc_oneshot_lm_setup(enas *e) {
     nasc_ctx *ctx = e->ctx;
     const nasc_enas_options *o = e->o;
@@ -126,8 +91,8 @@ nasc_status nasc_oneshot_lm_setup(enas *e) {
     e->lm_hidden = arch->skel.channels;
     int64_t vocab = arch->skel.classes;
     nasc_module_destroy(arch);
-    st = check_vocab(e, 0, e->train_stream * B + 1, vocab);
-    if (!st) st = check_vocab(e, e->val_begin, e->val_begin + e->val_stream * B, vocab);
+    st = nasc_lm_check_vocab(ctx, text, 0, e->train_stream * B + 1, vocab);
+    if (!st) st = nasc_lm_check_vocab(ctx, text, e->val_begin, e->val_begin + e->val_stream * B, vocab);
     if (st) return st;
     size_t bh = (size_t)B * (size_t)e->lm_hidden, bt = (size_t)B * (size_t)T;
     e->state = nasc_alloc(ctx, bh * sizeof *e->state);
@@ -160,10 +125,10 @@ static nasc_status train_step(enas *e, float lr, int64_t k, float *loss, int *co
     nasc_module *prim = NULL;
     nasc_net *net = NULL;
     if (!st) st = child_prim(e, e->d, &prim);
-    if (!st) st = child_net(e, prim, NASC_MODE_TRAIN, &net);
+    if (!st) st = nasc_oneshot_net(e, prim, true, &net);
     if (!st) nasc_oneshot_compiled(e, net, t0);
     if (!st) {
-        fill(e, 0, e->train_stream, k);
+        nasc_lm_window(e->r->text, 0, e->train_stream, e->o->batch, e->o->bptt, k, e->tokens, e->next);
         st = nasc_net_set_input(net, 0, e->tokens);
     }
     if (!st) st = nasc_net_set_input(net, 1, e->state);
@@ -211,9 +176,10 @@ nasc_status nasc_oneshot_lm_score(enas *e, const uint32_t *d, int64_t k, double 
     nasc_module *prim = NULL;
     nasc_net *net = NULL;
     nasc_status st = child_prim(e, d, &prim);
-    if (!st) st = child_net(e, prim, NASC_MODE_INFER, &net);
+    if (!st) st = nasc_oneshot_net(e, prim, false, &net);
     if (!st) {
-        fill(e, e->val_begin, e->val_stream, k % e->val_steps);
+        nasc_lm_window(e->r->text, e->val_begin, e->val_stream, e->o->batch, e->o->bptt, k % e->val_steps, e->tokens,
+                       e->next);
         st = nasc_net_set_input(net, 0, e->tokens);
     }
     if (!st) st = nasc_net_set_input(net, 1, e->zero_state);

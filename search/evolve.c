@@ -99,7 +99,8 @@ static nasc_status evo_propose(nasc_strategy *s, uint32_t *d) {
     return NASC_OK;
 }
 
-static nasc_status evo_report(nasc_strategy *s, const uint32_t *d, double reward) {
+static nasc_status evo_report(nasc_strategy *s, int64_t proposal, const uint32_t *d, double reward) {
+    (void)proposal;
     evo *e = s->impl;
     if (isnan(reward)) return NASC_OK; /* a failed child does not join */
     int slot;
@@ -152,4 +153,4 @@ static nasc_status evo_load(nasc_strategy *s, const nasc_param_store *st) {
 }
 
 const nasc_strategy_vt nasc_strategy_evolution_vt = {"evolution", evo_init,   evo_fini, evo_propose,
-                                                     evo_report,  evo_save, evo_load};
+                                                     evo_report,  evo_save, evo_load, NULL};

@@ -13,7 +13,10 @@
  *
  * "decisions" in the header is the space's decision list, one token per
  * decision: c<k> a choice of k options, s<k> a skip mask over k earlier
- * layers. "check" is the 64-bit FNV-1a hash of everything before
+ * layers. A record of a distributed search may end (before "check") with
+ * "proposal":N, the strategy's proposal number when it differs from the
+ * trial number, and "rank":R, the MPI rank that evaluated it.
+ * "check" is the 64-bit FNV-1a hash of everything before
  * `,"check"`. A record is appended with one write() and an fsync(), so a
  * crash leaves at most the last line torn; opening drops such a line (with a
  * warning) and the trial is run again. Opening never changes the file: the
@@ -363,6 +366,18 @@ static const char *parse_record(const char *line, size_t len, uint32_t n_dec, na
     }
     if (!expect(&r, ']')) return "field decisions (more values than the space has decisions)";
     if (!expect(&r, ',') || !read_str(&r, "reason", t->reason, sizeof t->reason)) return "field reason";
+    t->proposal = t->index;
+    skip_ws(&r);
+    if (r.p < r.end && *r.p == ',' && r.end - r.p > 12 && memcmp(r.p + 1, "\"proposal\"", 10) == 0) {
+        r.p++;
+        if (!read_int(&r, "proposal", 0, INT64_C(1) << 40, &t->proposal)) return "field proposal";
+    }
+    skip_ws(&r);
+    if (r.p < r.end && *r.p == ',') {
+        r.p++;
+        if (!read_int(&r, "rank", 1, INT32_MAX, &iv)) return "field rank";
+        t->rank = (int)iv;
+    }
     skip_ws(&r);
     if (r.p != r.end) return "unexpected field";
     if (strcmp(t->status, "failed") != 0 && !isfinite(t->reward)) return "field reward (null in a successful trial)";
@@ -571,6 +586,8 @@ nasc_status nasc_journal_append(nasc_journal *j, const nasc_trial *t) {
     for (uint32_t i = 0; i < j->n_decisions; i++) nasc_buf_printf(&b, "%s%u", i ? "," : "", t->d[i]);
     nasc_buf_append(&b, "],\"reason\":", 11);
     put_json_str(&b, t->reason);
+    if (t->proposal != t->index) nasc_buf_printf(&b, ",\"proposal\":%" PRId64, t->proposal);
+    if (t->rank > 0) nasc_buf_printf(&b, ",\"rank\":%d", t->rank);
     if (b.oom) {
         nasc_buf_free(&b);
         return NASC_ENOMEM;

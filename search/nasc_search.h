@@ -128,6 +128,18 @@ typedef struct nasc_strategy_options {
     float lr;             /* Adam learning rate (default 0.006) */
     float entropy;        /* entropy bonus weight, on the summed entropy of all steps (default 7e-3) */
     float baseline_decay; /* moving-average baseline decay (default 0.9) */
+    /* reinforce with controller replicas (NAS-RL's distributed training;
+     * replicas 0: one controller, an update per `batch` rewards). Each of
+     * the `replicas` replicas samples `children_per_replica` children from
+     * its copy of the controller, and when all have their reward sends the
+     * REINFORCE gradient computed on that copy; the controller takes an
+     * Adam step once `grads_per_update` gradients have arrived (NAS-RL's
+     * PTB run: 10). A gradient computed on a copy older than the
+     * controller is applied all the same; the log says how many updates
+     * old it is (its staleness). */
+    int replicas;
+    int children_per_replica; /* default 1 */
+    int grads_per_update;     /* default 1 */
     /* evolution (regularized evolution) */
     int population;       /* default 20 */
     int sample_size;      /* tournament size (default 5) */
@@ -164,16 +176,36 @@ nasc_status nasc_strategy_create(nasc_ctx *ctx, const char *name, const nasc_dec
                                  nasc_strategy **out);
 void nasc_strategy_destroy(nasc_strategy *s);
 const char *nasc_strategy_name(const nasc_strategy *s);
-/* The next architecture to evaluate (n values). Deterministic given the
- * seed and the rewards reported so far. */
+/* The next architecture to evaluate (n values); proposals are numbered
+ * from 0 in the order they are made. Deterministic given the seed and the
+ * rewards reported (and their order) before it. NASC_EINPUT when the
+ * strategy is not ready (nasc_strategy_ready). */
 nasc_status nasc_strategy_propose(nasc_strategy *s, uint32_t *d);
-/* The reward of a proposed architecture, in proposal order; NaN marks a
- * failed trial. */
+/* Whether propose can give an architecture now. Only reinforce with
+ * replicas waits: when every replica has handed out all its children, the
+ * next proposal needs a reward first. */
+bool nasc_strategy_ready(const nasc_strategy *s);
+/* The reward of the oldest proposal not reported yet; NaN marks a failed
+ * trial. d must be its decisions. */
 nasc_status nasc_strategy_report(nasc_strategy *s, const uint32_t *d, double reward);
-/* Number of rewards reported so far. */
+/* The reward of proposal number `proposal`, in any order (children that
+ * run in parallel finish in any order). NASC_EINPUT when it is not an
+ * outstanding proposal or d is not its decisions. */
+nasc_status nasc_strategy_report_proposal(nasc_strategy *s, int64_t proposal, const uint32_t *d, double reward);
+/* Numbers of proposals made and rewards reported so far. */
+int64_t nasc_strategy_proposed(const nasc_strategy *s);
 int64_t nasc_strategy_reported(const nasc_strategy *s);
-/* All state (random stream, counters, controller weights and Adam moments,
- * pending batch, population) into / out of a parameter store, so that it
+/* The i-th proposal without a reward (oldest first, i < proposed -
+ * reported): its number, and its decisions into d; -1 past the last. The
+ * saved state keeps them, so a search that continues after a crash can
+ * evaluate them again. */
+int64_t nasc_strategy_outstanding(const nasc_strategy *s, int64_t i, uint32_t *d);
+/* Lines about what the strategy does that a person may want to read
+ * (reinforce with replicas: each gradient, its replica and staleness). */
+void nasc_strategy_set_log(nasc_strategy *s, void (*log)(void *ud, const char *line), void *ud);
+/* All state (random stream, counters, outstanding proposals, controller
+ * weights and Adam moments, pending batch, replicas, population) into /
+ * out of a parameter store, so that it
  * can be checkpointed with nasc_params_save. load checks that the state is
  * of this strategy and these decisions and names the field that is not. */
 nasc_status nasc_strategy_save(const nasc_strategy *s, nasc_param_store *st);
@@ -196,6 +228,12 @@ typedef struct nasc_trial {
     double seconds;    /* wall time of the evaluation */
     int64_t params, macs;
     char reason[256];
+    /* The strategy's proposal number of these decisions: equal to index
+     * when trials are evaluated one at a time; a distributed search
+     * journals results in the order they arrive. Written when it differs
+     * from index; a record without it has proposal = index. */
+    int64_t proposal;
+    int rank; /* the MPI rank that evaluated it (written when > 0); 0: this process */
 } nasc_trial;
 
 /* The append-only journal of a run: one JSON object per line, each with a

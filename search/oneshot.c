@@ -554,7 +554,7 @@ static nasc_status derive(enas *e) {
         if (st) break;
         nasc_trial t;
         memset(&t, 0, sizeof t);
-        t.index = j->n;
+        t.index = t.proposal = j->n;
         t.d = e->d;
         snprintf(t.status, sizeof t.status, "ok");
         t.reward = acc;

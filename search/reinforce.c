@@ -348,6 +348,20 @@ void nasc_controller_backward(nasc_controller *c, double a, double b, double *gr
 /* REINFORCE                                                           */
 /* ------------------------------------------------------------------ */
 
+/* A controller replica (opt.replicas > 0): a copy of the controller's
+ * weights taken when it starts a round, and the round's m children. */
+typedef struct replica {
+    float *theta;       /* the copy (P) */
+    int64_t version;    /* the controller's updates when the copy was taken */
+    int handed;         /* children of this round handed out (0..m) */
+    int done;           /* children of this round with a reward */
+    bool active;        /* a round is under way */
+    int64_t *proposal;  /* m: the proposal number of each child */
+    uint32_t *d;        /* m x n */
+    double *adv;        /* m: R - b, NaN for a failed child */
+    unsigned char *got; /* m: its reward arrived */
+} replica;
+
 typedef struct rl {
     nasc_controller *ctl;
     float *m, *v;      /* Adam moments */
@@ -358,6 +372,12 @@ typedef struct rl {
     int pending;       /* architectures in the current batch */
     uint32_t *batch_d; /* batch x n */
     double *batch_adv; /* advantage R - b of each */
+    /* replicas */
+    int K, M, G;
+    replica *rep;      /* K */
+    double *acc;       /* P: the sum of the gradients that arrived since the last update */
+    int acc_n;         /* how many */
+    int next;          /* the replica to look at first for the next proposal */
 } rl;
 
 static nasc_status rl_init(nasc_strategy *s) {
@@ -366,21 +386,47 @@ static nasc_status rl_init(nasc_strategy *s) {
     if (!(s->opt.lr > 0) || !(s->opt.baseline_decay >= 0 && s->opt.baseline_decay < 1) || !(s->opt.entropy >= 0))
         return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
                           "reinforce: the learning rate must be > 0, the baseline decay in [0, 1), the entropy weight >= 0");
+    if (s->opt.replicas < 0 || s->opt.replicas > 100000 ||
+        (s->opt.replicas && (s->opt.children_per_replica < 1 || s->opt.children_per_replica > 10000 ||
+                             s->opt.grads_per_update < 1 || s->opt.grads_per_update > 100000)))
+        return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "reinforce: replicas %d, children per replica %d, gradients per update %d: want replicas in "
+                          "[0, 100000], children in [1, 10000], gradients in [1, 100000]",
+                          s->opt.replicas, s->opt.children_per_replica, s->opt.grads_per_update);
     rl *r = nasc_alloc(s->ctx, sizeof *r);
     if (!r) return NASC_ENOMEM;
     memset(r, 0, sizeof *r);
     s->impl = r;
     r->ctl = nasc_controller_create(s->ctx, s->dec, s->n, s->opt.lstm_size, s->opt.seed ^ 0x5eedc0de);
     if (!r->ctl) return s->ctx->diag.status ? s->ctx->diag.status : NASC_ENOMEM;
-    size_t P = nasc_controller_size(r->ctl);
+    size_t P = nasc_controller_size(r->ctl), n = s->n ? s->n : 1;
     r->m = nasc_alloc(s->ctx, (P ? P : 1) * sizeof *r->m);
     r->v = nasc_alloc(s->ctx, (P ? P : 1) * sizeof *r->v);
     r->grad = nasc_alloc(s->ctx, (P ? P : 1) * sizeof *r->grad);
-    r->batch_d = nasc_alloc(s->ctx, (size_t)s->opt.batch * (s->n ? s->n : 1) * sizeof *r->batch_d);
+    r->batch_d = nasc_alloc(s->ctx, (size_t)s->opt.batch * n * sizeof *r->batch_d);
     r->batch_adv = nasc_alloc(s->ctx, (size_t)s->opt.batch * sizeof *r->batch_adv);
     if (!r->m || !r->v || !r->grad || !r->batch_d || !r->batch_adv) return NASC_ENOMEM;
     memset(r->m, 0, P * sizeof *r->m);
     memset(r->v, 0, P * sizeof *r->v);
+    if (s->opt.replicas) {
+        r->K = s->opt.replicas;
+        r->M = s->opt.children_per_replica;
+        r->G = s->opt.grads_per_update;
+        r->rep = nasc_alloc(s->ctx, (size_t)r->K * sizeof *r->rep);
+        r->acc = nasc_alloc(s->ctx, (P ? P : 1) * sizeof *r->acc);
+        if (!r->rep || !r->acc) return NASC_ENOMEM;
+        memset(r->rep, 0, (size_t)r->K * sizeof *r->rep);
+        memset(r->acc, 0, P * sizeof *r->acc);
+        for (int k = 0; k < r->K; k++) {
+            replica *q = &r->rep[k];
+            q->theta = nasc_alloc(s->ctx, (P ? P : 1) * sizeof *q->theta);
+            q->proposal = nasc_alloc(s->ctx, (size_t)r->M * sizeof *q->proposal);
+            q->d = nasc_alloc(s->ctx, (size_t)r->M * n * sizeof *q->d);
+            q->adv = nasc_alloc(s->ctx, (size_t)r->M * sizeof *q->adv);
+            q->got = nasc_alloc(s->ctx, (size_t)r->M);
+            if (!q->theta || !q->proposal || !q->d || !q->adv || !q->got) return NASC_ENOMEM;
+        }
+    }
     return NASC_OK;
 }
 
@@ -393,57 +439,187 @@ static void rl_fini(nasc_strategy *s) {
     nasc_free(s->ctx, r->grad);
     nasc_free(s->ctx, r->batch_d);
     nasc_free(s->ctx, r->batch_adv);
+    for (int k = 0; r->rep && k < r->K; k++) {
+        nasc_free(s->ctx, r->rep[k].theta);
+        nasc_free(s->ctx, r->rep[k].proposal);
+        nasc_free(s->ctx, r->rep[k].d);
+        nasc_free(s->ctx, r->rep[k].adv);
+        nasc_free(s->ctx, r->rep[k].got);
+    }
+    nasc_free(s->ctx, r->rep);
+    nasc_free(s->ctx, r->acc);
     nasc_free(s->ctx, r);
+}
+
+/* With replicas: the first replica (round robin from r->next) that has a
+ * child left to hand out, or that can start a round; -1 when every
+ * replica waits for rewards. */
+static int replica_for_proposal(const rl *r) {
+    for (int i = 0; i < r->K; i++) {
+        int k = (r->next + i) % r->K;
+        const replica *q = &r->rep[k];
+        if (!q->active || q->handed < r->M) return k;
+    }
+    return -1;
+}
+
+static bool rl_ready(const nasc_strategy *s) {
+    const rl *r = s->impl;
+    return !r->K || replica_for_proposal(r) >= 0;
 }
 
 static nasc_status rl_propose(nasc_strategy *s, uint32_t *d) {
     rl *r = s->impl;
     double lp, ent;
-    return nasc_controller_run(r->ctl, d, &s->rng, &lp, &ent);
+    if (!r->K) return nasc_controller_run(r->ctl, d, &s->rng, &lp, &ent);
+    int k = replica_for_proposal(r);
+    if (k < 0) return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "reinforce: every replica waits for rewards");
+    replica *q = &r->rep[k];
+    size_t n = s->n;
+    if (!q->active) {
+        /* a new round: copy the controller and sample all m children from it */
+        memcpy(q->theta, nasc_controller_params(r->ctl), nasc_controller_size(r->ctl) * sizeof *q->theta);
+        q->version = r->adam_step;
+        q->active = true;
+        q->handed = q->done = 0;
+        for (int i = 0; i < r->M; i++) {
+            nasc_status st = nasc_controller_run(r->ctl, q->d + (size_t)i * n, &s->rng, &lp, &ent);
+            if (st) return st;
+            q->adv[i] = NAN;
+            q->got[i] = 0;
+        }
+    }
+    memcpy(d, q->d + (size_t)q->handed * n, n * sizeof *d);
+    q->proposal[q->handed++] = s->proposed;
+    if (q->handed == r->M) r->next = (k + 1) % r->K;
+    return NASC_OK;
 }
 
-/* One Adam step on the mean REINFORCE loss of the batch:
- * L = -(R - b) log p(d) - entropy_weight * H. Gradients are clipped to a
- * global norm of 5. */
-static nasc_status rl_update(nasc_strategy *s) {
+/* grad += the gradient of the mean REINFORCE loss over the count
+ * architectures with a finite advantage, L = -(R - b) log p(d) -
+ * entropy_weight * H, at the controller's current weights. */
+static nasc_status add_gradient(nasc_strategy *s, uint32_t *ds, const double *adv, int count, double *grad) {
+    rl *r = s->impl;
+    int used = 0;
+    for (int i = 0; i < count; i++) used += isfinite(adv[i]);
+    if (!used) return NASC_OK;
+    double inv = 1.0 / used;
+    for (int i = 0; i < count; i++) {
+        if (!isfinite(adv[i])) continue;
+        double lp, ent;
+        nasc_status st = nasc_controller_run(r->ctl, ds + (size_t)i * s->n, NULL, &lp, &ent);
+        if (st) return st;
+        nasc_controller_backward(r->ctl, -adv[i] * inv, -(double)s->opt.entropy * inv, grad);
+    }
+    return NASC_OK;
+}
+
+/* One Adam step on grad (scaled by `scale` first), clipped to a global
+ * norm of 5. */
+static void adam_step(nasc_strategy *s, const double *grad, double scale) {
     rl *r = s->impl;
     size_t P = nasc_controller_size(r->ctl);
-    memset(r->grad, 0, P * sizeof *r->grad);
-    double inv = 1.0 / r->pending;
-    for (int i = 0; i < r->pending; i++) {
-        double lp, ent;
-        nasc_status st = nasc_controller_run(r->ctl, r->batch_d + (size_t)i * s->n, NULL, &lp, &ent);
-        if (st) return st;
-        nasc_controller_backward(r->ctl, -r->batch_adv[i] * inv, -(double)s->opt.entropy * inv, r->grad);
-    }
     double norm = 0;
-    for (size_t i = 0; i < P; i++) norm += r->grad[i] * r->grad[i];
+    for (size_t i = 0; i < P; i++) norm += grad[i] * scale * grad[i] * scale;
     norm = sqrt(norm);
-    double scale = norm > 5 ? 5 / norm : 1;
+    if (norm > 5) scale *= 5 / norm;
     r->adam_step++;
     const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
     double c1 = 1 - pow(b1, (double)r->adam_step), c2 = 1 - pow(b2, (double)r->adam_step);
     float *th = nasc_controller_params(r->ctl);
     for (size_t i = 0; i < P; i++) {
-        double g = r->grad[i] * scale;
+        double g = grad[i] * scale;
         double m = b1 * r->m[i] + (1 - b1) * g, v = b2 * r->v[i] + (1 - b2) * g * g;
         r->m[i] = (float)m;
         r->v[i] = (float)v;
         th[i] = (float)(th[i] - s->opt.lr * (m / c1) / (sqrt(v / c2) + eps));
     }
+}
+
+/* One Adam step on the mean REINFORCE loss of the batch. */
+static nasc_status rl_update(nasc_strategy *s) {
+    rl *r = s->impl;
+    memset(r->grad, 0, nasc_controller_size(r->ctl) * sizeof *r->grad);
+    nasc_status st = add_gradient(s, r->batch_d, r->batch_adv, r->pending, r->grad);
+    if (st) return st;
+    adam_step(s, r->grad, 1.0);
     r->pending = 0;
     return NASC_OK;
 }
 
-static nasc_status rl_report(nasc_strategy *s, const uint32_t *d, double reward) {
+/* Replica k's round is complete: its gradient, computed on its copy of
+ * the weights, joins the others; after G of them the controller steps. */
+static nasc_status replica_gradient(nasc_strategy *s, int k) {
     rl *r = s->impl;
-    if (isnan(reward)) return NASC_OK; /* a failed trial teaches nothing here */
-    if (!r->has_baseline) {
-        r->baseline = reward;
-        r->has_baseline = 1;
+    replica *q = &r->rep[k];
+    size_t P = nasc_controller_size(r->ctl);
+    float *th = nasc_controller_params(r->ctl);
+    /* the controller's weights and the copy trade places for the gradient */
+    for (size_t i = 0; i < P; i++) {
+        float t = th[i];
+        th[i] = q->theta[i];
+        q->theta[i] = t;
     }
-    double adv = reward - r->baseline;
-    r->baseline = s->opt.baseline_decay * r->baseline + (1 - s->opt.baseline_decay) * reward;
+    memset(r->grad, 0, P * sizeof *r->grad);
+    nasc_status st = add_gradient(s, q->d, q->adv, r->M, r->grad);
+    for (size_t i = 0; i < P; i++) {
+        float t = th[i];
+        th[i] = q->theta[i];
+        q->theta[i] = t;
+    }
+    if (st) return st;
+    int ok = 0;
+    for (int i = 0; i < r->M; i++) ok += isfinite(q->adv[i]);
+    q->active = false;
+    if (!ok) {
+        nasc_strategy_logf(s, "replica %d: children %lld..%lld all failed; no gradient", k,
+                           (long long)q->proposal[0], (long long)q->proposal[r->M - 1]);
+        return NASC_OK;
+    }
+    for (size_t i = 0; i < P; i++) r->acc[i] += r->grad[i];
+    r->acc_n++;
+    int64_t stale = r->adam_step - q->version;
+    bool apply = r->acc_n == r->G;
+    nasc_strategy_logf(s,
+                       "replica %d: gradient of proposals %lld..%lld (%d with a reward) on weights of update %lld, "
+                       "staleness %lld; %s",
+                       k, (long long)q->proposal[0], (long long)q->proposal[r->M - 1], ok, (long long)q->version,
+                       (long long)stale, apply ? "update" : "held for the next update");
+    if (apply) {
+        adam_step(s, r->acc, 1.0 / r->G);
+        memset(r->acc, 0, P * sizeof *r->acc);
+        r->acc_n = 0;
+    }
+    return NASC_OK;
+}
+
+static nasc_status rl_report(nasc_strategy *s, int64_t proposal, const uint32_t *d, double reward) {
+    rl *r = s->impl;
+    double adv = NAN;
+    if (!isnan(reward)) {
+        if (!r->has_baseline) {
+            r->baseline = reward;
+            r->has_baseline = 1;
+        }
+        adv = reward - r->baseline;
+        r->baseline = s->opt.baseline_decay * r->baseline + (1 - s->opt.baseline_decay) * reward;
+    }
+    if (r->K) {
+        for (int k = 0; k < r->K; k++) {
+            replica *q = &r->rep[k];
+            for (int i = 0; q->active && i < q->handed; i++) {
+                if (q->proposal[i] != proposal || q->got[i]) continue;
+                q->adv[i] = adv;
+                q->got[i] = 1;
+                if (++q->done == r->M) return replica_gradient(s, k);
+                return NASC_OK;
+            }
+        }
+        return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "reinforce: proposal %lld belongs to no replica",
+                          (long long)proposal);
+    }
+    (void)proposal;
+    if (isnan(reward)) return NASC_OK; /* a failed trial teaches nothing here */
     memcpy(r->batch_d + (size_t)r->pending * s->n, d, (size_t)s->n * sizeof *d);
     r->batch_adv[r->pending++] = adv;
     if (r->pending == s->opt.batch) return rl_update(s);
@@ -457,6 +633,116 @@ static nasc_status put_tensor(nasc_strategy *s, nasc_param_store *st, const char
 
 static nasc_status get_tensor(nasc_strategy *s, const nasc_param_store *st, const char *name, float *dst) {
     return nasc_strategy_get_floats(s->ctx, st, name, dst, (int64_t)nasc_controller_size(((rl *)s->impl)->ctl));
+}
+
+/* The replicas: "reinforce/replicas" = "K M G gradients-held next", the
+ * held gradients' sum (as floats), and per replica in a round its
+ * version, copy of the weights and children ("reinforce/replica/<k>/<i>":
+ * the advantage, the proposal number or -1 before it is handed out, the
+ * decisions; "reinforce/replica/<k>/done": one 0/1 per child). */
+static nasc_status replicas_save(nasc_strategy *s, nasc_param_store *st) {
+    rl *r = s->impl;
+    char buf[96], key[64];
+    snprintf(buf, sizeof buf, "%d %d %d %d %d", r->K, r->M, r->G, r->acc_n, r->next);
+    nasc_status e = nasc_params_set_meta(st, "reinforce/replicas", buf);
+    size_t P = nasc_controller_size(r->ctl);
+    if (!e && r->acc_n) {
+        int64_t n = (int64_t)P;
+        nasc_tensor *t = nasc_params_get(st, "reinforce/held", 1, &n);
+        if (!t) return st->ctx->diag.status ? st->ctx->diag.status : NASC_ENOMEM;
+        for (size_t i = 0; i < P; i++) t->data[i] = (float)r->acc[i];
+    }
+    for (int k = 0; !e && k < r->K; k++) {
+        const replica *q = &r->rep[k];
+        if (!q->active) continue;
+        snprintf(key, sizeof key, "reinforce/replica/%d", k);
+        snprintf(buf, sizeof buf, "%lld %d", (long long)q->version, q->handed);
+        e = nasc_params_set_meta(st, key, buf);
+        snprintf(key, sizeof key, "reinforce/replica/%d/theta", k);
+        if (!e) e = put_tensor(s, st, key, q->theta);
+        if (!e) {
+            char *done = nasc_alloc(s->ctx, (size_t)r->M + 1);
+            if (!done) return NASC_ENOMEM;
+            for (int i = 0; i < r->M; i++) done[i] = q->got[i] ? '1' : '0';
+            done[r->M] = 0;
+            snprintf(key, sizeof key, "reinforce/replica/%d/done", k);
+            e = nasc_params_set_meta(st, key, done);
+            nasc_free(s->ctx, done);
+        }
+        for (int i = 0; !e && i < r->M; i++) {
+            snprintf(key, sizeof key, "reinforce/replica/%d/%d", k, i);
+            e = nasc_strategy_meta_arch(s, st, key, q->adv[i], q->d + (size_t)i * s->n,
+                                        i < q->handed ? q->proposal[i] : -1);
+        }
+    }
+    return e;
+}
+
+static nasc_status replicas_load(nasc_strategy *s, const nasc_param_store *st) {
+    rl *r = s->impl;
+    const char *v = nasc_params_meta(st, "reinforce/replicas");
+    int K, M, G, held, next;
+    char end;
+    if (!v || sscanf(v, "%d %d %d %d %d%c", &K, &M, &G, &held, &next, &end) != 5)
+        return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing or malformed 'reinforce/replicas'");
+    if (K != r->K || M != r->M || G != r->G)
+        return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "strategy state: saved with %d replicas of %d children and %d gradients per update, not %d, "
+                          "%d and %d",
+                          K, M, G, r->K, r->M, r->G);
+    if (held < 0 || held >= G || next < 0 || next >= K)
+        return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: malformed 'reinforce/replicas'");
+    size_t P = nasc_controller_size(r->ctl);
+    r->acc_n = held;
+    r->next = next;
+    memset(r->acc, 0, P * sizeof *r->acc);
+    if (held) {
+        const nasc_tensor *t = nasc_params_find(st, "reinforce/held");
+        if (!t || t->numel != (int64_t)P)
+            return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing 'reinforce/held'");
+        for (size_t i = 0; i < P; i++) r->acc[i] = t->data[i];
+    }
+    nasc_status e = NASC_OK;
+    for (int k = 0; !e && k < r->K; k++) {
+        replica *q = &r->rep[k];
+        char key[64];
+        snprintf(key, sizeof key, "reinforce/replica/%d", k);
+        v = nasc_params_meta(st, key);
+        q->active = v != NULL;
+        if (!v) continue;
+        long long version;
+        int handed;
+        if (sscanf(v, "%lld %d%c", &version, &handed, &end) != 2 || version < 0 || version > r->adam_step ||
+            handed < 1 || handed > r->M)
+            return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: malformed '%s'", key);
+        q->version = version;
+        q->handed = handed;
+        snprintf(key, sizeof key, "reinforce/replica/%d/theta", k);
+        e = get_tensor(s, st, key, q->theta);
+        snprintf(key, sizeof key, "reinforce/replica/%d/done", k);
+        const char *done = nasc_params_meta(st, key);
+        if (!e && (!done || strlen(done) != (size_t)r->M))
+            e = nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing or malformed '%s'", key);
+        q->done = 0;
+        for (int i = 0; !e && i < r->M; i++) {
+            q->got[i] = done[i] == '1';
+            q->done += q->got[i];
+            if ((done[i] != '0' && done[i] != '1') || (q->got[i] && i >= handed))
+                e = nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: malformed '%s'", key);
+        }
+        for (int i = 0; !e && i < r->M; i++) {
+            snprintf(key, sizeof key, "reinforce/replica/%d/%d", k, i);
+            int64_t p;
+            e = nasc_strategy_read_arch(s, st, key, &q->adv[i], q->d + (size_t)i * s->n, &p);
+            if (!e && (i < handed ? p < 0 || p >= s->proposed : p != -1))
+                e = nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: '%s' has proposal %lld", key,
+                               (long long)p);
+            if (!e && i < handed) q->proposal[i] = p;
+        }
+        if (!e && q->done == r->M)
+            e = nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: replica %d has every reward but sent no gradient", k);
+    }
+    return e;
 }
 
 static nasc_status rl_save(nasc_strategy *s, nasc_param_store *st) {
@@ -475,6 +761,7 @@ static nasc_status rl_save(nasc_strategy *s, nasc_param_store *st) {
         snprintf(key, sizeof key, "reinforce/batch/%d", i);
         e = nasc_strategy_meta_arch(s, st, key, r->batch_adv[i], r->batch_d + (size_t)i * s->n, 0);
     }
+    if (!e && r->K) e = replicas_save(s, st);
     return e;
 }
 
@@ -500,8 +787,9 @@ static nasc_status rl_load(nasc_strategy *s, const nasc_param_store *st) {
         e = nasc_strategy_read_arch(s, st, key, &r->batch_adv[i], r->batch_d + (size_t)i * s->n, &extra);
         if (!e) r->pending++;
     }
+    if (!e && r->K) e = replicas_load(s, st);
     return e;
 }
 
 const nasc_strategy_vt nasc_strategy_reinforce_vt = {"reinforce", rl_init, rl_fini, rl_propose,
-                                                     rl_report,   rl_save, rl_load};
+                                                     rl_report,   rl_save, rl_load, rl_ready};

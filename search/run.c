@@ -6,6 +6,7 @@
 
 #include "nasc_export.h"
 #include "nasc_search.h"
+#include "run_internal.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -59,17 +60,22 @@ static nasc_status check_replay(nasc_ctx *ctx, const nasc_search_run *r, int64_t
     return NASC_OK;
 }
 
-/* Propose, decode and evaluate one trial into t (t->d points at d). */
-static nasc_status run_trial(nasc_ctx *ctx, nasc_search_run *r, uint32_t *d, nasc_trial *t) {
+/* Decisions d (proposal number `proposal`) into trial t (t->d points at
+ * d): decoded and hashed; a decision vector the space cannot build is a
+ * failed trial, an architecture seen before a cached (or failed) one. When
+ * it must be trained, *arch is the decoded architecture (the caller's to
+ * destroy) and t->status is empty. */
+nasc_status nasc_run_prepare(nasc_ctx *ctx, const nasc_search_run *r, uint32_t *d, int64_t proposal, nasc_trial *t,
+                             nasc_module **arch_out) {
+    *arch_out = NULL;
     memset(t, 0, sizeof *t);
     t->index = r->journal->n;
+    t->proposal = proposal;
     t->d = d;
     t->reward = t->val_loss = NAN;
     t->params = t->macs = -1;
-    nasc_status st = nasc_strategy_propose(r->strategy, d);
-    if (st) return st;
     nasc_module *arch = NULL;
-    st = nasc_space_decode(r->space, d, &arch);
+    nasc_status st = nasc_space_decode(r->space, d, &arch);
     if (!st) st = nasc_arch_apply_overrides(arch, r->set_keys, r->set_vals, r->n_set);
     if (st) {
         /* a decision vector the space cannot build: a failed trial, not the end of the search */
@@ -89,73 +95,128 @@ static nasc_status run_trial(nasc_ctx *ctx, nasc_search_run *r, uint32_t *d, nas
     }
     const nasc_trial *seen = find_hash(r->journal, t->hash);
     if (seen) {
-        t->params = seen->params;
-        t->macs = seen->macs;
-        if (strcmp(seen->status, "ok") == 0) {
-            snprintf(t->status, sizeof t->status, "cached");
-            t->reward = seen->reward;
-            t->val_loss = seen->val_loss;
-            snprintf(t->reason, sizeof t->reason, "same architecture as trial %lld", (long long)seen->index);
-        } else {
-            snprintf(t->status, sizeof t->status, "failed");
-            snprintf(t->reason, sizeof t->reason, "same architecture as failed trial %lld", (long long)seen->index);
-        }
+        nasc_run_copy_result(t, seen);
         nasc_module_destroy(arch);
         return NASC_OK;
     }
+    *arch_out = arch;
+    return NASC_OK;
+}
+
+void nasc_run_copy_result(nasc_trial *t, const nasc_trial *seen) {
+    t->params = seen->params;
+    t->macs = seen->macs;
+    if (strcmp(seen->status, "ok") == 0) {
+        snprintf(t->status, sizeof t->status, "cached");
+        t->reward = seen->reward;
+        t->val_loss = seen->val_loss;
+        snprintf(t->reason, sizeof t->reason, "same architecture as trial %lld", (long long)seen->index);
+    } else {
+        snprintf(t->status, sizeof t->status, "failed");
+        snprintf(t->reason, sizeof t->reason, "same architecture as failed trial %lld", (long long)seen->index);
+    }
+}
+
+void nasc_run_set_result(nasc_trial *t, const nasc_eval_result *er) {
+    t->params = er->params;
+    t->macs = er->macs;
+    if (er->ok) {
+        snprintf(t->status, sizeof t->status, "ok");
+        t->reward = er->reward;
+        t->val_loss = er->val_loss;
+    } else {
+        snprintf(t->status, sizeof t->status, "failed");
+        snprintf(t->reason, sizeof t->reason, "%s", er->reason);
+    }
+}
+
+/* Evaluate decisions d (proposal `proposal`) into t in this process. */
+static nasc_status run_trial(nasc_ctx *ctx, nasc_search_run *r, uint32_t *d, int64_t proposal, nasc_trial *t) {
+    nasc_module *arch = NULL;
+    nasc_status st = nasc_run_prepare(ctx, r, d, proposal, t, &arch);
+    if (st || !arch) return st;
     double t0 = now_s();
     nasc_eval_result er;
     st = r->eval.evaluate(r->eval.ud, arch, &er);
     t->seconds = now_s() - t0;
     nasc_module_destroy(arch);
     if (st) return st;
-    t->params = er.params;
-    t->macs = er.macs;
-    if (er.ok) {
-        snprintf(t->status, sizeof t->status, "ok");
-        t->reward = er.reward;
-        t->val_loss = er.val_loss;
-    } else {
-        snprintf(t->status, sizeof t->status, "failed");
-        snprintf(t->reason, sizeof t->reason, "%s", er.reason);
-    }
+    nasc_run_set_result(t, &er);
     return NASC_OK;
 }
 
-nasc_status nasc_search_loop(nasc_ctx *ctx, nasc_search_run *r) {
+nasc_status nasc_run_record(nasc_ctx *ctx, nasc_search_run *r, nasc_trial *t) {
+    t->index = r->journal->n;
+    nasc_status st = nasc_journal_append(r->journal, t);
+    if (!st) st = nasc_strategy_report_proposal(r->strategy, t->proposal, t->d, t->reward);
+    if (!st) st = save_state(ctx, r);
+    if (!st) progress(r, &r->journal->trials[r->journal->n - 1]);
+    return st;
+}
+
+nasc_status nasc_search_resume(nasc_ctx *ctx, nasc_search_run *r) {
+    nasc_journal *j = r->journal;
     uint32_t n = nasc_space_count(r->space);
+    /* Trials the journal holds but the saved strategy state has not seen
+     * (the process died between the two writes): feed them again. A trial
+     * that was outstanding when the state was saved is reported; one
+     * proposed after it is proposed again, and must be what the strategy
+     * proposes now. */
+    int64_t seen = nasc_strategy_reported(r->strategy);
+    if (seen > j->n)
+        return nasc_error(ctx, NASC_EINPUT, r->state_path, NASC_NOLOC,
+                          "the strategy state has seen %lld trials but the journal holds only %lld: they belong to "
+                          "different runs",
+                          (long long)seen, (long long)j->n);
+    if (seen == j->n) return NASC_OK;
     uint32_t *d = nasc_alloc(ctx, (size_t)(n ? n : 1) * sizeof *d);
     if (!d) return NASC_ENOMEM;
     nasc_status st = NASC_OK;
-    nasc_journal *j = r->journal;
-
-    /* Trials the journal holds but the saved strategy state has not seen
-     * (the process died between the two writes): feed them again. */
-    int64_t seen = nasc_strategy_reported(r->strategy);
-    if (seen > j->n)
-        st = nasc_error(ctx, NASC_EINPUT, r->state_path, NASC_NOLOC,
-                        "the strategy state has seen %lld trials but the journal holds only %lld: they belong to "
-                        "different runs",
-                        (long long)seen, (long long)j->n);
     for (int64_t i = seen; !st && i < j->n; i++) {
-        st = nasc_strategy_propose(r->strategy, d);
-        if (!st) st = check_replay(ctx, r, i, d);
-        if (!st) st = nasc_strategy_report(r->strategy, j->trials[i].d, j->trials[i].reward);
-        if (!st && i + 1 == j->n) st = save_state(ctx, r);
+        const nasc_trial *t = &j->trials[i];
+        bool outstanding = false;
+        for (int64_t k = 0; !outstanding && nasc_strategy_outstanding(r->strategy, k, NULL) >= 0; k++)
+            outstanding = nasc_strategy_outstanding(r->strategy, k, NULL) == t->proposal;
+        if (!outstanding) {
+            if (t->proposal != nasc_strategy_proposed(r->strategy))
+                st = nasc_error(ctx, NASC_EINPUT, j->path, (nasc_loc){(int)(i + 2), 1},
+                                "trial %lld is proposal %lld, but the strategy state expects proposal %lld next: the "
+                                "journal and %s belong to different runs",
+                                (long long)i, (long long)t->proposal,
+                                (long long)nasc_strategy_proposed(r->strategy), r->state_path);
+            if (!st) st = nasc_strategy_propose(r->strategy, d);
+            if (!st) st = check_replay(ctx, r, i, d);
+        }
+        if (!st) st = nasc_strategy_report_proposal(r->strategy, t->proposal, t->d, t->reward);
     }
+    if (!st) st = save_state(ctx, r);
+    nasc_free(ctx, d);
+    return st;
+}
 
+nasc_status nasc_search_loop(nasc_ctx *ctx, nasc_search_run *r) {
+    nasc_status st = nasc_search_resume(ctx, r);
+    if (st) return st;
+    uint32_t n = nasc_space_count(r->space);
+    uint32_t *d = nasc_alloc(ctx, (size_t)(n ? n : 1) * sizeof *d);
+    if (!d) return NASC_ENOMEM;
+    nasc_journal *j = r->journal;
     while (!st && j->n < r->budget) {
         if (r->stop && *r->stop) {
             st = nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "interrupted");
             break;
         }
+        /* proposals made but not evaluated (a distributed search stopped
+         * with trials in flight) come first */
+        int64_t p = nasc_strategy_outstanding(r->strategy, 0, d);
+        if (p < 0) {
+            p = nasc_strategy_proposed(r->strategy);
+            st = nasc_strategy_propose(r->strategy, d);
+            if (st) break;
+        }
         nasc_trial t;
-        st = run_trial(ctx, r, d, &t);
-        if (st) break;
-        st = nasc_journal_append(j, &t);
-        if (!st) st = nasc_strategy_report(r->strategy, d, t.reward);
-        if (!st) st = save_state(ctx, r);
-        if (!st) progress(r, &j->trials[j->n - 1]);
+        st = run_trial(ctx, r, d, p, &t);
+        if (!st) st = nasc_run_record(ctx, r, &t);
     }
     nasc_free(ctx, d);
     return st;

@@ -4,6 +4,7 @@
  * decisions and rewards only. */
 #include <assert.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,8 @@ nasc_strategy_options nasc_strategy_options_default(void) {
     o.lr = 0.006f;
     o.entropy = 7e-3f;
     o.baseline_decay = 0.9f;
+    o.children_per_replica = 1;
+    o.grads_per_update = 1;
     o.population = 20;
     o.sample_size = 5;
     return o;
@@ -315,32 +318,103 @@ nasc_status nasc_strategy_create(nasc_ctx *ctx, const char *name, const nasc_dec
 void nasc_strategy_destroy(nasc_strategy *s) {
     if (!s) return;
     if (s->vt->fini) s->vt->fini(s);
+    nasc_free(s->ctx, s->out_p);
+    nasc_free(s->ctx, s->out_d);
     nasc_free(s->ctx, s->dec);
     nasc_free(s->ctx, s);
 }
 
 const char *nasc_strategy_name(const nasc_strategy *s) { return s->vt->name; }
 
+void nasc_strategy_set_log(nasc_strategy *s, void (*log)(void *ud, const char *line), void *ud) {
+    s->log = log;
+    s->log_ud = ud;
+}
+
+void nasc_strategy_logf(nasc_strategy *s, const char *fmt, ...) {
+    if (!s->log) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    s->log(s->log_ud, line);
+}
+
+/* Proposal p with decisions d joins the outstanding list. */
+static nasc_status add_outstanding(nasc_strategy *s, int64_t p, const uint32_t *d) {
+    if (s->n_out == s->cap_out) {
+        int64_t cap = s->cap_out ? 2 * s->cap_out : 8;
+        int64_t *np = nasc_realloc(s->ctx, s->out_p, (size_t)cap * sizeof *np);
+        if (!np) return NASC_ENOMEM;
+        s->out_p = np;
+        uint32_t *nd = nasc_realloc(s->ctx, s->out_d, (size_t)cap * (s->n ? s->n : 1) * sizeof *nd);
+        if (!nd) return NASC_ENOMEM;
+        s->out_d = nd;
+        s->cap_out = cap;
+    }
+    s->out_p[s->n_out] = p;
+    memcpy(s->out_d + (size_t)s->n_out * s->n, d, (size_t)s->n * sizeof *d);
+    s->n_out++;
+    return NASC_OK;
+}
+
+bool nasc_strategy_ready(const nasc_strategy *s) { return !s->vt->ready || s->vt->ready(s); }
+
 nasc_status nasc_strategy_propose(nasc_strategy *s, uint32_t *d) {
+    if (!nasc_strategy_ready(s))
+        return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "strategy %s: no proposal before a reward arrives (every replica waits for its children)",
+                          s->vt->name);
     nasc_status st = s->vt->propose(s, d);
+    if (!st) st = add_outstanding(s, s->proposed, d);
     if (!st) s->proposed++;
     return st;
 }
 
-nasc_status nasc_strategy_report(nasc_strategy *s, const uint32_t *d, double reward) {
-    if (s->reported >= s->proposed)
+nasc_status nasc_strategy_report_proposal(nasc_strategy *s, int64_t proposal, const uint32_t *d, double reward) {
+    int64_t k = 0;
+    while (k < s->n_out && s->out_p[k] != proposal) k++;
+    if (k == s->n_out)
         return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
-                          "strategy %s: a reward reported without an outstanding proposal", s->vt->name);
-    for (uint32_t i = 0; i < s->n; i++)
+                          "strategy %s: a reward reported for proposal %lld, which is not an outstanding proposal",
+                          s->vt->name, (long long)proposal);
+    const uint32_t *want = s->out_d + (size_t)k * s->n;
+    for (uint32_t i = 0; i < s->n; i++) {
         if (nasc_strategy_check_value(&s->dec[i], d[i]))
             return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "decision %u (%s): value %u out of range", i,
                               s->dec[i].name, d[i]);
-    nasc_status st = s->vt->report(s, d, reward);
-    if (!st) s->reported++;
-    return st;
+        if (d[i] != want[i])
+            return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                              "strategy %s: the reward of proposal %lld comes with other decisions (decision %u "
+                              "'%s' is %u, the proposal's %u)",
+                              s->vt->name, (long long)proposal, i, s->dec[i].name, d[i], want[i]);
+    }
+    nasc_status st = s->vt->report(s, proposal, d, reward);
+    if (st) return st;
+    s->reported++;
+    s->n_out--;
+    memmove(s->out_p + k, s->out_p + k + 1, (size_t)(s->n_out - k) * sizeof *s->out_p);
+    memmove(s->out_d + (size_t)k * s->n, s->out_d + (size_t)(k + 1) * s->n,
+            (size_t)(s->n_out - k) * s->n * sizeof *s->out_d);
+    return NASC_OK;
 }
 
+nasc_status nasc_strategy_report(nasc_strategy *s, const uint32_t *d, double reward) {
+    if (s->n_out == 0)
+        return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "strategy %s: a reward reported without an outstanding proposal", s->vt->name);
+    return nasc_strategy_report_proposal(s, s->out_p[0], d, reward);
+}
+
+int64_t nasc_strategy_proposed(const nasc_strategy *s) { return s->proposed; }
 int64_t nasc_strategy_reported(const nasc_strategy *s) { return s->reported; }
+
+int64_t nasc_strategy_outstanding(const nasc_strategy *s, int64_t i, uint32_t *d) {
+    if (i < 0 || i >= s->n_out) return -1;
+    if (d) memcpy(d, s->out_d + (size_t)i * s->n, (size_t)s->n * sizeof *d);
+    return s->out_p[i];
+}
 
 nasc_status nasc_strategy_save(const nasc_strategy *s, nasc_param_store *st) {
     nasc_strategy *m = (nasc_strategy *)s; /* the helpers read, not write, through it */
@@ -352,6 +426,17 @@ nasc_status nasc_strategy_save(const nasc_strategy *s, nasc_param_store *st) {
     if (!r) r = nasc_params_set_meta(st, "strategy/decisions", sig);
     if (!r) r = nasc_params_set_meta(st, "strategy/reported", num);
     if (!r) r = nasc_strategy_meta_u64s(st, "strategy/rng", s->rng.s, 4);
+    if (s->n_out) {
+        /* written only when some are outstanding: the state of a search run
+         * one trial at a time stays as it was */
+        snprintf(num, sizeof num, "%lld", (long long)s->proposed);
+        if (!r) r = nasc_params_set_meta(st, "strategy/proposed", num);
+        for (int64_t k = 0; !r && k < s->n_out; k++) {
+            char key[64];
+            snprintf(key, sizeof key, "strategy/outstanding/%lld", (long long)k);
+            r = nasc_strategy_meta_arch(m, st, key, NAN, s->out_d + (size_t)k * s->n, s->out_p[k]);
+        }
+    }
     if (!r && s->vt->save) r = s->vt->save(m, st);
     return r;
 }
@@ -375,6 +460,28 @@ nasc_status nasc_strategy_load(nasc_strategy *s, const nasc_param_store *st) {
     if (!(s->rng.s[0] | s->rng.s[1] | s->rng.s[2] | s->rng.s[3]))
         return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: 'strategy/rng' is all zero");
     s->reported = s->proposed = rep;
+    s->n_out = 0;
+    if (nasc_params_meta(st, "strategy/proposed")) {
+        int64_t prop;
+        r = nasc_strategy_read_i64(s->ctx, st, "strategy/proposed", rep, rep + 1000000, &prop);
+        uint32_t *d = r ? NULL : nasc_alloc(s->ctx, (size_t)(s->n ? s->n : 1) * sizeof *d);
+        if (!r && !d) r = NASC_ENOMEM;
+        for (int64_t k = 0; !r && k < prop - rep; k++) {
+            char key[64];
+            snprintf(key, sizeof key, "strategy/outstanding/%lld", (long long)k);
+            double unused;
+            int64_t p;
+            r = nasc_strategy_read_arch(s, st, key, &unused, d, &p);
+            if (!r && (p < 0 || p >= prop || (s->n_out && p <= s->out_p[s->n_out - 1])))
+                r = nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                               "strategy state: '%s' is proposal %lld, not a proposal in order below %lld", key,
+                               (long long)p, (long long)prop);
+            if (!r) r = add_outstanding(s, p, d);
+        }
+        nasc_free(s->ctx, d);
+        if (r) return r;
+        s->proposed = prop;
+    }
     if (s->vt->load) r = s->vt->load(s, st);
     return r;
 }
@@ -388,11 +495,12 @@ static nasc_status random_propose(nasc_strategy *s, uint32_t *d) {
     return NASC_OK;
 }
 
-static nasc_status random_report(nasc_strategy *s, const uint32_t *d, double reward) {
+static nasc_status random_report(nasc_strategy *s, int64_t proposal, const uint32_t *d, double reward) {
     (void)s;
+    (void)proposal;
     (void)d;
     (void)reward;
     return NASC_OK;
 }
 
-const nasc_strategy_vt nasc_strategy_random_vt = {"random", NULL, NULL, random_propose, random_report, NULL, NULL};
+const nasc_strategy_vt nasc_strategy_random_vt = {"random", NULL, NULL, random_propose, random_report, NULL, NULL, NULL};

@@ -9,9 +9,13 @@ typedef struct nasc_strategy_vt {
     nasc_status (*init)(nasc_strategy *s);
     void (*fini)(nasc_strategy *s);
     nasc_status (*propose)(nasc_strategy *s, uint32_t *d);
-    nasc_status (*report)(nasc_strategy *s, const uint32_t *d, double reward);
+    /* proposal: the number nasc_strategy_propose gave d (reports may come
+     * in another order than the proposals when children run in parallel) */
+    nasc_status (*report)(nasc_strategy *s, int64_t proposal, const uint32_t *d, double reward);
     nasc_status (*save)(nasc_strategy *s, nasc_param_store *st);
     nasc_status (*load)(nasc_strategy *s, const nasc_param_store *st);
+    /* whether propose can give an architecture now; NULL: always */
+    bool (*ready)(const nasc_strategy *s);
 } nasc_strategy_vt;
 
 struct nasc_strategy {
@@ -23,11 +27,20 @@ struct nasc_strategy {
     uint64_t signature;
     nasc_rng rng;
     int64_t proposed, reported;
+    /* the proposals not reported yet, oldest first: their numbers and
+     * decisions (n_out x n) */
+    int64_t *out_p;
+    uint32_t *out_d;
+    int64_t n_out, cap_out;
+    void (*log)(void *ud, const char *line);
+    void *log_ud;
     void *impl; /* the strategy's own state */
 };
 
 extern const nasc_strategy_vt nasc_strategy_random_vt, nasc_strategy_reinforce_vt, nasc_strategy_evolution_vt;
 
+/* A line for the strategy's log (nasc_strategy_set_log), printf-style. */
+void nasc_strategy_logf(nasc_strategy *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A uniformly random value of one decision. */
 uint32_t nasc_strategy_random_value(const nasc_decision *d, nasc_rng *r);
 /* true when v is out of the decision's range */

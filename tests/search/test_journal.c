@@ -57,7 +57,7 @@ static nasc_status jopen(nasc_ctx *ctx, nasc_journal **j, char *warn, size_t siz
 
 static void make_trial(nasc_trial *t, uint32_t *d, int64_t i) {
     memset(t, 0, sizeof *t);
-    t->index = i;
+    t->index = t->proposal = i;
     t->d = d;
     const nasc_decision *dec = nasc_space_decisions(space);
     for (int k = 0; k < ND; k++) {

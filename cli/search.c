@@ -3,8 +3,10 @@
 #include <math.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "dist.h"
 #include "model.h"
 #include "nasc_export.h"
 #include "nasc_search.h"
@@ -95,7 +97,26 @@ void nasc_cli_search_help(FILE *out) {
           "  --ctl-aggregate K    children per update (10; macro 20; rnn 10)\n"
           "  --skip-target P      macro: skip probability the penalty pulls toward (0.4)\n"
           "  --skip-weight W      macro: weight of that penalty (0.8)\n"
-          "\nSearch spaces (`nasc space S` shows one; docs/search-spaces.md):\n",
+          "\nDistributed search (docs/distributed.md): `mpirun -np P nasc search ...` runs\n"
+          "the same search on P ranks. Rank 0 keeps the strategy, the journal and the\n"
+          "run directory and hands each child to one of the P-1 other ranks, which\n"
+          "train them (each with the node's cores shared among its worker ranks,\n"
+          "unless --threads). ENAS runs in one process. A killed rank ends the job;\n"
+          "--resume, under mpirun or not, trains the children that were in flight.\n"
+          "  --replicas K         reinforce: K controller replicas, as NAS-RL's\n"
+          "                       distributed training (default: one controller)\n"
+          "  --children-per-replica M  children a replica samples per gradient (1)\n"
+          "  --grads-per-update G the controller steps once G gradients arrived (1)\n"
+          "  --worker-timeout SEC a worker rank silent this long is given up and its\n"
+          "                       child fails (default 2 x --time-limit + 60; never\n"
+          "                       without a time limit)\n"
+          "  --synthetic SEC      for benchmarks: a child sleeps SEC seconds and its\n"
+          "                       reward comes from its hash; no final training\n",
+          out);
+    char lib[256];
+    nasc_cli_mpi_library(lib, sizeof lib);
+    fprintf(out, "This nasc: %s.\n", lib);
+    fputs("\nSearch spaces (`nasc space S` shows one; docs/search-spaces.md):\n",
           out);
     nasc_cli_registry_help(nasc_cli_spaces, out, 15);
     fputs("\nStrategies (docs/strategies.md):\n", out);
@@ -138,6 +159,8 @@ static void on_trial(void *ud, const nasc_search_progress *p) {
     nasc_cli_fmt_duration(done > 0 ? dt / (double)done * (double)(p->budget - t->index - 1) : 0, eta, sizeof eta);
     nasc_cli_fmt_si(t->params, pr, sizeof pr);
     nasc_cli_fmt_si(t->macs, mc, sizeof mc);
+    if (t->params < 0) snprintf(pr, sizeof pr, "-"); /* unknown: failed before lowering, or --synthetic */
+    if (t->macs < 0) snprintf(mc, sizeof mc, "-");
     char rw[32], best[80], br[32];
     fmt_reward(ps, t->reward, rw, sizeof rw);
     fmt_reward(ps, p->best_reward, br, sizeof br);
@@ -191,6 +214,9 @@ typedef struct search_opts {
     const char *space, *strategy, *out, *data;
     long budget, epochs, subset, val, final_epochs, batch, seed, threads, blocks, layers, bptt;
     double lr, time_limit;
+    long replicas, children_per_replica, grads_per_update; /* reinforce */
+    double synthetic;     /* > 0: children "train" this long, rewards from their hash (benchmarks) */
+    double worker_timeout; /* MPI: a worker silent this long is given up; < 0: from --time-limit */
     bool lm; /* the space's children are language models (recurrent spaces) */
     bool resume, final_recipe;
     bool oneshot; /* --strategy is one-shot (enas) */
@@ -237,6 +263,8 @@ static int parse(int argc, char **argv, search_opts *o) {
     o->batch = 64;
     o->seed = NASC_DEFAULT_SEED;
     o->lr = -1; /* 0.05, or 0.002 (Adam) for the recurrent spaces */
+    o->children_per_replica = o->grads_per_update = -1; /* 1 with --replicas */
+    o->worker_timeout = -1;
     /* the enas settings: -1 until given, then the space's defaults (enas_defaults) */
     o->search_epochs = o->lr_t0 = o->lr_tmul = o->lstm_size = o->ctl_steps = o->ctl_aggregate = -1;
     o->lr_min = o->weight_decay = o->grad_clip = o->aux_weight = o->ctl_lr = o->tanh_constant = o->op_tanh_reduce =
@@ -280,6 +308,13 @@ static int parse(int argc, char **argv, search_opts *o) {
         {NASC_CLI_OPT("--ctl-aggregate", NULL, NASC_CLI_INT, &o->ctl_aggregate), .lo = 1, .hi = 100000},
         {NASC_CLI_OPT("--skip-target", NULL, NASC_CLI_FLOAT, &o->skip_target), .lo = 1e-6, .hi = 0.999999},
         {NASC_CLI_OPT("--skip-weight", NULL, NASC_CLI_FLOAT, &o->skip_weight), .lo = 0, .hi = 100},
+        {NASC_CLI_OPT("--replicas", NULL, NASC_CLI_INT, &o->replicas), .lo = 1, .hi = 100000},
+        {NASC_CLI_OPT("--children-per-replica", NULL, NASC_CLI_INT, &o->children_per_replica), .lo = 1, .hi = 10000},
+        {NASC_CLI_OPT("--grads-per-update", NULL, NASC_CLI_INT, &o->grads_per_update), .lo = 1, .hi = 100000},
+        {NASC_CLI_OPT("--synthetic", NULL, NASC_CLI_FLOAT, &o->synthetic), .lo = 1e-6, .hi = 1e6,
+         .want = "seconds per child (a number > 0)"},
+        {NASC_CLI_OPT("--worker-timeout", NULL, NASC_CLI_FLOAT, &o->worker_timeout), .lo = 0, .hi = 1e9,
+         .want = "seconds (a number >= 0; 0: never)"},
     };
     nasc_cli_args a;
     nasc_cli_args_init(&a, argc, argv, usage);
@@ -289,6 +324,16 @@ static int parse(int argc, char **argv, search_opts *o) {
     if (o->oneshot) enas_defaults(o);
     if (o->oneshot && !o->budget) o->budget = nasc_enas_options_for(o->space).candidates;
     if (!o->budget) return nasc_cli_usage_error(&a, "missing --budget");
+    if ((o->children_per_replica > 0 || o->grads_per_update > 0) && !o->replicas)
+        return nasc_cli_usage_error(&a, "--children-per-replica and --grads-per-update go with --replicas");
+    if (o->replicas && strcmp(o->strategy, "reinforce") != 0)
+        return nasc_cli_usage_error(&a, "--replicas is for --strategy reinforce (controller replicas)");
+    if (o->replicas) {
+        if (o->children_per_replica < 0) o->children_per_replica = 1;
+        if (o->grads_per_update < 0) o->grads_per_update = 1;
+    }
+    if (o->synthetic > 0 && o->oneshot)
+        return nasc_cli_usage_error(&a, "--synthetic replaces the training of per-child strategies, not enas");
     return NASC_CLI_GO;
 }
 
@@ -401,6 +446,11 @@ static nasc_status open_space_and_strategy(session *s, search_opts *o) {
     if (o->oneshot) return nasc_oneshot_check(ctx, o->strategy, o->space); /* its own loop, no strategy object */
     nasc_strategy_options sto = nasc_strategy_options_default();
     sto.seed = (uint64_t)o->seed;
+    sto.replicas = (int)o->replicas;
+    if (o->replicas) {
+        sto.children_per_replica = (int)o->children_per_replica;
+        sto.grads_per_update = (int)o->grads_per_update;
+    }
     return nasc_strategy_create(ctx, o->strategy, nasc_space_decisions(s->space), nasc_space_count(s->space), &sto,
                                 &s->strategy);
 }
@@ -447,6 +497,12 @@ static nasc_status check_config(session *s, const search_opts *o) {
         nasc_run_config_add(c, "skip_weight", "%.9g", (double)e.skip_weight);
         nasc_run_config_add(c, "candidates", "%d", e.candidates);
     }
+    if (o->replicas) { /* only then: the config of an earlier run without replicas stays valid */
+        nasc_run_config_add(c, "replicas", "%ld", o->replicas);
+        nasc_run_config_add(c, "children_per_replica", "%ld", o->children_per_replica);
+        nasc_run_config_add(c, "grads_per_update", "%ld", o->grads_per_update);
+    }
+    if (o->synthetic > 0) nasc_run_config_add(c, "synthetic", "%.9g", o->synthetic);
     nasc_buf sets;
     nasc_buf_init(&sets, ctx);
     for (size_t i = 0; i < o->mo.n_ov; i++)
@@ -590,39 +646,99 @@ static nasc_status run_enas(session *s, const search_opts *o, progress_state *ps
     return nasc_search_plot(&s->ctx, s->journal, svg);
 }
 
+/* --synthetic: a child "trains" for o->synthetic seconds (asleep) and its
+ * reward is drawn from its architecture's hash, so that the search
+ * machinery (strategy, journal, MPI) can be measured without training. */
+static nasc_status synthetic_eval(void *ud, const nasc_module *arch, nasc_eval_result *out) {
+    const search_opts *o = ud;
+    memset(out, 0, sizeof *out);
+    uint64_t h = 0;
+    nasc_status st = nasc_arch_hash(arch, &h);
+    if (st) return st;
+    double t0 = nasc_cli_now(), left;
+    while ((left = o->synthetic - (nasc_cli_now() - t0)) > 0 && !nasc_cli_interrupted) {
+        struct timespec ts = {(time_t)left, (long)((left - floor(left)) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    if (nasc_cli_interrupted) return nasc_error(arch->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "interrupted");
+    out->ok = true;
+    out->reward = 0.5 + 0.5 * (double)(h >> 11) / 9007199254740992.0;
+    out->val_loss = -log(out->reward);
+    out->params = out->macs = -1;
+    return NASC_OK;
+}
+
+/* The evaluator of the children: train each on the data (or --synthetic). */
+static nasc_evaluator child_evaluator(session *s, search_opts *o, nasc_train_eval_options *eo) {
+    memset(eo, 0, sizeof *eo);
+    eo->train = &s->train;
+    eo->epochs = (int)o->epochs;
+    eo->train_subset = o->subset;
+    eo->val_size = o->val;
+    eo->batch = (int)o->batch;
+    eo->lr = (float)o->lr;
+    eo->seed = (uint64_t)o->seed;
+    eo->threads = (int)o->threads;
+    eo->time_limit_s = o->time_limit;
+    eo->stop = &nasc_cli_interrupted;
+    eo->text = o->lm ? &s->text : NULL;
+    eo->steps = (int)o->bptt;
+    if (o->synthetic > 0) return (nasc_evaluator){synthetic_eval, o};
+    return nasc_train_evaluator(eo);
+}
+
+static void on_strategy_log(void *ud, const char *line) {
+    (void)ud;
+    printf("    controller: %s\n", line);
+    fflush(stdout);
+}
+
+/* What rank 0 of a distributed search measured. */
+static void print_dist_stats(const nasc_cli_mpi *mp, const nasc_cli_mpi_stats *ds, long threads) {
+    double per = ds->trials ? 1e3 * ds->busy_s / (double)ds->trials : 0;
+    double rec = ds->trials ? 1e3 * ds->record_s / (double)ds->trials : 0;
+    printf("distributed: %d ranks, %d workers x %ld thread%s (%d given up); %lld trials in %.1f s = %.2f trials/s; "
+           "rank 0 busy %.2f ms per trial (%.2f ms of it journal and strategy state); messages: task %lld bytes, "
+           "result %lld bytes (%lld and %lld sent)\n",
+           mp->size, ds->workers, threads, threads == 1 ? "" : "s", ds->lost, (long long)ds->trials, ds->wall_s,
+           ds->wall_s > 0 ? (double)ds->trials / ds->wall_s : 0, per, rec, (long long)ds->task_bytes,
+           (long long)ds->result_bytes, (long long)ds->tasks, (long long)ds->results);
+    fflush(stdout);
+}
+
 /* The trials up to the budget (those in the journal are not redone), then
- * search.svg. */
-static nasc_status run_trials(session *s, const search_opts *o, progress_state *ps) {
+ * search.svg. Under mpirun (mp active) the worker ranks train them. */
+static nasc_status run_trials(session *s, search_opts *o, progress_state *ps, nasc_cli_mpi *mp) {
     if (o->oneshot) return run_enas(s, o, ps);
     fprintf(stderr, "search: space %s (%u decisions, 10^%.1f architectures), strategy %s, budget %ld\n", o->space,
             nasc_space_count(s->space), nasc_space_log10_size(s->space), o->strategy, o->budget);
-    nasc_train_eval_options eo = {0};
-    eo.train = &s->train;
-    eo.epochs = (int)o->epochs;
-    eo.train_subset = o->subset;
-    eo.val_size = o->val;
-    eo.batch = (int)o->batch;
-    eo.lr = (float)o->lr;
-    eo.seed = (uint64_t)o->seed;
-    eo.threads = (int)o->threads;
-    eo.time_limit_s = o->time_limit;
-    eo.stop = &nasc_cli_interrupted;
-    eo.text = o->lm ? &s->text : NULL;
-    eo.steps = (int)o->bptt;
+    nasc_train_eval_options eo;
+    nasc_evaluator ev = child_evaluator(s, o, &eo);
     nasc_search_run run = {0};
     run.space = s->space;
     run.strategy = s->strategy;
     run.journal = s->journal;
     run.state_path = s->state_path;
     run.budget = o->budget;
-    run.eval = nasc_train_evaluator(&eo);
+    run.eval = ev;
     run.set_keys = s->keys;
     run.set_vals = s->vals;
     run.n_set = (int)o->mo.n_ov;
     run.progress = on_trial;
     run.ud = ps;
     run.stop = &nasc_cli_interrupted;
-    nasc_status st = nasc_search_loop(&s->ctx, &run);
+    nasc_strategy_set_log(s->strategy, on_strategy_log, NULL);
+    nasc_status st;
+    if (mp->active) {
+        /* a worker silent this long is given up: by default twice the
+         * child time limit and a minute, none without a limit */
+        double hang = o->worker_timeout >= 0 ? o->worker_timeout : o->time_limit > 0 ? 2 * o->time_limit + 60 : 0;
+        nasc_cli_mpi_stats ds;
+        st = nasc_cli_mpi_serve(&s->ctx, mp, &run, hang, &ds);
+        if (!st) print_dist_stats(mp, &ds, o->threads ? o->threads : nasc_cli_mpi_worker_threads(mp));
+    } else {
+        st = nasc_search_loop(&s->ctx, &run);
+    }
     if (st) return st;
     char svg[4200];
     snprintf(svg, sizeof svg, "%s/search.svg", o->out);
@@ -697,11 +813,9 @@ static void print_summary(const session *s, const search_opts *o, const nasc_sea
     if (fr->note[0]) printf("note: %s\n", fr->note);
 }
 
-int nasc_cli_search(int argc, char **argv) {
-    search_opts o;
-    int rc = parse(argc, argv, &o);
-    if (rc != NASC_CLI_GO) return rc;
-
+/* Rank 0 of a distributed search, or the whole search in one process. */
+static int search_main(search_opts *po, nasc_cli_mpi *mp) {
+    search_opts o = *po;
     session s = {0};
     nasc_ctx_init(&s.ctx);
     if (open_space_and_strategy(&s, &o)) return fail(&s);
@@ -720,7 +834,15 @@ int nasc_cli_search(int argc, char **argv) {
     progress_state ps = {&s.ctx, nasc_cli_now(), s.journal->n, isatty(2) != 0, 0, o.lm};
     nasc_search_final_result fr;
     bool final = false;
-    nasc_status st = run_trials(&s, &o, &ps);
+    nasc_status st = run_trials(&s, &o, &ps, mp);
+    if (!st && o.synthetic > 0) {
+        /* the rewards were not accuracies: nothing to train */
+        nasc_cli_sigint_restore(&old);
+        printf("search %s: %lld trials with the synthetic evaluator (%g s each); no final training\n", o.out,
+               (long long)s.journal->n, o.synthetic);
+        session_free(&s);
+        return NASC_EXIT_OK;
+    }
     if (!st) {
         final = true;
         st = final_training(&s, &o, &ps, &fr);
@@ -740,4 +862,53 @@ int nasc_cli_search(int argc, char **argv) {
     print_summary(&s, &o, &fr);
     session_free(&s);
     return NASC_EXIT_OK;
+}
+
+/* A worker rank of a distributed search: the space and the data as rank 0
+ * has them, then the children rank 0 sends until it says stop. */
+static int work(search_opts *o, nasc_cli_mpi *mp) {
+    session s = {0};
+    nasc_ctx_init(&s.ctx);
+    if (!o->threads) o->threads = nasc_cli_mpi_worker_threads(mp);
+    char error[512] = "";
+    nasc_status st = open_space_and_strategy(&s, o);
+    if (!st) st = load_data(&s, o);
+    if (st) nasc_diag_format(&s.ctx.diag, error, sizeof error);
+    nasc_train_eval_options eo;
+    nasc_evaluator ev = child_evaluator(&s, o, &eo);
+    struct sigaction old;
+    nasc_cli_sigint_catch(&old);
+    st = nasc_cli_mpi_work(&s.ctx, mp, s.space, ev, s.keys, s.vals, (int)o->mo.n_ov, error[0] ? error : NULL);
+    nasc_cli_sigint_restore(&old);
+    int rc = error[0] ? NASC_EXIT_INPUT : NASC_EXIT_OK; /* rank 0 reports a worker that could not start */
+    if (st) {
+        if (!nasc_cli_interrupted) nasc_cli_fail(&s.ctx);
+        rc = NASC_EXIT_INPUT;
+    }
+    session_free(&s);
+    return rc;
+}
+
+int nasc_cli_search(int argc, char **argv) {
+    search_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc != NASC_CLI_GO) return rc;
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    nasc_cli_mpi mp;
+    if (nasc_cli_mpi_init(&ctx, &mp)) {
+        nasc_cli_fail(&ctx);
+        return NASC_EXIT_INPUT;
+    }
+    if (mp.active && o.oneshot) {
+        if (mp.rank == 0)
+            fprintf(stderr, "nasc search: --strategy %s trains its shared weights in one process; run it without "
+                            "mpirun (or with -np 1)\n",
+                    o.strategy);
+        rc = NASC_EXIT_INPUT;
+    } else {
+        rc = mp.rank > 0 ? work(&o, &mp) : search_main(&o, &mp);
+    }
+    nasc_cli_mpi_finish(&mp, rc);
+    return rc;
 }

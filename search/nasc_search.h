@@ -389,6 +389,30 @@ typedef struct nasc_search_run {
 
 nasc_status nasc_search_loop(nasc_ctx *ctx, nasc_search_run *r);
 
+/* The steps of nasc_search_loop, for a loop that trains its children
+ * elsewhere (the nasc command's MPI search hands them to other ranks).
+ *
+ * nasc_search_resume feeds the strategy the journal's trials that its
+ * saved state has not seen, as nasc_search_loop does on entry: a trial
+ * that was outstanding when the state was saved is reported, one proposed
+ * after it is proposed again and must match. */
+nasc_status nasc_search_resume(nasc_ctx *ctx, nasc_search_run *r);
+/* Decisions d of proposal `proposal` into t (t->d = d): decoded, the
+ * overrides applied, hashed against the journal. Undecodable: a failed
+ * trial; seen before: a cached (or failed) one. When the child must be
+ * trained, *arch is its architecture (the caller destroys it) and
+ * t->status is "". */
+nasc_status nasc_run_prepare(nasc_ctx *ctx, const nasc_search_run *r, uint32_t *d, int64_t proposal, nasc_trial *t,
+                             nasc_module **arch);
+/* t takes the outcome of an earlier trial of the same architecture
+ * ("cached", or "failed" when that one failed). */
+void nasc_run_copy_result(nasc_trial *t, const nasc_trial *seen);
+/* t takes an evaluator's result. */
+void nasc_run_set_result(nasc_trial *t, const nasc_eval_result *er);
+/* t as the journal's next trial: appended, reported to the strategy, the
+ * strategy state saved, progress called. */
+nasc_status nasc_run_record(nasc_ctx *ctx, nasc_search_run *r, nasc_trial *t);
+
 /* The best successful trial of a journal (highest reward, earliest on
  * ties), or -1. */
 int64_t nasc_journal_best(const nasc_journal *j);

@@ -6,7 +6,6 @@
 
 #include "nasc_export.h"
 #include "nasc_search.h"
-#include "run_internal.h"
 
 static double now_s(void) {
     struct timespec ts;

@@ -11,10 +11,11 @@ FUZZ_SECONDS ?= 600
 # Warnings are errors in the developer build and in CI; a user's plain
 # `cmake` leaves them warnings (NASC_WERROR is off by default).
 CMAKE_FLAGS ?= -DNASC_WERROR=ON
-# The configurations README.md says nasc builds in: <compiler>-<build type>.
-MATRIX ?= gcc-Release gcc-Debug clang-Release clang-Debug
+# The configurations README.md says nasc builds in: <compiler>-<build type>,
+# and -nompi: without MPI (no distributed search; tests/search/test_nompi.sh).
+MATRIX ?= gcc-Release-nompi gcc-Debug clang-Release clang-Debug
 
-.PHONY: all deps build build-matrix demo test test-release test-asan fuzz fuzz-build fuzz-smoke clean
+.PHONY: all deps build build-matrix demo test test-nompi test-release test-asan fuzz fuzz-build fuzz-smoke clean
 
 all: build
 
@@ -33,8 +34,14 @@ build: deps $(BUILD)/CMakeCache.txt
 build-matrix: $(MATRIX:%=build-matrix-%)
 
 build-matrix-%: deps
-	CC=$(word 1,$(subst -, ,$*)) cmake -S . -B $(MATRIX_BUILD)/$* -DCMAKE_BUILD_TYPE=$(word 2,$(subst -, ,$*)) $(CMAKE_FLAGS)
+	CC=$(word 1,$(subst -, ,$*)) cmake -S . -B $(MATRIX_BUILD)/$* -DCMAKE_BUILD_TYPE=$(word 2,$(subst -, ,$*)) \
+	  $(if $(filter nompi,$(word 3,$(subst -, ,$*))),-DNASC_MPI=OFF) $(CMAKE_FLAGS)
 	cmake --build $(MATRIX_BUILD)/$* -j $(JOBS)
+
+# nasc built without MPI searches in one process and refuses, clearly, to
+# run as one of several mpirun ranks.
+test-nompi: build-matrix-gcc-Release-nompi
+	./tests/search/test_nompi.sh $(MATRIX_BUILD)/gcc-Release-nompi/nasc
 
 demo: build
 	./scripts/demo.sh $(BUILD)/nasc
@@ -80,7 +87,7 @@ fuzz: fuzz-build
 fuzz-smoke: fuzz-build
 	./scripts/fuzz.sh $(FUZZ_BUILD) 15
 
-test: build-matrix test-release test-asan fuzz-smoke
+test: build-matrix test-nompi test-release test-asan fuzz-smoke
 	@echo "make test: every configuration built, all test suites passed"
 
 clean:

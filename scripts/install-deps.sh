@@ -3,10 +3,13 @@
 set -eu
 # libomp-dev: OpenMP for clang builds (make test builds with gcc and clang).
 # fortunes: the default text corpus of the character language models.
+# libopenmpi-dev, openmpi-bin: the distributed search (mpirun ... nasc search);
+# openssh-client: mpirun looks for its remote launcher even on one machine.
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev libomp-dev
 libyaml-dev libcmocka-dev zlib1g-dev libdnnl-dev libprotobuf-c-dev
 protobuf-c-compiler libonnx-dev dataset-fashion-mnist python3-onnx
-libonnx-testdata graphviz fortunes"
+libonnx-testdata graphviz fortunes libopenmpi-dev openmpi-bin
+openssh-client"
 # Node.js runs ONNX Runtime in the ONNX export tests; Debian's nodejs/npm
 # unless a node is already on PATH.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -636,10 +636,11 @@ static nasc_status get_tensor(nasc_strategy *s, const nasc_param_store *st, cons
 }
 
 /* The replicas: "reinforce/replicas" = "K M G gradients-held next", the
- * held gradients' sum (as floats), and per replica in a round its
+ * held gradients' sum, and per replica in a round its
  * version, copy of the weights and children ("reinforce/replica/<k>/<i>":
  * the advantage, the proposal number or -1 before it is handed out, the
- * decisions; "reinforce/replica/<k>/done": one 0/1 per child). */
+ * decisions; "reinforce/replica/<k>/done": one 0/1 per child). The held
+ * sum is in doubles: each is saved as three floats that add up to it. */
 static nasc_status replicas_save(nasc_strategy *s, nasc_param_store *st) {
     rl *r = s->impl;
     char buf[96], key[64];
@@ -647,10 +648,17 @@ static nasc_status replicas_save(nasc_strategy *s, nasc_param_store *st) {
     nasc_status e = nasc_params_set_meta(st, "reinforce/replicas", buf);
     size_t P = nasc_controller_size(r->ctl);
     if (!e && r->acc_n) {
-        int64_t n = (int64_t)P;
+        /* each double as three floats whose sum it is, exactly */
+        int64_t n = 3 * (int64_t)P;
         nasc_tensor *t = nasc_params_get(st, "reinforce/held", 1, &n);
         if (!t) return st->ctx->diag.status ? st->ctx->diag.status : NASC_ENOMEM;
-        for (size_t i = 0; i < P; i++) t->data[i] = (float)r->acc[i];
+        for (size_t i = 0; i < P; i++) {
+            double x = r->acc[i];
+            float a = (float)x, b = (float)(x - a), c = (float)(x - a - b);
+            t->data[3 * i] = a;
+            t->data[3 * i + 1] = b;
+            t->data[3 * i + 2] = c;
+        }
     }
     for (int k = 0; !e && k < r->K; k++) {
         const replica *q = &r->rep[k];
@@ -698,9 +706,11 @@ static nasc_status replicas_load(nasc_strategy *s, const nasc_param_store *st) {
     memset(r->acc, 0, P * sizeof *r->acc);
     if (held) {
         const nasc_tensor *t = nasc_params_find(st, "reinforce/held");
-        if (!t || t->numel != (int64_t)P)
-            return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: missing 'reinforce/held'");
-        for (size_t i = 0; i < P; i++) r->acc[i] = t->data[i];
+        if (!t || t->numel != 3 * (int64_t)P)
+            return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                              "strategy state: 'reinforce/held' is missing or not of the controller's size");
+        for (size_t i = 0; i < P; i++)
+            r->acc[i] = ((double)t->data[3 * i] + (double)t->data[3 * i + 1]) + (double)t->data[3 * i + 2];
     }
     nasc_status e = NASC_OK;
     for (int k = 0; !e && k < r->K; k++) {
@@ -788,6 +798,10 @@ static nasc_status rl_load(nasc_strategy *s, const nasc_param_store *st) {
         if (!e) r->pending++;
     }
     if (!e && r->K) e = replicas_load(s, st);
+    if (!e && !r->K && nasc_params_meta(st, "reinforce/replicas"))
+        e = nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                       "strategy state: saved by reinforce with controller replicas (%s), loaded without",
+                       nasc_params_meta(st, "reinforce/replicas"));
     return e;
 }
 

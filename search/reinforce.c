@@ -348,11 +348,12 @@ void nasc_controller_backward(nasc_controller *c, double a, double b, double *gr
 /* REINFORCE                                                           */
 /* ------------------------------------------------------------------ */
 
-/* A controller replica (opt.replicas > 0): a copy of the controller's
- * weights taken when it starts a round, and the round's m children. */
+/* A controller replica (opt.replicas > 0): the controller's weights when
+ * it started a round, and the round's m children. Replicas that started
+ * at the same version share one copy of the weights. */
 typedef struct replica {
-    float *theta;       /* the copy (P) */
-    int64_t version;    /* the controller's updates when the copy was taken */
+    int copy;           /* its copy of the weights: rl.copy[copy] */
+    int64_t version;    /* the controller's updates when the round started */
     int handed;         /* children of this round handed out (0..m) */
     int done;           /* children of this round with a reward */
     bool active;        /* a round is under way */
@@ -376,6 +377,9 @@ typedef struct rl {
     int K, M, G;
     replica *rep;      /* K */
     double *acc;       /* P: the sum of the gradients that arrived since the last update */
+    float **copy;      /* K slots: the weights of a version some replica started at (P each, or NULL) */
+    int64_t *copy_version;
+    int *copy_refs;    /* replicas using slot k; 0: free */
     int acc_n;         /* how many */
     int next;          /* the replica to look at first for the next proposal */
 } rl;
@@ -414,17 +418,21 @@ static nasc_status rl_init(nasc_strategy *s) {
         r->G = s->opt.grads_per_update;
         r->rep = nasc_alloc(s->ctx, (size_t)r->K * sizeof *r->rep);
         r->acc = nasc_alloc(s->ctx, (P ? P : 1) * sizeof *r->acc);
-        if (!r->rep || !r->acc) return NASC_ENOMEM;
+        r->copy = nasc_alloc(s->ctx, (size_t)r->K * sizeof *r->copy);
+        r->copy_version = nasc_alloc(s->ctx, (size_t)r->K * sizeof *r->copy_version);
+        r->copy_refs = nasc_alloc(s->ctx, (size_t)r->K * sizeof *r->copy_refs);
+        if (!r->rep || !r->acc || !r->copy || !r->copy_version || !r->copy_refs) return NASC_ENOMEM;
         memset(r->rep, 0, (size_t)r->K * sizeof *r->rep);
+        memset(r->copy, 0, (size_t)r->K * sizeof *r->copy);
+        memset(r->copy_refs, 0, (size_t)r->K * sizeof *r->copy_refs);
         memset(r->acc, 0, P * sizeof *r->acc);
         for (int k = 0; k < r->K; k++) {
             replica *q = &r->rep[k];
-            q->theta = nasc_alloc(s->ctx, (P ? P : 1) * sizeof *q->theta);
             q->proposal = nasc_alloc(s->ctx, (size_t)r->M * sizeof *q->proposal);
             q->d = nasc_alloc(s->ctx, (size_t)r->M * n * sizeof *q->d);
             q->adv = nasc_alloc(s->ctx, (size_t)r->M * sizeof *q->adv);
             q->got = nasc_alloc(s->ctx, (size_t)r->M);
-            if (!q->theta || !q->proposal || !q->d || !q->adv || !q->got) return NASC_ENOMEM;
+            if (!q->proposal || !q->d || !q->adv || !q->got) return NASC_ENOMEM;
         }
     }
     return NASC_OK;
@@ -440,7 +448,6 @@ static void rl_fini(nasc_strategy *s) {
     nasc_free(s->ctx, r->batch_d);
     nasc_free(s->ctx, r->batch_adv);
     for (int k = 0; r->rep && k < r->K; k++) {
-        nasc_free(s->ctx, r->rep[k].theta);
         nasc_free(s->ctx, r->rep[k].proposal);
         nasc_free(s->ctx, r->rep[k].d);
         nasc_free(s->ctx, r->rep[k].adv);
@@ -448,6 +455,10 @@ static void rl_fini(nasc_strategy *s) {
     }
     nasc_free(s->ctx, r->rep);
     nasc_free(s->ctx, r->acc);
+    for (int k = 0; r->copy && k < r->K; k++) nasc_free(s->ctx, r->copy[k]);
+    nasc_free(s->ctx, r->copy);
+    nasc_free(s->ctx, r->copy_version);
+    nasc_free(s->ctx, r->copy_refs);
     nasc_free(s->ctx, r);
 }
 
@@ -461,6 +472,31 @@ static int replica_for_proposal(const rl *r) {
         if (!q->active || q->handed < r->M) return k;
     }
     return -1;
+}
+
+/* A slot holding the weights of `version` for one more replica: the slot
+ * that has them, else a free one (*fresh: its weights are to be filled). */
+static int copy_acquire(nasc_strategy *s, int64_t version, bool *fresh) {
+    rl *r = s->impl;
+    int free_slot = -1;
+    *fresh = false;
+    for (int k = 0; k < r->K; k++) {
+        if (r->copy_refs[k] > 0 && r->copy_version[k] == version) {
+            r->copy_refs[k]++;
+            return k;
+        }
+        if (r->copy_refs[k] == 0 && free_slot < 0) free_slot = k;
+    }
+    if (free_slot < 0) return -1; /* cannot happen: K replicas use at most K slots */
+    if (!r->copy[free_slot]) {
+        size_t P = nasc_controller_size(r->ctl);
+        r->copy[free_slot] = nasc_alloc(s->ctx, (P ? P : 1) * sizeof *r->copy[free_slot]);
+        if (!r->copy[free_slot]) return -1;
+    }
+    r->copy_version[free_slot] = version;
+    r->copy_refs[free_slot] = 1;
+    *fresh = true;
+    return free_slot;
 }
 
 static bool rl_ready(const nasc_strategy *s) {
@@ -477,8 +513,14 @@ static nasc_status rl_propose(nasc_strategy *s, uint32_t *d) {
     replica *q = &r->rep[k];
     size_t n = s->n;
     if (!q->active) {
-        /* a new round: copy the controller and sample all m children from it */
-        memcpy(q->theta, nasc_controller_params(r->ctl), nasc_controller_size(r->ctl) * sizeof *q->theta);
+        /* a new round: keep the controller's weights (shared with replicas
+         * that started at this version) and sample all m children */
+        bool fresh;
+        q->copy = copy_acquire(s, r->adam_step, &fresh);
+        if (q->copy < 0) return NASC_ENOMEM;
+        if (fresh)
+            memcpy(r->copy[q->copy], nasc_controller_params(r->ctl),
+                   nasc_controller_size(r->ctl) * sizeof *r->copy[q->copy]);
         q->version = r->adam_step;
         q->active = true;
         q->handed = q->done = 0;
@@ -553,21 +595,22 @@ static nasc_status replica_gradient(nasc_strategy *s, int k) {
     rl *r = s->impl;
     replica *q = &r->rep[k];
     size_t P = nasc_controller_size(r->ctl);
-    float *th = nasc_controller_params(r->ctl);
+    float *th = nasc_controller_params(r->ctl), *copy = r->copy[q->copy];
     /* the controller's weights and the copy trade places for the gradient */
     for (size_t i = 0; i < P; i++) {
         float t = th[i];
-        th[i] = q->theta[i];
-        q->theta[i] = t;
+        th[i] = copy[i];
+        copy[i] = t;
     }
     memset(r->grad, 0, P * sizeof *r->grad);
     nasc_status st = add_gradient(s, q->d, q->adv, r->M, r->grad);
     for (size_t i = 0; i < P; i++) {
         float t = th[i];
-        th[i] = q->theta[i];
-        q->theta[i] = t;
+        th[i] = copy[i];
+        copy[i] = t;
     }
     if (st) return st;
+    r->copy_refs[q->copy]--;
     int ok = 0;
     for (int i = 0; i < r->M; i++) ok += isfinite(q->adv[i]);
     q->active = false;
@@ -636,8 +679,10 @@ static nasc_status get_tensor(nasc_strategy *s, const nasc_param_store *st, cons
 }
 
 /* The replicas: "reinforce/replicas" = "K M G gradients-held next", the
- * held gradients' sum, and per replica in a round its
- * version, copy of the weights and children ("reinforce/replica/<k>/<i>":
+ * held gradients' sum, the weights of every version a replica started at
+ * ("reinforce/copy/<version>", once however many replicas share it), and
+ * per replica in a round its version and children
+ * ("reinforce/replica/<k>" = "version handed"; "reinforce/replica/<k>/<i>":
  * the advantage, the proposal number or -1 before it is handed out, the
  * decisions; "reinforce/replica/<k>/done": one 0/1 per child). The held
  * sum is in doubles: each is saved as three floats that add up to it. */
@@ -666,8 +711,8 @@ static nasc_status replicas_save(nasc_strategy *s, nasc_param_store *st) {
         snprintf(key, sizeof key, "reinforce/replica/%d", k);
         snprintf(buf, sizeof buf, "%lld %d", (long long)q->version, q->handed);
         e = nasc_params_set_meta(st, key, buf);
-        snprintf(key, sizeof key, "reinforce/replica/%d/theta", k);
-        if (!e) e = put_tensor(s, st, key, q->theta);
+        snprintf(key, sizeof key, "reinforce/copy/%lld", (long long)q->version);
+        if (!e && !nasc_params_find(st, key)) e = put_tensor(s, st, key, r->copy[q->copy]);
         if (!e) {
             char *done = nasc_alloc(s->ctx, (size_t)r->M + 1);
             if (!done) return NASC_ENOMEM;
@@ -703,6 +748,7 @@ static nasc_status replicas_load(nasc_strategy *s, const nasc_param_store *st) {
     size_t P = nasc_controller_size(r->ctl);
     r->acc_n = held;
     r->next = next;
+    memset(r->copy_refs, 0, (size_t)r->K * sizeof *r->copy_refs);
     memset(r->acc, 0, P * sizeof *r->acc);
     if (held) {
         const nasc_tensor *t = nasc_params_find(st, "reinforce/held");
@@ -727,8 +773,11 @@ static nasc_status replicas_load(nasc_strategy *s, const nasc_param_store *st) {
             return nasc_error(s->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "strategy state: malformed '%s'", key);
         q->version = version;
         q->handed = handed;
-        snprintf(key, sizeof key, "reinforce/replica/%d/theta", k);
-        e = get_tensor(s, st, key, q->theta);
+        bool fresh;
+        q->copy = copy_acquire(s, q->version, &fresh);
+        if (q->copy < 0) return NASC_ENOMEM;
+        snprintf(key, sizeof key, "reinforce/copy/%lld", (long long)q->version);
+        if (fresh) e = get_tensor(s, st, key, r->copy[q->copy]);
         snprintf(key, sizeof key, "reinforce/replica/%d/done", k);
         const char *done = nasc_params_meta(st, key);
         if (!e && (!done || strlen(done) != (size_t)r->M))

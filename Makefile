@@ -12,7 +12,7 @@ FUZZ_SECONDS ?= 600
 # `cmake` leaves them warnings (NASC_WERROR is off by default).
 CMAKE_FLAGS ?= -DNASC_WERROR=ON
 # The configurations README.md says nasc builds in: <compiler>-<build type>,
-# and -nompi: without MPI (no distributed search; tests/search/test_nompi.sh).
+# and -nompi: without MPI (no distributed search; tests/search/check_nompi.sh).
 MATRIX ?= gcc-Release-nompi gcc-Debug clang-Release clang-Debug
 
 .PHONY: all deps build build-matrix demo test test-nompi test-release test-asan fuzz fuzz-build fuzz-smoke clean
@@ -41,7 +41,7 @@ build-matrix-%: deps
 # nasc built without MPI searches in one process and refuses, clearly, to
 # run as one of several mpirun ranks.
 test-nompi: build-matrix-gcc-Release-nompi
-	./tests/search/test_nompi.sh $(MATRIX_BUILD)/gcc-Release-nompi/nasc
+	./tests/search/check_nompi.sh $(MATRIX_BUILD)/gcc-Release-nompi/nasc
 
 demo: build
 	./scripts/demo.sh $(BUILD)/nasc

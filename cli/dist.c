@@ -26,9 +26,11 @@
 #include "opts.h"
 
 bool nasc_cli_mpi_launched(void) {
-    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", NULL};
-    for (int i = 0; vars[i]; i++) {
-        const char *v = getenv(vars[i]);
+    /* the job size each launcher gives the processes it starts: Open MPI's
+     * mpirun, PMIx, Slurm's PMI (tests/search/test_rules.sh allows these) */
+    static const char *const launcher_size[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", NULL};
+    for (int i = 0; launcher_size[i]; i++) {
+        const char *v = getenv(launcher_size[i]);
         if (v && atoi(v) > 1) return true;
     }
     return false;

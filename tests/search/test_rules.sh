@@ -9,7 +9,13 @@
 #     OMP_WAIT_POLICY and GOMP_SPINCOUNT. The OpenMP runtime takes its wait
 #     policy from the environment when it is loaded, before main, so setting
 #     one of them and executing nasc again is the only way the command can
-#     choose it, and it must see whether the user chose already.
+#     choose it, and it must see whether the user chose already. Two:
+#     cli/dist.c reads the size of the MPI job that mpirun (or PMIx, or
+#     Slurm's PMI) gives each process it starts (OMPI_COMM_WORLD_SIZE,
+#     PMIX_SIZE, PMI_SIZE): not a switch of the user's, but how a process
+#     learns it is one of several ranks, so that a search started by mpirun
+#     initialises MPI and one started alone does not (and a build without
+#     MPI can refuse to run as one of several ranks).
 set -u
 ROOT=${NASC_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$ROOT" || exit 1
@@ -32,11 +38,18 @@ else
 fi
 
 # Rule 2: no getenv outside tests and benchmarks, but for the two OpenMP
-# variables in cli/omp_policy.c (the exception above; any other getenv there
-# fails too).
+# variables in cli/omp_policy.c and the launcher's job size in cli/dist.c
+# (the exceptions above; any other getenv there fails too, and so does a
+# launcher variable list that names anything else).
 omp_exception='^cli/omp_policy\.c:[0-9]+:[[:space:]]*if \(getenv\("OMP_WAIT_POLICY"\) \|\| getenv\("GOMP_SPINCOUNT"\)\) return;[[:space:]]*(/\*.*)?$'
+mpi_exception='^cli/dist\.c:[0-9]+:[[:space:]]*const char \*v = getenv\(launcher_size\[i\]\);$'
+mpi_list='static const char \*const launcher_size\[\] = \{"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", NULL\};'
+if ! grep -qE "$mpi_list" cli/dist.c; then
+    echo "FAIL: cli/dist.c's launcher_size[] is not the list of the three job-size variables" >&2
+    failed=$((failed + 1))
+fi
 hits=$(grep -nE '\b(secure_)?getenv[[:space:]]*\(' $(find $dirs -name '*.[ch]' 2>/dev/null) |
-       grep -vE "$omp_exception")
+       grep -vE "$omp_exception" | grep -vE "$mpi_exception")
 if [ -n "$hits" ]; then
     echo "FAIL: environment variables read by library or CLI code (make them options or flags):" >&2
     echo "$hits" | sed 's/^/    /' >&2

@@ -2,9 +2,9 @@
 # nasc built without MPI (-DNASC_MPI=OFF; `make test` builds one in
 # build-matrix/gcc-Release-nompi): its help says so, a search runs in one
 # process, and started as one of several mpirun ranks it refuses with a
-# clear error before writing anything. Usage: test_nompi.sh NASC
+# clear error before writing anything. Usage: check_nompi.sh NASC
 set -u -o pipefail
-NASC=${1:?usage: test_nompi.sh NASC}
+NASC=${1:?usage: check_nompi.sh NASC}
 TMP=$(mktemp -d /tmp/nasc-nompi-XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 pass=0 fail=0
@@ -32,5 +32,5 @@ if command -v mpirun >/dev/null 2>&1; then
     check "every rank says why" '[ $(grep -c "built without MPI: a distributed search" "$TMP/m.err") -eq 2 ]'
     check "and nothing was written" '[ ! -e "$TMP/m" ]'
 fi
-echo "test_nompi: $pass passed, $fail failed"
+echo "check_nompi: $pass passed, $fail failed"
 [ $fail -eq 0 ]

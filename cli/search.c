@@ -37,6 +37,7 @@ void nasc_cli_search_help(FILE *out) {
           "  config.txt       the options that define the search (--resume checks them)\n"
           "  journal.jsonl    one record per trial, appended and fsynced\n"
           "  strategy.nasc    the strategy's state (replaced atomically per trial)\n"
+          "  controller.log   reinforce --replicas: each gradient and its staleness\n"
           "  search.svg       reward per trial and the running best\n"
           "  best.yaml, best.nir, best.nasc, best.onnx, best-cells.svg\n"
           "A killed search continues with --resume: finished trials are not redone,\n"
@@ -687,10 +688,29 @@ static nasc_evaluator child_evaluator(session *s, search_opts *o, nasc_train_eva
     return nasc_train_evaluator(eo);
 }
 
+/* The strategy's log lines (reinforce's replicas: each gradient and its
+ * staleness): printed, and appended to RUN/controller.log. */
+typedef struct strategy_log {
+    char path[4200];
+    FILE *f;
+    bool failed;
+} strategy_log;
+
 static void on_strategy_log(void *ud, const char *line) {
-    (void)ud;
+    strategy_log *lg = ud;
     printf("    controller: %s\n", line);
     fflush(stdout);
+    if (!lg->f && !lg->failed) {
+        lg->f = fopen(lg->path, "a");
+        if (!lg->f) {
+            lg->failed = true;
+            fprintf(stderr, "warning: cannot append to %s; the controller's log is only printed\n", lg->path);
+        }
+    }
+    if (lg->f) {
+        fprintf(lg->f, "%s\n", line);
+        fflush(lg->f);
+    }
 }
 
 /* What rank 0 of a distributed search measured. */
@@ -727,7 +747,9 @@ static nasc_status run_trials(session *s, search_opts *o, progress_state *ps, na
     run.progress = on_trial;
     run.ud = ps;
     run.stop = &nasc_cli_interrupted;
-    nasc_strategy_set_log(s->strategy, on_strategy_log, NULL);
+    strategy_log lg = {.f = NULL, .failed = false};
+    snprintf(lg.path, sizeof lg.path, "%s/controller.log", o->out);
+    nasc_strategy_set_log(s->strategy, on_strategy_log, &lg);
     nasc_status st;
     if (mp->active) {
         /* a worker silent this long is given up: by default twice the
@@ -739,6 +761,8 @@ static nasc_status run_trials(session *s, search_opts *o, progress_state *ps, na
     } else {
         st = nasc_search_loop(&s->ctx, &run);
     }
+    nasc_strategy_set_log(s->strategy, NULL, NULL);
+    if (lg.f) fclose(lg.f);
     if (st) return st;
     char svg[4200];
     snprintf(svg, sizeof svg, "%s/search.svg", o->out);

@@ -163,6 +163,8 @@ check "reinforce with 2 replicas on 3 workers exits 0 (rc $rc: $(tail -3 "$TMP/r
 check "each replica round sends a gradient (6 for 12 children of 2)" \
     '[ $(grep -c "controller: replica [01]: gradient of proposals" "$TMP/r.out") -eq 6 ]'
 check "a gradient computed on an older copy says so" 'grep -q "staleness [1-9]" "$TMP/r.out"'
+check "the gradients are in RUN/controller.log too" \
+    '[ $(grep -c "^replica [01]: gradient of proposals" "$TMP/r/controller.log") -eq 6 ]'
 check "the replica run has every trial once" 'numbering "$TMP/r/journal.jsonl" 12'
 check "the replicas are in config.txt" 'grep -q "^replicas = 2$" "$TMP/r/config.txt"'
 

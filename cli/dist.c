@@ -7,6 +7,7 @@
  *   0 -> worker  TASK    a proposal number and its decisions
  *   worker -> 0  RESULT  the child's reward, loss, cost, time, reason
  *   0 -> worker  STOP    no more work
+ *   worker -> 0  BYE     the worker goes into MPI_Finalize
  * Nobody blocks in MPI: ranks poll with MPI_Iprobe and sleep between polls
  * (from 1 ms up to 2 ms on rank 0, 16 ms on a worker), so a waiting rank
  * does not take a core from the ranks training children (Open MPI's
@@ -109,7 +110,7 @@ nasc_status nasc_cli_mpi_work(nasc_ctx *ctx, nasc_cli_mpi *m, const nasc_space *
 
 #else /* NASC_HAVE_MPI */
 
-enum { TAG_HELLO = 1, TAG_TASK, TAG_RESULT, TAG_STOP };
+enum { TAG_HELLO = 1, TAG_TASK, TAG_RESULT, TAG_STOP, TAG_BYE };
 
 typedef struct hello_msg {
     int32_t ok;
@@ -120,13 +121,14 @@ typedef struct hello_msg {
 typedef struct result_msg {
     int64_t proposal;
     int32_t ok;
-    int32_t pad;
+    int32_t leaving; /* the worker stops after this message (interrupted, or an error) */
     double reward, val_loss, seconds;
     int64_t params, macs;
     char reason[256];
 } result_msg;
 
-static bool hung_rank; /* a worker was given up as hung: MPI_Finalize would wait for it */
+static bool hung_rank;    /* a worker was given up as hung: MPI_Finalize would wait for it */
+static int busy_at_exit; /* workers still training when rank 0 left its loop */
 
 /* Sleep between polls: 1 ms, doubling while nothing arrives, up to max_ms
  * (*idle counts the empty polls; a message resets it). */
@@ -162,13 +164,62 @@ nasc_status nasc_cli_mpi_init(nasc_ctx *ctx, nasc_cli_mpi *m) {
     return NASC_OK;
 }
 
+/* Rank 0: wait for every worker's BYE (each sends one just before
+ * MPI_Finalize), at most grace seconds when grace > 0, receiving and
+ * dropping what else still comes (late results, a HELLO). Returns the
+ * workers that did not say it; who they are goes into *first_missing. */
+static int collect_byes(const nasc_cli_mpi *m, double grace, int *first_missing) {
+    unsigned char *bye = calloc((size_t)m->size, 1);
+    if (!bye) return m->size - 1;
+    int missing = m->size - 1, idle = 0;
+    double t0 = nasc_cli_now();
+    while (missing > 0 && (grace <= 0 || nasc_cli_now() - t0 < grace)) {
+        int flag = 0;
+        MPI_Status ps;
+        MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &ps);
+        if (!flag) {
+            nap(&idle, 2);
+            continue;
+        }
+        idle = 0;
+        int count = 0;
+        MPI_Get_count(&ps, MPI_BYTE, &count);
+        unsigned char *buf = malloc(count > 0 ? (size_t)count : 1);
+        if (!buf) break;
+        MPI_Recv(buf, count, MPI_BYTE, ps.MPI_SOURCE, ps.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        free(buf);
+        if (ps.MPI_TAG == TAG_BYE && ps.MPI_SOURCE > 0 && ps.MPI_SOURCE < m->size && !bye[ps.MPI_SOURCE]) {
+            bye[ps.MPI_SOURCE] = 1;
+            missing--;
+        }
+    }
+    *first_missing = -1;
+    for (int k = 1; k < m->size && *first_missing < 0; k++)
+        if (!bye[k]) *first_missing = k;
+    free(bye);
+    return missing;
+}
+
 void nasc_cli_mpi_finish(nasc_cli_mpi *m, int rc) {
     if (!m->active) return;
-    if (m->rank == 0) {
+    if (m->rank > 0) {
+        /* rank 0 waits for this before it ends the job */
+        MPI_Send(NULL, 0, MPI_BYTE, 0, TAG_BYE, MPI_COMM_WORLD);
+    } else {
         /* every worker is told to stop, whatever happened here */
         for (int k = 1; k < m->size; k++) MPI_Send(NULL, 0, MPI_BYTE, k, TAG_STOP, MPI_COMM_WORLD);
-        if (hung_rank) {
-            fprintf(stderr, "nasc search: ending the MPI job with MPI_Abort, as a worker rank never answered\n");
+        /* Idle workers answer at once. One given up as hung may be back (a
+         * stopped process, a partition that healed) or not; busy ones would
+         * answer once their child is trained. MPI_Finalize would wait for
+         * them, so after 10 s the job ends with MPI_Abort instead. */
+        int first = -1;
+        int missing = collect_byes(m, hung_rank || busy_at_exit ? 10.0 : 0.0, &first);
+        if (missing) {
+            fprintf(stderr,
+                    "nasc search: %d worker rank%s (rank %d%s) did not stop within 10 s (%s); ending the MPI job "
+                    "with MPI_Abort\n",
+                    missing, missing == 1 ? "" : "s", first, missing > 1 ? " and others" : "",
+                    hung_rank ? "given up as hung" : "still training");
             fflush(stderr);
             MPI_Abort(MPI_COMM_WORLD, rc);
         }
@@ -209,6 +260,7 @@ typedef struct server {
     int n_wait, cap_wait;
     unsigned char *task; /* a TASK message */
     size_t task_size;
+    int failed_start;    /* workers whose HELLO was an error */
 } server;
 
 static int64_t in_flight(const server *s) {
@@ -239,13 +291,14 @@ static nasc_status finish(server *s, nasc_trial *t) {
     int64_t proposal = t->proposal;
     nasc_status st = record(s, t);
     const nasc_journal *j = s->r->journal;
+    int64_t src = j->n - 1; /* t's record (an index: the records may move) */
     for (int i = 0; !st && i < s->n_wait;) {
         waiting *q = &s->wait[i];
         if (q->after != proposal) {
             i++;
             continue;
         }
-        nasc_run_copy_result(&q->t, &j->trials[j->n - 1]);
+        nasc_run_copy_result(&q->t, &j->trials[src]);
         q->t.d = q->d;
         st = record(s, &q->t);
         nasc_free(s->ctx, q->d);
@@ -334,6 +387,7 @@ static nasc_status receive(server *s, const MPI_Status *ps) {
         } else {
             w->state = W_LOST;
             s->stats->lost++;
+            s->failed_start++;
             fprintf(stderr, "nasc search: rank %d cannot train children: %s\n", k, h.error);
         }
         return NASC_OK;
@@ -346,7 +400,22 @@ static nasc_status receive(server *s, const MPI_Status *ps) {
     MPI_Recv(&res, (int)sizeof res, MPI_BYTE, k, TAG_RESULT, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
     s->stats->results++;
     res.reason[sizeof res.reason - 1] = 0;
-    if (!w || w->state != W_BUSY || w->t.proposal != res.proposal) return NASC_OK; /* from a rank given up */
+    if (!w || w->state == W_LOST) return NASC_OK; /* from a rank given up */
+    if (res.leaving) {
+        /* the worker stopped (interrupted, or an error): its child fails */
+        fprintf(stderr, "nasc search: rank %d stopped: %s\n", k, res.reason);
+        bool had = w->state == W_BUSY && w->t.proposal == res.proposal;
+        w->state = W_LOST;
+        s->stats->lost++;
+        if (!had) return NASC_OK;
+        snprintf(w->t.status, sizeof w->t.status, "failed");
+        snprintf(w->t.reason, sizeof w->t.reason, "rank %d stopped: %.200s", k, res.reason);
+        w->t.seconds = nasc_cli_now() - w->since;
+        w->t.rank = k;
+        w->t.d = w->d;
+        return finish(s, &w->t);
+    }
+    if (w->state != W_BUSY || w->t.proposal != res.proposal) return NASC_OK;
     nasc_eval_result er = {0};
     er.ok = res.ok != 0;
     er.reward = res.reward;
@@ -388,6 +457,7 @@ nasc_status nasc_cli_mpi_serve(nasc_ctx *ctx, nasc_cli_mpi *m, nasc_search_run *
         if (!s.w[k].d) st = NASC_ENOMEM;
     }
     int idle = 0;
+    bool first = true;
     while (!st) {
         if (r->stop && *r->stop) {
             st = nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC, "interrupted");
@@ -421,17 +491,24 @@ nasc_status nasc_cli_mpi_serve(nasc_ctx *ctx, nasc_cli_mpi *m, nasc_search_run *
             st = finish(&s, &w->t);
             moved = true;
         }
-        for (int k = 1; !st && k < m->size; k++)
+        /* new work only when something changed: a worker became idle, a
+         * reward came in (a replica may be ready), a worker was given up */
+        for (int k = 1; !st && (moved || first) && k < m->size; k++)
             if (s.w[k].state == W_IDLE) st = feed(&s, k);
+        first = false;
         if (moved) stats->busy_s += nasc_cli_now() - busy0;
         if (st) break;
         int alive = 0;
         for (int k = 1; k < m->size; k++) alive += s.w[k].state != W_LOST;
         if (!alive && r->journal->n < r->budget) {
-            st = nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
-                            "no worker rank is left to train children (%lld of %lld trials done; continue with "
-                            "--resume)",
-                            (long long)r->journal->n, (long long)r->budget);
+            if (stats->lost == s.failed_start)
+                st = nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                                "no worker rank could start (their errors are above); nothing was trained");
+            else
+                st = nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                                "no worker rank is left to train children (%lld of %lld trials done; continue with "
+                                "--resume)",
+                                (long long)r->journal->n, (long long)r->budget);
             break;
         }
         if (moved)
@@ -440,6 +517,8 @@ nasc_status nasc_cli_mpi_serve(nasc_ctx *ctx, nasc_cli_mpi *m, nasc_search_run *
             nap(&idle, 2); /* rank 0 answers within 2 ms */
     }
     stats->wall_s = nasc_cli_now() - t0;
+    busy_at_exit = 0;
+    for (int k = 1; s.w && k < m->size; k++) busy_at_exit += s.w[k].state == W_BUSY;
     for (int k = 1; s.w && k < m->size; k++) nasc_free(ctx, s.w[k].d);
     for (int i = 0; i < s.n_wait; i++) nasc_free(ctx, s.wait[i].d);
     nasc_free(ctx, s.wait);
@@ -520,20 +599,33 @@ nasc_status nasc_cli_mpi_work(nasc_ctx *ctx, nasc_cli_mpi *m, const nasc_space *
         }
         int count = 0;
         MPI_Get_count(&ps, MPI_BYTE, &count);
-        if (count != (int)size) {
-            st = nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
-                            "rank %d: a task of %d bytes, not %zu: rank 0 runs another search", m->rank, count, size);
-            break;
-        }
-        MPI_Recv(task, (int)size, MPI_BYTE, 0, TAG_TASK, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
         result_msg res;
         memset(&res, 0, sizeof res);
-        memcpy(&res.proposal, task, sizeof res.proposal);
-        memcpy(d, task + sizeof res.proposal, (size_t)n * sizeof *d);
         res.reward = res.val_loss = NAN;
         res.params = res.macs = -1;
-        st = train_child(ctx, sp, eval, set_keys, set_vals, n_set, d, &res);
-        if (st) break;
+        res.proposal = -1;
+        if (count != (int)size) {
+            unsigned char *other = nasc_alloc(ctx, count > 0 ? (size_t)count : 1);
+            if (other) MPI_Recv(other, count, MPI_BYTE, 0, TAG_TASK, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            nasc_free(ctx, other);
+            st = other ? nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                                    "rank %d: a task of %d bytes, not %zu: rank 0 runs another search", m->rank,
+                                    count, size)
+                       : NASC_ENOMEM;
+        } else {
+            MPI_Recv(task, (int)size, MPI_BYTE, 0, TAG_TASK, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            memcpy(&res.proposal, task, sizeof res.proposal);
+            memcpy(d, task + sizeof res.proposal, (size_t)n * sizeof *d);
+            st = train_child(ctx, sp, eval, set_keys, set_vals, n_set, d, &res);
+        }
+        if (st) {
+            /* rank 0 must not wait for this child: tell it why we stop */
+            res.ok = 0;
+            res.leaving = 1;
+            nasc_diag_format(&ctx->diag, res.reason, sizeof res.reason);
+            MPI_Send(&res, (int)sizeof res, MPI_BYTE, 0, TAG_RESULT, MPI_COMM_WORLD);
+            break;
+        }
         MPI_Send(&res, (int)sizeof res, MPI_BYTE, 0, TAG_RESULT, MPI_COMM_WORLD);
     }
     nasc_free(ctx, task);

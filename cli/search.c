@@ -904,7 +904,8 @@ static int work(search_opts *o, nasc_cli_mpi *mp) {
     nasc_cli_sigint_catch(&old);
     st = nasc_cli_mpi_work(&s.ctx, mp, s.space, ev, s.keys, s.vals, (int)o->mo.n_ov, error[0] ? error : NULL);
     nasc_cli_sigint_restore(&old);
-    int rc = error[0] ? NASC_EXIT_INPUT : NASC_EXIT_OK; /* rank 0 reports a worker that could not start */
+    /* a worker that could not start: rank 0 printed why and went on without it */
+    int rc = NASC_EXIT_OK;
     if (st) {
         if (!nasc_cli_interrupted) nasc_cli_fail(&s.ctx);
         rc = NASC_EXIT_INPUT;

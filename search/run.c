@@ -158,9 +158,14 @@ nasc_status nasc_search_resume(nasc_ctx *ctx, nasc_search_run *r) {
     uint32_t n = nasc_space_count(r->space);
     /* Trials the journal holds but the saved strategy state has not seen
      * (the process died between the two writes): feed them again. A trial
-     * that was outstanding when the state was saved is reported; one
-     * proposed after it is proposed again, and must be what the strategy
-     * proposes now. */
+     * that was outstanding when the state was saved is reported. One
+     * proposed after the save is proposed again, with the proposals before
+     * it (they stay outstanding), and must be what the strategy proposes
+     * now: exact, as no reward was reported between the save and the crash.
+     * Several such trials are exact only if they were proposed and
+     * reported one at a time, as in one process (proposal = trial); those
+     * of a distributed search say nothing of how proposals and rewards
+     * interleaved, and are refused rather than guessed. */
     int64_t seen = nasc_strategy_reported(r->strategy);
     if (seen > j->n)
         return nasc_error(ctx, NASC_EINPUT, r->state_path, NASC_NOLOC,
@@ -168,6 +173,15 @@ nasc_status nasc_search_resume(nasc_ctx *ctx, nasc_search_run *r) {
                           "different runs",
                           (long long)seen, (long long)j->n);
     if (seen == j->n) return NASC_OK;
+    if (j->n - seen > 1)
+        for (int64_t i = seen; i < j->n; i++)
+            if (j->trials[i].proposal != i)
+                return nasc_error(ctx, NASC_EINPUT, j->path, (nasc_loc){(int)(i + 2), 1},
+                                  "%lld trials of a distributed search (trial %lld is proposal %lld) are not in the "
+                                  "strategy state %s: they cannot be replayed without the state that saw them; "
+                                  "restore it, or start a new run",
+                                  (long long)(j->n - seen), (long long)i, (long long)j->trials[i].proposal,
+                                  r->state_path);
     uint32_t *d = nasc_alloc(ctx, (size_t)(n ? n : 1) * sizeof *d);
     if (!d) return NASC_ENOMEM;
     nasc_status st = NASC_OK;
@@ -177,13 +191,13 @@ nasc_status nasc_search_resume(nasc_ctx *ctx, nasc_search_run *r) {
         for (int64_t k = 0; !outstanding && nasc_strategy_outstanding(r->strategy, k, NULL) >= 0; k++)
             outstanding = nasc_strategy_outstanding(r->strategy, k, NULL) == t->proposal;
         if (!outstanding) {
-            if (t->proposal != nasc_strategy_proposed(r->strategy))
+            if (t->proposal < nasc_strategy_proposed(r->strategy))
                 st = nasc_error(ctx, NASC_EINPUT, j->path, (nasc_loc){(int)(i + 2), 1},
-                                "trial %lld is proposal %lld, but the strategy state expects proposal %lld next: the "
-                                "journal and %s belong to different runs",
-                                (long long)i, (long long)t->proposal,
-                                (long long)nasc_strategy_proposed(r->strategy), r->state_path);
-            if (!st) st = nasc_strategy_propose(r->strategy, d);
+                                "trial %lld is proposal %lld, which the strategy state (%s) has seen reported: the "
+                                "journal and the state belong to different runs",
+                                (long long)i, (long long)t->proposal, r->state_path);
+            while (!st && nasc_strategy_proposed(r->strategy) <= t->proposal)
+                st = nasc_strategy_propose(r->strategy, d);
             if (!st) st = check_replay(ctx, r, i, d);
         }
         if (!st) st = nasc_strategy_report_proposal(r->strategy, t->proposal, t->d, t->reward);

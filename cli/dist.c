@@ -65,14 +65,19 @@ int nasc_cli_mpi_worker_threads(const nasc_cli_mpi *m) {
     return t < 1 ? 1 : t;
 }
 
-#ifndef NASC_HAVE_MPI
-
-nasc_status nasc_cli_mpi_init(nasc_ctx *ctx, nasc_cli_mpi *m) {
+/* A search in this one process: rank 0 of 1, on the node's cores. */
+static void one_process(nasc_cli_mpi *m) {
     memset(m, 0, sizeof *m);
     m->size = m->local_size = 1;
     m->server_here = true;
     long c = sysconf(_SC_NPROCESSORS_ONLN);
     m->cores = c > 0 ? (int)c : 1;
+}
+
+#ifndef NASC_HAVE_MPI
+
+nasc_status nasc_cli_mpi_init(nasc_ctx *ctx, nasc_cli_mpi *m) {
+    one_process(m);
     if (nasc_cli_mpi_launched())
         return nasc_error(ctx, NASC_EINPUT, NULL, NASC_NOLOC,
                           "started as one of several MPI ranks, but this nasc was built without MPI: a distributed "
@@ -141,11 +146,7 @@ static void nap(int *idle, int max_ms) {
 }
 
 nasc_status nasc_cli_mpi_init(nasc_ctx *ctx, nasc_cli_mpi *m) {
-    memset(m, 0, sizeof *m);
-    m->size = m->local_size = 1;
-    m->server_here = true;
-    long c = sysconf(_SC_NPROCESSORS_ONLN);
-    m->cores = c > 0 ? (int)c : 1;
+    one_process(m);
     if (!nasc_cli_mpi_launched()) return NASC_OK;
     int provided;
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)

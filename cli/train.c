@@ -195,8 +195,12 @@ static nasc_status on_progress(void *ud, const nasc_train_progress *p) {
     if (!r->lm) {
         r->last_log = 0;
         if (r->tty) fputc('\n', stderr);
-        fprintf(stderr, "epoch %d/%d done: train loss %.4f acc %.2f%%, validation loss %.4f acc %.2f%%\n",
-                p->epoch + 1, p->epochs, p->loss, 100 * p->acc, p->val_loss, 100 * p->val_acc);
+        if (isnan(p->val_acc)) /* --val-size 0: no validation split */
+            fprintf(stderr, "epoch %d/%d done: train loss %.4f acc %.2f%% (no validation split)\n", p->epoch + 1,
+                    p->epochs, p->loss, 100 * p->acc);
+        else
+            fprintf(stderr, "epoch %d/%d done: train loss %.4f acc %.2f%%, validation loss %.4f acc %.2f%%\n",
+                    p->epoch + 1, p->epochs, p->loss, 100 * p->acc, p->val_loss, 100 * p->val_acc);
     }
     /* language models log and plot bits per character */
     double unit = r->lm ? LN2 : 1;

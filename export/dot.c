@@ -104,7 +104,10 @@ static void put_node_attrs(char *dst, size_t size, const nasc_node_attrs *a) {
     if (a->filters && n < size)
         n += (size_t)snprintf(dst + n, size - n, "%sfilters=%d", n ? ", " : "", a->filters);
     if (a->stride && n < size)
-        snprintf(dst + n, size - n, "%sstride=%d", n ? ", " : "", a->stride);
+        n += (size_t)snprintf(dst + n, size - n, "%sstride=%d", n ? ", " : "", a->stride);
+    if ((a->dh || a->dw) && n < size)
+        n += (size_t)snprintf(dst + n, size - n, "%sdilation=%dx%d", n ? ", " : "", a->dh, a->dw);
+    if (a->groups && n < size) snprintf(dst + n, size - n, "%sgroups=%d", n ? ", " : "", a->groups);
 }
 
 static bool is_combine(nasc_op op) { return op == NASC_OP_ADD || op == NASC_OP_CONCAT; }

@@ -90,7 +90,9 @@ static bool is_blocks(const nasc_module *m, const nasc_cell *c) {
         for (uint32_t k = 0; k < 3; k++) {
             const nasc_node *nd = &m->nodes[c->first_node + 3 * b + k];
             if (strcmp(nasc_str(m, nd->name), want[k]) != 0) return false;
-            if (nd->attrs.kh || nd->attrs.kw || nd->attrs.filters || nd->attrs.stride) return false;
+            if (nd->attrs.kh || nd->attrs.kw || nd->attrs.filters || nd->attrs.stride || nd->attrs.dh || nd->attrs.dw ||
+                nd->attrs.groups)
+                return false;
             if (k < 2 && (nd->n_args != 1 || nasc_arch_op_info_get(nd->op)->arity != 1))
                 return false;
         }
@@ -138,6 +140,8 @@ static void write_cell(nasc_buf *b, const nasc_module *m, const nasc_cell *c) {
             if (a->kh || a->kw) nasc_buf_printf(b, ", kernel: %dx%d", a->kh, a->kw);
             if (a->filters) nasc_buf_printf(b, ", filters: %d", a->filters);
             if (a->stride) nasc_buf_printf(b, ", stride: %d", a->stride);
+            if (a->dh || a->dw) nasc_buf_printf(b, ", dilation: %dx%d", a->dh, a->dw);
+            if (a->groups) nasc_buf_printf(b, ", groups: %d", a->groups);
             nasc_buf_append(b, "}\n", 2);
         }
     }

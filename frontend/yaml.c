@@ -255,12 +255,13 @@ static nasc_status positive(yl *y, const yaml_node_t *n, const char *what, long 
 #define MAX_STRIDE 8
 #define MAX_FILTERS (1L << 20)
 
-/* kernel: K or "KHxKW" */
-static nasc_status parse_kernel(yl *y, const yaml_node_t *n, nasc_node_attrs *a) {
+/* kernel or dilation (`what`): K or "KHxKW" (D or "DHxDW") */
+static nasc_status parse_pair(yl *y, const yaml_node_t *n, const char *what, int *h_out, int *w_out) {
+    const char L = (char)(what[0] - 'a' + 'A');
     long v;
     if (scalar_int(n, &v)) {
-        nasc_status st = positive(y, n, "kernel", MAX_KERNEL, &a->kh);
-        a->kw = a->kh;
+        nasc_status st = positive(y, n, what, MAX_KERNEL, h_out);
+        *w_out = *h_out;
         return st;
     }
     if (n->type == YAML_SCALAR_NODE) {
@@ -269,21 +270,21 @@ static nasc_status parse_kernel(yl *y, const yaml_node_t *n, nasc_node_attrs *a)
         if (x && parse_int(s, (size_t)(x - s), &h) &&
             parse_int(x + 1, slen(n) - (size_t)(x - s) - 1, &w) && h > 0 && w > 0 &&
             h <= MAX_KERNEL && w <= MAX_KERNEL) {
-            a->kh = (int)h;
-            a->kw = (int)w;
+            *h_out = (int)h;
+            *w_out = (int)w;
             return NASC_OK;
         }
-        return yerr(y, n, "kernel must be KHxKW or K with positive sizes (at most %d), found '%.*s'",
+        return yerr(y, n, "%s must be %cHx%cW or %c with positive sizes (at most %d), found '%.*s'", what, L, L, L,
                     MAX_KERNEL, SHOW(n));
     }
-    return yerr(y, n, "kernel must be KHxKW or K, found %s", kind_phrase(n));
+    return yerr(y, n, "%s must be %cHx%cW or %c, found %s", what, L, L, L, kind_phrase(n));
 }
 
 static void attr_list(char *buf, size_t size, unsigned attrs) {
-    static const char *const names[] = {"kernel", "filters", "stride"};
+    static const char *const names[] = {"kernel", "filters", "stride", "dilation", "groups"};
     size_t used = 0;
     buf[0] = 0;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 5; i++)
         if ((attrs & (1u << i)) && used < size)
             used += (size_t)snprintf(buf + used, size - used, "%s%s", used ? ", " : "", names[i]);
     if (!used) snprintf(buf, size, "none");
@@ -482,10 +483,10 @@ static nasc_status read_block(cellb *cb, const yaml_node_t *blk, uint32_t i) {
     return NASC_OK;
 }
 
-static const char *const node_keys[] = {"name", "op", "in", "kernel", "filters", "stride"};
-enum { NK_NAME, NK_OP, NK_IN, NK_KERNEL, NK_FILTERS, NK_STRIDE, NK_COUNT };
+static const char *const node_keys[] = {"name", "op", "in", "kernel", "filters", "stride", "dilation", "groups"};
+enum { NK_NAME, NK_OP, NK_IN, NK_KERNEL, NK_FILTERS, NK_STRIDE, NK_DILATION, NK_GROUPS, NK_COUNT };
 
-/* One general node {name, op, in, kernel, filters, stride}. */
+/* One general node {name, op, in, kernel, filters, stride, dilation, groups}. */
 static nasc_status read_node(cellb *cb, const yaml_node_t *nd, uint32_t i) {
     yl *y = cb->y;
     nasc_status st = expect(y, nd, YAML_MAPPING_NODE, "a node");
@@ -529,7 +530,7 @@ static nasc_status read_node(cellb *cb, const yaml_node_t *nd, uint32_t i) {
     if ((st = check_arity(cb, v[NK_IN], p->op, p->n_refs))) return st;
     unsigned allowed = nasc_arch_op_info_get(p->op)->attrs;
     static const unsigned bits[NK_COUNT] = {0, 0, 0, NASC_ATTR_KERNEL, NASC_ATTR_FILTERS,
-                                            NASC_ATTR_STRIDE};
+                                            NASC_ATTR_STRIDE, NASC_ATTR_DILATION, NASC_ATTR_GROUPS};
     for (int a = NK_KERNEL; a < NK_COUNT; a++) {
         if (!v[a]) continue;
         if (!(allowed & bits[a])) {
@@ -539,7 +540,9 @@ static nasc_status read_node(cellb *cb, const yaml_node_t *nd, uint32_t i) {
                         op_name(p->op), node_keys[a], list);
         }
     }
-    if (v[NK_KERNEL] && (st = parse_kernel(y, v[NK_KERNEL], &p->attrs))) return st;
+    if (v[NK_KERNEL] && (st = parse_pair(y, v[NK_KERNEL], "kernel", &p->attrs.kh, &p->attrs.kw))) return st;
+    if (v[NK_DILATION] && (st = parse_pair(y, v[NK_DILATION], "dilation", &p->attrs.dh, &p->attrs.dw))) return st;
+    if (v[NK_GROUPS] && (st = positive(y, v[NK_GROUPS], "groups", MAX_FILTERS, &p->attrs.groups))) return st;
     if (v[NK_FILTERS] && (st = positive(y, v[NK_FILTERS], "filters", MAX_FILTERS, &p->attrs.filters)))
         return st;
     if (v[NK_STRIDE] && (st = positive(y, v[NK_STRIDE], "stride", MAX_STRIDE, &p->attrs.stride)))

@@ -157,6 +157,10 @@ nasc_status nasc_cell_hash(const nasc_module *m, uint32_t cell, uint64_t *out) {
         uint64_t x = mix(0x51ed27u, (uint64_t)nd->op);
         x = mix(x, (uint64_t)nd->attrs.kh << 48 | (uint64_t)nd->attrs.kw << 32 | (uint64_t)nd->attrs.stride << 24);
         x = mix(x, (uint64_t)nd->attrs.filters);
+        /* dilation 0 and 1, groups 0 and 1 are the same convolution */
+        int dh = nd->attrs.dh > 1 ? nd->attrs.dh : 1, dw = nd->attrs.dw > 1 ? nd->attrs.dw : 1;
+        int g = nd->attrs.groups > 1 ? nd->attrs.groups : 1;
+        if (dh > 1 || dw > 1 || g > 1) x = mix(x, (uint64_t)dh << 48 | (uint64_t)dw << 32 | (uint64_t)g);
         x = mix(x, nd->n_args);
         for (uint32_t a = 0; a < n; a++) x = mix(x, ops[a]);
         h[c->n_inputs + j] = x;

@@ -76,8 +76,9 @@ static uint32_t relu(lower *l, uint32_t x, const char *suffix) {
 
 /* Convolution with "same"-style padding: total pad = effective kernel - 1,
  * the extra pixel (even kernels) at the bottom/right. */
-static uint32_t conv(lower *l, uint32_t x, const char *suffix, int64_t cout, int kh, int kw, int sh, int sw, int dil,
-                     int groups) {
+/* A convolution, "same" padding for stride 1, dilation dh x dw. */
+static uint32_t conv_dil(lower *l, uint32_t x, const char *suffix, int64_t cout, int kh, int kw, int sh, int sw,
+                         int dh, int dw, int groups) {
     if (l->status || x == BAD) return BAD;
     int64_t cin = ty(l, x)->dims[1];
     char wname[128];
@@ -88,15 +89,21 @@ static uint32_t conv(lower *l, uint32_t x, const char *suffix, int64_t cout, int
     a.kw = kw;
     a.sh = sh;
     a.sw = sw;
-    a.dh = a.dw = dil;
+    a.dh = dh;
+    a.dw = dw;
     a.groups = groups;
-    int th = (kh - 1) * dil, tw = (kw - 1) * dil;
+    int th = (kh - 1) * dh, tw = (kw - 1) * dw;
     a.pt = th / 2;
     a.pb = th - th / 2;
     a.pl = tw / 2;
     a.pr = tw - tw / 2;
     uint32_t args[2] = {x, w};
     return emit(l, NASC_PRIM_CONV, args, 2, &a, suffix);
+}
+
+static uint32_t conv(lower *l, uint32_t x, const char *suffix, int64_t cout, int kh, int kw, int sh, int sw, int dil,
+                     int groups) {
+    return conv_dil(l, x, suffix, cout, kh, kw, sh, sw, dil, dil, groups);
 }
 
 static uint32_t bn(lower *l, uint32_t x, const char *suffix) {
@@ -156,12 +163,26 @@ static uint32_t lower_identity(lower *l, const op_ctx *o) {
 }
 
 static uint32_t lower_conv_kxk(lower *l, const op_ctx *o) {
+    const nasc_node_attrs *at = &o->node->attrs;
     int kh = o->k, kw = o->k;
-    if (o->node->attrs.kh) {
-        kh = o->node->attrs.kh;
-        kw = o->node->attrs.kw;
+    if (at->kh) {
+        kh = at->kh;
+        kw = at->kw;
     }
-    return relu_conv_bn(l, o->in[0], o->channels, kh, kw, o->stride);
+    int dh = at->dh ? at->dh : 1, dw = at->dw ? at->dw : 1, g = at->groups ? at->groups : 1;
+    if (dh == 1 && dw == 1 && g == 1) return relu_conv_bn(l, o->in[0], o->channels, kh, kw, o->stride);
+    uint32_t x = o->in[0];
+    if (l->status || x == BAD) return BAD;
+    int64_t cin = ty(l, x)->dims[1];
+    if (cin % g || o->channels % g) {
+        l->status = nasc_error(l->ctx, NASC_EINPUT, l->arch->source, o->node->loc,
+                               "%lld input and %lld output channels do not split into %d groups", (long long)cin,
+                               (long long)o->channels, g);
+        return BAD;
+    }
+    uint32_t r = relu(l, x, "relu");
+    uint32_t c = conv_dil(l, r, "conv", o->channels, kh, kw, o->stride, o->stride, dh, dw, g);
+    return bn(l, c, "bn");
 }
 
 static uint32_t lower_conv_1xk_kx1(lower *l, const op_ctx *o) {

@@ -410,11 +410,32 @@ uint32_t nasc_cell_add_node(nasc_module *m, nasc_op op, const uint32_t *args, ui
             return UINT32_MAX;
         }
     }
-    nasc_node_attrs a = {0, 0, 0, 0};
+    nasc_node_attrs a = {0, 0, 0, 0, 0, 0, 0};
     if (attrs) a = *attrs;
     if (a.kh < 0 || a.kw < 0 || a.filters < 0 || a.stride < 0 || a.kh > 64 || a.kw > 64 ||
-        a.stride > 8 || a.filters > (1 << 20)) {
-        nasc_error(ctx, NASC_EINPUT, src, loc, "attribute out of range on '%s' (kernel 1..64, stride 1..8, filters 1..1048576)", name);
+        a.stride > 8 || a.filters > (1 << 20) || a.dh < 0 || a.dw < 0 || a.dh > 64 || a.dw > 64 || a.groups < 0 ||
+        a.groups > (1 << 20)) {
+        nasc_error(ctx, NASC_EINPUT, src, loc,
+                   "attribute out of range on '%s' (kernel 1..64, stride 1..8, filters 1..1048576, dilation 1..64, "
+                   "groups 1..1048576)",
+                   name);
+        return UINT32_MAX;
+    }
+    if ((a.dh || a.dw) && !(info->attrs & NASC_ATTR_DILATION)) {
+        nasc_error(ctx, NASC_EINPUT, src, loc, "op '%s' takes no 'dilation' attribute", info->name);
+        return UINT32_MAX;
+    }
+    if (a.groups && !(info->attrs & NASC_ATTR_GROUPS)) {
+        nasc_error(ctx, NASC_EINPUT, src, loc, "op '%s' takes no 'groups' attribute", info->name);
+        return UINT32_MAX;
+    }
+    if ((a.dh == 0) != (a.dw == 0)) {
+        nasc_error(ctx, NASC_EINPUT, src, loc, "dilation needs both a height and a width");
+        return UINT32_MAX;
+    }
+    if (a.groups && a.filters && a.filters % a.groups) {
+        nasc_error(ctx, NASC_EINPUT, src, loc, "'%s': %d filters do not split into %d groups", name, a.filters,
+                   a.groups);
         return UINT32_MAX;
     }
     if ((a.kh || a.kw) && !(info->attrs & NASC_ATTR_KERNEL)) {

@@ -133,6 +133,8 @@ enum {
     NASC_ATTR_KERNEL = 1 << 0,  /* kh x kw */
     NASC_ATTR_FILTERS = 1 << 1, /* output channels; 0 = the cell's channels */
     NASC_ATTR_STRIDE = 1 << 2,  /* 0 = the default for the position */
+    NASC_ATTR_DILATION = 1 << 3, /* dh x dw */
+    NASC_ATTR_GROUPS = 1 << 4,   /* channel groups */
 };
 
 /* Prim op attributes. */
@@ -244,6 +246,9 @@ typedef struct nasc_node_attrs {
     int kh, kw;  /* kernel (conv), 0 = unset */
     int filters; /* 0 = the cell's channel count */
     int stride;  /* 0 = default (2 on the inputs of a reduction cell, else 1) */
+    int dh, dw;  /* dilation (conv), 0 = 1 */
+    int groups;  /* channel groups (conv): each group of in/groups inputs makes
+                    filters/groups outputs; 0 = 1 */
 } nasc_node_attrs;
 
 typedef struct nasc_node {

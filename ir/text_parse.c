@@ -448,18 +448,19 @@ static nasc_status parse_skeleton(parser *P, skel_text *S) {
     }
 }
 
-/* Node attributes {kernel=KHxKW, filters=N, stride=S}. */
+/* Node attributes {kernel=KHxKW, filters=N, stride=S, dilation=DHxDW, groups=G}. */
 static nasc_status parse_node_attrs(parser *P, nasc_op op, nasc_node_attrs *a) {
     const nasc_arch_op_info *info = nasc_arch_op_info_get(op);
-    static const char *const names[3] = {"kernel", "filters", "stride"};
-    static const unsigned bits[3] = {NASC_ATTR_KERNEL, NASC_ATTR_FILTERS, NASC_ATTR_STRIDE};
+    static const char *const names[5] = {"kernel", "filters", "stride", "dilation", "groups"};
+    static const unsigned bits[5] = {NASC_ATTR_KERNEL, NASC_ATTR_FILTERS, NASC_ATTR_STRIDE, NASC_ATTR_DILATION,
+                                     NASC_ATTR_GROUPS};
     unsigned seen = 0;
     nasc_status st;
     for (;;) {
         token k = word(P);
         if (k.len == 0) return expected(P, "an attribute name");
         int i = -1;
-        for (int j = 0; j < 3; j++)
+        for (int j = 0; j < 5; j++)
             if (tok_is(k, names[j])) i = j;
         if (i < 0)
             return perr(P, k.loc, "unknown attribute '%.*s'", k.len > 64 ? 64 : (int)k.len, k.s);
@@ -470,8 +471,10 @@ static nasc_status parse_node_attrs(parser *P, nasc_op op, nasc_node_attrs *a) {
         if ((st = expect_char(P, '=', "'=' after the attribute name"))) return st;
         if (i == 0)
             st = pair_x(P, "the kernel size (KHxKW)", &a->kh, &a->kw);
+        else if (i == 3)
+            st = pair_x(P, "the dilation (DHxDW)", &a->dh, &a->dw);
         else
-            st = int32v(P, "an integer", i == 1 ? &a->filters : &a->stride);
+            st = int32v(P, "an integer", i == 1 ? &a->filters : i == 2 ? &a->stride : &a->groups);
         if (st) return st;
         if (accept(P, '}')) return NASC_OK;
         if ((st = expect_char(P, ',', "',' or '}' after the attribute"))) return st;
@@ -507,7 +510,7 @@ static nasc_status parse_node(parser *P, nasc_cell_kind kind, uint32_t *n_values
     const char *after = info->attrs ? "',', '{' or end of line after operand"
                                     : "',' or end of line after operand";
     uint32_t n = 0;
-    nasc_node_attrs attrs = {0, 0, 0, 0};
+    nasc_node_attrs attrs = {0, 0, 0, 0, 0, 0, 0};
     for (;;) {
         if ((st = reserve_args(P, (size_t)n + 1))) return st;
         if ((st = use(P, "an operand", &P->args[n], NULL))) return st;

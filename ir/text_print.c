@@ -119,7 +119,7 @@ static nasc_status print_cell(printer *pr, const nasc_cell *c) {
         nasc_status st = print_values(pr, c, n->first_arg, n->n_args);
         if (st) return st;
         const nasc_node_attrs *a = &n->attrs;
-        if (a->kh || a->kw || a->filters || a->stride) {
+        if (a->kh || a->kw || a->filters || a->stride || a->dh || a->dw || a->groups) {
             const char *sep = " {";
             if (a->kh || a->kw) {
                 nasc_buf_printf(b, "%skernel=%dx%d", sep, a->kh, a->kw);
@@ -129,7 +129,15 @@ static nasc_status print_cell(printer *pr, const nasc_cell *c) {
                 nasc_buf_printf(b, "%sfilters=%d", sep, a->filters);
                 sep = ", ";
             }
-            if (a->stride) nasc_buf_printf(b, "%sstride=%d", sep, a->stride);
+            if (a->stride) {
+                nasc_buf_printf(b, "%sstride=%d", sep, a->stride);
+                sep = ", ";
+            }
+            if (a->dh || a->dw) {
+                nasc_buf_printf(b, "%sdilation=%dx%d", sep, a->dh, a->dw);
+                sep = ", ";
+            }
+            if (a->groups) nasc_buf_printf(b, "%sgroups=%d", sep, a->groups);
             nasc_buf_append(b, "}", 1);
         }
         nasc_buf_append(b, "\n", 1);

@@ -147,7 +147,7 @@ static nasc_status decode_cell(const nasc_space *sp, const cell_space *cs, const
                     src = nasc_cell_add_node(m, op, &src, 1, NULL, pname, NASC_NOLOC);
                     if (src == UINT32_MAX) return space_build_status(m);
                 }
-                nasc_node_attrs proj = {1, 1, 0, 0};
+                nasc_node_attrs proj = {1, 1, 0, 0, 0, 0, 0};
                 br[half] = nasc_cell_add_node(m, NASC_OP_CONV, &src, 1, &proj, name, NASC_NOLOC);
             } else {
                 br[half] = nasc_cell_add_node(m, op, &src, 1, NULL, name, NASC_NOLOC);

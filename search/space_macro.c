@@ -306,7 +306,7 @@ static nasc_status decode_nasrl(const nasc_space *sp, const uint32_t *d, nasc_mo
         }
         uint32_t v = UINT32_MAX;
         if (in != UINT32_MAX) {
-            nasc_node_attrs a = {r.kh, r.kw, r.filters, r.stride == 2 ? 2 : 0};
+            nasc_node_attrs a = {r.kh, r.kw, r.filters, r.stride == 2 ? 2 : 0, 0, 0, 0};
             snprintf(name, sizeof name, "l%d", k);
             v = nasc_cell_add_node(m, NASC_OP_CONV, &in, 1, &a, name, NASC_NOLOC);
         }

@@ -95,6 +95,17 @@ models=("$NASC_SOURCE_DIR"/models/*.yaml)
 if [ ${#models[@]} -eq 0 ]; then
     bad "no models in $NASC_SOURCE_DIR/models/*.yaml"
 fi
+# and conv with a dilation per axis and channel groups (SMASH's settings)
+DG="$NASC_SOURCE_DIR"/tests/export/conv-dilation-groups.yaml
+models+=("$DG")
+if run 0 "dump --level prim conv-dilation-groups" "$NASC_BIN" dump --level prim "$DG"; then
+    for want in 'c1.conv = conv .*{kernel=3x5, stride=1x1, pad=2,2,2,2, dilation=2x1, groups=1}' \
+        'c2.conv = conv .*{kernel=5x3, stride=2x2, pad=2,3,2,3, dilation=1x3, groups=4}' \
+        'c3.conv = conv .*{kernel=3x3, stride=1x1, pad=2,2,2,2, dilation=2x2, groups=8}' \
+        'param %body.c3.conv.w : f32\[32,4,3,3\]'; do
+        grep -q "$want" "$TMP/out" && ok || bad "conv-dilation-groups: no '$want' in the prim dump"
+    done
+fi
 
 for model in "${models[@]}"; do
     name=$(basename "$model" .yaml)

@@ -334,7 +334,8 @@ run 0 "run on a batch of 3" "$NASC_BIN" run "$BASE" --input "$TMP/good.pb" --out
 echo "max errors, nasc vs ONNX Runtime (rtol $RTOL, atol $ATOL):"
 n_models=0
 check_model "$TINY"
-for m in "$SRC"/models/*.yaml ${NASC_ONNX_EXTRA_MODELS:-}; do
+# conv-dilation-groups.yaml: conv with a dilation per axis and channel groups
+for m in "$SRC"/models/*.yaml "$SRC"/tests/export/conv-dilation-groups.yaml ${NASC_ONNX_EXTRA_MODELS:-}; do
     if [ ! -f "$m" ]; then
         bad "model $m does not exist"
         continue

@@ -82,6 +82,39 @@ static void test_zoo(void **state) {
     assert_true(rnn); /* enas-rnn.yaml */
 }
 
+/* conv with a dilation per axis and channel groups keeps them through
+ * YAML (and its hash differs from the same net without them). */
+static void test_dilation_groups(void **state) {
+    (void)state;
+    char *path = nasc_test_path("tests/export/conv-dilation-groups.yaml");
+    nasc_ctx ctx;
+    nasc_test_alloc ta;
+    nasc_test_ctx(&ctx, &ta, 0);
+    nasc_module *m = NULL;
+    if (nasc_model_load(&ctx, path, NULL, 0, &m)) fail_diag(&ctx, path);
+    roundtrip(&ctx, m, path);
+    nasc_buf b;
+    nasc_buf_init(&b, &ctx);
+    assert_int_equal(nasc_yaml_write(m, &b), NASC_OK);
+    assert_non_null(strstr(b.data, "kernel: 5x3, filters: 32, stride: 2, dilation: 1x3, groups: 4"));
+    nasc_buf_free(&b);
+    uint64_t h0 = 0, h1 = 0;
+    assert_int_equal(nasc_arch_hash(m, &h0), NASC_OK);
+    const nasc_cell *c = &m->cells[0];
+    nasc_node *c2 = &m->nodes[c->first_node + 1];
+    assert_int_equal(c2->attrs.groups, 4);
+    c2->attrs.groups = 1; /* the same as none */
+    assert_int_equal(nasc_arch_hash(m, &h1), NASC_OK);
+    assert_true(h0 != h1);
+    uint64_t h2 = 0;
+    c2->attrs.groups = 0;
+    assert_int_equal(nasc_arch_hash(m, &h2), NASC_OK);
+    assert_true(h1 == h2);
+    nasc_module_destroy(m);
+    assert_int_equal(ta.live, 0);
+    free(path);
+}
+
 /* The block form: a cell that is exactly blocks is written as blocks. */
 static void test_forms(void **state) {
     (void)state;
@@ -254,6 +287,7 @@ static void test_alloc_failures(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_zoo),
+        cmocka_unit_test(test_dilation_groups),
         cmocka_unit_test(test_forms),
         cmocka_unit_test(test_spaces),
         cmocka_unit_test(test_errors),

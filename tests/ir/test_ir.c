@@ -124,7 +124,7 @@ static uint64_t spec_hash(const char *cname, const nspec *nodes, int n, nasc_out
 }
 
 #define N_(a) (int)(sizeof(a) / sizeof((a)[0]))
-#define NOATTR {0, 0, 0, 0}
+#define NOATTR {0, 0, 0, 0, 0, 0, 0}
 
 /* ------------------------------------------------------------ 1. canonical hash */
 
@@ -597,7 +597,7 @@ static void test_bug_hash_shared_subexpression(void **state) {
 
 /* ------------------------------------------------------------ 2. verifier and builder checks */
 
-static const nasc_node_attrs NO_ATTRS = {0, 0, 0, 0};
+static const nasc_node_attrs NO_ATTRS = {0, 0, 0, 0, 0, 0, 0};
 
 /* Builder refusals of cells and nodes: each leaves the module as it was. */
 static void test_builder_arch_errors(void **state) {
@@ -663,15 +663,22 @@ static void test_builder_arch_errors(void **state) {
         /* operands: only inputs (0, 1) exist so far */
         {NASC_OP_ADD, 3, NO_ATTRS, "a", "operand 3 of 'a' refers to a value not defined before it"},
         /* attributes */
-        {NASC_OP_CONV_3X3, 1, {0, 0, 0, 9}, "a", "attribute out of range on 'a'"},
-        {NASC_OP_CONV_3X3, 1, {0, 0, 0, -1}, "a", "attribute out of range on 'a'"},
-        {NASC_OP_CONV, 1, {65, 3, 8, 0}, "a", "attribute out of range on 'a'"},
-        {NASC_OP_CONV, 1, {3, 3, (1 << 20) + 1, 0}, "a", "attribute out of range on 'a'"},
-        {NASC_OP_SEP_CONV_3X3, 1, {3, 3, 0, 0}, "a", "op 'sep_conv_3x3' takes no 'kernel' attribute"},
-        {NASC_OP_MAX_POOL_3X3, 1, {0, 0, 8, 0}, "a", "op 'max_pool_3x3' takes no 'filters' attribute"},
-        {NASC_OP_FACTORIZED_REDUCE, 1, {0, 0, 0, 2}, "a", "op 'factorized_reduce' takes no 'stride' attribute"},
-        {NASC_OP_CONV, 1, {0, 0, 8, 0}, "a", "op 'conv' needs a 'kernel' attribute"},
-        {NASC_OP_CONV, 1, {3, 0, 8, 0}, "a", "op 'conv' needs a 'kernel' attribute"},
+        {NASC_OP_CONV_3X3, 1, {0, 0, 0, 9, 0, 0, 0}, "a", "attribute out of range on 'a'"},
+        {NASC_OP_CONV_3X3, 1, {0, 0, 0, -1, 0, 0, 0}, "a", "attribute out of range on 'a'"},
+        {NASC_OP_CONV, 1, {65, 3, 8, 0, 0, 0, 0}, "a", "attribute out of range on 'a'"},
+        {NASC_OP_CONV, 1, {3, 3, (1 << 20) + 1, 0, 0, 0, 0}, "a", "attribute out of range on 'a'"},
+        {NASC_OP_SEP_CONV_3X3, 1, {3, 3, 0, 0, 0, 0, 0}, "a", "op 'sep_conv_3x3' takes no 'kernel' attribute"},
+        {NASC_OP_MAX_POOL_3X3, 1, {0, 0, 8, 0, 0, 0, 0}, "a", "op 'max_pool_3x3' takes no 'filters' attribute"},
+        {NASC_OP_FACTORIZED_REDUCE, 1, {0, 0, 0, 2, 0, 0, 0}, "a", "op 'factorized_reduce' takes no 'stride' attribute"},
+        {NASC_OP_CONV, 1, {0, 0, 8, 0, 0, 0, 0}, "a", "op 'conv' needs a 'kernel' attribute"},
+        {NASC_OP_CONV, 1, {3, 0, 8, 0, 0, 0, 0}, "a", "op 'conv' needs a 'kernel' attribute"},
+        /* dilation and groups: conv only, both dilations, groups that divide the filters */
+        {NASC_OP_SEP_CONV_3X3, 1, {0, 0, 0, 0, 2, 2, 0}, "a", "op 'sep_conv_3x3' takes no 'dilation' attribute"},
+        {NASC_OP_CONV_3X3, 1, {0, 0, 0, 0, 0, 0, 2}, "a", "op 'conv_3x3' takes no 'groups' attribute"},
+        {NASC_OP_CONV, 1, {3, 3, 8, 0, 2, 0, 0}, "a", "dilation needs both a height and a width"},
+        {NASC_OP_CONV, 1, {3, 3, 8, 0, 0, 0, 3}, "a", "'a': 8 filters do not split into 3 groups"},
+        {NASC_OP_CONV, 1, {3, 3, 8, 0, 65, 1, 0}, "a", "attribute out of range on 'a'"},
+        {NASC_OP_CONV, 1, {3, 3, 8, 0, 0, 0, -2}, "a", "attribute out of range on 'a'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ctx.diag.status = NASC_OK;

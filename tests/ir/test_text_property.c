@@ -84,7 +84,7 @@ static void gen_cell(nasc_module *m, rng *r, nasc_cell_kind kind, int index) {
                 args[k] = below(r, n_in + i);
             if (args[k] >= n_in) used[args[k] - n_in] = true;
         }
-        nasc_node_attrs a = {0, 0, 0, 0};
+        nasc_node_attrs a = {0, 0, 0, 0, 0, 0, 0};
         if (op == NASC_OP_CONV) {
             a.kh = range(r, 1, 7);
             a.kw = range(r, 1, 7);

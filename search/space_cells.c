@@ -319,7 +319,8 @@ static nasc_status encode_cell(const nasc_space *sp, const cell_space *cs, const
         }
         uint32_t a = args[0];
         bool proj = cs->combine && nd->op == NASC_OP_CONV && nd->attrs.kh == 1 &&
-                    nd->attrs.kw == 1 && !nd->attrs.filters && !nd->attrs.stride;
+                    nd->attrs.kw == 1 && !nd->attrs.filters && !nd->attrs.stride && nd->attrs.dh <= 1 &&
+                    nd->attrs.dw <= 1 && nd->attrs.groups <= 1;
         if (proj) {
             uint32_t base = a, op = (uint32_t)id_op;
             if (vi[a].role == R_POOL) {

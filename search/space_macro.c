@@ -632,6 +632,10 @@ static nasc_status encode_nasrl(const nasc_space *sp, const nasc_module *m, uint
                                   nd->attrs.kh, nd->attrs.kw);
                 break;
             }
+            if (nd->attrs.dh > 1 || nd->attrs.dw > 1 || nd->attrs.groups > 1) {
+                st = space_reject(sp, m, c, nd, "this space has no dilated or grouped convolutions");
+                break;
+            }
             if (fi < 0) {
                 st = space_reject(sp, m, c, nd, "%d filters: this space has 24, 36, 48 or 64",
                                   nd->attrs.filters);

@@ -748,6 +748,14 @@ static void test_encode_macro_by_hand(void **state) {
                       "      - {name: a, op: conv, in: x, kernel: 2, filters: 36}\n"
                       "      - {name: b, op: conv, in: a, kernel: 7x1, filters: 64}\n",
                       "cell 'body', node 'a': kernel 2x2: this space has kernel sizes 1, 3, 5 and 7");
+    encode_macro_case("nasrl", 2,
+                      "      - {name: a, op: conv, in: x, kernel: 3, filters: 36, dilation: 1x2}\n"
+                      "      - {name: b, op: conv, in: a, kernel: 7x1, filters: 64}\n",
+                      "cell 'body', node 'a': this space has no dilated or grouped convolutions");
+    encode_macro_case("nasrl", 2,
+                      "      - {name: a, op: conv, in: x, kernel: 3, filters: 36, groups: 2}\n"
+                      "      - {name: b, op: conv, in: a, kernel: 7x1, filters: 64}\n",
+                      "cell 'body', node 'a': this space has no dilated or grouped convolutions");
     encode_macro_case("nasrl", 1,
                       "      - {name: a, op: conv, in: x, kernel: 1, filters: 36}\n"
                       "      - {name: b, op: conv, in: x, kernel: 1, filters: 36}\n"

@@ -626,7 +626,11 @@ int64_t nasc_journal_best(const nasc_journal *j) {
     for (int64_t i = 0; i < j->n; i++) {
         const nasc_trial *t = &j->trials[i];
         if (strcmp(t->status, "failed") == 0 || !isfinite(t->reward)) continue;
-        if (best < 0 || t->reward > j->trials[best].reward) best = i;
+        /* ties: the earliest proposal, so that a distributed search, which
+         * journals results as they arrive, picks what one process would */
+        if (best < 0 || t->reward > j->trials[best].reward ||
+            (t->reward == j->trials[best].reward && t->proposal < j->trials[best].proposal))
+            best = i;
     }
     return best;
 }

@@ -413,8 +413,9 @@ void nasc_run_set_result(nasc_trial *t, const nasc_eval_result *er);
  * strategy state saved, progress called. */
 nasc_status nasc_run_record(nasc_ctx *ctx, nasc_search_run *r, nasc_trial *t);
 
-/* The best successful trial of a journal (highest reward, earliest on
- * ties), or -1. */
+/* The best successful trial of a journal (highest reward; on ties the
+ * earliest proposal, which is the earliest trial unless the search was
+ * distributed), or -1. */
 int64_t nasc_journal_best(const nasc_journal *j);
 
 /* ------------------------------------------------------------------ */

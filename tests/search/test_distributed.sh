@@ -65,6 +65,14 @@ prop = sorted(r.get("proposal", r["trial"]) for r in recs)
 sys.exit(0 if idx == list(range(n)) and len(set(prop)) == n else 1)
 PY
 }
+# run directory $1 ($2 says which) has the reference's trials, and every
+# trial and proposal once
+like_reference() {
+    trials "$1/journal.jsonl" >"$1.trials"
+    check "$2 has the reference's trials (architecture, reward, status): $(diff "$TMP/local.trials" "$1.trials" | head -4)" \
+        "cmp -s '$TMP/local.trials' '$1.trials'"
+    check "$2 has every trial and every proposal once" "numbering '$1/journal.jsonl' $BUDGET"
+}
 # the pid of rank R of the job writing into run directory $1
 rank_pid() {
     for p in $(pgrep -f -- "--out $1\$" || true); do
@@ -93,10 +101,7 @@ check "the reference has $BUDGET trials" '[ $(wc -l <"$TMP/local.trials") -eq $B
 "${MPIRUN[@]}" -np 3 "$NASC" search "${ARGS[@]}" --out "$TMP/d" >"$TMP/d.out" 2>"$TMP/d.err"
 rc=$?
 check "mpirun -np 3 nasc search exits 0 (rc $rc: $(tail -3 "$TMP/d.err"))" '[ $rc -eq 0 ]'
-trials "$TMP/d/journal.jsonl" >"$TMP/d.trials"
-check "the distributed trials (architecture, reward, status) equal the local ones: $(diff "$TMP/local.trials" "$TMP/d.trials" | head -4)" \
-    'cmp -s "$TMP/local.trials" "$TMP/d.trials"'
-check "every trial and every proposal is in the journal once" 'numbering "$TMP/d/journal.jsonl" $BUDGET'
+like_reference "$TMP/d" "the distributed run"
 for f in config.txt journal.jsonl strategy.nasc search.svg best.yaml best.nir best.nasc best.onnx best-cells.svg; do
     check "the run directory has $f" '[ -s "$TMP/d/$f" ]'
 done
@@ -127,20 +132,14 @@ check "the killed run kept its finished trials ($n)" '[ $n -ge 3 ] && [ $n -lt $
 rc=$?
 check "--resume under mpirun exits 0 (rc $rc: $(tail -3 "$TMP/k2.err"))" '[ $rc -eq 0 ]'
 check "it says where it resumes" 'grep -q "resuming $TMP/k: $n of $BUDGET trials done" "$TMP/k2.err"'
-trials "$TMP/k/journal.jsonl" >"$TMP/k.trials"
-check "the resumed run has the reference's trials: $(diff "$TMP/local.trials" "$TMP/k.trials" | head -4)" \
-    'cmp -s "$TMP/local.trials" "$TMP/k.trials"'
-check "the resumed journal has every trial and proposal once" 'numbering "$TMP/k/journal.jsonl" $BUDGET'
+like_reference "$TMP/k" "the run resumed under mpirun"
 
 kill_run "$TMP/l"
 check "the second killed run ends with an error (rc $rc)" '[ "$rc" -ne 0 ]'
 "$NASC" search "${ARGS[@]}" --out "$TMP/l" --resume >"$TMP/l2.out" 2>"$TMP/l2.err"
 rc=$?
 check "--resume without mpirun exits 0 (rc $rc: $(tail -3 "$TMP/l2.err"))" '[ $rc -eq 0 ]'
-trials "$TMP/l/journal.jsonl" >"$TMP/l.trials"
-check "resumed in one process, the run has the reference's trials: $(diff "$TMP/local.trials" "$TMP/l.trials" | head -4)" \
-    'cmp -s "$TMP/local.trials" "$TMP/l.trials"'
-check "and every trial and proposal once" 'numbering "$TMP/l/journal.jsonl" $BUDGET'
+like_reference "$TMP/l" "the run resumed in one process"
 
 # --- 2b. rank 0 died between journaling a result and saving the state ---
 # Built from the reference's files, not by a timed kill: the journal holds
@@ -163,10 +162,7 @@ PY
 "$NASC" search "${ARGS[@]}" --out "$TMP/c" --resume >"$TMP/c.out" 2>"$TMP/c.err"
 rc=$?
 check "--resume after rank 0 died before its first state save exits 0 (rc $rc: $(tail -3 "$TMP/c.err"))" '[ $rc -eq 0 ]'
-trials "$TMP/c/journal.jsonl" >"$TMP/c.trials"
-check "and ends with the reference's trials: $(diff "$TMP/local.trials" "$TMP/c.trials" | head -4)" \
-    'cmp -s "$TMP/local.trials" "$TMP/c.trials"'
-check "every trial and proposal once" 'numbering "$TMP/c/journal.jsonl" $BUDGET'
+like_reference "$TMP/c" "the run resumed after rank 0 died before its first save"
 
 # --- 3. a worker that stops answering ------------------------------------
 # Rank 1 is stopped (SIGSTOP) once 2 trials are in: after --worker-timeout

@@ -29,7 +29,9 @@
     X("enas-rnn", "ENAS recurrent cell: per node an earlier node and an activation (Pham et al. 2018)",       \
       nasc_space_enas_rnn_def)                                                                                 \
     X("nasrl-rnn", "NAS-RL recurrent tree cell: combinations, activations, memory inject (Zoph & Le 2017)",   \
-      nasc_space_nasrl_rnn_def)
+      nasc_space_nasrl_rnn_def)                                                                               \
+    X("smash", "SMASH memory banks: per op the banks read and written, kernels, dilations, groups (Brock et al. 2018)", \
+      nasc_space_smash_def)
 
 #define ROW_NAME(name, summary, def) name,
 #define ROW_SUMMARY(name, summary, def) summary,

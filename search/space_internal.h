@@ -4,7 +4,9 @@
  * the decision list, check, sample, log10 size, and the decode/encode
  * wrappers that verify); space_cells.c holds the two cell spaces (nasnet,
  * enas-micro), space_macro.c the two layer-by-layer spaces (enas-macro,
- * nasrl), space_rnn.c the two recurrent-cell spaces (enas-rnn, nasrl-rnn). A space is one space_def row: how to list its decisions, how to
+ * nasrl), space_rnn.c the two recurrent-cell spaces (enas-rnn, nasrl-rnn),
+ * space_smash.c SMASH's memory-bank space. A space is one space_def row:
+ * how to list its decisions, how to
  * build an arch from a checked decision vector, and how to read a vector
  * back from an arch. docs/search-spaces.md describes each space.
  */
@@ -50,6 +52,7 @@ extern const space_def nasc_space_enas_macro_def;
 extern const space_def nasc_space_nasrl_def;
 extern const space_def nasc_space_enas_rnn_def;
 extern const space_def nasc_space_nasrl_rnn_def;
+extern const space_def nasc_space_smash_def;
 
 /* Append a decision; NASC_ENOMEM when the list cannot grow. The name is
  * printf-formatted (at most 47 characters). */

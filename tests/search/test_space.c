@@ -78,9 +78,9 @@ static void test_names_and_options(void **state) {
     nasc_ctx ctx;
     nasc_test_alloc ta;
     nasc_test_ctx(&ctx, &ta, 0);
-    const char *want[] = {"nasnet", "enas-micro", "enas-macro", "nasrl", "enas-rnn", "nasrl-rnn"};
-    const char *about[] = {"block", "block", "layer", "layer", "node", "base"};
-    for (int i = 0; i < 6; i++) {
+    const char *want[] = {"nasnet", "enas-micro", "enas-macro", "nasrl", "enas-rnn", "nasrl-rnn", "smash"};
+    const char *about[] = {"block", "block", "layer", "layer", "node", "base", "bank"};
+    for (int i = 0; i < 7; i++) {
         assert_non_null(nasc_space_names[i]);
         assert_string_equal(nasc_space_names[i], want[i]);
         nasc_space *sp = make_space(&ctx, want[i], 0, 0);
@@ -88,11 +88,11 @@ static void test_names_and_options(void **state) {
         assert_non_null(strstr(nasc_space_summary(sp), about[i]));
         nasc_space_destroy(sp);
     }
-    assert_null(nasc_space_names[6]);
+    assert_null(nasc_space_names[7]);
 
     nasc_space *sp = (nasc_space *)1;
     expect_diag(&ctx, nasc_space_create(&ctx, "darts", NULL, &sp), NASC_EINPUT,
-                "unknown search space 'darts' (spaces: nasnet, enas-micro, enas-macro, nasrl, enas-rnn, nasrl-rnn)");
+                "unknown search space 'darts' (spaces: nasnet, enas-micro, enas-macro, nasrl, enas-rnn, nasrl-rnn, smash)");
     assert_null(sp);
     expect_diag(&ctx, nasc_space_create(&ctx, NULL, NULL, &sp), NASC_EINPUT, "unknown search space");
     struct {
@@ -108,6 +108,8 @@ static void test_names_and_options(void **state) {
         {"nasrl", 3, 0, "the nasrl space has no 'blocks' option"},
         {"enas-rnn", 25, 0, "blocks must be between 1 and 24 in the enas-rnn space"},
         {"nasrl-rnn", 3, 0, "the nasrl-rnn space's base (--blocks) is 2, 4 or 8 leaves, not 3"},
+        {"smash", 0, 9, "layers must be between 1 and 8 in the smash space"},
+        {"smash", 2, 0, "the smash space has no 'blocks' option"},
         {"nasrl-rnn", 16, 0, "blocks must be between 1 and 8 in the nasrl-rnn space"},
         {"enas-rnn", 0, 4, "the enas-rnn space has no 'layers' option"},
     };
@@ -337,6 +339,10 @@ static void test_roundtrip_nasrl_rnn(void **state) {
     (void)state;
     assert_true(roundtrip("nasrl-rnn", 0, 0, SEEDS, false) >= SEEDS - 1);
 }
+static void test_roundtrip_smash(void **state) {
+    (void)state;
+    assert_int_equal(roundtrip("smash", 0, 0, SEEDS, false), SEEDS);
+}
 
 /* Other sizes (the extremes of each option), and the YAML writer in the loop. */
 static void test_roundtrip_sizes(void **state) {
@@ -359,6 +365,7 @@ static void test_roundtrip_sizes(void **state) {
     roundtrip("nasrl-rnn", 2, 0, 40, true);
     roundtrip("nasrl-rnn", 4, 0, 40, true);
     roundtrip("nasrl-rnn", 0, 0, 40, true);
+    for (int l = 1; l <= 8; l++) roundtrip("smash", 0, l, 20, true);
 }
 
 /* The all-zero and all-maximal vectors decode (edges of every decision). */
@@ -785,13 +792,16 @@ static void test_encode_macro_by_hand(void **state) {
 static void test_alloc_failures(void **state) {
     (void)state;
     for (int s = 0; nasc_space_names[s]; s++) {
-        uint32_t d[64], e[64];
+        uint32_t d[128], e[128];
         bool done = false;
         for (long k = 1; !done && k < 100000; k++) {
             nasc_ctx ctx;
             nasc_test_alloc ta;
             nasc_test_ctx(&ctx, &ta, k);
-            nasc_space_options o = {s < 2 || s >= 4 ? 4 : 0, s < 2 || s >= 4 ? 0 : 5};
+            nasc_space_entry ent;
+            assert_true(nasc_space_registered((size_t)s, &ent));
+            bool blocks = strcmp(ent.option, "blocks") == 0;
+            nasc_space_options o = {blocks ? 4 : 0, blocks ? 0 : 5};
             nasc_space *sp = NULL;
             nasc_module *m = NULL;
             nasc_status st = nasc_space_create(&ctx, nasc_space_names[s], &o, &sp);
@@ -834,6 +844,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip_nasrl),
         cmocka_unit_test(test_roundtrip_enas_rnn),
         cmocka_unit_test(test_roundtrip_nasrl_rnn),
+        cmocka_unit_test(test_roundtrip_smash),
         cmocka_unit_test(test_roundtrip_sizes),
         cmocka_unit_test(test_extreme_vectors),
         cmocka_unit_test(test_sample_deterministic),

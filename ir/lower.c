@@ -30,6 +30,10 @@ typedef struct lower {
      * step the masked value of each cell value (BAD until a linear reads it) */
     uint32_t drop_x, drop_s, drop_o;
     uint32_t *masked;
+    /* SMASH (o.hyper): the body node being lowered (NULL outside the
+     * body) and H's output */
+    const nasc_node *node;
+    uint32_t hyper_out;
 } lower;
 
 #define BAD UINT32_MAX
@@ -60,14 +64,160 @@ static uint32_t emit(lower *l, nasc_prim_op op, const uint32_t *args, uint32_t n
     return v;
 }
 
+static uint32_t cut_param(lower *l, const char *name, const nasc_type *t);
+
 static uint32_t param(lower *l, const char *suffix, int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
     if (l->status) return BAD;
     nasc_type t = {NASC_F32, rank, {d0, d1, d2, d3}};
     char name[8448];
     name_of(l, name, sizeof name, suffix);
+    if (l->node && l->o.hyper && l->o.hyper->cut) return cut_param(l, name, &t);
     uint32_t v = nasc_prim_add_param(l->p, name, &t);
     if (v == BAD) l->status = l->ctx->diag.status ? l->ctx->diag.status : NASC_EINTERNAL;
     return v;
+}
+
+/* The parameter `name` of type t of a body node, as nasc_hyper.cut says:
+ * a box of a shared tensor, a tensor under another key, or the plain
+ * parameter. */
+static uint32_t cut_param(lower *l, const char *name, const nasc_type *t) {
+    char key[4200];
+    int64_t big[NASC_MAX_RANK] = {0}, begin[NASC_MAX_RANK] = {0};
+    key[0] = 0;
+    int cut = l->o.hyper->cut(l->o.hyper->ud, name, t->rank, t->dims, key, sizeof key, big, begin);
+    key[sizeof key - 1] = 0;
+    uint32_t v = BAD;
+    if (cut == NASC_CUT_KEY)
+        for (int i = 0; i < t->rank; i++) {
+            big[i] = t->dims[i];
+            begin[i] = 0;
+        }
+    if (cut != NASC_CUT_BOX && cut != NASC_CUT_KEY) {
+        v = nasc_prim_add_param(l->p, name, t);
+        if (v == BAD) l->status = l->ctx->diag.status ? l->ctx->diag.status : NASC_EINTERNAL;
+        return v;
+    }
+    nasc_type bt = {NASC_F32, t->rank, {0, 0, 0, 0}};
+    for (int i = 0; i < t->rank; i++) {
+        bt.dims[i] = big[i];
+        if (begin[i] < 0 || big[i] < 1 || begin[i] + t->dims[i] > big[i]) key[0] = 0;
+    }
+    if (!key[0]) {
+        l->status = nasc_error(l->ctx, NASC_EINPUT, l->arch->source, l->loc,
+                               "parameter '%s' is not a box of the shared tensor it is cut from", name);
+        return BAD;
+    }
+    int64_t found = nasc_prim_lookup(l->p, key, strlen(key));
+    if (found >= 0) {
+        const nasc_value *fv = &l->p->values[found];
+        bool ok = fv->kind == NASC_VAL_PARAM && fv->type.rank == bt.rank;
+        for (int i = 0; ok && i < bt.rank; i++) ok = fv->type.dims[i] == bt.dims[i];
+        if (!ok) {
+            l->status = nasc_error(l->ctx, NASC_EINPUT, l->arch->source, l->loc,
+                                   "shared tensor '%s' is used with two shapes", key);
+            return BAD;
+        }
+        v = (uint32_t)found;
+    } else {
+        v = nasc_prim_add_param(l->p, key, &bt);
+    }
+    if (v == BAD || cut == NASC_CUT_KEY) {
+        if (v == BAD) l->status = l->ctx->diag.status ? l->ctx->diag.status : NASC_EINTERNAL;
+        return v;
+    }
+    nasc_prim_attrs a = nasc_prim_attrs_default();
+    a.shape_rank = t->rank;
+    for (int i = 0; i < t->rank; i++) {
+        a.shape[i] = t->dims[i];
+        a.begin[i] = begin[i];
+    }
+    uint32_t r = nasc_prim_add_op(l->p, NASC_PRIM_SLICE, &v, 1, &a, name, l->group, l->loc);
+    if (r == BAD) l->status = l->ctx->diag.status ? l->ctx->diag.status : NASC_EINTERNAL;
+    return r;
+}
+
+/* The generated weights of the current node's 1x1 convolution (cout x
+ * cin), or BAD (no error) when H does not make them. */
+static uint32_t hyper_weight(lower *l, const char *suffix, int64_t cout, int64_t cin) {
+    const nasc_hyper *h = l->o.hyper;
+    if (!h || !l->node || l->hyper_out == BAD || l->status) return BAD;
+    const char *node = nasc_str(l->arch, l->node->name);
+    const nasc_hyper_conv *hc = NULL;
+    for (uint32_t i = 0; i < h->n_convs && !hc; i++)
+        if (strcmp(h->convs[i].node, node) == 0) hc = &h->convs[i];
+    if (!hc) return BAD;
+    if (cout > h->out_channels || hc->col < 0 || hc->col + cin > h->columns) {
+        l->status = nasc_error(l->ctx, NASC_EINPUT, l->arch->source, l->loc,
+                               "node '%s': generated weights of %lld x %lld do not fit the hypernetwork's output "
+                               "(%d rows, columns %lld..%lld of %lld)",
+                               node, (long long)cout, (long long)cin, h->out_channels, (long long)hc->col,
+                               (long long)(hc->col + cin), (long long)h->columns);
+        return BAD;
+    }
+    char name[8448];
+    nasc_prim_attrs a = nasc_prim_attrs_default();
+    a.shape_rank = 4;
+    a.shape[0] = 1, a.shape[1] = cout, a.shape[2] = 1, a.shape[3] = cin;
+    a.begin[3] = hc->col;
+    snprintf(name, sizeof name, "%s.hyper", suffix);
+    uint32_t box = emit(l, NASC_PRIM_SLICE, &l->hyper_out, 1, &a, name);
+    nasc_prim_attrs ra = nasc_prim_attrs_default();
+    ra.shape_rank = 4;
+    ra.shape[0] = cout, ra.shape[1] = cin, ra.shape[2] = ra.shape[3] = 1;
+    snprintf(name, sizeof name, "%s.hyper_w", suffix);
+    uint32_t w = emit(l, NASC_PRIM_RESHAPE, &box, 1, &ra, name);
+    snprintf(name, sizeof name, "%s.w", suffix);
+    return emit(l, NASC_PRIM_NORMALIZE, &w, 1, NULL, name);
+}
+
+/* A conv of H: Frobenius-normalised weight "hyper.<name>.w" (cout, cin,
+ * 1, k), padding along the columns only. */
+static uint32_t hyper_conv(lower *l, uint32_t x, const char *name, int64_t cout, int k) {
+    if (l->status || x == BAD) return BAD;
+    char wn[64], nn[64];
+    snprintf(wn, sizeof wn, "%s.w", name);
+    snprintf(nn, sizeof nn, "%s.wn", name);
+    uint32_t w = param(l, wn, 4, cout, ty(l, x)->dims[1], 1, k);
+    w = emit(l, NASC_PRIM_NORMALIZE, &w, 1, NULL, nn);
+    nasc_prim_attrs a = nasc_prim_attrs_default();
+    a.kh = 1;
+    a.kw = k;
+    a.pl = a.pr = (k - 1) / 2;
+    uint32_t args[2] = {x, w};
+    return emit(l, NASC_PRIM_CONV, args, 2, &a, name);
+}
+
+/* H (nasc_hyper): its output, (1, out_channels, 1, columns). */
+static uint32_t lower_hyper(lower *l) {
+    const nasc_hyper *h = l->o.hyper;
+    snprintf(l->group, sizeof l->group, "hyper");
+    snprintf(l->prefix, sizeof l->prefix, "hyper");
+    l->loc = l->arch->skel.loc;
+    if (h->enc_channels < 1 || h->columns < 1 || h->out_channels < 1 || h->width < 1 || h->growth < 1 ||
+        h->depth < 0 || h->depth > 62) {
+        l->status = nasc_error(l->ctx, NASC_EINPUT, l->arch->source, l->loc,
+                               "bad hypernetwork shape: encoding %d x %lld, output %d, width %d, growth %d, depth %d",
+                               h->enc_channels, (long long)h->columns, h->out_channels, h->width, h->growth, h->depth);
+        return BAD;
+    }
+    nasc_type et = {NASC_F32, 4, {1, h->enc_channels, 1, h->columns}};
+    uint32_t enc = nasc_prim_add_input(l->p, "hyper.enc", &et);
+    if (enc == BAD) {
+        l->status = l->ctx->diag.status ? l->ctx->diag.status : NASC_EINTERNAL;
+        return BAD;
+    }
+    uint32_t feats[64];
+    feats[0] = hyper_conv(l, enc, "in", h->width, 3);
+    uint32_t all = feats[0];
+    for (int i = 0; i < h->depth && !l->status; i++) {
+        char name[32], rn[32], cn[32];
+        snprintf(name, sizeof name, "l%d", i);
+        snprintf(rn, sizeof rn, "l%d.relu", i);
+        snprintf(cn, sizeof cn, "l%d.cat", i);
+        feats[i + 1] = hyper_conv(l, emit(l, NASC_PRIM_RELU, &all, 1, NULL, rn), name, h->growth, 3);
+        all = emit(l, NASC_PRIM_CONCAT, feats, (uint32_t)i + 2, NULL, cn);
+    }
+    return hyper_conv(l, emit(l, NASC_PRIM_RELU, &all, 1, NULL, "out.relu"), "out", h->out_channels, 1);
 }
 
 static uint32_t relu(lower *l, uint32_t x, const char *suffix) {
@@ -83,7 +233,8 @@ static uint32_t conv_dil(lower *l, uint32_t x, const char *suffix, int64_t cout,
     int64_t cin = ty(l, x)->dims[1];
     char wname[128];
     snprintf(wname, sizeof wname, "%s.w", suffix);
-    uint32_t w = param(l, wname, 4, cout, cin / groups, kh, kw);
+    uint32_t w = kh == 1 && kw == 1 && groups == 1 ? hyper_weight(l, suffix, cout, cin) : BAD;
+    if (w == BAD) w = param(l, wname, 4, cout, cin / groups, kh, kw);
     nasc_prim_attrs a = nasc_prim_attrs_default();
     a.kh = kh;
     a.kw = kw;
@@ -390,7 +541,9 @@ static nasc_status lower_cell(lower *l, const nasc_cell *c, const uint32_t *inpu
         else if (reduction && on_inputs && (nasc_arch_op_info_get(nd->op)->attrs & NASC_ATTR_STRIDE))
             o.stride = 2;
         set_node_prefix(l, c, nd, inst);
+        l->node = l->o.hyper ? nd : NULL;
         uint32_t r = row->fn(l, &o);
+        l->node = NULL;
         if (l->o.drop_path && r != BAD && !in_list(r, in, n) && nd->op != NASC_OP_ADD && nd->op != NASC_OP_CONCAT)
             r = drop_path(l, r);
         vals[c->n_inputs + j] = r;
@@ -747,6 +900,10 @@ nasc_status nasc_lower_with(const nasc_module *arch, const nasc_lower_options *o
     if (sk->kind != NASC_NET_RECURRENT && opt->rnn_dropout)
         return nasc_error(ctx, NASC_EINPUT, arch->source, sk->loc,
                           "recurrent dropout is for recurrent nets (CNN cells have drop-path)");
+    if (opt->hyper && sk->kind != NASC_NET_MACRO)
+        return nasc_error(ctx, NASC_EINPUT, arch->source, sk->loc,
+                          "a hypernetwork generates weights of macro nets (SMASH), not of a %s net",
+                          nasc_net_kind_name(sk->kind));
     if (sk->kind == NASC_NET_RECURRENT && (opt->aux_head || opt->drop_path || opt->shared))
         return nasc_error(ctx, NASC_EINPUT, arch->source, sk->loc,
                           "a recurrent net has no %s", opt->aux_head ? "auxiliary head" : opt->drop_path ? "cell paths to drop" : "one-shot sharing yet");
@@ -780,6 +937,7 @@ nasc_status nasc_lower_with(const nasc_module *arch, const nasc_lower_options *o
     nasc_type xt = {NASC_F32, 4, {NASC_BATCH, sk->in_c, sk->in_h, sk->in_w}};
     uint32_t x = nasc_prim_add_input(l.p, "x", &xt);
     if (x == BAD) l.status = ctx->diag.status;
+    l.hyper_out = !l.status && opt->hyper ? lower_hyper(&l) : BAD;
 
     snprintf(l.group, sizeof l.group, "stem");
     snprintf(l.prefix, sizeof l.prefix, "stem");

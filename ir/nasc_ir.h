@@ -462,6 +462,51 @@ typedef enum nasc_share {
     NASC_SHARE_BY_OP,    /* cell position, node and op */
 } nasc_share;
 
+/* A SMASH child (nasc_lower_options.hyper): some 1x1 convolutions of a
+ * macro body get weights computed by a hypernetwork H inside the same net,
+ * and other body parameters are cut from larger shared tensors.
+ *
+ * H reads the net input "hyper.enc" (1, enc_channels, 1, columns), the
+ * architecture's encoding, and is a 1-D DenseNet along the columns: a 1x3
+ * convolution to `width` channels, then `depth` layers that each append
+ * `growth` channels (ReLU, 1x3 convolution of everything so far), then
+ * ReLU and a 1x1 convolution to out_channels. Every weight of H is
+ * divided by its Frobenius norm (normalize), as SMASH's WNC2D; H's
+ * parameters are "hyper.in.w", "hyper.l<i>.w", "hyper.out.w". Its output
+ * is (1, out_channels, 1, columns): column c, row o is the weight from
+ * input channel c - col to output channel o of the conv that starts at
+ * column col. A listed conv of cin inputs and cout outputs (cout <=
+ * out_channels) takes the box of rows 0..cout and columns col..col+cin,
+ * reshaped to (cout, cin, 1, 1) and Frobenius-normalised: its weights
+ * are not parameters, and its gradient flows into H. */
+typedef struct nasc_hyper_conv {
+    const char *node; /* a conv node of the body with a 1x1 kernel and one group */
+    int64_t col;      /* its first column */
+} nasc_hyper_conv;
+
+typedef enum nasc_hyper_cut {
+    NASC_CUT_PLAIN, /* the parameter as the plain lowering names it */
+    NASC_CUT_BOX,   /* a box (slice) of a larger shared tensor, always a slice op */
+    NASC_CUT_KEY,   /* a parameter of its dims under another store key */
+} nasc_hyper_cut;
+
+typedef struct nasc_hyper {
+    int enc_channels;
+    int64_t columns;
+    int out_channels;
+    int width, growth, depth;
+    const nasc_hyper_conv *convs;
+    uint32_t n_convs;
+    /* NULL, or called for each parameter of a body node (name as the plain
+     * lowering gives it, its rank and dims); returns what the parameter
+     * is (nasc_hyper_cut). For NASC_CUT_BOX it fills the store key of the
+     * shared tensor, that tensor's dims (rank the same) and begin; for
+     * NASC_CUT_KEY the key alone. */
+    int (*cut)(void *ud, const char *name, int rank, const int64_t *dims, char *key, size_t size, int64_t *big,
+               int64_t *begin);
+    void *ud;
+} nasc_hyper;
+
 /* What training adds to a cell net (cells skeletons only); both off is
  * nasc_lower's net, and the parameters both nets share have the same
  * names, so one store serves the training net and the exported one. */
@@ -509,6 +554,8 @@ typedef struct nasc_lower_options {
      * the decoder keep their names. */
     void (*param_key)(void *ud, const char *name, char *out, size_t size);
     void *param_key_ud;
+    /* Macro nets: weights computed by a hypernetwork (SMASH), see nasc_hyper. */
+    const nasc_hyper *hyper;
 } nasc_lower_options;
 #define NASC_DEFAULT_SEQ_LEN 35
 #define NASC_MAX_SEQ_LEN 1024

@@ -99,6 +99,26 @@ bool nasc_space_recurrent(const nasc_space *sp);
  * "cell.n3c_in.n1.tanh.w"; node 0's parent is "xh"); other names and
  * spaces without such keys keep the name. */
 void nasc_space_share_key(const nasc_space *sp, const uint32_t *d, const char *name, char *out, size_t size);
+
+/* SMASH (search/space_smash.c, docs/smash.md): child d of a smash space as
+ * its hypernetwork sees it. `hyper` is what nasc_lower_options.hyper takes
+ * (it points into this struct): the 1x1 convolution of every op gets
+ * generated weights; the main convolutions of a block are cut from one
+ * shared tensor "smash.b<b>.w" (N_b, 2 N_b, 7, 7), centred; the batch
+ * norm after a 1x1 convolution is keyed by its width. enc is the
+ * encoding (hyper.enc_channels x hyper.columns floats, each +1 or -1),
+ * the input "hyper.enc". */
+typedef struct nasc_smash_child {
+    nasc_ctx *ctx;
+    nasc_hyper hyper;
+    float *enc;             /* owned */
+    nasc_hyper_conv *convs; /* owned */
+    char (*names)[32];      /* owned: the node names convs point at */
+} nasc_smash_child;
+
+/* The defaults of H: width 32, growth 16, depth 6. */
+nasc_status nasc_smash_child_make(const nasc_space *sp, const uint32_t *d, nasc_smash_child *out);
+void nasc_smash_child_free(nasc_smash_child *c);
 /* The space's size option ("blocks" or "layers") and its value, default
  * resolved. */
 const char *nasc_space_option(const nasc_space *sp, int *value);

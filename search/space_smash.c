@@ -303,5 +303,135 @@ static nasc_status encode_smash(const nasc_space *sp, const nasc_module *m, uint
     return NASC_OK;
 }
 
+/* ------------------------------------------------------------------ */
+/* The hypernetwork's view                                             */
+/* ------------------------------------------------------------------ */
+
+/* Rows of the encoding: one column per input channel of an op's 1x1
+ * convolution; each row +1 where its property holds, else -1. */
+enum {
+    E_BLOCK = 0,                         /* the op's block (3) */
+    E_OP = E_BLOCK + BLOCKS,             /* its index in the block (8) */
+    E_BANK = E_OP + MAX_OPS,             /* the bank this column reads (9) */
+    E_READS = E_BANK + MAX_OPS + 1,      /* every bank the op reads (9) */
+    E_WRITES = E_READS + MAX_OPS + 1,    /* every bank it writes, its own included (9) */
+    E_KH = E_WRITES + MAX_OPS + 1,       /* kernel and dilation of the main conv's axes (6 + 6) */
+    E_KW = E_KH + KD_CHOICES,
+    E_GROUPS = E_KW + KD_CHOICES,        /* its groups (4) */
+    E_WIDTH = E_GROUPS + GROUP_CHOICES,  /* the 1x1's output width: 8, 16, 32, 64 (4) */
+    E_CHAN = E_WIDTH + 4,                /* the channel within the bank, in binary (6) */
+    E_ROWS = E_CHAN + 6
+};
+
+/* nasc_hyper.cut for smash children: "body.b<b>o<j>.conv.w" is a box of the
+ * block's shared tensor; "body.b<b>o<j>_1x1.bn.*" is keyed by its width. */
+static int smash_cut(void *ud, const char *name, int rank, const int64_t *dims, char *key, size_t size,
+                      int64_t *big, int64_t *begin) {
+    (void)ud;
+    int b = -1, j = -1, n = 0;
+    if (sscanf(name, "body.b%do%d%n", &b, &j, &n) != 2 || b < 0 || b >= BLOCKS) return NASC_CUT_PLAIN;
+    const char *rest = name + n;
+    if (strcmp(rest, ".conv.w") == 0 && rank == 4) {
+        int nb = nasc_smash_bank_width(b);
+        snprintf(key, size, "smash.b%d.w", b);
+        big[0] = nb, big[1] = 2 * nb, big[2] = 7, big[3] = 7;
+        begin[0] = 0, begin[1] = 0, begin[2] = (7 - dims[2]) / 2, begin[3] = (7 - dims[3]) / 2;
+        return NASC_CUT_BOX;
+    }
+    if (strncmp(rest, "_1x1.bn.", 8) == 0 && rank == 1) {
+        snprintf(key, size, "%s.c%lld", name, (long long)dims[0]);
+        return NASC_CUT_KEY;
+    }
+    return NASC_CUT_PLAIN;
+}
+
+void nasc_smash_child_free(nasc_smash_child *c) {
+    if (!c || !c->ctx) return;
+    nasc_free(c->ctx, c->enc);
+    nasc_free(c->ctx, c->convs);
+    nasc_free(c->ctx, c->names);
+    memset(c, 0, sizeof *c);
+}
+
+nasc_status nasc_smash_child_make(const nasc_space *sp, const uint32_t *d, nasc_smash_child *out) {
+    memset(out, 0, sizeof *out);
+    if (sp->def != &nasc_space_smash_def)
+        return nasc_error(sp->ctx, NASC_EINPUT, NULL, NASC_NOLOC,
+                          "a hypernetwork generates weights for the smash space, not for %s", sp->def->name);
+    nasc_status st = nasc_space_check(sp, d);
+    if (st) return st;
+    int K = sp->size;
+    /* the columns: every op's read width */
+    int64_t cols = 0;
+    int width[BLOCKS][MAX_OPS + 1];
+    for (int b = 0; b < BLOCKS; b++) {
+        width[b][0] = b == 0 ? 2 * BANK0 : 2 * nasc_smash_bank_width(b);
+        for (int j = 0; j < K; j++) {
+            width[b][j + 1] = nasc_smash_bank_width(b);
+            smash_op o = op_at(d, K, b, j);
+            for (int i = 0; i <= j; i++)
+                if (o.read >> i & 1u) cols += width[b][i];
+        }
+    }
+    out->ctx = sp->ctx;
+    out->enc = nasc_alloc(sp->ctx, (size_t)(E_ROWS * cols) * sizeof *out->enc);
+    out->convs = out->enc ? nasc_alloc(sp->ctx, (size_t)(BLOCKS * K) * sizeof *out->convs) : NULL;
+    out->names = out->convs ? nasc_alloc(sp->ctx, (size_t)(BLOCKS * K) * sizeof *out->names) : NULL;
+    if (!out->names) {
+        nasc_smash_child_free(out);
+        out->ctx = NULL;
+        return NASC_ENOMEM;
+    }
+    for (int64_t i = 0; i < E_ROWS * cols; i++) out->enc[i] = -1.0f;
+    int64_t col = 0;
+    uint32_t n = 0;
+    for (int b = 0; b < BLOCKS; b++)
+        for (int j = 0; j < K; j++, n++) {
+            smash_op o = op_at(d, K, b, j);
+            const uint32_t *p = d + op_base(K, b, j);
+            int cin = 0;
+            for (int i = 0; i <= j; i++)
+                if (o.read >> i & 1u) cin += width[b][i];
+            int bott = bottleneck(cin, b), wi = 0;
+            while (wi < 3 && (8 << wi) < bott) wi++;
+            snprintf(out->names[n], sizeof out->names[n], "b%do%d_1x1", b, j);
+            out->convs[n].node = out->names[n];
+            out->convs[n].col = col;
+            for (int i = 0; i <= j; i++) {
+                if (!(o.read >> i & 1u)) continue;
+                for (int ch = 0; ch < width[b][i]; ch++, col++) {
+                    float *e = out->enc + col;
+#define SET(row) e[(int64_t)(row) * cols] = 1.0f
+                    SET(E_BLOCK + b);
+                    SET(E_OP + j);
+                    SET(E_BANK + i);
+                    for (int q = 0; q <= j; q++)
+                        if (o.read >> q & 1u) SET(E_READS + q);
+                    SET(E_WRITES + j + 1);
+                    for (int q = 1; q <= j; q++)
+                        if (o.write >> q & 1u) SET(E_WRITES + q);
+                    SET(E_KH + (int)p[2]);
+                    SET(E_KW + (int)p[3]);
+                    SET(E_GROUPS + (int)p[4]);
+                    SET(E_WIDTH + wi);
+                    for (int bit = 0; bit < 6; bit++)
+                        if (ch >> bit & 1) SET(E_CHAN + bit);
+#undef SET
+                }
+            }
+        }
+    out->hyper.enc_channels = E_ROWS;
+    out->hyper.columns = cols;
+    out->hyper.out_channels = 2 * nasc_smash_bank_width(BLOCKS - 1);
+    out->hyper.width = 32;
+    out->hyper.growth = 16;
+    out->hyper.depth = 6;
+    out->hyper.convs = out->convs;
+    out->hyper.n_convs = n;
+    out->hyper.cut = smash_cut;
+    out->hyper.ud = NULL;
+    return NASC_OK;
+}
+
 const space_def nasc_space_smash_def = {"smash", "layers", 4, MAX_OPS, build_smash, decode_smash,
                                         encode_smash, false, NULL};

@@ -81,3 +81,17 @@ int nasc_test_exit(int failures) {
     if (failures) return failures;
     return skipped ? 77 : 0;
 }
+
+void nasc_test_fail_diag(const nasc_ctx *ctx, const char *what) {
+    char buf[1024];
+    nasc_diag_format(&ctx->diag, buf, sizeof buf);
+    fail_msg("%s: %s", what, buf);
+}
+
+void nasc_test_expect_diag(const nasc_ctx *ctx, nasc_status got, nasc_status want, const char *substr) {
+    if (got != want || ctx->diag.status != want || !strstr(ctx->diag.msg, substr)) {
+        char buf[1024];
+        nasc_diag_format(&ctx->diag, buf, sizeof buf);
+        fail_msg("expected status %d with '%s'; got %d: %s", (int)want, substr, (int)got, buf);
+    }
+}

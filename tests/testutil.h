@@ -38,4 +38,10 @@ char *nasc_test_read(const char *rel, size_t *len);
 void nasc_test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int nasc_test_exit(int failures);
 
+/* Fail the test with ctx's diagnostic, after "what: ". */
+void nasc_test_fail_diag(const nasc_ctx *ctx, const char *what);
+/* Fail unless got == want, ctx's diagnostic has that status and its
+ * message contains substr. */
+void nasc_test_expect_diag(const nasc_ctx *ctx, nasc_status got, nasc_status want, const char *substr);
+
 #endif

@@ -216,6 +216,9 @@ typedef struct nasc_optim_options {
      * one-shot store, whose tensors are stepped only when a sampled child
      * uses them (torch.optim.Adam keeps a step per parameter too). */
     bool per_tensor_steps;
+    /* NULL, or a name prefix: tensors whose names start with it get no
+     * weight decay (SMASH's hypernetwork, "hyper.") */
+    const char *no_decay_prefix;
 } nasc_optim_options;
 
 nasc_optim_options nasc_optim_options_default(nasc_optim_kind kind);

@@ -131,6 +131,8 @@ static void k_fold_bn(nasc_net *net, const nb_step *s) {
 }
 
 static int store_vec(nasc_net *net, const nasc_prim *p, const char *suffix, int64_t c, float fill);
+static bool is_jit(nasc_net *net, const_dnnl_primitive_desc_t pd);
+static int block_of(const dnnl_memory_desc_t *md);
 
 static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     uint32_t x = arg(net, p, 0), w = arg(net, p, 1);
@@ -169,6 +171,32 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     }
     dnnl_primitive_desc_t pd;
     if (!st) st = NB_TRY_AS(net, "conv forward", dnnl_primitive_desc_create(&pd, &d, attr, net->engine, NULL));
+    /* oneDNN 2.6 has no jit kernel for many grouped or dilated convolutions
+     * on blocked activations (channels per group not a multiple of the
+     * block): its reference loop is ~100x slower than letting it pick the
+     * activations' layout too (gemm on plain ones), which costs a reorder */
+    if (!st && sum < 0 && !is_jit(net, pd) && block_of(md_of(net, xs)) > 1) {
+        dnnl_memory_desc_t src_any, dst_any;
+        dnnl_convolution_desc_t d2;
+        dnnl_primitive_desc_t pd2 = NULL;
+        st = NB_TRY(net, dnnl_memory_desc_init_by_tag(&src_any, 4, md_of(net, xs)->dims, dnnl_f32, dnnl_format_tag_any));
+        if (!st) st = NB_TRY(net, dnnl_memory_desc_init_by_tag(&dst_any, 4, dst.dims, dnnl_f32, dnnl_format_tag_any));
+        if (!st)
+            st = NB_TRY(net, dnnl_dilated_convolution_forward_desc_init(&d2, fwd_prop(net), dnnl_convolution_direct,
+                                                                        &src_any, &g.w_any, fold >= 0 ? &bias_md : NULL,
+                                                                        &dst_any, g.strides, g.dil, g.pl, g.pr));
+        if (!st)
+            st = NB_TRY_AS(net, "conv forward in any layout", dnnl_primitive_desc_create(&pd2, &d2, attr, net->engine, NULL));
+        if (!st) {
+            if (is_jit(net, pd2)) {
+                NB_DESTROY(dnnl_primitive_desc_destroy(pd));
+                pd = pd2;
+            } else {
+                NB_DESTROY(dnnl_primitive_desc_destroy(pd2));
+            }
+        }
+        if (st) NB_DESTROY(dnnl_primitive_desc_destroy(pd));
+    }
     if (attr) NB_DESTROY(dnnl_primitive_attr_destroy(attr));
     if (st) return st;
     net->ps[pi].pd = pd;
@@ -382,6 +410,28 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
                                                                   NULL, dy, g.strides, g.dil, g.pl, g.pr));
         dnnl_primitive_desc_t pd;
         if (pd_create(net, &pd, &d, net->ps[pi].pd, "conv backward weights")) return net->status;
+        if (!is_jit(net, pd)) { /* as the forward pass: a reference loop; let oneDNN pick the layouts */
+            dnnl_memory_desc_t src_any, dy_any;
+            dnnl_convolution_desc_t d2;
+            dnnl_primitive_desc_t pd2 = NULL;
+            if (!NB_TRY(net, dnnl_memory_desc_init_by_tag(&src_any, 4, src_md.dims, dnnl_f32, dnnl_format_tag_any)) &&
+                !NB_TRY(net, dnnl_memory_desc_init_by_tag(&dy_any, 4, dy->dims, dnnl_f32, dnnl_format_tag_any)) &&
+                !NB_TRY(net, dnnl_dilated_convolution_backward_weights_desc_init(
+                                 &d2, dnnl_convolution_direct, &src_any, &g.w_any, NULL, &dy_any, g.strides, g.dil,
+                                 g.pl, g.pr)) &&
+                !pd_create(net, &pd2, &d2, net->ps[pi].pd, "conv backward weights in any layout")) {
+                if (is_jit(net, pd2)) {
+                    NB_DESTROY(dnnl_primitive_desc_destroy(pd));
+                    pd = pd2;
+                } else {
+                    NB_DESTROY(dnnl_primitive_desc_destroy(pd2));
+                }
+            }
+            if (net->status) {
+                NB_DESTROY(dnnl_primitive_desc_destroy(pd));
+                return net->status;
+            }
+        }
 #ifdef NASC_HAVE_DW
         if (use_own_dw(net, p, pd, xs, G)) {
             NB_DESTROY(dnnl_primitive_desc_destroy(pd));

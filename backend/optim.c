@@ -194,6 +194,7 @@ nasc_status nasc_optim_step_scaled(nasc_optimizer *o, const nasc_param_grad *g, 
         nasc_tensor *p = g[i].param;
         /* Weight decay regularises weights, not batch-norm vectors or biases. */
         float wd = p->rank > 1 ? op->weight_decay : 0.0f;
+        if (op->no_decay_prefix && strncmp(p->name, op->no_decay_prefix, strlen(op->no_decay_prefix)) == 0) wd = 0.0f;
         /* Both exist now: these lookups cannot fail. */
         nasc_tensor *m = need_m ? state(o, 'm', p) : NULL, *v = need_v ? state(o, 'v', p) : NULL;
         if ((need_m && !m) || (need_v && !v)) return NASC_EINTERNAL;

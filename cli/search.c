@@ -98,6 +98,21 @@ void nasc_cli_search_help(FILE *out) {
           "  --ctl-aggregate K    children per update (10; macro 20; rnn 10)\n"
           "  --skip-target P      macro: skip probability the penalty pulls toward (0.4)\n"
           "  --skip-weight W      macro: weight of that penalty (0.8)\n"
+          "\nSMASH (--strategy smash --space smash; docs/smash.md): a hypernetwork H is\n"
+          "trained to generate the 1x1 convolution weights of any architecture of the\n"
+          "space from its encoding, on a fresh random architecture per minibatch;\n"
+          "then --budget random architectures (default 500) and --perturb\n"
+          "perturbations of the best are scored on the validation split with\n"
+          "generated weights, and the best is trained from scratch (--lr, --batch).\n"
+          "Its state (RUN/oneshot.nasc) is saved after every epoch. Defaults are the\n"
+          "SMASH code's (ajbrock/SMASH) unless docs/smash.md says otherwise:\n"
+          "  --search-epochs E    epochs of H's training (default 3; SMASH 100 on a GPU)\n"
+          "  --hyper-lr LR        Adam (betas 0.5, 0.999, eps 1e-4), cosine to 0 (1e-3)\n"
+          "  --hyper-batch B      images per random architecture (50)\n"
+          "  --weight-decay W     not on H's tensors (1e-4)\n"
+          "  --perturb K          perturbations of the best candidate (100)\n"
+          "  --perturb-prob P     each decision redrawn with probability P (0.05)\n"
+          "  --score-images K     validation images per candidate (0: all)\n"
           "\nDistributed search (docs/distributed.md): `mpirun -np P nasc search ...` runs\n"
           "the same search on P ranks. Rank 0 keeps the strategy, the journal and the\n"
           "run directory and hands each child to one of the P-1 other ranks, which\n"
@@ -138,6 +153,7 @@ typedef struct progress_state {
     bool tty;
     double last_log;
     bool lm; /* language models: rewards are 1 / perplexity, shown as bits per character */
+    bool smash; /* candidates are scored with generated weights */
 } progress_state;
 
 /* A reward as people read it: accuracy in %, or a language model's bits
@@ -220,7 +236,11 @@ typedef struct search_opts {
     double worker_timeout; /* MPI: a worker silent this long is given up; < 0: from --time-limit */
     bool lm; /* the space's children are language models (recurrent spaces) */
     bool resume, final_recipe;
-    bool oneshot; /* --strategy is one-shot (enas) */
+    bool oneshot; /* --strategy is one-shot (enas, smash) */
+    bool smash;   /* --strategy smash */
+    /* smash: -1 until given */
+    long hyper_batch, perturb, score_images;
+    double hyper_lr, perturb_prob;
     /* enas */
     long search_epochs, lr_t0, lr_tmul, lstm_size, ctl_steps, ctl_aggregate;
     double lr_min, weight_decay, grad_clip, aux_weight, ctl_lr, tanh_constant, op_tanh_reduce, temperature,
@@ -266,6 +286,8 @@ static int parse(int argc, char **argv, search_opts *o) {
     o->lr = -1; /* 0.05, or 0.002 (Adam) for the recurrent spaces */
     o->children_per_replica = o->grads_per_update = -1; /* 1 with --replicas */
     o->worker_timeout = -1;
+    o->hyper_batch = o->perturb = o->score_images = -1;
+    o->hyper_lr = o->perturb_prob = -1;
     /* the enas settings: -1 until given, then the space's defaults (enas_defaults) */
     o->search_epochs = o->lr_t0 = o->lr_tmul = o->lstm_size = o->ctl_steps = o->ctl_aggregate = -1;
     o->lr_min = o->weight_decay = o->grad_clip = o->aux_weight = o->ctl_lr = o->tanh_constant = o->op_tanh_reduce =
@@ -316,13 +338,43 @@ static int parse(int argc, char **argv, search_opts *o) {
          .want = "seconds per child (a number > 0)"},
         {NASC_CLI_OPT("--worker-timeout", NULL, NASC_CLI_FLOAT, &o->worker_timeout), .lo = 0, .hi = 1e9,
          .want = "seconds (a number >= 0; 0: never)"},
+        {NASC_CLI_OPT("--hyper-lr", NULL, NASC_CLI_FLOAT, &o->hyper_lr), .lo = 1e-9, .hi = 10},
+        {NASC_CLI_OPT("--hyper-batch", NULL, NASC_CLI_INT, &o->hyper_batch), .lo = 1, .hi = 65536},
+        {NASC_CLI_OPT("--perturb", NULL, NASC_CLI_INT, &o->perturb), .lo = 0, .hi = 1000000},
+        {NASC_CLI_OPT("--perturb-prob", NULL, NASC_CLI_FLOAT, &o->perturb_prob), .lo = 1e-6, .hi = 1},
+        {NASC_CLI_OPT("--score-images", NULL, NASC_CLI_INT, &o->score_images), .lo = 0, .hi = 1L << 40},
     };
     nasc_cli_args a;
     nasc_cli_args_init(&a, argc, argv, usage);
     int rc = nasc_cli_parse(&a, NASC_CLI_TABLE(opts), &o->mo, NASC_CLI_NO_MODEL, nasc_cli_search_help);
     if (rc != NASC_CLI_GO) return rc;
     o->oneshot = nasc_strategy_is_oneshot(o->strategy);
-    if (o->oneshot) enas_defaults(o);
+    o->smash = o->oneshot && strcmp(o->strategy, "smash") == 0;
+    if (!o->smash && (o->hyper_lr >= 0 || o->hyper_batch >= 0 || o->perturb >= 0 || o->perturb_prob >= 0 ||
+                      o->score_images >= 0))
+        return nasc_cli_usage_error(&a, "--hyper-lr, --hyper-batch, --perturb, --perturb-prob and --score-images are "
+                                        "options of --strategy smash");
+    if (o->smash) {
+        /* ENAS's own options mean nothing here */
+        if (o->lr_min >= 0 || o->lr_t0 >= 0 || o->lr_tmul >= 0 || o->grad_clip >= 0 || o->aux_weight >= 0 ||
+            o->lstm_size >= 0 || o->ctl_lr >= 0 || o->tanh_constant >= 0 || o->op_tanh_reduce >= 0 ||
+            o->temperature >= 0 || o->entropy_weight >= 0 || o->baseline_decay >= 0 || o->ctl_steps >= 0 ||
+            o->ctl_aggregate >= 0 || o->skip_target >= 0 || o->skip_weight >= 0)
+            return nasc_cli_usage_error(&a, "that option is ENAS's; --strategy smash takes --search-epochs, "
+                                            "--hyper-lr, --hyper-batch, --weight-decay, --perturb, --perturb-prob, "
+                                            "--score-images");
+        nasc_smash_options d = nasc_smash_options_default();
+        if (o->search_epochs < 0) o->search_epochs = d.epochs;
+        if (o->weight_decay < 0) o->weight_decay = d.weight_decay;
+        if (o->hyper_lr < 0) o->hyper_lr = d.lr;
+        if (o->hyper_batch < 0) o->hyper_batch = d.batch;
+        if (o->perturb < 0) o->perturb = d.perturb;
+        if (o->perturb_prob < 0) o->perturb_prob = d.perturb_prob;
+        if (o->score_images < 0) o->score_images = d.score_images;
+        if (!o->budget) o->budget = d.candidates;
+    } else if (o->oneshot) {
+        enas_defaults(o);
+    }
     if (o->oneshot && !o->budget) o->budget = nasc_enas_options_for(o->space).candidates;
     if (!o->budget) return nasc_cli_usage_error(&a, "missing --budget");
     if ((o->children_per_replica > 0 || o->grads_per_update > 0) && !o->replicas)
@@ -334,7 +386,8 @@ static int parse(int argc, char **argv, search_opts *o) {
         if (o->grads_per_update < 0) o->grads_per_update = 1;
     }
     if (o->synthetic > 0 && o->oneshot)
-        return nasc_cli_usage_error(&a, "--synthetic replaces the training of per-child strategies, not enas");
+        return nasc_cli_usage_error(&a, "--synthetic replaces the training of per-child strategies, not a one-shot "
+                                        "strategy's");
     return NASC_CLI_GO;
 }
 
@@ -352,6 +405,24 @@ static nasc_status space_defaults(nasc_ctx *ctx, search_opts *o) {
     if (o->subset < 0) o->subset = o->oneshot ? 0 : o->lm ? 300000 : 10000;
     if (o->lm && !o->bptt) o->bptt = NASC_DEFAULT_SEQ_LEN;
     return NASC_OK;
+}
+
+/* The SMASH options of the command line. */
+static nasc_smash_options smash_options(const search_opts *o) {
+    nasc_smash_options e = nasc_smash_options_default();
+    e.epochs = (int)o->search_epochs;
+    e.batch = (int)o->hyper_batch;
+    e.lr = (float)o->hyper_lr;
+    e.weight_decay = (float)o->weight_decay;
+    e.val_size = o->val;
+    e.train_subset = o->subset;
+    e.candidates = (int)o->budget;
+    e.perturb = (int)o->perturb;
+    e.perturb_prob = (float)o->perturb_prob;
+    e.score_images = o->score_images;
+    e.seed = (uint64_t)o->seed;
+    e.threads = (int)o->threads;
+    return e;
 }
 
 /* The ENAS options of the command line. */
@@ -476,7 +547,17 @@ static nasc_status check_config(session *s, const search_opts *o) {
     nasc_run_config_add(c, "time_limit", "%.9g", o->time_limit);
     nasc_run_config_add(c, "data", "%s", o->data);
     if (o->lm) nasc_run_config_add(c, "bptt", "%ld", o->bptt);
-    if (o->oneshot) {
+    if (o->smash) {
+        nasc_smash_options e = smash_options(o);
+        nasc_run_config_add(c, "search_epochs", "%d", e.epochs);
+        nasc_run_config_add(c, "hyper_lr", "%.9g", (double)e.lr);
+        nasc_run_config_add(c, "hyper_batch", "%d", e.batch);
+        nasc_run_config_add(c, "weight_decay", "%.9g", (double)e.weight_decay);
+        nasc_run_config_add(c, "candidates", "%d", e.candidates);
+        nasc_run_config_add(c, "perturb", "%d", e.perturb);
+        nasc_run_config_add(c, "perturb_prob", "%.9g", (double)e.perturb_prob);
+        nasc_run_config_add(c, "score_images", "%lld", (long long)e.score_images);
+    } else if (o->oneshot) {
         nasc_enas_options e = enas_options(o);
         nasc_run_config_add(c, "search_epochs", "%d", e.epochs);
         nasc_run_config_add(c, "lr_min", "%.9g", (double)e.lr_min);
@@ -613,7 +694,8 @@ static void on_enas(void *ud, const nasc_oneshot_progress *p) {
         printf("epoch %d/%d  controller: mean reward %s over %lld children, baseline %.4f, entropy %.2f  [%s]\n",
                p->epoch + 1, p->epochs, reward, (long long)p->steps, p->baseline, p->entropy, t);
     else
-        printf("derive: %lld candidates scored with the shared weights  [%s]\n", (long long)p->steps, t);
+        printf("derive: %lld candidates scored with the %s weights  [%s]\n", (long long)p->steps,
+               ps->smash ? "generated" : "shared", t);
     fflush(stdout);
 }
 
@@ -641,6 +723,37 @@ static nasc_status run_enas(session *s, const search_opts *o, progress_state *ps
     char mb[32];
     nasc_cli_fmt_si(r.store_bytes, mb, sizeof mb);
     printf("shared store: %lld tensors, %sB (weights, optimizer state and the controller)\n", (long long)r.store_tensors, mb);
+    fflush(stdout);
+    char svg[4200];
+    snprintf(svg, sizeof svg, "%s/search.svg", o->out);
+    return nasc_search_plot(&s->ctx, s->journal, svg);
+}
+
+/* SMASH: H trained, the candidates into the journal, then search.svg. */
+static nasc_status run_smash(session *s, const search_opts *o, progress_state *ps) {
+    nasc_oneshot_run r = {0};
+    r.space = s->space;
+    r.journal = s->journal;
+    r.state_path = s->state_path;
+    r.train = &s->train;
+    r.smash = smash_options(o);
+    r.set_keys = s->keys;
+    r.set_vals = s->vals;
+    r.n_set = (int)o->mo.n_ov;
+    r.progress = on_enas;
+    r.ud = ps;
+    r.stop = &nasc_cli_interrupted;
+    ps->smash = true;
+    fprintf(stderr, "search: space %s (%u decisions, 10^%.1f architectures), strategy smash: %d epochs of "
+                    "hypernetwork training, then %d candidates and %d perturbations of the best\n",
+            o->space, nasc_space_count(s->space), nasc_space_log10_size(s->space), r.smash.epochs, r.smash.candidates,
+            r.smash.perturb);
+    nasc_status st = nasc_oneshot_search(&s->ctx, o->strategy, &r);
+    if (st) return st;
+    char mb[32];
+    nasc_cli_fmt_si(r.store_bytes, mb, sizeof mb);
+    printf("SMASH store: %lld tensors, %sB (hypernetwork, shared tensors, optimizer state)\n",
+           (long long)r.store_tensors, mb);
     fflush(stdout);
     char svg[4200];
     snprintf(svg, sizeof svg, "%s/search.svg", o->out);
@@ -729,6 +842,7 @@ static void print_dist_stats(const nasc_cli_mpi *mp, const nasc_cli_mpi_stats *d
 /* The trials up to the budget (those in the journal are not redone), then
  * search.svg. Under mpirun (mp active) the worker ranks train them. */
 static nasc_status run_trials(session *s, search_opts *o, progress_state *ps, nasc_cli_mpi *mp) {
+    if (o->smash) return run_smash(s, o, ps);
     if (o->oneshot) return run_enas(s, o, ps);
     fprintf(stderr, "search: space %s (%u decisions, 10^%.1f architectures), strategy %s, budget %ld\n", o->space,
             nasc_space_count(s->space), nasc_space_log10_size(s->space), o->strategy, o->budget);
@@ -822,7 +936,10 @@ static void print_summary(const session *s, const search_opts *o, const nasc_sea
         printf("best model: %s parameters, %s multiply-adds per %ld characters; best.onnx is its one-step model\n", pr,
                mc, o->bptt);
     } else {
-        if (o->oneshot)
+        if (o->smash)
+            printf("best candidate #%lld: %.2f%% on the validation split with generated weights\n",
+                   (long long)fr->best_index, 100 * fr->best_reward);
+        else if (o->oneshot)
             printf("best candidate #%lld: %.2f%% on a validation batch with the shared weights\n",
                    (long long)fr->best_index, 100 * fr->best_reward);
         else
@@ -855,7 +972,7 @@ static int search_main(search_opts *po, nasc_cli_mpi *mp) {
     /* Ctrl-C: the trial in flight (or the final training) is abandoned */
     struct sigaction old;
     nasc_cli_sigint_catch(&old);
-    progress_state ps = {&s.ctx, nasc_cli_now(), s.journal->n, isatty(2) != 0, 0, o.lm};
+    progress_state ps = {&s.ctx, nasc_cli_now(), s.journal->n, isatty(2) != 0, 0, o.lm, o.smash};
     nasc_search_final_result fr;
     bool final = false;
     nasc_status st = run_trials(&s, &o, &ps, mp);

@@ -260,7 +260,11 @@ static uint32_t conv(lower *l, uint32_t x, const char *suffix, int64_t cout, int
 static uint32_t bn(lower *l, uint32_t x, const char *suffix) {
     if (l->status || x == BAD) return BAD;
     int64_t c = ty(l, x)->dims[1];
-    char n1[128], n2[128];
+    char n1[128], n2[128], keyed[96];
+    if (l->o.hyper && l->node) { /* a SMASH child: keyed by its width, running statistics too */
+        snprintf(keyed, sizeof keyed, "%s.c%lld", suffix, (long long)c);
+        suffix = keyed;
+    }
     snprintf(n1, sizeof n1, "%s.scale", suffix);
     snprintf(n2, sizeof n2, "%s.shift", suffix);
     uint32_t args[3] = {x, param(l, n1, 1, c, 0, 0, 0), param(l, n2, 1, c, 0, 0, 0)};

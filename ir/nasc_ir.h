@@ -478,7 +478,9 @@ typedef enum nasc_share {
  * column col. A listed conv of cin inputs and cout outputs (cout <=
  * out_channels) takes the box of rows 0..cout and columns col..col+cin,
  * reshaped to (cout, cin, 1, 1) and Frobenius-normalised: its weights
- * are not parameters, and its gradient flows into H. */
+ * are not parameters, and its gradient flows into H. A batch norm of the
+ * body is named with its width ("<node>.bn.c<C>"), so its tensors and
+ * running statistics are keyed by it. */
 typedef struct nasc_hyper_conv {
     const char *node; /* a conv node of the body with a 1x1 kernel and one group */
     int64_t col;      /* its first column */

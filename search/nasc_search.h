@@ -104,8 +104,7 @@ void nasc_space_share_key(const nasc_space *sp, const uint32_t *d, const char *n
  * its hypernetwork sees it. `hyper` is what nasc_lower_options.hyper takes
  * (it points into this struct): the 1x1 convolution of every op gets
  * generated weights; the main convolutions of a block are cut from one
- * shared tensor "smash.b<b>.w" (N_b, 2 N_b, 7, 7), centred; the batch
- * norm after a 1x1 convolution is keyed by its width. enc is the
+ * shared tensor "smash.b<b>.w" (N_b, 2 N_b, 7, 7), centred. enc is the
  * encoding (hyper.enc_channels x hyper.columns floats, each +1 or -1),
  * the input "hyper.enc". */
 typedef struct nasc_smash_child {
@@ -493,6 +492,33 @@ nasc_enas_options nasc_enas_options_for(const char *space);
 extern const char *const nasc_enas_spaces[];
 
 /* ------------------------------------------------------------------ */
+/* One-shot search: SMASH (search/smash.c, docs/smash.md)             */
+/* ------------------------------------------------------------------ */
+
+/* Every default is the SMASH reference's (ajbrock/SMASH, train.py,
+ * evaluate.py, utils.py) unless its comment says otherwise. */
+typedef struct nasc_smash_options {
+    int epochs;           /* passes over the training split while H trains (reference 100 on a
+                             GPU; nasc 3, see docs/smash.md) */
+    int batch;            /* minibatch, one random architecture each: 50 */
+    float lr;             /* Adam, cosine to 0 over every step of the run: 1e-3 */
+    float beta1, beta2, eps; /* 0.5, 0.999, 1e-4 */
+    float weight_decay;   /* 1e-4, not on H's tensors */
+    int64_t val_size;     /* the last images of the training split: 5000 */
+    int64_t train_subset; /* train on the first K images only; 0 all before the validation split */
+    int candidates;       /* random architectures scored with generated weights: 500 */
+    int perturb;          /* then perturbations of the best of them: 100 */
+    float perturb_prob;   /* each decision of a perturbation redrawn with this probability: 0.05 */
+    int64_t score_images; /* validation images a candidate is scored on: 0 all of the split */
+    uint64_t seed;
+    int threads;
+} nasc_smash_options;
+
+nasc_smash_options nasc_smash_options_default(void);
+/* The spaces SMASH searches, NULL-terminated ("smash"). */
+extern const char *const nasc_smash_spaces[];
+
+/* ------------------------------------------------------------------ */
 /* One-shot strategies: one interface, rows of the strategy table      */
 /* ------------------------------------------------------------------ */
 
@@ -529,6 +555,7 @@ typedef struct nasc_oneshot_run {
     const nasc_corpus *text;
     /* each strategy's own options; it reads its own (enas: nasc_enas_options_for) */
     nasc_enas_options enas;
+    nasc_smash_options smash;
     const char *const *set_keys; /* skeleton overrides applied to every child */
     const char *const *set_vals;
     int n_set;
@@ -550,6 +577,16 @@ nasc_status nasc_oneshot_check(nasc_ctx *ctx, const char *strategy, const char *
 
 /* ENAS (the enas row of the table). */
 nasc_status nasc_enas_search(nasc_ctx *ctx, nasc_oneshot_run *r);
+/* SMASH (the smash row): H trained on a random architecture per minibatch,
+ * then candidates and perturbations of the best scored with generated
+ * weights on the validation split. */
+nasc_status nasc_smash_search(nasc_ctx *ctx, nasc_oneshot_run *r);
+/* Validation accuracy of child d of the smash space with the weights that
+ * H of a SMASH store (RUN/oneshot.nasc, loaded) generates, on images
+ * [begin, end) of ds in full batches, batch norms on batch statistics. */
+nasc_status nasc_smash_evaluate(nasc_ctx *ctx, const nasc_space *sp, nasc_param_store *store, const uint32_t *d,
+                                const nasc_dataset *ds, int64_t begin, int64_t end, int batch, int threads,
+                                double *acc);
 
 /* Accuracy of child d of sp with the shared weights of a one-shot store
  * (RUN/oneshot.nasc, loaded) on images [begin, end) of ds, in full

@@ -324,7 +324,7 @@ enum {
 };
 
 /* nasc_hyper.cut for smash children: "body.b<b>o<j>.conv.w" is a box of the
- * block's shared tensor; "body.b<b>o<j>_1x1.bn.*" is keyed by its width. */
+ * block's shared tensor. */
 static int smash_cut(void *ud, const char *name, int rank, const int64_t *dims, char *key, size_t size,
                       int64_t *big, int64_t *begin) {
     (void)ud;
@@ -337,10 +337,6 @@ static int smash_cut(void *ud, const char *name, int rank, const int64_t *dims, 
         big[0] = nb, big[1] = 2 * nb, big[2] = 7, big[3] = 7;
         begin[0] = 0, begin[1] = 0, begin[2] = (7 - dims[2]) / 2, begin[3] = (7 - dims[3]) / 2;
         return NASC_CUT_BOX;
-    }
-    if (strncmp(rest, "_1x1.bn.", 8) == 0 && rank == 1) {
-        snprintf(key, size, "%s.c%lld", name, (long long)dims[0]);
-        return NASC_CUT_KEY;
     }
     return NASC_CUT_PLAIN;
 }

@@ -26,7 +26,10 @@
     X("evolution", "regularized evolution: tournament, one mutation, oldest dies (Real et al. 2019)",          \
       &nasc_strategy_evolution_vt, NULL, NULL)                                                                 \
     X("enas", "ENAS: shared weights, one training run, the ENAS controller (Pham et al. 2018); enas spaces",    \
-      NULL, nasc_enas_search, nasc_enas_spaces)
+      NULL, nasc_enas_search, nasc_enas_spaces)                                                               \
+    X("smash", "SMASH: a hypernetwork generates every child's weights, children ranked by them (Brock et al. "  \
+               "2018); smash space",                                                                           \
+      NULL, nasc_smash_search, nasc_smash_spaces)
 
 typedef nasc_status (*oneshot_fn)(nasc_ctx *ctx, nasc_oneshot_run *r);
 #define ROW_NAME(name, summary, vt, run, spaces) name,

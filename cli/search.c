@@ -112,7 +112,7 @@ void nasc_cli_search_help(FILE *out) {
           "  --weight-decay W     not on H's tensors (1e-4)\n"
           "  --perturb K          perturbations of the best candidate (100)\n"
           "  --perturb-prob P     each decision redrawn with probability P (0.05)\n"
-          "  --score-images K     validation images per candidate (0: all)\n"
+          "  --score-images K     validation images per candidate (1000; 0: all, SMASH)\n"
           "\nDistributed search (docs/distributed.md): `mpirun -np P nasc search ...` runs\n"
           "the same search on P ranks. Rank 0 keeps the strategy, the journal and the\n"
           "run directory and hands each child to one of the P-1 other ranks, which\n"

@@ -509,7 +509,8 @@ typedef struct nasc_smash_options {
     int candidates;       /* random architectures scored with generated weights: 500 */
     int perturb;          /* then perturbations of the best of them: 100 */
     float perturb_prob;   /* each decision of a perturbation redrawn with this probability: 0.05 */
-    int64_t score_images; /* validation images a candidate is scored on: 0 all of the split */
+    int64_t score_images; /* validation images a candidate is scored on (reference: all of the
+                             split; nasc 1,000, 20 batches, to score 600 in minutes); 0 all */
     uint64_t seed;
     int threads;
 } nasc_smash_options;
@@ -583,7 +584,10 @@ nasc_status nasc_enas_search(nasc_ctx *ctx, nasc_oneshot_run *r);
 nasc_status nasc_smash_search(nasc_ctx *ctx, nasc_oneshot_run *r);
 /* Validation accuracy of child d of the smash space with the weights that
  * H of a SMASH store (RUN/oneshot.nasc, loaded) generates, on images
- * [begin, end) of ds in full batches, batch norms on batch statistics. */
+ * [begin, end) of ds in order, in full batches, batch norms on batch
+ * statistics (as the search scores its candidates). Tensors of d that the
+ * store lacks (a batch norm of a width never sampled) are added,
+ * initialised from the search's seed. */
 nasc_status nasc_smash_evaluate(nasc_ctx *ctx, const nasc_space *sp, nasc_param_store *store, const uint32_t *d,
                                 const nasc_dataset *ds, int64_t begin, int64_t end, int batch, int threads,
                                 double *acc);

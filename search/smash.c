@@ -40,6 +40,7 @@ nasc_smash_options nasc_smash_options_default(void) {
     o.candidates = 500;
     o.perturb = 100;
     o.perturb_prob = 0.05f;
+    o.score_images = 1000;
     o.seed = NASC_DEFAULT_SEED;
     return o;
 }
@@ -519,6 +520,7 @@ nasc_status nasc_smash_evaluate(nasc_ctx *ctx, const nasc_space *sp, nasc_param_
     nasc_batcher_options bo = nasc_batcher_options_default();
     bo.batch = batch;
     bo.drop_last = true;
+    bo.shuffle = false; /* the batches the search scores on: batch norms use batch statistics */
     const char *m = nasc_params_meta(store, "data/mean"), *sd = nasc_params_meta(store, "data/std");
     bo.mean = m ? strtof(m, NULL) : 0;
     bo.std = sd ? strtof(sd, NULL) : 1;

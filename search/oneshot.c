@@ -136,7 +136,7 @@ static nasc_status child_prim(enas *e, const uint32_t *d, bool train, nasc_modul
 }
 
 /* The number of the n logit rows whose largest entry is at the label. */
-static int count_correct(const float *logits, const int32_t *y, int n, int k) {
+int nasc_oneshot_correct(const float *logits, const int32_t *y, int n, int k) {
     int ok = 0;
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * (size_t)k;
@@ -169,6 +169,35 @@ nasc_status nasc_oneshot_net(enas *e, const nasc_module *prim, bool train, nasc_
 float nasc_oneshot_lr(const nasc_enas_options *o, int epoch) {
     float c = nasc_lr_restarts(1.0f, epoch, 0, o->epochs, o->lr_t0, o->lr_tmul); /* 1 down to 0 */
     return o->lr_min + (o->lr_max - o->lr_min) * c;
+}
+
+nasc_status nasc_oneshot_journal(nasc_oneshot_run *r, uint32_t *d, double reward, double loss, int seq_len,
+                                 double t0) {
+    nasc_trial t;
+    memset(&t, 0, sizeof t);
+    t.index = t.proposal = r->journal->n;
+    t.d = d;
+    snprintf(t.status, sizeof t.status, "ok");
+    t.reward = reward;
+    t.val_loss = loss;
+    t.params = t.macs = -1;
+    nasc_module *arch = NULL, *prim = NULL;
+    nasc_status st = nasc_space_decode(r->space, d, &arch);
+    if (!st) st = nasc_arch_apply_overrides(arch, r->set_keys, r->set_vals, r->n_set);
+    if (!st) st = nasc_arch_hash(arch, &t.hash);
+    nasc_lower_options lo = nasc_lower_options_default();
+    lo.seq_len = seq_len;
+    if (!st) st = nasc_lower_with(arch, &lo, &prim);
+    nasc_cost c;
+    if (!st && nasc_cost_compute(prim, &c) == NASC_OK) {
+        t.params = c.params;
+        t.macs = c.macs;
+        nasc_cost_free(prim, &c);
+    }
+    nasc_module_destroy(prim);
+    nasc_module_destroy(arch);
+    t.seconds = nasc_oneshot_now() - t0;
+    return st ? st : nasc_journal_append(r->journal, &t);
 }
 
 void nasc_oneshot_compiled(enas *e, const nasc_net *net, double t0) {
@@ -233,7 +262,7 @@ static nasc_status score(enas *e, const uint32_t *d, double *acc) {
     if (!st) st = nasc_net_set_input(net, 0, e->x);
     if (!st) st = nasc_net_forward(net);
     if (!st) st = nasc_net_read(net, nasc_str(prim, prim->values[prim->outputs[0]].name), e->logits);
-    if (!st) *acc = (double)count_correct(e->logits, e->y, e->o->batch, e->classes) / (double)e->o->batch;
+    if (!st) *acc = (double)nasc_oneshot_correct(e->logits, e->y, e->o->batch, e->classes) / (double)e->o->batch;
     nasc_net_destroy(net);
     nasc_module_destroy(prim);
     return st;
@@ -387,23 +416,26 @@ static nasc_status check_options(nasc_ctx *ctx, const nasc_enas_options *o) {
     return NASC_OK;
 }
 
-/* The one-shot store: resumed from state_path, or new. */
-static nasc_status open_store(enas *e) {
-    nasc_ctx *ctx = e->ctx;
-    const char *path = e->r->state_path;
+nasc_status nasc_oneshot_open_store(nasc_ctx *ctx, const char *path, nasc_param_store **st,
+                                    nasc_status (*load)(void *ud), void *ud) {
     if (access(path, F_OK) != 0) {
-        e->st = nasc_params_create(ctx);
-        return e->st ? NASC_OK : NASC_ENOMEM;
+        *st = nasc_params_create(ctx);
+        return *st ? NASC_OK : NASC_ENOMEM;
     }
-    nasc_status st = nasc_params_load(ctx, path, &e->st);
-    if (!st) st = load_state(e);
-    if (st) {
+    nasc_status s = nasc_params_load(ctx, path, st);
+    if (!s) s = load(ud);
+    if (s) {
         char msg[600];
         nasc_diag_format(&ctx->diag, msg, sizeof msg);
         return nasc_error(ctx, NASC_EINPUT, path, NASC_NOLOC, "corrupt one-shot state: %s", msg);
     }
     return NASC_OK;
 }
+
+static nasc_status load_enas(void *ud) { return load_state(ud); }
+
+/* The one-shot store: resumed from state_path, or new. */
+static nasc_status open_store(enas *e) { return nasc_oneshot_open_store(e->ctx, e->r->state_path, &e->st, load_enas, e); }
 
 static nasc_status setup(enas *e) {
     nasc_ctx *ctx = e->ctx;
@@ -551,32 +583,7 @@ static nasc_status derive(enas *e) {
         double t0 = nasc_oneshot_now();
         int64_t window = i;
         st = e->lm ? score_next(e, e->d, &window, &acc, &loss) : score(e, e->d, &acc);
-        if (st) break;
-        nasc_trial t;
-        memset(&t, 0, sizeof t);
-        t.index = t.proposal = j->n;
-        t.d = e->d;
-        snprintf(t.status, sizeof t.status, "ok");
-        t.reward = acc;
-        t.val_loss = loss;
-        t.params = t.macs = -1;
-        nasc_module *arch = NULL, *prim = NULL;
-        st = nasc_space_decode(e->r->space, e->d, &arch);
-        if (!st) st = nasc_arch_apply_overrides(arch, e->r->set_keys, e->r->set_vals, e->r->n_set);
-        if (!st) st = nasc_arch_hash(arch, &t.hash);
-        nasc_lower_options lo = nasc_lower_options_default();
-        lo.seq_len = e->lm ? e->o->bptt : 0;
-        if (!st) st = nasc_lower_with(arch, &lo, &prim);
-        nasc_cost c;
-        if (!st && nasc_cost_compute(prim, &c) == NASC_OK) {
-            t.params = c.params;
-            t.macs = c.macs;
-            nasc_cost_free(prim, &c);
-        }
-        nasc_module_destroy(prim);
-        nasc_module_destroy(arch);
-        t.seconds = nasc_oneshot_now() - t0;
-        if (!st) st = nasc_journal_append(j, &t);
+        if (!st) st = nasc_oneshot_journal(e->r, e->d, acc, loss, e->lm ? e->o->bptt : 0, t0);
         nasc_oneshot_progress p = {.phase = "derive", .epoch = e->o->epochs - 1, .step = i + 1,
                                    .steps = e->o->candidates, .loss = NAN, .acc = NAN, .reward = (float)acc,
                                    .baseline = NAN, .entropy = NAN, .phase_end = i + 1 == e->o->candidates};
@@ -664,7 +671,7 @@ nasc_status nasc_enas_evaluate(nasc_ctx *ctx, const nasc_space *sp, nasc_param_s
         st = nasc_net_set_input(net, 0, x);
         if (!st) st = nasc_net_forward(net);
         if (!st) st = nasc_net_read(net, nasc_str(prim, prim->values[prim->outputs[0]].name), logits);
-        if (!st) ok += count_correct(logits, y, batch, ds->classes);
+        if (!st) ok += nasc_oneshot_correct(logits, y, batch, ds->classes);
         seen += batch;
     }
     if (!st && seen == 0)

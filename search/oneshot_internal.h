@@ -60,6 +60,18 @@ void nasc_oneshot_compiled(enas *e, const nasc_net *net, double t0);
  * `loss` (step `step` of the epoch): a diverged loss is an error; else
  * backward, the gradient norm clipped, the optimizer's step at lr. */
 nasc_status nasc_oneshot_update(enas *e, nasc_net *net, float loss, int64_t step, float lr);
+/* How many of the n rows of logits (n x k) have their largest entry at the label. */
+int nasc_oneshot_correct(const float *logits, const int32_t *y, int n, int k);
+/* The one-shot store at path: loaded and checked by load(ud) (which reads
+ * *st), or new when there is no file; a file that fails is "corrupt
+ * one-shot state" naming it. */
+nasc_status nasc_oneshot_open_store(nasc_ctx *ctx, const char *path, nasc_param_store **st,
+                                    nasc_status (*load)(void *ud), void *ud);
+/* Child d scored `reward` (and loss, NAN for none) appended to the run's
+ * journal as the next trial, with its hash and cost (recurrent nets
+ * unrolled over seq_len steps) and the seconds since t0. */
+nasc_status nasc_oneshot_journal(nasc_oneshot_run *r, uint32_t *d, double reward, double loss, int seq_len,
+                                 double t0);
 /* The shared training's learning rate in an epoch. */
 float nasc_oneshot_lr(const nasc_enas_options *o, int epoch);
 

@@ -99,18 +99,6 @@ static nasc_status child_prim(const nasc_space *sp, const char *const *keys, con
     return s;
 }
 
-static int count_correct(const float *logits, const int32_t *y, int n, int k) {
-    int ok = 0;
-    for (int i = 0; i < n; i++) {
-        const float *z = logits + (size_t)i * (size_t)k;
-        int best = 0;
-        for (int j = 1; j < k; j++)
-            if (z[j] > z[best]) best = j;
-        ok += best == y[i];
-    }
-    return ok;
-}
-
 /* Accuracy of child d with generated weights on the batches of b (from
  * its start), at most `images` of them (0: all). */
 typedef struct scorer {
@@ -147,7 +135,7 @@ static nasc_status score(const scorer *s, const uint32_t *d, double *acc) {
         st = nasc_net_set_input(net, 0, s->x);
         if (!st) st = nasc_net_forward(net);
         if (!st) st = nasc_net_read(net, nasc_str(prim, prim->values[prim->outputs[0]].name), s->logits);
-        if (!st) ok += count_correct(s->logits, s->y, s->batch, s->classes);
+        if (!st) ok += nasc_oneshot_correct(s->logits, s->y, s->batch, s->classes);
         seen += s->batch;
     }
     if (!st && seen == 0)
@@ -290,22 +278,7 @@ static nasc_status load_state(smash *e) {
     return NASC_OK;
 }
 
-static nasc_status open_store(smash *e) {
-    nasc_ctx *ctx = e->ctx;
-    const char *path = e->r->state_path;
-    if (access(path, F_OK) != 0) {
-        e->st = nasc_params_create(ctx);
-        return e->st ? NASC_OK : NASC_ENOMEM;
-    }
-    nasc_status st = nasc_params_load(ctx, path, &e->st);
-    if (!st) st = load_state(e);
-    if (st) {
-        char msg[600];
-        nasc_diag_format(&ctx->diag, msg, sizeof msg);
-        return nasc_error(ctx, NASC_EINPUT, path, NASC_NOLOC, "corrupt one-shot state: %s", msg);
-    }
-    return NASC_OK;
-}
+static nasc_status load_smash(void *ud) { return load_state(ud); }
 
 static nasc_status check_options(nasc_ctx *ctx, const nasc_smash_options *o) {
     const char *bad = NULL;
@@ -344,7 +317,7 @@ static nasc_status setup(smash *e) {
     e->val_end = ds->n;
     e->classes = ds->classes;
     bool resumed = access(r->state_path, F_OK) == 0;
-    st = open_store(e);
+    st = nasc_oneshot_open_store(ctx, r->state_path, &e->st, load_smash, e);
     if (st) return st;
     if (!resumed) {
         float mean, sd;
@@ -436,30 +409,7 @@ static nasc_status rank(smash *e) {
         } else {
             double t0 = now();
             st = score(&s, e->d, &acc);
-            if (st) break;
-            nasc_trial t;
-            memset(&t, 0, sizeof t);
-            t.index = t.proposal = j->n;
-            t.d = e->d;
-            snprintf(t.status, sizeof t.status, "ok");
-            t.reward = acc;
-            t.val_loss = NAN;
-            t.params = t.macs = -1;
-            nasc_module *arch = NULL, *prim = NULL;
-            st = nasc_space_decode(e->r->space, e->d, &arch);
-            if (!st) st = nasc_arch_apply_overrides(arch, e->r->set_keys, e->r->set_vals, e->r->n_set);
-            if (!st) st = nasc_arch_hash(arch, &t.hash);
-            if (!st) st = nasc_lower(arch, &prim);
-            nasc_cost c;
-            if (!st && nasc_cost_compute(prim, &c) == NASC_OK) {
-                t.params = c.params;
-                t.macs = c.macs;
-                nasc_cost_free(prim, &c);
-            }
-            nasc_module_destroy(prim);
-            nasc_module_destroy(arch);
-            t.seconds = now() - t0;
-            if (!st) st = nasc_journal_append(j, &t);
+            if (!st) st = nasc_oneshot_journal(e->r, e->d, acc, NAN, 0, t0);
         }
         /* the best of the random candidates is what gets perturbed */
         if (!st && i < e->o->candidates && acc > best_acc) {

@@ -166,13 +166,15 @@ static void test_spaces(void **state) {
     nasc_ctx_init(&ctx);
     for (int s = 0; nasc_space_names[s]; s++) {
         for (int size = 0; size <= 3; size += 3) {
-            /* blocks for the cell and recurrent spaces (nasrl-rnn: a base of 2, 4 or 8), layers for the rest */
-            bool blocks = s < 2 || s >= 4;
-            int sz = s == 5 && size ? 4 : size;
+            /* each space's own size option (nasrl-rnn: a base of 2, 4 or 8) */
+            nasc_space_entry ent;
+            assert_true(nasc_space_registered((size_t)s, &ent));
+            bool blocks = strcmp(ent.option, "blocks") == 0;
+            int sz = strcmp(ent.name, "nasrl-rnn") == 0 && size ? 4 : size;
             nasc_space_options o = {blocks ? sz : 0, blocks ? 0 : sz};
             nasc_space *sp = NULL;
             if (nasc_space_create(&ctx, nasc_space_names[s], &o, &sp)) fail_diag(&ctx, "space");
-            uint32_t d[64];
+            uint32_t d[128];
             for (int seed = 0; seed < 25; seed++) {
                 nasc_rng r;
                 nasc_rng_seed(&r, (uint64_t)seed);

@@ -48,7 +48,8 @@ void nasc_cli_search_help(FILE *out) {
           out);
     nasc_cli_space_size_help(out, 23);
     fputs("  --strategy NAME      the strategy (below)\n"
-          "  --budget N           trials in all (enas: candidates, default 100)\n"
+          "  --budget N           trials in all (enas: candidates, default 100; smash:\n"
+          "                       random candidates, default 500)\n"
           "  --epochs-per-trial E epochs per child (default 1)\n"
           "  --train-subset K     train children on the first K images (default 10000,\n"
           "                       enas 0; 0 all of the training split); recurrent\n"

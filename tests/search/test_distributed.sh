@@ -21,8 +21,11 @@ if ! command -v mpirun >/dev/null 2>&1; then
     echo "mpirun not found: 'make deps' installs Open MPI (openmpi-bin)"
     exit 77
 fi
-if ! "$NASC" search --help | grep -q "^This nasc: built with"; then
-    echo "this nasc was built without MPI ($("$NASC" search --help | grep '^This nasc')); install libopenmpi-dev"
+# the whole help read first: `grep -q` would stop reading at the match and
+# the pipeline fail on nasc's SIGPIPE under pipefail
+HELP=$("$NASC" search --help)
+if ! grep -q "^This nasc: built with" <<<"$HELP"; then
+    echo "this nasc was built without MPI ($(grep '^This nasc' <<<"$HELP")); install libopenmpi-dev"
     exit 77
 fi
 TMP=$(mktemp -d /tmp/nasc-dist-XXXXXX)

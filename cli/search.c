@@ -663,20 +663,21 @@ static void on_enas(void *ud, const nasc_oneshot_progress *p) {
     else
         snprintf(loss, sizeof loss, "%.4f", p->loss);
     fmt_reward(ps, p->reward, reward, sizeof reward);
+    const char *what = ps->smash ? "hypernetwork" : "shared"; /* what the train phase trains */
     if (!p->phase_end) {
         if (!ps->tty) {
             /* a log line per quarter of the shared training when not on a terminal */
             double done = (double)p->step / (double)(p->steps ? p->steps : 1);
             if (train && done - ps->last_log >= 0.25) {
                 ps->last_log = done;
-                fprintf(stderr, "epoch %d/%d shared training step %lld/%lld loss %s acc %.2f%%  [%s]\n",
-                        p->epoch + 1, p->epochs, (long long)p->step, (long long)p->steps, loss, 100 * p->acc, t);
+                fprintf(stderr, "epoch %d/%d %s training step %lld/%lld loss %s acc %.2f%%  [%s]\n",
+                        p->epoch + 1, p->epochs, what, (long long)p->step, (long long)p->steps, loss, 100 * p->acc, t);
             }
             return;
         }
         if (train)
-            fprintf(stderr, "\repoch %d/%d shared training step %lld/%lld loss %s acc %.2f%%  ", p->epoch + 1,
-                    p->epochs, (long long)p->step, (long long)p->steps, loss, 100 * p->acc);
+            fprintf(stderr, "\repoch %d/%d %s training step %lld/%lld loss %s acc %.2f%%  ", p->epoch + 1,
+                    p->epochs, what, (long long)p->step, (long long)p->steps, loss, 100 * p->acc);
         else if (ctl)
             fprintf(stderr, "\repoch %d/%d controller child %lld/%lld reward %s  ", p->epoch + 1, p->epochs,
                     (long long)p->step, (long long)p->steps, reward);
@@ -687,9 +688,9 @@ static void on_enas(void *ud, const nasc_oneshot_progress *p) {
     if (ps->tty) fputc('\n', stderr);
     ps->last_log = 0;
     if (train)
-        printf("epoch %d/%d  shared training: loss %s, accuracy %.2f%% (%lld children; %.0f ms a step, %.1f ms "
+        printf("epoch %d/%d  %s training: loss %s, accuracy %.2f%% (%lld children; %.0f ms a step, %.1f ms "
                "of it compiling; %lld primitives created)  [%s]\n",
-               p->epoch + 1, p->epochs, loss, 100 * p->acc, (long long)p->steps, 1e3 * p->step_s,
+               p->epoch + 1, p->epochs, what, loss, 100 * p->acc, (long long)p->steps, 1e3 * p->step_s,
                1e3 * p->compile_s, (long long)p->created, t);
     else if (ctl)
         printf("epoch %d/%d  controller: mean reward %s over %lld children, baseline %.4f, entropy %.2f  [%s]\n",

@@ -35,7 +35,7 @@ for f in config.txt oneshot.nasc search.svg best.yaml best.nasc best.onnx; do
     check "reference run wrote $f" '[ -s "$TMP/ref/$f" ]'
 done
 check "a line per epoch of hypernetwork training" \
-    '[ "$(grep -c "^epoch [12]/2  shared training" "$TMP/ref.out")" -eq 2 ]'
+    '[ "$(grep -c "^epoch [12]/2  hypernetwork training" "$TMP/ref.out")" -eq 2 ]'
 check "the derive line says the weights were generated" \
     'grep -q "^derive: 7 candidates scored with the generated weights" "$TMP/ref.out"'
 check "the summary names the best candidate" \

@@ -166,6 +166,8 @@ typedef struct nasc_net_stats {
     int n_reorders;          /* layout conversions per training step */
     int n_created;           /* primitives the compile created, not taken from oneDNN's cache
                               * (-1: this oneDNN cannot tell) */
+    int n_winograd;          /* forward convolutions on a Winograd kernel (inference: oneDNN
+                              * picks it where it expects it to be faster than direct) */
     int64_t flops_forward;   /* convolution and inner-product FLOPs of one forward pass */
     int64_t flops_backward;  /* the same for the backward pass (data and weights) */
 } nasc_net_stats;

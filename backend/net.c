@@ -1183,6 +1183,7 @@ void nasc_net_get_stats(const nasc_net *net, nasc_net_stats *out) {
     out->n_backward = net->n_steps - net->n_fwd;
     out->n_reorders = net->n_reorders;
     out->n_created = net->n_created;
+    out->n_winograd = net->n_winograd;
     out->flops_forward = out->flops_backward = 0;
     for (int s = 0; s < net->n_steps; s++) {
         if (s < net->n_fwd)

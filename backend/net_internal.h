@@ -105,6 +105,7 @@ struct nasc_net {
     size_t arena_bytes, unplanned_bytes;
     int n_reorders;
     int n_created;   /* primitives not found in oneDNN's cache when compiled; -1 unknown */
+    int n_winograd;  /* forward convolutions running a Winograd kernel */
     bool profile;
     bool emit_prep;  /* steps added now are weight preparation (inference) */
     bool serial;     /* passes run on the calling thread alone (opt.parallel) */

@@ -132,6 +132,7 @@ static void k_fold_bn(nasc_net *net, const nb_step *s) {
 
 static int store_vec(nasc_net *net, const nasc_prim *p, const char *suffix, int64_t c, float fill);
 static bool is_jit(nasc_net *net, const_dnnl_primitive_desc_t pd);
+static bool impl_has(nasc_net *net, const_dnnl_primitive_desc_t pd, const char *part);
 static int block_of(const dnnl_memory_desc_t *md);
 
 static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
@@ -147,9 +148,12 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     NB_CHECK(net, dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_a));
     int fold = net->ps[pi].fold_bn, relu = net->ps[pi].post_relu;
     dnnl_convolution_desc_t d;
-    NB_CHECK(net, dnnl_dilated_convolution_forward_desc_init(&d, fwd_prop(net), dnnl_convolution_direct, md_of(net, xs),
-                                                             &g.w_any, fold >= 0 ? &bias_md : NULL, &dst, g.strides,
-                                                             g.dil, g.pl, g.pr));
+    /* inference: oneDNN may pick Winograd (AVX-512, 3x3, stride 1, batch 4
+     * or more) where its heuristic expects it to be faster than direct */
+    dnnl_alg_kind_t alg = net->opt.mode == NASC_MODE_INFER ? dnnl_convolution_auto : dnnl_convolution_direct;
+    NB_CHECK(net, dnnl_dilated_convolution_forward_desc_init(&d, fwd_prop(net), alg, md_of(net, xs), &g.w_any,
+                                                             fold >= 0 ? &bias_md : NULL, &dst, g.strides, g.dil, g.pl,
+                                                             g.pr));
     dnnl_primitive_attr_t attr = NULL;
     nasc_status st = NASC_OK;
     int sum = net->ps[pi].sum_add, into = -1; /* sum: the add computed by adding into into */
@@ -171,10 +175,35 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     }
     dnnl_primitive_desc_t pd;
     if (!st) st = NB_TRY_AS(net, "conv forward", dnnl_primitive_desc_create(&pd, &d, attr, net->engine, NULL));
-    /* oneDNN 2.6 has no jit kernel for many grouped or dilated convolutions
-     * on blocked activations (channels per group not a multiple of the
-     * block): its reference loop is ~100x slower than letting it pick the
-     * activations' layout too (gemm on plain ones), which costs a reorder */
+    /* oneDNN 2.6 has no jit kernel for a plain source of many channels (a
+     * net input) into blocked results: read the input's copy in the net's
+     * layout instead */
+    if (!st && !is_jit(net, pd) && xs == net->vals[x].fwd_plain && block_of(md_of(net, xs)) == 1 &&
+        net->act_tag != dnnl_nchw) {
+        int xb = src_of(net, x, false);
+        dnnl_convolution_desc_t d2;
+        dnnl_primitive_desc_t pd2 = NULL;
+        if (xb < 0) st = net->status;
+        if (!st)
+            st = NB_TRY(net, dnnl_dilated_convolution_forward_desc_init(&d2, fwd_prop(net), alg, md_of(net, xb), &g.w_any,
+                                                                        fold >= 0 ? &bias_md : NULL, &dst, g.strides,
+                                                                        g.dil, g.pl, g.pr));
+        if (!st)
+            st = NB_TRY_AS(net, "conv forward on the blocked input",
+                           dnnl_primitive_desc_create(&pd2, &d2, attr, net->engine, NULL));
+        if (!st && is_jit(net, pd2)) {
+            NB_DESTROY(dnnl_primitive_desc_destroy(pd));
+            pd = pd2;
+            xs = xb;
+        } else if (!st) {
+            NB_DESTROY(dnnl_primitive_desc_destroy(pd2));
+        }
+        if (st) NB_DESTROY(dnnl_primitive_desc_destroy(pd));
+    }
+    /* nor for many grouped or dilated convolutions on blocked activations
+     * (channels per group not a multiple of the block): its reference loop
+     * is ~100x slower than letting it pick the activations' layout too
+     * (gemm on plain ones), which costs a reorder */
     if (!st && sum < 0 && !is_jit(net, pd) && block_of(md_of(net, xs)) > 1) {
         dnnl_memory_desc_t src_any, dst_any;
         dnnl_convolution_desc_t d2;
@@ -182,9 +211,9 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         st = NB_TRY(net, dnnl_memory_desc_init_by_tag(&src_any, 4, md_of(net, xs)->dims, dnnl_f32, dnnl_format_tag_any));
         if (!st) st = NB_TRY(net, dnnl_memory_desc_init_by_tag(&dst_any, 4, dst.dims, dnnl_f32, dnnl_format_tag_any));
         if (!st)
-            st = NB_TRY(net, dnnl_dilated_convolution_forward_desc_init(&d2, fwd_prop(net), dnnl_convolution_direct,
-                                                                        &src_any, &g.w_any, fold >= 0 ? &bias_md : NULL,
-                                                                        &dst_any, g.strides, g.dil, g.pl, g.pr));
+            st = NB_TRY(net, dnnl_dilated_convolution_forward_desc_init(&d2, fwd_prop(net), alg, &src_any, &g.w_any,
+                                                                        fold >= 0 ? &bias_md : NULL, &dst_any, g.strides,
+                                                                        g.dil, g.pl, g.pr));
         if (!st)
             st = NB_TRY_AS(net, "conv forward in any layout", dnnl_primitive_desc_create(&pd2, &d2, attr, net->engine, NULL));
         if (!st) {
@@ -239,7 +268,9 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         y = new_result(net, p, q(pd, dnnl_query_dst_md));
     }
     nb_arg a[4] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DST, y}, {DNNL_ARG_BIAS, bias}};
-    nb_step_prim(net, pd, "conv fwd", g.flops, fold >= 0 ? 4 : 3, a);
+    bool wino = impl_has(net, pd, "wino");
+    net->n_winograd += wino;
+    nb_step_prim(net, pd, wino ? "conv fwd winograd" : "conv fwd", g.flops, fold >= 0 ? 4 : 3, a);
     net->ps[pi].t[0] = xs;
     net->ps[pi].t[1] = wt;
     /* the fused ops' results are the conv's */
@@ -297,6 +328,13 @@ static bool is_jit(nasc_net *net, const_dnnl_primitive_desc_t pd) {
     const char *impl = NULL;
     if (NB_TRY(net, dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl))) return false;
     return impl && strncmp(impl, "ref", 3) != 0;
+}
+
+/* Whether the implementation oneDNN chose names part ("wino", "jit_dw"). */
+static bool impl_has(nasc_net *net, const_dnnl_primitive_desc_t pd, const char *part) {
+    const char *impl = NULL;
+    if (NB_TRY(net, dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl))) return false;
+    return impl && strstr(impl, part) != NULL;
 }
 
 /* w_flip[g][i][o][a][b] = w[g][o][i][kh-1-a][kw-1-b]: the weights of the

@@ -814,6 +814,28 @@ static void build_conv_sum_infer(tcase *t, int i) {
     tc_output(t, tc_op(t, NASC_PRIM_ADD, ab, 2, NULL, "sum"));
 }
 
+/* conv 3x3 -> bn in inference at a shape oneDNN runs with a Winograd
+ * kernel on AVX-512 (stride 1, batch 4 or more, channels multiples of 16;
+ * test_winograd_chosen checks that it does), fused (i odd: the batch norm
+ * folded into the convolution's weights and bias) and not, reading the net
+ * input (plain, i < 2) or a relu of it (the net's layout). No relu after the
+ * batch norm: the reference's own gradient check of this case (in training
+ * mode) would cross its kink. */
+static void build_conv_winograd_infer(tcase *t, int i) {
+    t->mode = NASC_MODE_INFER;
+    t->fuse = i % 2;
+    t->batch = i < 2 ? 4 : 8;
+    int c = 16 * ri(t, 1, 2), o = 16 * ri(t, 1, 2);
+    uint32_t x = tc_input(t, "x", 4, c, ri(t, 6, 10), ri(t, 6, 10));
+    if (i >= 2) x = tc_op(t, NASC_PRIM_RELU, &x, 1, NULL, "in");
+    uint32_t w = tc_param(t, "conv.w", 4, o, c, 3, 3, NULL);
+    nasc_prim_attrs a = attrs_window(3, 3, 1, 1, 1, 1, 1, 1);
+    uint32_t cargs[2] = {x, w};
+    uint32_t y = tc_op(t, NASC_PRIM_CONV, cargs, 2, &a, "conv");
+    uint32_t bargs[3] = {y, tc_param(t, "bn.scale", 1, o, 0, 0, 0, NULL), tc_param(t, "bn.shift", 1, o, 0, 0, 0, NULL)};
+    tc_output(t, tc_op(t, NASC_PRIM_BATCH_NORM, bargs, 3, NULL, "bn"));
+}
+
 /* conv -> bn -> relu in inference, fused (i odd) and not. */
 static void build_conv_bn_relu_infer(tcase *t, int i) {
     t->mode = NASC_MODE_INFER;
@@ -1497,6 +1519,7 @@ typedef struct op_case {
     X(bn_train2, 3)                                                                                                    \
     X(bn_infer, 3)                                                                                                     \
     X(conv_bn_relu_infer, 4)                                                                                           \
+    X(conv_winograd_infer, 4)                                                                                          \
     X(bn_relu_train, 4)                                                                                                \
     X(conv_sum_infer, 4)                                                                                               \
     X(relu, 4)                                                                                                         \
@@ -1644,6 +1667,40 @@ static void test_computed_w_infer(void **state) {
     assert_true(diff > 1e-2 * scale);
     nasc_net_destroy(inf);
     tc_end(&t);
+}
+
+/* The convolutions of conv_winograd_infer run on a Winograd kernel where
+ * oneDNN has one (AVX-512; the net input is read in the net's layout), so
+ * that case checks its numbers; training compiles direct convolutions only. */
+static void test_winograd_chosen(void **state) {
+    (void)state;
+    bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    for (int i = 0; i < 4; i++) {
+        tcase t;
+        tc_begin(&t, nasc_hash_str("conv_winograd_infer") + (uint64_t)i);
+        build_conv_winograd_infer(&t, i);
+        assert_int_equal(nasc_prim_verify(t.m), NASC_OK);
+        assert_int_equal(nasc_params_init(t.ps, t.m, 5), NASC_OK);
+        nasc_net_options o = nasc_net_options_default();
+        o.batch = t.batch;
+        o.mode = t.mode;
+        o.fuse = t.fuse;
+        nasc_net_stats st[2];
+        for (int k = 0; k < 2; k++) {
+            nasc_net *net = NULL;
+            assert_int_equal(nasc_net_compile(&t.ctx, t.m, t.ps, &o, &net), NASC_OK);
+            nasc_net_get_stats(net, &st[k]);
+            nasc_net_destroy(net);
+            o.mode = NASC_MODE_TRAIN;
+            o.fuse = false;
+        }
+        printf("[winograd] instance %d, batch %d: inference %d, training %d winograd convolutions (AVX-512: %s)\n", i,
+               t.batch, st[0].n_winograd, st[1].n_winograd, avx512 ? "yes" : "no: direct only");
+        if (avx512) assert_int_equal(st[0].n_winograd, 1);
+        assert_int_equal(st[1].n_winograd, 0);
+        tc_end(&t);
+    }
 }
 
 static void test_bn_running_stats(void **state) {
@@ -2284,7 +2341,7 @@ int main(void) {
         cmocka_unit_test(test_ref_enas),
     };
     const struct CMUnitTest ops[] = {OP_CASES(NET_TEST) cmocka_unit_test(test_bn_running_stats),
-                                     cmocka_unit_test(test_computed_w_infer)};
+                                     cmocka_unit_test(test_computed_w_infer), cmocka_unit_test(test_winograd_chosen)};
     const struct CMUnitTest cells[] = {
         cmocka_unit_test(test_cells_nasnet),
         cmocka_unit_test(test_cells_enas),

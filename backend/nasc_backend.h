@@ -107,6 +107,11 @@ typedef struct nasc_net_options {
                           * variance (not folded into convolutions; the running statistics
                           * are neither read nor written), as ENAS scores its shared-weight
                           * children; default off */
+    bool fixed_weights;  /* inference: the store tensors the net reads keep their values while the
+                          * net lives (nasc eval, bench, run), so weights are folded and
+                          * reordered on the first pass only; default off: every pass first
+                          * compares them with the bytes it last prepared from (a pass after a
+                          * change of the store sees the change) */
     bool onednn_dw;      /* depthwise convolutions' backward-weights always by oneDNN's primitive,
                           * never nasc's own kernel (which replaces oneDNN's slow fallbacks:
                           * kernels other than 3x3, plain layout); for comparisons and

@@ -32,6 +32,7 @@ nasc_net_options nasc_net_options_default(void) {
     o.profile = false;
     o.layout = NASC_NET_LAYOUT_AUTO;
     o.parallel = NASC_NET_PARALLEL_AUTO;
+    o.fixed_weights = false;
     o.onednn_dw = false;
     return o;
 }
@@ -917,7 +918,7 @@ nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_
     if (threads) nb_serial_end(threads);
     if (!st) st = plan_memory(net);
     if (!st) st = bind_memory(net);
-    if (!st) st = watch_store(net);
+    if (!st && !net->opt.fixed_weights) st = watch_store(net);
     if (st) {
         if (!ctx->diag.status) nasc_error(ctx, st, NULL, NASC_NOLOC, "out of memory while compiling the net");
         nasc_net_destroy(net);

@@ -167,6 +167,7 @@ nasc_status nasc_evaluate(nasc_ctx *ctx, const nasc_module *prim, nasc_param_sto
     no.batch = batch;
     no.mode = NASC_MODE_INFER;
     no.fuse = true;
+    no.fixed_weights = true; /* nothing writes the store during the evaluation */
     no.threads = threads;
     nasc_net *net = NULL;
     nasc_batcher *b = NULL;

@@ -105,6 +105,7 @@ static nasc_status compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_st
     o.batch = batch;
     o.mode = train ? NASC_MODE_TRAIN : NASC_MODE_INFER;
     o.fuse = true; /* as nasc train and eval compile their nets */
+    o.fixed_weights = !train; /* as nasc eval: the store does not change between passes */
     o.threads = threads;
     o.profile = profile;
     return nasc_net_compile(ctx, prim, ps, &o, net);

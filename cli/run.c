@@ -110,6 +110,7 @@ static nasc_status run_net(nasc_ctx *ctx, const nasc_module *m, nasc_param_store
         nasc_net_options o = nasc_net_options_default();
         o.mode = NASC_MODE_INFER;
         o.fuse = true;
+        o.fixed_weights = true;
         o.batch = (int)batch;
         o.threads = threads;
         st = nasc_net_compile(ctx, m, store, &o, &net);

@@ -232,7 +232,8 @@ static double max_rel_diff(const float *a, const float *b, int n) {
  * weights reordered into the conv's layout) once and again only when the
  * store's bytes change: a forward pass after a write to the weights, the
  * running statistics or the batch-norm scale gives what a freshly compiled
- * net gives, and forward passes without a write give the same bits. */
+ * net gives, and forward passes without a write give the same bits. With
+ * fixed_weights they are prepared on the first pass only. */
 static void test_prepared_weights_follow_the_store(void **state) {
     (void)state;
     enum { N = 2, C = 16, H = 5, W = 5, NY = N * C * H * W };
@@ -290,6 +291,25 @@ static void test_prepared_weights_follow_the_store(void **state) {
         assert_memory_not_equal(y0, y1, sizeof y0);
         memcpy(y0, y1, sizeof y0);
     }
+
+    /* fixed_weights: the same output, prepared once; a later write to the
+     * store is not seen (the caller promised there would be none) */
+    nasc_net_options fo = o;
+    fo.fixed_weights = true;
+    nasc_net *fixed = NULL;
+    assert_int_equal(nasc_net_compile(&ctx, m, ps, &fo, &fixed), NASC_OK);
+    assert_int_equal(nasc_net_set_input(fixed, 0, in), NASC_OK);
+    assert_int_equal(nasc_net_forward(fixed), NASC_OK);
+    assert_int_equal(nasc_net_read(fixed, "bn", y1), NASC_OK);
+    assert_memory_equal(y0, y1, sizeof y0);
+    nasc_params_find(ps, "w")->data[0] += 0.75f;
+    assert_int_equal(nasc_net_forward(fixed), NASC_OK);
+    assert_int_equal(nasc_net_read(fixed, "bn", y1), NASC_OK);
+    assert_memory_equal(y0, y1, sizeof y0);
+    assert_int_equal(nasc_net_forward(net), NASC_OK);
+    assert_int_equal(nasc_net_read(net, "bn", y1), NASC_OK);
+    assert_memory_not_equal(y0, y1, sizeof y0);
+    nasc_net_destroy(fixed);
     nasc_net_destroy(net);
     nasc_params_destroy(ps);
     nasc_module_destroy(m);

@@ -189,8 +189,7 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
                                                                         fold >= 0 ? &bias_md : NULL, &dst, g.strides,
                                                                         g.dil, g.pl, g.pr));
         if (!st)
-            st = NB_TRY_AS(net, "conv forward on the blocked input",
-                           dnnl_primitive_desc_create(&pd2, &d2, attr, net->engine, NULL));
+            st = NB_TRY_AS(net, "conv forward on blocked input", dnnl_primitive_desc_create(&pd2, &d2, attr, net->engine, NULL));
         if (!st && is_jit(net, pd2)) {
             NB_DESTROY(dnnl_primitive_desc_destroy(pd));
             pd = pd2;

@@ -135,6 +135,30 @@ static bool is_jit(nasc_net *net, const_dnnl_primitive_desc_t pd);
 static bool impl_has(nasc_net *net, const_dnnl_primitive_desc_t pd, const char *part);
 static int block_of(const dnnl_memory_desc_t *md);
 
+/* Ask oneDNN again for the forward convolution of geometry g with source
+ * src and result dst; its choice replaces *pd (destroyed) when it is a jit
+ * kernel, and *taken says so. */
+static nasc_status conv_fwd_retry(nasc_net *net, const conv_geom *g, dnnl_alg_kind_t alg, const dnnl_memory_desc_t *src,
+                                  const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst,
+                                  const_dnnl_primitive_attr_t attr, const char *what, dnnl_primitive_desc_t *pd,
+                                  bool *taken) {
+    *taken = false;
+    dnnl_convolution_desc_t d;
+    dnnl_primitive_desc_t pd2 = NULL;
+    nasc_status st = NB_TRY(net, dnnl_dilated_convolution_forward_desc_init(&d, fwd_prop(net), alg, src, &g->w_any, bias,
+                                                                             dst, g->strides, g->dil, g->pl, g->pr));
+    if (!st) st = NB_TRY_AS(net, what, dnnl_primitive_desc_create(&pd2, &d, attr, net->engine, NULL));
+    if (st) return st;
+    if (is_jit(net, pd2)) {
+        NB_DESTROY(dnnl_primitive_desc_destroy(*pd));
+        *pd = pd2;
+        *taken = true;
+    } else {
+        NB_DESTROY(dnnl_primitive_desc_destroy(pd2));
+    }
+    return NASC_OK;
+}
+
 static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     uint32_t x = arg(net, p, 0), w = arg(net, p, 1);
     conv_geom g;
@@ -177,26 +201,15 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     if (!st) st = NB_TRY_AS(net, "conv forward", dnnl_primitive_desc_create(&pd, &d, attr, net->engine, NULL));
     /* oneDNN 2.6 has no jit kernel for a plain source of many channels (a
      * net input) into blocked results: read the input's copy in the net's
-     * layout instead */
+     * layout instead (the copy is made only when that gives a jit kernel) */
+    const dnnl_memory_desc_t *bias_arg = fold >= 0 ? &bias_md : NULL;
+    bool taken = false;
     if (!st && !is_jit(net, pd) && xs == net->vals[x].fwd_plain && block_of(md_of(net, xs)) == 1 &&
         net->act_tag != dnnl_nchw) {
-        int xb = src_of(net, x, false);
-        dnnl_convolution_desc_t d2;
-        dnnl_primitive_desc_t pd2 = NULL;
-        if (xb < 0) st = net->status;
-        if (!st)
-            st = NB_TRY(net, dnnl_dilated_convolution_forward_desc_init(&d2, fwd_prop(net), alg, md_of(net, xb), &g.w_any,
-                                                                        fold >= 0 ? &bias_md : NULL, &dst, g.strides,
-                                                                        g.dil, g.pl, g.pr));
-        if (!st)
-            st = NB_TRY_AS(net, "conv forward on blocked input", dnnl_primitive_desc_create(&pd2, &d2, attr, net->engine, NULL));
-        if (!st && is_jit(net, pd2)) {
-            NB_DESTROY(dnnl_primitive_desc_destroy(pd));
-            pd = pd2;
-            xs = xb;
-        } else if (!st) {
-            NB_DESTROY(dnnl_primitive_desc_destroy(pd2));
-        }
+        dnnl_memory_desc_t xb_md;
+        st = nb_act_md(net, vtype(net, x), &xb_md);
+        if (!st) st = conv_fwd_retry(net, &g, alg, &xb_md, bias_arg, &dst, attr, "conv forward on blocked input", &pd, &taken);
+        if (!st && taken && (xs = src_of(net, x, false)) < 0) st = net->status ? net->status : NASC_ENOMEM;
         if (st) NB_DESTROY(dnnl_primitive_desc_destroy(pd));
     }
     /* nor for many grouped or dilated convolutions on blocked activations
@@ -205,24 +218,9 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
      * (gemm on plain ones), which costs a reorder */
     if (!st && sum < 0 && !is_jit(net, pd) && block_of(md_of(net, xs)) > 1) {
         dnnl_memory_desc_t src_any, dst_any;
-        dnnl_convolution_desc_t d2;
-        dnnl_primitive_desc_t pd2 = NULL;
         st = NB_TRY(net, dnnl_memory_desc_init_by_tag(&src_any, 4, md_of(net, xs)->dims, dnnl_f32, dnnl_format_tag_any));
         if (!st) st = NB_TRY(net, dnnl_memory_desc_init_by_tag(&dst_any, 4, dst.dims, dnnl_f32, dnnl_format_tag_any));
-        if (!st)
-            st = NB_TRY(net, dnnl_dilated_convolution_forward_desc_init(&d2, fwd_prop(net), alg, &src_any, &g.w_any,
-                                                                        fold >= 0 ? &bias_md : NULL, &dst_any, g.strides,
-                                                                        g.dil, g.pl, g.pr));
-        if (!st)
-            st = NB_TRY_AS(net, "conv forward in any layout", dnnl_primitive_desc_create(&pd2, &d2, attr, net->engine, NULL));
-        if (!st) {
-            if (is_jit(net, pd2)) {
-                NB_DESTROY(dnnl_primitive_desc_destroy(pd));
-                pd = pd2;
-            } else {
-                NB_DESTROY(dnnl_primitive_desc_destroy(pd2));
-            }
-        }
+        if (!st) st = conv_fwd_retry(net, &g, alg, &src_any, bias_arg, &dst_any, attr, "conv forward in any layout", &pd, &taken);
         if (st) NB_DESTROY(dnnl_primitive_desc_destroy(pd));
     }
     if (attr) NB_DESTROY(dnnl_primitive_attr_destroy(attr));
@@ -329,7 +327,7 @@ static bool is_jit(nasc_net *net, const_dnnl_primitive_desc_t pd) {
     return impl && strncmp(impl, "ref", 3) != 0;
 }
 
-/* Whether the implementation oneDNN chose names part ("wino", "jit_dw"). */
+/* Whether the name of the implementation oneDNN chose contains part ("wino"). */
 static bool impl_has(nasc_net *net, const_dnnl_primitive_desc_t pd, const char *part) {
     const char *impl = NULL;
     if (NB_TRY(net, dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl))) return false;

@@ -153,6 +153,18 @@ int nb_step_prim(nasc_net *net, dnnl_primitive_desc_t pd, const char *what, int6
                  const nb_arg *args) {
     int i = add_step(net, what, n, args);
     if (i < 0) return -1;
+    /* a lane's primitive takes its scratchpad (if it needs one) as its last
+     * argument, memory planned for this step alone */
+    const dnnl_memory_desc_t *scratch = net->lane ? dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0) : NULL;
+    if (scratch && dnnl_memory_desc_get_size(scratch) > 0) {
+        int t = nb_tensor_new(net, scratch);
+        if (t < 0 || !grow(net, (void **)&net->args, &net->cap_args, net->n_args + 1, sizeof *net->args)) {
+            net->n_steps--;
+            return -1;
+        }
+        net->args[net->n_args++] = (nb_arg){DNNL_ARG_SCRATCHPAD, t};
+        net->steps[i].n_args++;
+    }
     pd_in_cache_fn cached = pd_in_cache();
     if (!cached)
         net->n_created = -1;
@@ -179,7 +191,7 @@ int nb_reorder(nasc_net *net, int src, const dnnl_memory_desc_t *md, int dst) {
     if (dst < 0) return -1;
     dnnl_primitive_desc_t pd;
     if (NB_TRY(net, dnnl_reorder_primitive_desc_create(&pd, &net->trefs[src].md, net->engine, &net->trefs[dst].md,
-                                                       net->engine, NULL)))
+                                                       net->engine, nb_attr(net))))
         return -1;
     nb_arg a[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
     int s = nb_step_prim(net, pd, "reorder", 0, 2, a);
@@ -313,10 +325,11 @@ static nasc_status check_module(nasc_net *net) {
                           net->opt.batch);
     if (net->opt.layout != NASC_NET_LAYOUT_AUTO && net->opt.layout != NASC_NET_LAYOUT_NCHW)
         return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "unknown activation layout %d", (int)net->opt.layout);
-    if (net->opt.parallel != NASC_NET_PARALLEL_AUTO && net->opt.parallel != NASC_NET_PARALLEL_ALL)
+    if (net->opt.parallel < NASC_NET_PARALLEL_AUTO || net->opt.parallel > NASC_NET_PARALLEL_LANES)
         return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "unknown parallel policy %d", (int)net->opt.parallel);
-    net->serial = net->opt.parallel == NASC_NET_PARALLEL_AUTO && net->opt.mode == NASC_MODE_INFER &&
-                  small_primitives(net);
+    net->serial = net->opt.parallel == NASC_NET_PARALLEL_ONE ||
+                  (net->opt.parallel == NASC_NET_PARALLEL_AUTO && net->opt.mode == NASC_MODE_INFER &&
+                   small_primitives(net));
     if (m->n_outputs == 0)
         return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC, "the module has no outputs");
     /* zeroed as soon as allocated: nasc_net_destroy reads them after any failure */
@@ -619,7 +632,7 @@ static int sum_step(nasc_net *net, const int *src, int n, const dnnl_memory_desc
     }
     int dst = nb_tensor_new(net, md);
     dnnl_primitive_desc_t pd;
-    if (NB_TRY(net, dnnl_sum_primitive_desc_create(&pd, md, n, scales, srcs, NULL, net->engine))) return -1;
+    if (NB_TRY(net, dnnl_sum_primitive_desc_create(&pd, md, n, scales, srcs, nb_attr(net), net->engine))) return -1;
     a[n] = (nb_arg){DNNL_ARG_DST, dst};
     int s = nb_step_prim(net, pd, "grad sum", 0, n + 1, a);
     NB_DESTROY(dnnl_primitive_desc_destroy(pd));
@@ -884,8 +897,15 @@ static nasc_status bind_memory(nasc_net *net) {
     return NASC_OK;
 }
 
+static nasc_status build(nasc_net *net);
+
 nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *params,
                              const nasc_net_options *opt, nasc_net **out) {
+    return nb_compile(ctx, prim, params, opt, false, out);
+}
+
+nasc_status nb_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *params, const nasc_net_options *opt,
+                       bool lane, nasc_net **out) {
     *out = NULL;
     nasc_net *net = nasc_alloc(ctx, sizeof *net);
     if (!net) return NASC_ENOMEM;
@@ -896,12 +916,31 @@ nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_
     net->opt = opt ? *opt : nasc_net_options_default();
     net->cur_prim = -1;
     net->profile = net->opt.profile;
+    net->lane = lane;
     if (net->opt.bn_momentum <= 0) net->opt.bn_momentum = 0.1f;
 
     nasc_status st = nasc_backend_set_threads(ctx, net->opt.threads); /* first use only */
     if (!st) st = check_module(net);
-    if (!st) st = NB_TRY(net, dnnl_engine_create(&net->engine, dnnl_cpu, 0));
+    int lanes = 0;
+    if (!st) st = nb_lane_count(net, &lanes);
+    if (!st) st = lanes > 1 ? nb_lanes_compile(net, lanes) : build(net);
+    if (st) {
+        if (!ctx->diag.status) nasc_error(ctx, st, NULL, NASC_NOLOC, "out of memory while compiling the net");
+        nasc_net_destroy(net);
+        return st;
+    }
+    net->built = true;
+    *out = net;
+    return NASC_OK;
+}
+
+/* The primitives, memory plan and bindings of a net that runs its passes
+ * itself (not in lanes). */
+static nasc_status build(nasc_net *net) {
+    nasc_status st = NB_TRY(net, dnnl_engine_create(&net->engine, dnnl_cpu, 0));
     if (!st) st = NB_TRY(net, dnnl_stream_create(&net->stream, net->engine, dnnl_stream_default_flags));
+    if (!st && net->lane) st = NB_TRY(net, dnnl_primitive_attr_create(&net->lane_attr));
+    if (!st && net->lane) st = NB_TRY(net, dnnl_primitive_attr_set_scratchpad_mode(net->lane_attr, dnnl_scratchpad_mode_user));
     if (!st) {
         choose_layout(net);
         mark_grads(net);
@@ -919,18 +958,12 @@ nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_
     if (!st) st = plan_memory(net);
     if (!st) st = bind_memory(net);
     if (!st && !net->opt.fixed_weights) st = watch_store(net);
-    if (st) {
-        if (!ctx->diag.status) nasc_error(ctx, st, NULL, NASC_NOLOC, "out of memory while compiling the net");
-        nasc_net_destroy(net);
-        return st;
-    }
-    net->built = true;
-    *out = net;
-    return NASC_OK;
+    return st;
 }
 
 void nasc_net_destroy(nasc_net *net) {
     if (!net) return;
+    nb_lanes_destroy(net);
     for (int s = 0; s < net->n_steps; s++) {
         nb_step *st = &net->steps[s];
         if (st->prim) NB_DESTROY(dnnl_primitive_destroy(st->prim));
@@ -962,6 +995,7 @@ void nasc_net_destroy(nasc_net *net) {
     nasc_free(net->ctx, net->trefs);
     nasc_free(net->ctx, net->args);
     nasc_free(net->ctx, net->steps);
+    if (net->lane_attr) NB_DESTROY(dnnl_primitive_attr_destroy(net->lane_attr));
     if (net->stream) NB_DESTROY(dnnl_stream_destroy(net->stream));
     if (net->engine) NB_DESTROY(dnnl_engine_destroy(net->engine));
     nasc_free(net->ctx, net);
@@ -1005,6 +1039,7 @@ static nasc_status run(nasc_net *net, int from, int to) {
 }
 
 nasc_status nasc_net_set_input(nasc_net *net, uint32_t i, const float *data) {
+    if (net->n_lanes) return nb_lanes_set_input(net, i, data);
     const nasc_module *m = net->m;
     uint32_t k = 0;
     for (uint32_t v = 0; v < m->n_values; v++) {
@@ -1017,7 +1052,7 @@ nasc_status nasc_net_set_input(nasc_net *net, uint32_t i, const float *data) {
     return nasc_error(net->ctx, NASC_EINPUT, m->source, NASC_NOLOC, "the net has no input %u", i);
 }
 
-nasc_status nasc_net_forward(nasc_net *net) { return run(net, 0, net->n_fwd); }
+nasc_status nasc_net_forward(nasc_net *net) { return net->n_lanes ? nb_lanes_forward(net) : run(net, 0, net->n_fwd); }
 
 nasc_status nasc_net_backward(nasc_net *net) {
     if (net->opt.mode != NASC_MODE_TRAIN)
@@ -1060,6 +1095,7 @@ static bool readable(const nasc_net *net, int t, int after_step) {
 }
 
 nasc_status nasc_net_read(nasc_net *net, const char *value, float *out) {
+    if (net->n_lanes) return nb_lanes_read(net, value, out);
     int64_t v = nasc_prim_lookup(net->m, value, strlen(value));
     if (v < 0) return nasc_error(net->ctx, NASC_EINPUT, net->m->source, NASC_NOLOC, "no value named '%s'", value);
     if (net->vals[v].fused)
@@ -1127,6 +1163,7 @@ double nb_xent_row(const float *z, int k, int y, int *argmax, float *grad, float
 
 nasc_status nasc_net_loss_at(nasc_net *net, uint32_t out, const int32_t *labels, float weight, float smooth,
                              float *loss, int *correct) {
+    if (net->n_lanes) return nb_lanes_loss_at(net, out, labels, weight, smooth, loss, correct);
     const nasc_module *m = net->m;
     if (out >= m->n_outputs) return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "no output %u", out);
     if (!(smooth >= 0.0f && smooth < 1.0f))
@@ -1178,6 +1215,11 @@ uint32_t nasc_net_grads(const nasc_net *net, const nasc_param_grad **out) {
 }
 
 void nasc_net_get_stats(const nasc_net *net, nasc_net_stats *out) {
+    if (net->n_lanes) {
+        nb_lanes_stats(net, out);
+        return;
+    }
+    out->n_lanes = 0;
     out->arena_bytes = (int64_t)net->arena_bytes;
     out->unplanned_bytes = (int64_t)net->unplanned_bytes;
     out->n_forward = net->n_fwd;
@@ -1229,10 +1271,15 @@ double nasc_sgemm_gflops(int n, int threads) {
 }
 
 void nasc_net_profile_reset(nasc_net *net) {
+    if (net->n_lanes) nb_lanes_profile_reset(net);
     for (int s = 0; s < net->n_steps; s++) net->steps[s].seconds = 0, net->steps[s].calls = 0;
 }
 
 void nasc_net_profile_print(const nasc_net *net, FILE *out) {
+    if (net->n_lanes) {
+        nb_lanes_profile_print(net, out);
+        return;
+    }
     /* group steps by kind, in first-seen order */
     enum { MAXK = 48 };
     const char *kind[MAXK];

@@ -109,6 +109,14 @@ struct nasc_net {
     bool profile;
     bool emit_prep;  /* steps added now are weight preparation (inference) */
     bool serial;     /* passes run on the calling thread alone (opt.parallel) */
+    /* Lanes (lanes.c): when n_lanes > 1 this net builds nothing itself; it
+     * hands slices of the batch to n_lanes nets of one thread each and runs
+     * them at the same time. */
+    struct nb_lane *lanes;
+    int n_lanes;
+    bool lane;       /* this net is a lane of another: its passes run concurrently with the
+                      * other lanes', each inside the same OpenMP parallel region */
+    dnnl_primitive_attr_t lane_attr; /* a lane's primitives: scratchpad in the net's memory */
     /* Store tensors the preparation steps read, and a copy of their bytes
      * as of the last preparation: a forward pass re-runs the preparation
      * when the store's bytes differ (an optimizer step, a loaded
@@ -124,6 +132,37 @@ struct nasc_net {
     bool built;         /* compiled: errors no longer go to status */
     int cur_prim;       /* prim op being emitted or run, for diagnostics */
 };
+
+/* One lane of a lane net: a whole net for images [first, first + batch) of
+ * the batch, with a context of its own (the caller's allocator). */
+typedef struct nb_lane {
+    nasc_ctx ctx;
+    nasc_net *net;
+    int batch, first;
+    nasc_status status; /* of its last pass */
+} nb_lane;
+
+/* lanes.c: how many lanes (0: none) the options and the machine ask for;
+ * an error when they ask for lanes the net cannot have. */
+/* nasc_net_compile; lane: compile it as a lane (lanes.c) */
+nasc_status nb_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *params, const nasc_net_options *opt,
+                       bool lane, nasc_net **out);
+nasc_status nb_lane_count(nasc_net *net, int *lanes);
+nasc_status nb_lanes_compile(nasc_net *net, int n);
+/* The attributes for a primitive that has none of its own: NULL, or in a
+ * lane, the scratchpad passed as an argument (nb_step_prim plans it). */
+const_dnnl_primitive_attr_t nb_attr(const nasc_net *net);
+/* The same scratchpad mode for attributes a primitive has of its own. */
+nasc_status nb_attr_own(nasc_net *net, dnnl_primitive_attr_t attr);
+void nb_lanes_destroy(nasc_net *net);
+nasc_status nb_lanes_set_input(nasc_net *net, uint32_t i, const float *data);
+nasc_status nb_lanes_forward(nasc_net *net);
+nasc_status nb_lanes_read(nasc_net *net, const char *value, float *out);
+nasc_status nb_lanes_loss_at(nasc_net *net, uint32_t out, const int32_t *labels, float weight, float smooth,
+                             float *loss, int *correct);
+void nb_lanes_stats(const nasc_net *net, nasc_net_stats *out);
+void nb_lanes_profile_print(const nasc_net *net, FILE *out);
+void nb_lanes_profile_reset(nasc_net *net);
 
 /* Building blocks used by the emitters (net.c). */
 int nb_buffer_new(nasc_net *net, size_t bytes);

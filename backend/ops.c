@@ -54,7 +54,7 @@ static int new_result(nasc_net *net, const nasc_prim *p, const dnnl_memory_desc_
 
 static nasc_status pd_create(nasc_net *net, dnnl_primitive_desc_t *pd, const void *desc, const_dnnl_primitive_desc_t hint,
                              const char *what) {
-    return NB_TRY_AS(net, what, dnnl_primitive_desc_create(pd, desc, NULL, net->engine, hint));
+    return NB_TRY_AS(net, what, dnnl_primitive_desc_create(pd, desc, nb_attr(net), net->engine, hint));
 }
 
 static const dnnl_memory_desc_t *q(const_dnnl_primitive_desc_t pd, dnnl_query_t what) {
@@ -195,10 +195,12 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         if (!st && relu >= 0) st = NB_TRY(net, dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0, 0));
         if (!st) st = NB_TRY(net, dnnl_primitive_attr_create(&attr));
         if (!st) st = NB_TRY(net, dnnl_primitive_attr_set_post_ops(attr, po));
+        if (!st) st = nb_attr_own(net, attr);
         NB_DESTROY(dnnl_post_ops_destroy(po));
     }
+    const_dnnl_primitive_attr_t conv_attr = attr ? attr : nb_attr(net);
     dnnl_primitive_desc_t pd;
-    if (!st) st = NB_TRY_AS(net, "conv forward", dnnl_primitive_desc_create(&pd, &d, attr, net->engine, NULL));
+    if (!st) st = NB_TRY_AS(net, "conv forward", dnnl_primitive_desc_create(&pd, &d, conv_attr, net->engine, NULL));
     /* oneDNN 2.6 has no jit kernel for a plain source of many channels (a
      * net input) into blocked results: read the input's copy in the net's
      * layout instead (the copy is made only when that gives a jit kernel) */
@@ -208,7 +210,7 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         net->act_tag != dnnl_nchw) {
         dnnl_memory_desc_t xb_md;
         st = nb_act_md(net, vtype(net, x), &xb_md);
-        if (!st) st = conv_fwd_retry(net, &g, alg, &xb_md, bias_arg, &dst, attr, "conv forward on blocked input", &pd, &taken);
+        if (!st) st = conv_fwd_retry(net, &g, alg, &xb_md, bias_arg, &dst, conv_attr, "conv forward on blocked input", &pd, &taken);
         if (!st && taken && (xs = src_of(net, x, false)) < 0) st = net->status ? net->status : NASC_ENOMEM;
         if (st) NB_DESTROY(dnnl_primitive_desc_destroy(pd));
     }
@@ -220,7 +222,7 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         dnnl_memory_desc_t src_any, dst_any;
         st = NB_TRY(net, dnnl_memory_desc_init_by_tag(&src_any, 4, md_of(net, xs)->dims, dnnl_f32, dnnl_format_tag_any));
         if (!st) st = NB_TRY(net, dnnl_memory_desc_init_by_tag(&dst_any, 4, dst.dims, dnnl_f32, dnnl_format_tag_any));
-        if (!st) st = conv_fwd_retry(net, &g, alg, &src_any, bias_arg, &dst_any, attr, "conv forward in any layout", &pd, &taken);
+        if (!st) st = conv_fwd_retry(net, &g, alg, &src_any, bias_arg, &dst_any, conv_attr, "conv forward in any layout", &pd, &taken);
         if (st) NB_DESTROY(dnnl_primitive_desc_destroy(pd));
     }
     if (attr) NB_DESTROY(dnnl_primitive_attr_destroy(attr));
@@ -1070,7 +1072,7 @@ static nasc_status add_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         float scales[64];
         for (uint32_t j = 0; j < n; j++) scales[j] = 1;
         dnnl_primitive_desc_t pd;
-        NB_CHECK(net, dnnl_sum_primitive_desc_create(&pd, &dst, (int)n, scales, srcs, NULL, net->engine));
+        NB_CHECK(net, dnnl_sum_primitive_desc_create(&pd, &dst, (int)n, scales, srcs, nb_attr(net), net->engine));
         acc = nb_tensor_new(net, &dst);
         a[n] = (nb_arg){DNNL_ARG_DST, acc};
         nb_step_prim(net, pd, "add fwd", 0, (int)n + 1, a);
@@ -1565,7 +1567,7 @@ static nasc_status concat_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     if (vtype(net, p->result)->rank == 4 && concat_copy(net, p, srcs, a, n, &dst) >= 0) return net->status;
     if (net->status) return net->status;
     dnnl_primitive_desc_t pd;
-    NB_CHECK(net, dnnl_concat_primitive_desc_create(&pd, &dst, (int)n, p->a.axis, srcs, NULL, net->engine));
+    NB_CHECK(net, dnnl_concat_primitive_desc_create(&pd, &dst, (int)n, p->a.axis, srcs, nb_attr(net), net->engine));
     int y = new_result(net, p, &dst);
     a[p->n_args] = (nb_arg){DNNL_ARG_DST, y};
     nb_step_prim(net, pd, "concat fwd", 0, (int)p->n_args + 1, a);

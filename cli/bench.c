@@ -10,7 +10,8 @@
 
 static void usage(FILE *out) {
     fputs("usage: nasc bench MODEL [--batch B] [--threads T] [--seconds S] [--profile]\n"
-          "                  [--nchw] [--onednn-dw] [--parallel-b1] [--space NAME [--children K]]\n"
+          "                  [--nchw] [--onednn-dw] [--parallel-b1] [--no-lanes]\n"
+          "                  [--space NAME [--children K]]\n"
           "                  [--set KEY=VALUE]...\n",
           out);
 }
@@ -38,6 +39,9 @@ void nasc_cli_bench_help(FILE *out) {
           "                      instead of nasc's kernel (to compare kernels)\n"
           "  --parallel-b1       batch-1 inference on all threads (by default a net whose\n"
           "                      convolutions are small runs it on one thread)\n"
+          "  --no-lanes          batch-B inference as one net on all threads (by default\n"
+          "                      one lane per thread: each thread runs a net of its own\n"
+          "                      on its slice of the batch)\n"
           "  --space NAME        also time compiling children of this search space\n"
           "                      (training nets at batch B; see `nasc space --list`)\n"
           "  --children K        how many children (default 10)\n"
@@ -91,6 +95,7 @@ typedef struct bench_opts {
     bool nchw;      /* --nchw: plain activations for every net compiled */
     bool onednn_dw; /* --onednn-dw: oneDNN's depthwise backward-weights */
     bool parallel_b1; /* --parallel-b1: batch-1 inference on all threads */
+    bool no_lanes;    /* --no-lanes: batch-B inference as one net on all threads */
     const char *space; /* --space: also time compiling children of it */
     long children;
 } bench_opts;
@@ -100,7 +105,8 @@ static nasc_status compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_st
     nasc_net_options o = nasc_net_options_default();
     o.layout = bo->nchw ? NASC_NET_LAYOUT_NCHW : NASC_NET_LAYOUT_AUTO;
     o.onednn_dw = bo->onednn_dw;
-    o.parallel = bo->parallel_b1 ? NASC_NET_PARALLEL_ALL : NASC_NET_PARALLEL_AUTO;
+    bool all = train ? false : batch == 1 ? bo->parallel_b1 : bo->no_lanes;
+    o.parallel = all ? NASC_NET_PARALLEL_ALL : NASC_NET_PARALLEL_AUTO;
     int threads = (int)bo->threads;
     o.batch = batch;
     o.mode = train ? NASC_MODE_TRAIN : NASC_MODE_INFER;
@@ -234,8 +240,12 @@ static nasc_status bench_inference(nasc_ctx *ctx, const nasc_module *prim, nasc_
     nasc_status st = compile(ctx, prim, ps, o, (int)batch, false, o->profile, &net);
     if (!st) st = time_net(net, false, (int)batch, x, y, o->seconds, &t);
     if (!st) {
-        printf("inference, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", batch,
-               t.images_per_s, t.gflops, 100 * t.gflops / peak);
+        nasc_net_stats ns;
+        nasc_net_get_stats(net, &ns);
+        char lanes[64] = "";
+        if (ns.n_lanes > 1) snprintf(lanes, sizeof lanes, "; %d lanes of one thread", ns.n_lanes);
+        printf("inference, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak%s\n", batch,
+               t.images_per_s, t.gflops, 100 * t.gflops / peak, lanes);
         if (o->profile) nasc_net_profile_print(net, stdout);
     }
     nasc_net_destroy(net);
@@ -244,7 +254,7 @@ static nasc_status bench_inference(nasc_ctx *ctx, const nasc_module *prim, nasc_
 
 int nasc_cli_bench(int argc, char **argv) {
     nasc_cli_model mo = {0};
-    bench_opts o = {64, 0, 3, false, false, false, false, NULL, 10};
+    bench_opts o = {64, 0, 3, false, false, false, false, false, NULL, 10};
     const nasc_cli_opt opts[] = {
         {NASC_CLI_OPT("--batch", NULL, NASC_CLI_INT, &o.batch), .lo = 1, .hi = 65536},
         {NASC_CLI_OPT("--threads", NULL, NASC_CLI_INT, &o.threads), .lo = 0, .hi = 1024},
@@ -253,6 +263,7 @@ int nasc_cli_bench(int argc, char **argv) {
         {NASC_CLI_OPT("--nchw", NULL, NASC_CLI_FLAG, &o.nchw)},
         {NASC_CLI_OPT("--onednn-dw", NULL, NASC_CLI_FLAG, &o.onednn_dw)},
         {NASC_CLI_OPT("--parallel-b1", NULL, NASC_CLI_FLAG, &o.parallel_b1)},
+        {NASC_CLI_OPT("--no-lanes", NULL, NASC_CLI_FLAG, &o.no_lanes)},
         {NASC_CLI_OPT("--space", NULL, NASC_CLI_STR, &o.space)},
         {NASC_CLI_OPT("--children", NULL, NASC_CLI_INT, &o.children), .lo = 1, .hi = 100000},
     };

@@ -3,7 +3,8 @@
 # same architectures, all figures from one run.
 #
 #   bench/peers/dashboard.sh [BUILD_DIR] [--seconds S] [--models a,b] [--quick]
-#                            [--load] [--out FILE] [--torch-channels-last]
+#                            [--load] [--load-rounds K] [--out FILE]
+#                            [--torch-channels-last]
 #
 # For each model (default: darts-v2, nasnet-a, enas-micro, baseline-cnn from
 # models/; --models takes names there or paths to model files) at its
@@ -23,8 +24,11 @@
 #      peak memory of one training step.
 #   4. With --load: nasc bench and ONNX Runtime at batch 64 again while a
 #      2-process CPU load runs (`stress -c 2`: two workers spinning on
-#      sqrt(); without stress, two `while :; do :; done` bash loops), and the
-#      fraction of the quiet throughput each keeps.
+#      sqrt(); without stress, two `while :; do :; done` bash loops), K
+#      rounds (--load-rounds, default 3) of both, one after the other, and
+#      the fraction of the quiet throughput each keeps: the median round's,
+#      with the lowest and highest (one loaded figure moves by 2x from run
+#      to run, as the scheduler happens to interleave the processes).
 # Then it prints the machine (CPU, avx512f, cores, sgemm peak, versions,
 # load average) and a Markdown table, one row per model (bench/peers/
 # report.py); --out FILE also writes them to FILE. S defaults to 3 seconds
@@ -39,7 +43,7 @@ BATCH=64
 
 usage() {
     echo "usage:"
-    sed -n '5,6s/^#//p' "$0"
+    sed -n '5,7s/^#//p' "$0"
     exit "${1:-2}"
 }
 die() {
@@ -52,6 +56,7 @@ SECS=
 MODELS=darts-v2,nasnet-a,enas-micro,baseline-cnn
 QUICK=0
 LOAD=0
+ROUNDS=3
 OUT=
 CL=()
 while [ $# -gt 0 ]; do
@@ -60,6 +65,7 @@ while [ $# -gt 0 ]; do
     --models) [ $# -ge 2 ] || usage; MODELS=$2; shift 2 ;;
     --quick) QUICK=1; shift ;;
     --load) LOAD=1; shift ;;
+    --load-rounds) [ $# -ge 2 ] || usage; ROUNDS=$2; shift 2 ;;
     --out) [ $# -ge 2 ] || usage; OUT=$2; shift 2 ;;
     --torch-channels-last) CL=(--channels-last); shift ;;
     -h | --help) usage 0 ;;
@@ -69,6 +75,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$SECS" ] || { [ "$QUICK" = 1 ] && SECS=0.5 || SECS=3; }
 awk -v s="$SECS" 'BEGIN { exit !(s + 0 > 0) }' || die "--seconds wants a positive number, not '$SECS'"
+case $ROUNDS in '' | *[!0-9]* | 0) die "--load-rounds wants a whole number of 1 or more, not '$ROUNDS'" ;; esac
 NASC=$BUILD/nasc
 [ -x "$NASC" ] || die "no $NASC (build it: cmake -S . -B build && cmake --build build)"
 PY=${NASC_PYTHON:-/usr/bin/python3}
@@ -167,14 +174,17 @@ if [ "$LOAD" = 1 ]; then
     LOADPID=$!
     sleep 1
     [ "$(ps -o pgid= -p "$LOADPID" | tr -d ' ')" = "$LOADPID" ] || die "the load process is not in a group of its own"
+    echo "load_rounds $ROUNDS" >>"$TMP/machine.txt"
     for i in "${!NAMES[@]}"; do
         m=${NAMES[$i]} f=${FILES[$i]} d=$TMP/${NAMES[$i]}
-        echo "== $m: under load: nasc bench, ONNX Runtime batch $BATCH"
-        run "$d/load_nasc.out" "nasc bench (under load)" "$NASC" bench "$f" --threads "$THREADS" --batch "$BATCH" \
-            --seconds "$SECS"
-        "$PY" "$HERE/report.py" parse-nasc "$d/load_nasc.out" || exit 1
-        run "$d/load_ort_b64.out" "ONNX Runtime (under load)" node "$REPO/bench/ort_bench.js" "$d/model.onnx" \
-            --batch "$BATCH" --threads "$THREADS" --seconds "$SECS"
+        for r in $(seq "$ROUNDS"); do
+            echo "== $m: under load, round $r of $ROUNDS: nasc bench, ONNX Runtime batch $BATCH"
+            run "$d/load_nasc.$r.out" "nasc bench (under load)" "$NASC" bench "$f" --threads "$THREADS" \
+                --batch "$BATCH" --seconds "$SECS"
+            "$PY" "$HERE/report.py" parse-nasc "$d/load_nasc.$r.out" || exit 1
+            run "$d/load_ort_b64.$r.out" "ONNX Runtime (under load)" node "$REPO/bench/ort_bench.js" \
+                "$d/model.onnx" --batch "$BATCH" --threads "$THREADS" --seconds "$SECS"
+        done
     done
     kill -TERM -- "-$LOADPID" 2>/dev/null
     wait "$LOADPID" 2>/dev/null

@@ -12,7 +12,8 @@ DIR holds machine.txt ("key value" lines) and, per model M, M/nasc.out
 (`nasc bench`), M/ort_b1.out and M/ort_b64.out (bench/ort_bench.js),
 M/torch.out (torch_from_onnx.py bench, absent when PyTorch was skipped),
 M/loadavg (the load average when the model's turn began) and,
-with --load, M/load_nasc.out and M/load_ort_b64.out.
+with --load, M/load_nasc.R.out and M/load_ort_b64.R.out for the rounds
+R = 1..K (machine.txt: load_rounds K).
 """
 import math
 import os
@@ -119,6 +120,12 @@ def ratio(a, b):
     return "—" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
 
+def median(v):
+    v = sorted(v)
+    k = len(v) // 2
+    return v[k] if len(v) % 2 else (v[k - 1] + v[k]) / 2
+
+
 def load_of(d, m):
     """The 1-minute load average when the model's measurements began."""
     try:
@@ -209,20 +216,25 @@ def table(d, models):
     for o in others:
         p(f"- further `nasc bench` line, {o}")
 
-    if all(os.path.exists(os.path.join(d, m, "load_nasc.out")) for m in models) and models:
+    K = int(mach.get("load_rounds", "0") or 0)
+    if K > 0 and models:
         p("")
-        p(f"### Under load: {mach.get('load_what', '?')}")
+        p(f"### Under load: {mach.get('load_what', '?')}; {K} rounds")
         p("")
-        p(f"| model | nasc infer b{B} quiet | loaded | kept | ORT b{B} quiet | loaded | kept | "
-          "nasc train quiet | loaded | kept |")
+        p(f"| model | nasc infer b{B} quiet | loaded, median (lowest-highest) | kept | ORT b{B} quiet | "
+          "loaded, median (lowest-highest) | kept | nasc train quiet | loaded, median | kept |")
         p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for m, n, _, _, oB, _ in rows:
-            ln = parse_nasc(os.path.join(d, m, "load_nasc.out"))
-            lo = ort_figure(os.path.join(d, m, "load_ort_b64.out"))
+            lns = [parse_nasc(os.path.join(d, m, f"load_nasc.{r}.out")) for r in range(1, K + 1)]
+            li, lt = [x["infer_bB"] for x in lns], [x["train"] for x in lns]
+            lo = [ort_figure(os.path.join(d, m, f"load_ort_b64.{r}.out")) for r in range(1, K + 1)]
             pc = lambda a, b: f"{100 * a / b:.0f}%"
-            p(f"| {m} | {n['infer_bB']:.1f} | {ln['infer_bB']:.1f} | {pc(ln['infer_bB'], n['infer_bB'])} | "
-              f"{oB:.1f} | {lo:.1f} | {pc(lo, oB)} | {n['train']:.1f} | {ln['train']:.1f} | "
-              f"{pc(ln['train'], n['train'])} |")
+            span = lambda v: f"{median(v):.1f} ({min(v):.1f}-{max(v):.1f})"
+            p(f"| {m} | {n['infer_bB']:.1f} | {span(li)} | {pc(median(li), n['infer_bB'])} | "
+              f"{oB:.1f} | {span(lo)} | {pc(median(lo), oB)} | {n['train']:.1f} | {median(lt):.1f} | "
+              f"{pc(median(lt), n['train'])} |")
+        p("")
+        p("kept = the loaded median over the quiet figure (the quiet figures are one run each).")
     return "\n".join(out) + "\n"
 
 

@@ -240,12 +240,16 @@ static nasc_status bench_inference(nasc_ctx *ctx, const nasc_module *prim, nasc_
     nasc_status st = compile(ctx, prim, ps, o, (int)batch, false, o->profile, &net);
     if (!st) st = time_net(net, false, (int)batch, x, y, o->seconds, &t);
     if (!st) {
+        printf("inference, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", batch,
+               t.images_per_s, t.gflops, 100 * t.gflops / peak);
         nasc_net_stats ns;
         nasc_net_get_stats(net, &ns);
-        char lanes[64] = "";
-        if (ns.n_lanes > 1) snprintf(lanes, sizeof lanes, "; %d lanes of one thread", ns.n_lanes);
-        printf("inference, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak%s\n", batch,
-               t.images_per_s, t.gflops, 100 * t.gflops / peak, lanes);
+        if (ns.n_lanes > 1 && batch % ns.n_lanes == 0)
+            printf("  in %d lanes: one net per thread, each on %ld images of the batch (--no-lanes: one net)\n",
+                   ns.n_lanes, batch / ns.n_lanes);
+        else if (ns.n_lanes > 1)
+            printf("  in %d lanes: one net per thread, each on %ld or %ld images of the batch (--no-lanes: one net)\n",
+                   ns.n_lanes, batch / ns.n_lanes, batch / ns.n_lanes + 1);
         if (o->profile) nasc_net_profile_print(net, stdout);
     }
     nasc_net_destroy(net);

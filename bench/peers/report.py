@@ -34,6 +34,7 @@ REQUIRED = [
 KNOWN = REQUIRED + [
     ("model", r"^model \S+: [0-9,]+ parameters"),
     ("inference, batch B", rf"^inference, batch (\d+): {NUM} images/s"),
+    ("lanes", r"^\s*in \d+ lanes: "),
 ]
 # any other "compile ...: X s" line nasc bench may print (e.g. a compile of a
 # seen child) becomes a column of its own

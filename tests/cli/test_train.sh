@@ -440,6 +440,15 @@ if run 0 "bench blocked" "$NASC_BIN" bench "$M" --seconds 0.05 --batch 8; then
     fi
 fi
 
+# batch-B inference runs in one lane per thread by default, as one net with
+# --no-lanes (the lanes' results against one net's: backend/test_lanes)
+if run 0 "bench lanes" "$NASC_BIN" bench "$M" --seconds 0.05 --batch 8 --threads 2; then
+    contains "$TMP/out" "in 2 lanes: one net per thread, each on 4 images" "bench output"
+    if run 0 "bench --no-lanes" "$NASC_BIN" bench "$M" --seconds 0.05 --batch 8 --threads 2 --no-lanes; then
+        if grep -q "lanes:" "$TMP/out"; then bad "bench --no-lanes: the output still reports lanes"; else ok; fi
+    fi
+fi
+
 # --space: compile times of children of a search space, checked before any
 # measurement runs (an unknown space fails at once, naming the known ones)
 if run 0 "bench --space" "$NASC_BIN" bench "$M" --seconds 0.05 --batch 8 --space enas-micro --children 3; then

@@ -8,14 +8,15 @@
  * first B % T lanes take one image more) to run on one thread, and the T
  * lanes run their passes at the same time, one per thread, meeting once
  * per pass. Measured on 2 cores (DARTS-V2, batch 64): two one-thread nets
- * at batch 32 did 1.39x the images/s of one two-thread net at batch 64.
+ * at batch 32 did 1.41x the images/s of one two-thread net at batch 64.
  *
- * oneDNN (as Debian builds it) keeps a primitive's scratchpad in memory of
- * the thread that created the primitive, and a primitive executed on
- * another thread crashes (its Winograd convolution did, on lane 2). A lane
- * is compiled on the calling thread and run on another, so its primitives
- * take their scratchpad as an argument instead (dnnl_scratchpad_mode_user),
- * a buffer of the lane's own arena planned for that one step.
+ * oneDNN's default scratchpad (library mode, built without concurrent
+ * execution, as Debian's is) is one buffer per thread, made for the
+ * primitives that thread created: a primitive executed on another thread
+ * crashes (the Winograd convolution did, on lane 2), and lanes compiled on
+ * one thread would share its buffer. So a lane's primitives take their
+ * scratchpad as an argument instead (dnnl_scratchpad_mode_user), a buffer
+ * of the lane's own arena planned for that one step.
  *
  * The net the caller holds only hands slices of its inputs to the lanes and
  * gathers their outputs. Each lane has a context of its own (the caller's
@@ -27,16 +28,25 @@
 
 #include "net_internal.h"
 
-/* Every value other than a parameter has the batch as its first dimension:
- * then slicing the batch slices every activation, and each image's result
- * depends on that image alone (batch norms use running statistics). */
+/* Every value other than a parameter has the batch as its first dimension,
+ * so that slicing the batch slices every activation, and no op mixes
+ * images: each image's result depends on that image alone. (Batch norms
+ * of inference nets use running statistics; the verifier refuses a concat
+ * along the batch; a softmax may run along axis 0.) */
 static bool batch_major(const nasc_module *m) {
     for (uint32_t v = 0; v < m->n_values; v++) {
         const nasc_value *val = &m->values[v];
         if (val->kind != NASC_VAL_PARAM && (val->type.rank < 1 || val->type.dims[0] != NASC_BATCH)) return false;
     }
+    for (uint32_t p = 0; p < m->n_prims; p++)
+        if (m->prims[p].op == NASC_PRIM_SOFTMAX && m->prims[p].a.axis == 0) return false;
     return true;
 }
+
+/* The most threads AUTO splits into lanes of one thread each: lanes were
+ * measured on 2 cores only, and each holds its own arena and prepared
+ * weights; more threads run one net. */
+enum { NB_AUTO_LANES_MAX = 8 };
 
 nasc_status nb_lane_count(nasc_net *net, int *lanes) {
     const nasc_net_options *o = &net->opt;
@@ -46,13 +56,14 @@ nasc_status nb_lane_count(nasc_net *net, int *lanes) {
         const char *why = o->mode != NASC_MODE_INFER ? "training nets"
                           : o->bn_batch_stats        ? "batch norms on batch statistics"
                           : o->arena                 ? "a caller's arena"
-                          : !batch_major(net->m)     ? "values without the batch as their first dimension"
+                          : !batch_major(net->m)     ? "modules whose ops mix images (a value without the "
+                                                       "batch first, a softmax along it)"
                                                      : NULL;
         if (why)
             return nasc_error(net->ctx, NASC_EINPUT, net->m->source, NASC_NOLOC,
                               "lanes (one net per thread) are for inference nets; not for %s", why);
     } else if (o->parallel != NASC_NET_PARALLEL_AUTO || o->mode != NASC_MODE_INFER || net->serial ||
-               o->bn_batch_stats || o->arena || !batch_major(net->m)) {
+               o->bn_batch_stats || o->arena || threads > NB_AUTO_LANES_MAX || !batch_major(net->m)) {
         return NASC_OK;
     }
     int n = threads < o->batch ? threads : o->batch;
@@ -157,6 +168,9 @@ nasc_status nb_lanes_loss_at(nasc_net *net, uint32_t out, const int32_t *labels,
     const nasc_module *m = net->m;
     if (out >= m->n_outputs) return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "no output %u", out);
     const nasc_type *t = &m->values[m->outputs[out]].type;
+    if (t->rank < 2 || !(smooth >= 0.0f && smooth < 1.0f)) /* the first lane's message says which */
+        return lane_failed(net, &net->lanes[0],
+                           nasc_net_loss_at(net->lanes[0].net, out, labels, weight, smooth, loss, correct));
     /* rows of logits per image: (N, K) has 1, (N, T, K) has T */
     int64_t rows = t->rank >= 2 ? per_image(t) / t->dims[t->rank - 1] : 1;
     int64_t k = t->dims[t->rank - 1];
@@ -183,7 +197,7 @@ nasc_status nb_lanes_loss_at(nasc_net *net, uint32_t out, const int32_t *labels,
 }
 
 void nb_lanes_stats(const nasc_net *net, nasc_net_stats *out) {
-    nasc_net_get_stats(net->lanes[0].net, out); /* the steps: every lane has the same */
+    nasc_net_get_stats(net->lanes[0].net, out); /* the step counts: the first lane's */
     out->arena_bytes = out->unplanned_bytes = out->flops_forward = out->flops_backward = 0;
     int created = 0;
     for (int l = 0; l < net->n_lanes; l++) {

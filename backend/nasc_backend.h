@@ -79,9 +79,9 @@ typedef enum nasc_net_parallel {
     NASC_NET_PARALLEL_AUTO, /* inference: one thread for nets whose convolutions and inner
                              * products do under a million multiply-adds each on average at
                              * the net's batch size (cell nets at batch 1): too small for the
-                             * cost of sharing them out; else lanes when the process has more
-                             * than one thread and the net can have them (see LANES); else
-                             * the process's threads. Training: the process's threads */
+                             * cost of sharing them out; else lanes when the process has 2 to
+                             * 8 threads and the net can have them (see LANES); else the
+                             * process's threads. Training: the process's threads */
     NASC_NET_PARALLEL_ALL,  /* always the process's threads, one net (comparisons) */
     NASC_NET_PARALLEL_ONE,  /* the calling thread alone */
     NASC_NET_PARALLEL_LANES, /* inference: one lane per thread (at most one per image). The
@@ -89,8 +89,9 @@ typedef enum nasc_net_parallel {
                              * each, compiled for their slice, whose passes run at the same
                              * time, meeting once per pass instead of after every primitive;
                              * results equal the one-net results up to rounding. Not for
-                             * training, bn_batch_stats, a caller's arena, or modules with
-                             * values whose first dimension is not the batch (an error) */
+                             * training, bn_batch_stats, a caller's arena, or modules whose
+                             * ops mix images: a value whose first dimension is not the
+                             * batch, a softmax along it (an error) */
 } nasc_net_parallel;
 
 /* Compile options; nasc_net_options_default() gives every default below.
@@ -184,8 +185,9 @@ typedef struct nasc_net_stats {
     int n_winograd;          /* forward convolutions on a Winograd kernel (inference: oneDNN
                               * picks it where it expects it to be faster than direct) */
     int n_lanes;             /* lanes (NASC_NET_PARALLEL_LANES) the passes run in, 0 none; the
-                              * step counts are then each lane's, the bytes and FLOPs all
-                              * lanes' together */
+                              * step, reorder and Winograd counts are then the first lane's
+                              * (lanes of another batch size may differ), the bytes, FLOPs
+                              * and created primitives all lanes' together */
     int64_t flops_forward;   /* convolution and inner-product FLOPs of one forward pass */
     int64_t flops_backward;  /* the same for the backward pass (data and weights) */
 } nasc_net_stats;

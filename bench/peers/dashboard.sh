@@ -75,7 +75,9 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$SECS" ] || { [ "$QUICK" = 1 ] && SECS=0.5 || SECS=3; }
 awk -v s="$SECS" 'BEGIN { exit !(s + 0 > 0) }' || die "--seconds wants a positive number, not '$SECS'"
-case $ROUNDS in '' | *[!0-9]* | 0) die "--load-rounds wants a whole number of 1 or more, not '$ROUNDS'" ;; esac
+case $ROUNDS in '' | *[!0-9]*) die "--load-rounds wants a whole number of 1 or more, not '$ROUNDS'" ;; esac
+ROUNDS=$((10#$ROUNDS))
+[ "$ROUNDS" -ge 1 ] || die "--load-rounds wants a whole number of 1 or more, not 0"
 NASC=$BUILD/nasc
 [ -x "$NASC" ] || die "no $NASC (build it: cmake -S . -B build && cmake --build build)"
 PY=${NASC_PYTHON:-/usr/bin/python3}

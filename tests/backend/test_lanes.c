@@ -196,6 +196,39 @@ static void test_lanes_policy(void **state) {
     nasc_test_expect_diag(&m.ctx, nasc_net_compile(&m.ctx, m.prim, m.ps, &o, &net), NASC_EINPUT,
                           "not for batch norms on batch statistics");
     o.bn_batch_stats = false;
+    /* a softmax along the batch mixes images: one net, or an error; along
+     * the classes, lanes */
+    for (int axis = 0; axis < 2; axis++) {
+        char mixed[512];
+        snprintf(mixed, sizeof mixed,
+                 "prim {\n"
+                 "  input %%x : f32[N,512]\n"
+                 "  param %%fc.w : f32[512,512]\n"
+                 "  param %%fc.b : f32[512]\n"
+                 "  %%l = inner_product %%x, %%fc.w, %%fc.b : f32[N,512]\n"
+                 "  %%p = softmax %%l {axis=%d} : f32[N,512]\n"
+                 "  output %%p\n"
+                 "}\n",
+                 axis);
+        nasc_module *mm = NULL;
+        assert_int_equal(nasc_text_parse(&m.ctx, mixed, strlen(mixed), "mixed.nir", &mm), NASC_OK);
+        nasc_param_store *mps = nasc_params_create(&m.ctx);
+        assert_non_null(mps);
+        assert_int_equal(nasc_params_init(mps, mm, 1), NASC_OK);
+        o.parallel = NASC_NET_PARALLEL_LANES;
+        if (axis == 0)
+            nasc_test_expect_diag(&m.ctx, nasc_net_compile(&m.ctx, mm, mps, &o, &net), NASC_EINPUT,
+                                  "a softmax along it");
+        o.parallel = NASC_NET_PARALLEL_AUTO; /* 4 x 512 x 512 multiply-adds: large enough to share out */
+        assert_int_equal(nasc_net_compile(&m.ctx, mm, mps, &o, &net), NASC_OK);
+        nasc_net_get_stats(net, &s);
+        assert_int_equal(s.n_lanes, axis == 0 ? 0 : 2);
+        nasc_net_destroy(net);
+        nasc_params_destroy(mps);
+        nasc_module_destroy(mm);
+    }
+    o.parallel = NASC_NET_PARALLEL_LANES;
+    o.batch = 4;
     o.profile = true;
     assert_int_equal(nasc_net_compile(&m.ctx, m.prim, m.ps, &o, &net), NASC_OK);
     set_inputs(&m, net, 4, 3);

@@ -81,17 +81,22 @@ typedef enum nasc_net_parallel {
                              * the net's batch size (cell nets at batch 1): too small for the
                              * cost of sharing them out; else lanes when the process has 2 to
                              * 8 threads and the net can have them (see LANES); else the
-                             * process's threads. Training: the process's threads */
+                             * process's threads. Training: lanes under the same conditions,
+                             * else the process's threads */
     NASC_NET_PARALLEL_ALL,  /* always the process's threads, one net (comparisons) */
     NASC_NET_PARALLEL_ONE,  /* the calling thread alone */
-    NASC_NET_PARALLEL_LANES, /* inference: one lane per thread (at most one per image). The
-                             * batch is split between min(threads, batch) nets of one thread
-                             * each, compiled for their slice, whose passes run at the same
-                             * time, meeting once per pass instead of after every primitive;
-                             * results equal the one-net results up to rounding. Not for
-                             * training, bn_batch_stats, a caller's arena, or modules whose
-                             * ops mix images: a value whose first dimension is not the
-                             * batch, a softmax along it (an error) */
+    NASC_NET_PARALLEL_LANES, /* one lane per thread (at most one per image). The batch is
+                             * split between min(threads, batch) nets of one thread each,
+                             * compiled for their slice, whose passes run at the same time,
+                             * meeting once per pass instead of after every primitive;
+                             * results equal the one-net results up to rounding. Training
+                             * lanes also meet at each batch norm, which normalises over the
+                             * whole batch as one net does (nasc's own kernels), and add up
+                             * their parameter gradients after the backward pass; they need
+                             * all their threads at once (not inside another OpenMP parallel
+                             * region). Not for bn_batch_stats, a caller's arena, or modules
+                             * whose ops mix images: a value whose first dimension is not
+                             * the batch, a softmax along it (an error) */
 } nasc_net_parallel;
 
 /* Compile options; nasc_net_options_default() gives every default below.

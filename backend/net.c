@@ -901,11 +901,11 @@ static nasc_status build(nasc_net *net);
 
 nasc_status nasc_net_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *params,
                              const nasc_net_options *opt, nasc_net **out) {
-    return nb_compile(ctx, prim, params, opt, false, out);
+    return nb_compile(ctx, prim, params, opt, NULL, out);
 }
 
 nasc_status nb_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *params, const nasc_net_options *opt,
-                       bool lane, nasc_net **out) {
+                       const nb_lane_of *of, nasc_net **out) {
     *out = NULL;
     nasc_net *net = nasc_alloc(ctx, sizeof *net);
     if (!net) return NASC_ENOMEM;
@@ -916,7 +916,9 @@ nasc_status nb_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store 
     net->opt = opt ? *opt : nasc_net_options_default();
     net->cur_prim = -1;
     net->profile = net->opt.profile;
-    net->lane = lane;
+    net->lane = of != NULL;
+    net->lane_index = of ? of->index : 0;
+    net->sync = of ? of->sync : NULL;
     if (net->opt.bn_momentum <= 0) net->opt.bn_momentum = 0.1f;
 
     nasc_status st = nasc_backend_set_threads(ctx, net->opt.threads); /* first use only */
@@ -1015,9 +1017,15 @@ static nasc_status run(nasc_net *net, int from, int to) {
     nasc_status ret = NASC_OK;
     bool prep = from == 0 && prep_stale(net);
     int threads = net->serial ? nb_serial_begin() : 0;
-    for (int s = from; s < to && !ret; s++) {
+    net->pass_failed = false;
+    for (int s = from; s < to; s++) {
         nb_step *st = &net->steps[s];
         if (st->prep && !prep) continue;
+        if (ret) { /* the other lanes still meet this lane at each sync step */
+            net->pass_failed = true;
+            if (st->sync) st->fn(net, st);
+            continue;
+        }
         double t0 = net->profile ? now() : 0;
         net->cur_prim = st->prim_index; /* names the op in a diagnostic */
         if (st->prim) {
@@ -1057,7 +1065,7 @@ nasc_status nasc_net_forward(nasc_net *net) { return net->n_lanes ? nb_lanes_for
 nasc_status nasc_net_backward(nasc_net *net) {
     if (net->opt.mode != NASC_MODE_TRAIN)
         return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "the net was compiled for inference");
-    return run(net, net->n_fwd, net->n_steps);
+    return net->n_lanes ? nb_lanes_backward(net) : run(net, net->n_fwd, net->n_steps);
 }
 
 /* Copy tensor t out in plain layout. */
@@ -1110,6 +1118,7 @@ nasc_status nasc_net_read(nasc_net *net, const char *value, float *out) {
 }
 
 nasc_status nasc_net_read_grad(nasc_net *net, const char *value, float *out) {
+    if (net->n_lanes) return nb_lanes_read_grad(net, value, out);
     int64_t v = nasc_prim_lookup(net->m, value, strlen(value));
     if (v < 0) return nasc_error(net->ctx, NASC_EINPUT, net->m->source, NASC_NOLOC, "no value named '%s'", value);
     int t = net->vals[v].grad;
@@ -1133,6 +1142,7 @@ static float *seed_of(nasc_net *net, uint32_t i) {
 
 nasc_status nasc_net_set_output_grad(nasc_net *net, uint32_t i, const float *grad) {
     if (i >= net->m->n_outputs) return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "no output %u", i);
+    if (net->n_lanes) return nb_lanes_set_output_grad(net, i, grad);
     float *seed = seed_of(net, i);
     if (!seed) return nasc_error(net->ctx, NASC_EINPUT, NULL, NASC_NOLOC, "output %u takes no gradient", i);
     dnnl_memory_desc_t md;
@@ -1210,6 +1220,7 @@ nasc_status nasc_net_loss(nasc_net *net, const int32_t *labels, float *loss, int
 }
 
 uint32_t nasc_net_grads(const nasc_net *net, const nasc_param_grad **out) {
+    if (net->n_lanes) return nasc_net_grads(net->lanes[0].net, out); /* the lanes' sum, after backward */
     *out = net->grads;
     return net->n_grads;
 }

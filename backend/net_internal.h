@@ -43,6 +43,9 @@ typedef struct nb_step {
     void *ptr;             /* kernel data (not owned) */
     bool prep;             /* inference: prepares weights from the store (fold, reorder);
                             * runs only when the store tensors it reads changed */
+    bool sync;             /* a lane's kernel that meets the other lanes (a barrier): it runs
+                            * even after an earlier step failed, so that no lane waits for
+                            * one that left the pass */
     double seconds;        /* accumulated time when profiling */
     int64_t calls;
 } nb_step;
@@ -116,6 +119,9 @@ struct nasc_net {
     int n_lanes;
     bool lane;       /* this net is a lane of another: its passes run concurrently with the
                       * other lanes', each inside the same OpenMP parallel region */
+    int lane_index;  /* which lane */
+    struct nb_sync *sync; /* training lanes: what their batch norms exchange (not owned) */
+    bool pass_failed; /* a step of the running pass failed: sync steps only meet the others */
     dnnl_primitive_attr_t lane_attr; /* a lane's primitives: scratchpad in the net's memory */
     /* Store tensors the preparation steps read, and a copy of their bytes
      * as of the last preparation: a forward pass re-runs the preparation
@@ -142,11 +148,33 @@ typedef struct nb_lane {
     nasc_status status; /* of its last pass */
 } nb_lane;
 
+/* Training lanes normalise each batch norm over the whole batch, not over
+ * their slice: each lane writes its slice's per-channel sums into its row
+ * of slots, all lanes meet, and each combines the rows in lane order (so
+ * every lane computes the same statistics). A batch norm's columns in a
+ * row: off[p] (the prim op's index) onwards, 5 C doubles: three for the
+ * forward pass, two for the backward (lanes.c). */
+typedef struct nb_sync {
+    int n_lanes;
+    int batch;        /* the whole batch */
+    size_t per_lane;  /* doubles in a lane's row */
+    double *slots;    /* n_lanes rows, 64-byte aligned inside slots_raw */
+    double *slots_raw;
+    int64_t *off;     /* per prim op */
+} nb_sync;
+
+/* What makes a net a lane (nb_compile): its index, and the batch norms'
+ * exchange of training lanes (NULL for inference). */
+typedef struct nb_lane_of {
+    int index;
+    nb_sync *sync;
+} nb_lane_of;
+
+/* nasc_net_compile; of: compile it as that lane (lanes.c), NULL: not a lane */
+nasc_status nb_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *params, const nasc_net_options *opt,
+                       const nb_lane_of *of, nasc_net **out);
 /* lanes.c: how many lanes (0: none) the options and the machine ask for;
  * an error when they ask for lanes the net cannot have. */
-/* nasc_net_compile; lane: compile it as a lane (lanes.c) */
-nasc_status nb_compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *params, const nasc_net_options *opt,
-                       bool lane, nasc_net **out);
 nasc_status nb_lane_count(nasc_net *net, int *lanes);
 nasc_status nb_lanes_compile(nasc_net *net, int n);
 /* The attributes for a primitive that has none of its own: NULL, or in a
@@ -157,10 +185,18 @@ nasc_status nb_attr_own(nasc_net *net, dnnl_primitive_attr_t attr);
 void nb_lanes_destroy(nasc_net *net);
 nasc_status nb_lanes_set_input(nasc_net *net, uint32_t i, const float *data);
 nasc_status nb_lanes_forward(nasc_net *net);
+nasc_status nb_lanes_backward(nasc_net *net);
+nasc_status nb_lanes_read_grad(nasc_net *net, const char *value, float *out);
+nasc_status nb_lanes_set_output_grad(nasc_net *net, uint32_t i, const float *grad);
 nasc_status nb_lanes_read(nasc_net *net, const char *value, float *out);
 nasc_status nb_lanes_loss_at(nasc_net *net, uint32_t out, const int32_t *labels, float weight, float smooth,
                              float *loss, int *correct);
 void nb_lanes_stats(const nasc_net *net, nasc_net_stats *out);
+/* Training lanes' batch norms (lanes.c): whether their kernels walk md's
+ * layout, and the kernels (sync steps). */
+bool nb_chan_walk_ok(const dnnl_memory_desc_t *md);
+void nb_k_bn_lanes_fwd(nasc_net *net, const nb_step *s);
+void nb_k_bn_lanes_bwd(nasc_net *net, const nb_step *s);
 void nb_lanes_profile_print(const nasc_net *net, FILE *out);
 void nb_lanes_profile_reset(nasc_net *net);
 

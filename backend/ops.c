@@ -553,6 +553,85 @@ static int store_vec(nasc_net *net, const nasc_prim *p, const char *suffix, int6
     return nb_tref_new(net, b, &md);
 }
 
+/* The step folding a training batch's mean and variance into the running
+ * statistics rm, rv. */
+static void running_stats(nasc_net *net, uint32_t x, int mean, int var, int rm, int rv, int64_t c) {
+    if (net->sync && net->lane_index > 0) return; /* lanes: all compute the same; the first keeps them */
+    nb_arg r[4] = {{0, mean}, {1, var}, {2, rm}, {3, rv}};
+    int s = nb_step_kernel(net, k_bn_running, "bnorm running stats", 4, r);
+    if (s < 0) return;
+    const nasc_type *t = vtype(net, x);
+    double n = (double)(net->sync ? net->sync->batch : nb_dim0(net, t)) *
+               (double)(t->rank == 4 ? t->dims[2] * t->dims[3] : 1);
+    net->steps[s].f[0] = net->opt.bn_momentum;
+    net->steps[s].f[1] = n > 1 ? (float)(n / (n - 1)) : 1.0f;
+    net->steps[s].i[0] = (int)c;
+}
+
+/* Training lanes: nasc's own batch norm over the whole batch (lanes.c), in
+ * the input's layout; a relu after it runs inside it. */
+static nasc_status bn_lanes_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int xs, int64_t c) {
+    uint32_t x = arg(net, p, 0);
+    dnnl_memory_desc_t amd; /* dense: not a view into a concat's buffer */
+    NB_PASS(nb_act_md(net, vtype(net, x), &amd));
+    xs = nb_match(net, xs, &amd);
+    NEED(xs);
+    if (!nb_chan_walk_ok(md_of(net, xs)))
+        return net->status = nasc_error(net->ctx, NASC_EINTERNAL, M(net)->source, p->loc,
+                                        "batch norm in lanes: unexpected layout of its input");
+    int y = new_result(net, p, md_of(net, xs));
+    int relu = net->ps[pi].bn_relu;
+    if (relu >= 0) net->vals[M(net)->prims[relu].result].fwd = y;
+    int rm = store_vec(net, p, "mean", c, 0), rv = store_vec(net, p, "var", c, 1);
+    dnnl_memory_desc_t vmd;
+    dnnl_dims_t vd = {c};
+    NB_CHECK(net, dnnl_memory_desc_init_by_tag(&vmd, 1, vd, dnnl_f32, dnnl_a));
+    int sc = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 1)].fwd].buf, &vmd);
+    int sf = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 2)].fwd].buf, &vmd);
+    int mean = nb_tensor_new(net, &vmd), var = nb_tensor_new(net, &vmd);
+    nb_arg a[6] = {{0, xs}, {1, y}, {2, mean}, {3, var}, {4, sc}, {5, sf}};
+    int s = nb_step_kernel(net, nb_k_bn_lanes_fwd, relu >= 0 ? "bnorm+relu fwd (lanes)" : "bnorm fwd (lanes)", 6, a);
+    if (s >= 0) {
+        net->steps[s].sync = true;
+        net->steps[s].f[0] = p->a.eps;
+        net->steps[s].i[0] = (int)c;
+        net->steps[s].i[1] = (int)net->sync->off[pi];
+        net->steps[s].i[2] = relu >= 0;
+    }
+    running_stats(net, x, mean, var, rm, rv, c);
+    int *t = net->ps[pi].t;
+    t[0] = xs, t[1] = mean, t[2] = var, t[3] = sc, t[4] = sf, t[5] = -1;
+    return net->status;
+}
+
+static nasc_status bn_lanes_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    uint32_t x = arg(net, p, 0);
+    const int *t = net->ps[pi].t;
+    G = nb_match(net, G, md_of(net, t[0])); /* the result's layout is the input's */
+    NEED(G);
+    int64_t c = vtype(net, x)->dims[1];
+    dnnl_memory_desc_t vmd;
+    dnnl_dims_t vd = {c};
+    NB_CHECK(net, dnnl_memory_desc_init_by_tag(&vmd, 1, vd, dnnl_f32, dnnl_a));
+    int dx = nb_tensor_new(net, md_of(net, t[0]));
+    int dsc = nb_tensor_new(net, &vmd), dsf = nb_tensor_new(net, &vmd);
+    nb_arg a[9] = {{0, t[0]}, {1, G}, {2, dx}, {3, t[1]}, {4, t[2]}, {5, t[3]}, {6, t[4]}, {7, dsc}, {8, dsf}};
+    bool relu = net->ps[pi].bn_relu >= 0;
+    int s = nb_step_kernel(net, nb_k_bn_lanes_bwd, relu ? "bnorm+relu bwd (lanes)" : "bnorm bwd (lanes)", 9, a);
+    if (s >= 0) {
+        net->steps[s].sync = true;
+        net->steps[s].f[0] = p->a.eps;
+        net->steps[s].i[0] = (int)c;
+        net->steps[s].i[1] = (int)(net->sync->off[pi] + 3 * c);
+        net->steps[s].i[2] = relu;
+    }
+    nb_contribute(net, x, dx);
+    /* this lane's share: the lanes' parameter gradients are summed after the pass */
+    if (net->vals[arg(net, p, 1)].needs_grad) nb_param_grad(net, arg(net, p, 1), dsc, NULL);
+    if (net->vals[arg(net, p, 2)].needs_grad) nb_param_grad(net, arg(net, p, 2), dsf, NULL);
+    return net->status;
+}
+
 static unsigned bn_flags(nasc_net *net, uint32_t pi) {
     unsigned f = dnnl_use_scale | dnnl_use_shift;
     if (net->opt.mode != NASC_MODE_TRAIN && !net->opt.bn_batch_stats) f |= dnnl_use_global_stats;
@@ -565,6 +644,7 @@ static nasc_status bn_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     int xs = src_of(net, x, false);
     NEED(xs);
     int64_t c = vtype(net, x)->dims[1];
+    if (net->sync && net->opt.mode == NASC_MODE_TRAIN) return bn_lanes_fwd(net, pi, p, xs, c);
     dnnl_batch_normalization_desc_t d;
     NB_CHECK(net, dnnl_batch_normalization_forward_desc_init(&d, fwd_prop(net), md_of(net, xs), p->a.eps,
                                                              bn_flags(net, pi)));
@@ -591,15 +671,7 @@ static nasc_status bn_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
                        {DNNL_ARG_SHIFT, sf},  {DNNL_ARG_MEAN, mean},      {DNNL_ARG_VARIANCE, var},
                        {DNNL_ARG_WORKSPACE, ws}};
         nb_step_prim(net, pd, relu >= 0 ? "bnorm+relu fwd" : "bnorm fwd", 0, ws >= 0 ? 7 : 6, a);
-        nb_arg r[4] = {{0, mean}, {1, var}, {2, rm}, {3, rv}};
-        int s = nb_step_kernel(net, k_bn_running, "bnorm running stats", 4, r);
-        if (s >= 0) {
-            const nasc_type *t = vtype(net, x);
-            double n = (double)nb_dim0(net, t) * (double)(t->rank == 4 ? t->dims[2] * t->dims[3] : 1);
-            net->steps[s].f[0] = net->opt.bn_momentum;
-            net->steps[s].f[1] = n > 1 ? (float)(n / (n - 1)) : 1.0f;
-            net->steps[s].i[0] = (int)c;
-        }
+        running_stats(net, x, mean, var, rm, rv, c);
         net->ps[pi].t[0] = xs;
         net->ps[pi].t[1] = mean;
         net->ps[pi].t[2] = var;
@@ -618,6 +690,7 @@ static nasc_status bn_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
 }
 
 static nasc_status bn_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    if (net->sync) return bn_lanes_bwd(net, pi, p, G);
     uint32_t x = arg(net, p, 0);
     int xs = net->ps[pi].t[0];
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));

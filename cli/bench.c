@@ -39,9 +39,9 @@ void nasc_cli_bench_help(FILE *out) {
           "                      instead of nasc's kernel (to compare kernels)\n"
           "  --parallel-b1       batch-1 inference on all threads (by default a net whose\n"
           "                      convolutions are small runs it on one thread)\n"
-          "  --no-lanes          batch-B inference as one net on all threads (by default\n"
-          "                      one lane per thread: each thread runs a net of its own\n"
-          "                      on its slice of the batch)\n"
+          "  --no-lanes          training and batch-B inference as one net on all threads\n"
+          "                      (by default one lane per thread: each thread runs a net\n"
+          "                      of its own on its slice of the batch)\n"
           "  --space NAME        also time compiling children of this search space\n"
           "                      (training nets at batch B; see `nasc space --list`)\n"
           "  --children K        how many children (default 10)\n"
@@ -95,7 +95,7 @@ typedef struct bench_opts {
     bool nchw;      /* --nchw: plain activations for every net compiled */
     bool onednn_dw; /* --onednn-dw: oneDNN's depthwise backward-weights */
     bool parallel_b1; /* --parallel-b1: batch-1 inference on all threads */
-    bool no_lanes;    /* --no-lanes: batch-B inference as one net on all threads */
+    bool no_lanes;    /* --no-lanes: batch-B training and inference as one net on all threads */
     const char *space; /* --space: also time compiling children of it */
     long children;
 } bench_opts;
@@ -105,7 +105,7 @@ static nasc_status compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_st
     nasc_net_options o = nasc_net_options_default();
     o.layout = bo->nchw ? NASC_NET_LAYOUT_NCHW : NASC_NET_LAYOUT_AUTO;
     o.onednn_dw = bo->onednn_dw;
-    bool all = train ? false : batch == 1 ? bo->parallel_b1 : bo->no_lanes;
+    bool all = batch == 1 && !train ? bo->parallel_b1 : bo->no_lanes;
     o.parallel = all ? NASC_NET_PARALLEL_ALL : NASC_NET_PARALLEL_AUTO;
     int threads = (int)bo->threads;
     o.batch = batch;
@@ -150,6 +150,16 @@ static void print_cost(const char *path, const nasc_module *prim) {
     nasc_cost_free(prim, &cost);
 }
 
+/* The lanes line under a rate, when the net runs in lanes. */
+static void print_lanes(const nasc_net_stats *ns, long batch) {
+    if (ns->n_lanes > 1 && batch % ns->n_lanes == 0)
+        printf("  in %d lanes: one net per thread, each on %ld images of the batch (--no-lanes: one net)\n",
+               ns->n_lanes, batch / ns->n_lanes);
+    else if (ns->n_lanes > 1)
+        printf("  in %d lanes: one net per thread, each on %ld or %ld images of the batch (--no-lanes: one net)\n",
+               ns->n_lanes, batch / ns->n_lanes, batch / ns->n_lanes + 1);
+}
+
 /* Training steps at the batch size, then the same compile again. */
 static nasc_status bench_training(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *ps, const bench_opts *o,
                                   const float *x, const int32_t *y, double peak) {
@@ -170,6 +180,7 @@ static nasc_status bench_training(nasc_ctx *ctx, const nasc_module *prim, nasc_p
         printf("  compile %.3f s; %d forward + %d backward steps, %d reorders; memory %sB planned (%sB unplanned, %.0f%%)\n",
                compile_s, s.n_forward, s.n_backward, s.n_reorders, ab, ub,
                s.unplanned_bytes ? 100.0 * (double)s.arena_bytes / (double)s.unplanned_bytes : 0);
+        print_lanes(&s, o->batch);
         if (o->profile) nasc_net_profile_print(tn, stdout);
     }
     nasc_net_destroy(tn);
@@ -244,12 +255,7 @@ static nasc_status bench_inference(nasc_ctx *ctx, const nasc_module *prim, nasc_
                t.images_per_s, t.gflops, 100 * t.gflops / peak);
         nasc_net_stats ns;
         nasc_net_get_stats(net, &ns);
-        if (ns.n_lanes > 1 && batch % ns.n_lanes == 0)
-            printf("  in %d lanes: one net per thread, each on %ld images of the batch (--no-lanes: one net)\n",
-                   ns.n_lanes, batch / ns.n_lanes);
-        else if (ns.n_lanes > 1)
-            printf("  in %d lanes: one net per thread, each on %ld or %ld images of the batch (--no-lanes: one net)\n",
-                   ns.n_lanes, batch / ns.n_lanes, batch / ns.n_lanes + 1);
+        print_lanes(&ns, batch);
         if (o->profile) nasc_net_profile_print(net, stdout);
     }
     nasc_net_destroy(net);

@@ -440,10 +440,16 @@ if run 0 "bench blocked" "$NASC_BIN" bench "$M" --seconds 0.05 --batch 8; then
     fi
 fi
 
-# batch-B inference runs in one lane per thread by default, as one net with
-# --no-lanes (the lanes' results against one net's: backend/test_lanes)
+# batch-B training and inference run in one lane per thread by default, as
+# one net with --no-lanes (the lanes' results against one net's:
+# backend/test_lanes)
 if run 0 "bench lanes" "$NASC_BIN" bench "$M" --seconds 0.05 --batch 8 --threads 2; then
     contains "$TMP/out" "in 2 lanes: one net per thread, each on 4 images" "bench output"
+    lanes_after() { grep -A3 "^$1, batch 8:" "$TMP/out" | grep -c "in 2 lanes:"; }
+    if [ "$(lanes_after training)" = 1 ] && [ "$(lanes_after inference)" = 1 ]; then ok; else
+        bad "bench: expected a lanes line under both the training and the batch-8 inference rate"
+        sed 's/^/    got: /' "$TMP/out" | head -20 >&2
+    fi
     if run 0 "bench --no-lanes" "$NASC_BIN" bench "$M" --seconds 0.05 --batch 8 --threads 2 --no-lanes; then
         if grep -q "lanes:" "$TMP/out"; then bad "bench --no-lanes: the output still reports lanes"; else ok; fi
     fi

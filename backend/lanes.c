@@ -386,14 +386,6 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
     return net->sync->slots + (size_t)lane * net->sync->per_lane + (size_t)off;
 }
 
-/* The kernels below read and write memory at the machine's vector width:
- * gcc and clang compile a copy for each and pick one when loaded. */
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define NB_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define NB_CLONES
-#endif
-
 /* Loops over one channel block cb of w, BLK channels (a constant, so that
  * the compiler vectorises over them); x, y, dy and dx share w's layout.
  * Channel k of the block has coefficients a[k], b[k] (and c[k]); channels

@@ -706,6 +706,7 @@ static nasc_status emit_backward(nasc_net *net) {
         net->cur_prim = (int)p;
         uint32_t r = m->prims[p].result;
         if (!net->vals[r].needs_grad) continue;
+        if (nb_emit_relu_bwd_sum(net, p)) continue; /* sums its result's gradients itself */
         int g = resolve_grad(net, r);
         net->vals[r].grad = g;
         if (g < 0) continue; /* nothing downstream uses it */

@@ -214,6 +214,15 @@ int nb_step_kernel(nasc_net *net, nb_kernel_fn fn, const char *what, int n, cons
 int nb_reorder(nasc_net *net, int src, const dnnl_memory_desc_t *md, int dst);
 void *nb_ptr(const nasc_net *net, int tref); /* after planning */
 
+/* A kernel that reads and writes memory at the machine's vector width: gcc
+ * and clang compile a copy for AVX-512, AVX2 and the baseline, and the
+ * loader picks one. */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define NB_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NB_CLONES
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define NB_MUST_USE __attribute__((warn_unused_result))
 #else
@@ -298,6 +307,10 @@ int nb_serial_begin(void);
 void nb_serial_end(int was);
 
 /* Emitters (ops.c). */
+/* A relu's backward that also sums the gradients of its result (instead of
+ * a separate sum step) when they are all in its input's layout: returns
+ * whether it emitted it. */
+bool nb_emit_relu_bwd_sum(nasc_net *net, uint32_t prim_index);
 nasc_status nb_emit_forward(nasc_net *net, uint32_t prim_index);
 nasc_status nb_emit_backward(nasc_net *net, uint32_t prim_index, int grad_tref);
 

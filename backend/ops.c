@@ -8,6 +8,8 @@
  * around flatten, and of gradients arriving in another layout.
  */
 #include <math.h>
+#include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -766,6 +768,72 @@ static nasc_status eltwise_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, i
     NB_DESTROY(dnnl_primitive_desc_destroy(pd));
     nb_contribute(net, arg(net, p, 0), dx);
     return net->status;
+}
+
+/* dx = (sum of k gradients) where x > 0, else 0: args x, dx, g0 .. g(k-1),
+ * i[0] k, i[1] floats in each (dense tensors of one descriptor), chunks of
+ * 4096 floats summed while they are in the cache. */
+enum { RELU_SUM_MAX = 8, RELU_SUM_CHUNK = 4096 };
+
+NB_CLONES static void relu_sum_chunk(const float *restrict x, float *restrict dx, const float *const *g, int k,
+                                     int64_t a, int64_t b) {
+    const float *restrict g0 = g[0], *restrict g1 = g[1];
+#pragma omp simd
+    for (int64_t i = a; i < b; i++) dx[i] = g0[i] + g1[i];
+    for (int j = 2; j < k; j++) {
+        const float *restrict gj = g[j];
+#pragma omp simd
+        for (int64_t i = a; i < b; i++) dx[i] += gj[i];
+    }
+#pragma omp simd
+    for (int64_t i = a; i < b; i++) dx[i] = x[i] > 0.0f ? dx[i] : 0.0f;
+}
+
+static void k_relu_bwd_sum(nasc_net *net, const nb_step *s) {
+    const nb_arg *a = &net->args[s->first_arg];
+    const float *x = nb_ptr(net, a[0].tref);
+    float *dx = nb_ptr(net, a[1].tref);
+    const float *g[RELU_SUM_MAX];
+    int k = s->i[0];
+    for (int j = 0; j < k; j++) g[j] = nb_ptr(net, a[2 + j].tref);
+    int64_t n = s->i[1], chunks = (n + RELU_SUM_CHUNK - 1) / RELU_SUM_CHUNK;
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && chunks > 1)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t lo = c * RELU_SUM_CHUNK, hi = lo + RELU_SUM_CHUNK < n ? lo + RELU_SUM_CHUNK : n;
+        relu_sum_chunk(x, dx, g, k, lo, hi);
+    }
+}
+
+bool nb_emit_relu_bwd_sum(nasc_net *net, uint32_t pi) {
+    const nasc_prim *p = &M(net)->prims[pi];
+    uint32_t r = p->result;
+    const nb_value *nv = &net->vals[r];
+    if (p->op != NASC_PRIM_RELU || net->ps[pi].skip || net->ps[pi].same_as >= 0 || nv->got < 2 ||
+        nv->got > RELU_SUM_MAX || net->opt.mode != NASC_MODE_TRAIN || net->ps[pi].t[0] < 0 || nv->fwd < 0)
+        return false;
+    int xs = net->ps[pi].t[0];
+    const dnnl_memory_desc_t *md = md_of(net, xs);
+    size_t bytes = dnnl_memory_desc_get_size(md);
+    /* dense: the buffer holds exactly this tensor (no view into a larger one) */
+    if (md->offset0 != 0 || bytes % sizeof(float) || bytes / sizeof(float) > INT32_MAX ||
+        !dnnl_memory_desc_equal(md, md_of(net, nv->fwd)) || net->bufs[net->trefs[xs].buf].bytes < bytes)
+        return false;
+    for (int j = 0; j < nv->got; j++) {
+        int t = nv->contrib[j];
+        if (!dnnl_memory_desc_equal(md_of(net, t), md) || net->bufs[net->trefs[t].buf].bytes < bytes) return false;
+    }
+    int dx = nb_tensor_new(net, md);
+    nb_arg a[2 + RELU_SUM_MAX];
+    a[0] = (nb_arg){0, xs};
+    a[1] = (nb_arg){1, dx};
+    for (int j = 0; j < nv->got; j++) a[2 + j] = (nb_arg){2 + j, nv->contrib[j]};
+    int s = nb_step_kernel(net, k_relu_bwd_sum, "relu bwd + grad sum (nasc)", 2 + nv->got, a);
+    if (s >= 0) {
+        net->steps[s].i[0] = nv->got;
+        net->steps[s].i[1] = (int)(bytes / sizeof(float));
+    }
+    nb_contribute(net, arg(net, p, 0), dx);
+    return true;
 }
 
 typedef struct pool_geom {

@@ -364,6 +364,14 @@ bool nb_chan_walk_ok(const dnnl_memory_desc_t *md) {
            (b->inner_nblks == 0 || (b->inner_idxs[0] == 1 && (b->inner_blks[0] == 8 || b->inner_blks[0] == 16)));
 }
 
+bool nb_chan_walk_like(const dnnl_memory_desc_t *md, const dnnl_memory_desc_t *like) {
+    if (!nb_chan_walk_ok(md) || !nb_chan_walk_ok(like) || md->ndims != like->ndims) return false;
+    for (int d = 0; d < md->ndims; d++)
+        if (md->dims[d] != like->dims[d]) return false;
+    const dnnl_blocking_desc_t *a = &md->format_desc.blocking, *b = &like->format_desc.blocking;
+    return a->inner_nblks == b->inner_nblks && (a->inner_nblks == 0 || a->inner_blks[0] == b->inner_blks[0]);
+}
+
 static chan_walk walk_of(const dnnl_memory_desc_t *md) {
     const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
     chan_walk w;
@@ -461,6 +469,47 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
                         po[k] = ga[k] * d + gb[k] * px[k] + gc[k];                                              \
                     }                                                                                           \
                 }                                                                                               \
+    }                                                                                                           \
+    /* ng >= 2 gradients g (layouts wg, views of larger tensors possibly): d = their sum (zero where the   \
+     * relu cut), written to dx; sum d, sum d (x - m) */                                                        \
+    NB_CLONES static void dsumsn##BLK(const chan_walk *w, int64_t cb, const float *restrict x,                   \
+                                      const float *const *g, const chan_walk *wg, int ng, float *restrict dx,   \
+                                      const float *restrict a,                                                  \
+                                      const float *restrict b, const float *restrict m, bool relu,              \
+                                      double *restrict sd, double *restrict sdx) {                              \
+        for (int64_t n = 0; n < w->n; n++) {                                                                    \
+            float s[BLK] = {0}, t[BLK] = {0};                                                                   \
+            for (int64_t h = 0; h < w->h; h++)                                                                  \
+                for (int64_t q = 0; q < w->w; q++) {                                                            \
+                    const float *px = AT(x, w, n, h, q);                                                        \
+                    const float *restrict p0 = AT(g[0], &wg[0], n, h, q), *restrict p1 = AT(g[1], &wg[1], n, h, q); \
+                    float *po = AT(dx, w, n, h, q), d[BLK];                                                     \
+                    _Pragma("omp simd") for (int k = 0; k < BLK; k++) d[k] = p0[k] + p1[k];                    \
+                    for (int j = 2; j < ng; j++) {                                                              \
+                        const float *restrict pj = AT(g[j], &wg[j], n, h, q);                                   \
+                        _Pragma("omp simd") for (int k = 0; k < BLK; k++) d[k] += pj[k];                       \
+                    }                                                                                           \
+                    _Pragma("omp simd") for (int k = 0; k < BLK; k++) {                                         \
+                        float v = !relu || a[k] * px[k] + b[k] > 0.0f ? d[k] : 0.0f;                            \
+                        po[k] = v;                                                                              \
+                        s[k] += v;                                                                              \
+                        t[k] += v * (px[k] - m[k]);                                                             \
+                    }                                                                                           \
+                }                                                                                               \
+            for (int k = 0; k < BLK; k++) sd[k] += s[k], sdx[k] += t[k];                                        \
+        }                                                                                                       \
+    }                                                                                                           \
+    /* dx = ga dx + gb x + gc, dx holding d */                                                                  \
+    NB_CLONES static void dxin##BLK(const chan_walk *w, int64_t cb, const float *restrict x, float *restrict dx,  \
+                                    const float *restrict ga, const float *restrict gb,                         \
+                                    const float *restrict gc) {                                                 \
+        for (int64_t n = 0; n < w->n; n++)                                                                      \
+            for (int64_t h = 0; h < w->h; h++)                                                                  \
+                for (int64_t q = 0; q < w->w; q++) {                                                            \
+                    const float *px = AT(x, w, n, h, q);                                                        \
+                    float *po = AT(dx, w, n, h, q);                                                             \
+                    _Pragma("omp simd") for (int k = 0; k < BLK; k++) po[k] = ga[k] * po[k] + gb[k] * px[k] + gc[k]; \
+                }                                                                                               \
     }
 DEF_BLOCK_KERNELS(16)
 DEF_BLOCK_KERNELS(8)
@@ -556,9 +605,12 @@ void nb_k_bn_lanes_fwd(nasc_net *net, const nb_step *s) {
     }
 }
 
-/* Backward: args x, dy, dx, mean, var, gamma, beta, dgamma, dbeta; f[0]
- * eps; i[0] C, i[1] the batch norm's backward columns, i[2] a relu after
- * it. With d = dy (zero where the relu cut: a x + b <= 0, the forward's
+/* Backward: args x, dy, dx, mean, var, gamma, beta, dgamma, dbeta, then
+ * more gradients of the result; f[0] eps; i[0] C, i[1] the batch norm's
+ * backward columns, i[2] a relu after it, i[3] how many gradients (dy and
+ * the ones after dbeta): with more than one (each in x's layout, or a view
+ * of a larger tensor in it), their sum d is written to dx on the first
+ * pass and the second pass finishes dx in place. With d = dy (zero where the relu cut: a x + b <= 0, the forward's
  * own test), sigma = sqrt(var + eps), xhat = (x - mean) / sigma and sums
  * over the whole batch (count values a channel):
  *   dbeta = sum d,  dgamma = sum d xhat = sum d (x - mean) / sigma,
@@ -574,14 +626,29 @@ void nb_k_bn_lanes_bwd(nasc_net *net, const nb_step *s) {
     const float *mean = nb_ptr(net, arg[3].tref), *var = nb_ptr(net, arg[4].tref);
     const float *gamma = nb_ptr(net, arg[5].tref), *beta = nb_ptr(net, arg[6].tref);
     float *dgamma = nb_ptr(net, arg[7].tref), *dbeta = nb_ptr(net, arg[8].tref);
+    float *dx = nb_ptr(net, arg[2].tref);
     bool relu = s->i[2];
+    int ng = s->i[3];
+    const float *g[NB_BN_GRADS_MAX] = {dy};
+    chan_walk wg[NB_BN_GRADS_MAX];
+    wg[0] = walk_of(&net->trefs[arg[1].tref].md);
+    for (int j = 1; j < ng; j++) {
+        g[j] = nb_ptr(net, arg[8 + j].tref);
+        wg[j] = walk_of(&net->trefs[arg[8 + j].tref].md);
+    }
     if (!net->pass_failed)
         for (int64_t cb = 0; cb < w.cb; cb++) {
             float a[16], b[16], m[16] = {0};
             double sd[16] = {0}, sdx[16] = {0};
             block_ab(&w, cb, c, mean, var, gamma, beta, s->f[0], a, b);
             for (int k = 0; k < w.blk && cb * w.blk + k < c; k++) m[k] = mean[cb * w.blk + k];
-            if (w.blk == 16)
+            if (ng > 1 && w.blk == 16)
+                dsumsn16(&w, cb, x, g, wg, ng, dx, a, b, m, relu, sd, sdx);
+            else if (ng > 1 && w.blk == 8)
+                dsumsn8(&w, cb, x, g, wg, ng, dx, a, b, m, relu, sd, sdx);
+            else if (ng > 1)
+                dsumsn1(&w, cb, x, g, wg, ng, dx, a, b, m, relu, sd, sdx);
+            else if (w.blk == 16)
                 dsums16(&w, cb, x, dy, a, b, m, relu, sd, sdx);
             else if (w.blk == 8)
                 dsums8(&w, cb, x, dy, a, b, m, relu, sd, sdx);
@@ -598,7 +665,6 @@ void nb_k_bn_lanes_bwd(nasc_net *net, const nb_step *s) {
         }
 #pragma omp barrier
     if (net->pass_failed) return;
-    float *dx = nb_ptr(net, arg[2].tref);
     double count = (double)net->sync->batch * (double)w.h * (double)w.w;
     for (int64_t cb = 0; cb < w.cb; cb++) {
         float a[16], b[16], ga[16] = {0}, gb[16] = {0}, gc[16] = {0};
@@ -611,14 +677,20 @@ void nb_k_bn_lanes_bwd(nasc_net *net, const nb_step *s) {
                 sd += r[ch];
                 sdx += r[c + ch];
             }
-            double inv = 1.0 / sqrt((double)var[ch] + (double)s->f[0]), g = (double)gamma[ch] * inv;
+            double inv = 1.0 / sqrt((double)var[ch] + (double)s->f[0]), gi = (double)gamma[ch] * inv;
             double m = mean[ch], dg = sdx * inv; /* the whole batch's dgamma */
-            /* dx = g d - g sd / count - g inv (x - m) dg / count */
-            ga[k] = (float)g;
-            gb[k] = (float)(-g * inv * dg / count);
-            gc[k] = (float)(-g * sd / count + g * inv * m * dg / count);
+            /* dx = gi d - gi sd / count - gi inv (x - m) dg / count */
+            ga[k] = (float)gi;
+            gb[k] = (float)(-gi * inv * dg / count);
+            gc[k] = (float)(-gi * sd / count + gi * inv * m * dg / count);
         }
-        if (w.blk == 16)
+        if (ng > 1 && w.blk == 16)
+            dxin16(&w, cb, x, dx, ga, gb, gc);
+        else if (ng > 1 && w.blk == 8)
+            dxin8(&w, cb, x, dx, ga, gb, gc);
+        else if (ng > 1)
+            dxin1(&w, cb, x, dx, ga, gb, gc);
+        else if (w.blk == 16)
             dx16(&w, cb, x, dy, dx, a, b, relu, ga, gb, gc);
         else if (w.blk == 8)
             dx8(&w, cb, x, dy, dx, a, b, relu, ga, gb, gc);

@@ -706,7 +706,8 @@ static nasc_status emit_backward(nasc_net *net) {
         net->cur_prim = (int)p;
         uint32_t r = m->prims[p].result;
         if (!net->vals[r].needs_grad) continue;
-        if (nb_emit_relu_bwd_sum(net, p)) continue; /* sums its result's gradients itself */
+        /* ops that sum their result's gradients themselves */
+        if (nb_emit_relu_bwd_sum(net, p) || nb_emit_bn_lanes_bwd_sum(net, p)) continue;
         int g = resolve_grad(net, r);
         net->vals[r].grad = g;
         if (g < 0) continue; /* nothing downstream uses it */

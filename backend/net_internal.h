@@ -195,6 +195,10 @@ void nb_lanes_stats(const nasc_net *net, nasc_net_stats *out);
 /* Training lanes' batch norms (lanes.c): whether their kernels walk md's
  * layout, and the kernels (sync steps). */
 bool nb_chan_walk_ok(const dnnl_memory_desc_t *md);
+/* ... and md's walk has like's dims and channel blocks (a view of a larger
+ * tensor in like's layout, say). */
+bool nb_chan_walk_like(const dnnl_memory_desc_t *md, const dnnl_memory_desc_t *like);
+enum { NB_BN_GRADS_MAX = 8 }; /* gradients a lane's batch norm backward sums itself */
 void nb_k_bn_lanes_fwd(nasc_net *net, const nb_step *s);
 void nb_k_bn_lanes_bwd(nasc_net *net, const nb_step *s);
 void nb_lanes_profile_print(const nasc_net *net, FILE *out);
@@ -311,6 +315,8 @@ void nb_serial_end(int was);
  * a separate sum step) when they are all in its input's layout: returns
  * whether it emitted it. */
 bool nb_emit_relu_bwd_sum(nasc_net *net, uint32_t prim_index);
+/* The same for a training lane's batch norm. */
+bool nb_emit_bn_lanes_bwd_sum(nasc_net *net, uint32_t prim_index);
 nasc_status nb_emit_forward(nasc_net *net, uint32_t prim_index);
 nasc_status nb_emit_backward(nasc_net *net, uint32_t prim_index, int grad_tref);
 

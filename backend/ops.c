@@ -606,10 +606,12 @@ static nasc_status bn_lanes_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p, 
     return net->status;
 }
 
-static nasc_status bn_lanes_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+/* gs: the ng gradients of the result, in the input's layout when more
+ * than one (the kernel sums them). */
+static nasc_status bn_lanes_bwd_n(nasc_net *net, uint32_t pi, const nasc_prim *p, const int *gs, int ng) {
     uint32_t x = arg(net, p, 0);
     const int *t = net->ps[pi].t;
-    G = nb_match(net, G, md_of(net, t[0])); /* the result's layout is the input's */
+    int G = ng == 1 ? nb_match(net, gs[0], md_of(net, t[0])) : gs[0]; /* the result's layout is the input's */
     NEED(G);
     int64_t c = vtype(net, x)->dims[1];
     dnnl_memory_desc_t vmd;
@@ -617,21 +619,41 @@ static nasc_status bn_lanes_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, 
     NB_CHECK(net, dnnl_memory_desc_init_by_tag(&vmd, 1, vd, dnnl_f32, dnnl_a));
     int dx = nb_tensor_new(net, md_of(net, t[0]));
     int dsc = nb_tensor_new(net, &vmd), dsf = nb_tensor_new(net, &vmd);
-    nb_arg a[9] = {{0, t[0]}, {1, G}, {2, dx}, {3, t[1]}, {4, t[2]}, {5, t[3]}, {6, t[4]}, {7, dsc}, {8, dsf}};
+    nb_arg a[8 + NB_BN_GRADS_MAX] = {{0, t[0]}, {1, G},    {2, dx},  {3, t[1]}, {4, t[2]},
+                                     {5, t[3]}, {6, t[4]}, {7, dsc}, {8, dsf}};
+    for (int j = 1; j < ng; j++) a[8 + j] = (nb_arg){8 + j, gs[j]};
     bool relu = net->ps[pi].bn_relu >= 0;
-    int s = nb_step_kernel(net, nb_k_bn_lanes_bwd, relu ? "bnorm+relu bwd (lanes)" : "bnorm bwd (lanes)", 9, a);
+    int s = nb_step_kernel(net, nb_k_bn_lanes_bwd, relu ? "bnorm+relu bwd (lanes)" : "bnorm bwd (lanes)", 8 + ng, a);
     if (s >= 0) {
         net->steps[s].sync = true;
         net->steps[s].f[0] = p->a.eps;
         net->steps[s].i[0] = (int)c;
         net->steps[s].i[1] = (int)(net->sync->off[pi] + 3 * c);
         net->steps[s].i[2] = relu;
+        net->steps[s].i[3] = ng;
     }
     nb_contribute(net, x, dx);
     /* this lane's share: the lanes' parameter gradients are summed after the pass */
     if (net->vals[arg(net, p, 1)].needs_grad) nb_param_grad(net, arg(net, p, 1), dsc, NULL);
     if (net->vals[arg(net, p, 2)].needs_grad) nb_param_grad(net, arg(net, p, 2), dsf, NULL);
     return net->status;
+}
+
+static nasc_status bn_lanes_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+    return bn_lanes_bwd_n(net, pi, p, &G, 1);
+}
+
+bool nb_emit_bn_lanes_bwd_sum(nasc_net *net, uint32_t pi) {
+    const nasc_prim *p = &M(net)->prims[pi];
+    const nb_value *nv = &net->vals[p->result];
+    if (!net->sync || p->op != NASC_PRIM_BATCH_NORM || net->ps[pi].skip || net->ps[pi].same_as >= 0 || nv->got < 2 ||
+        nv->got > NB_BN_GRADS_MAX || net->ps[pi].t[0] < 0)
+        return false;
+    const dnnl_memory_desc_t *md = md_of(net, net->ps[pi].t[0]);
+    for (int j = 0; j < nv->got; j++)
+        if (!nb_chan_walk_like(md_of(net, nv->contrib[j]), md)) return false; /* another layout */
+    bn_lanes_bwd_n(net, pi, p, nv->contrib, nv->got);
+    return true;
 }
 
 static unsigned bn_flags(nasc_net *net, uint32_t pi) {

@@ -488,7 +488,9 @@ static void test_lanes_train_lstm(void **state) {
 
 /* Batch norms in every form a lane runs them: after a convolution, with
  * and without a fused relu, on a value that also feeds a concat (a view
- * of the concat's buffer) and on (N, C) rows; few enough relu inputs
+ * of the concat's buffer), with a result whose two gradients (one a view
+ * of the concat's) the backward sums itself, and on (N, C) rows; few
+ * enough relu inputs
  * that none lies within rounding of 0 (checked: the gradients agree to
  * about 1e-6), so the whole-batch backward is held to TOL_SMOOTH. Lanes
  * of 3 and 2 images. */
@@ -501,9 +503,9 @@ static const char *bn_net =
     "  param %w2 : f32[16,16,3,3]\n"
     "  param %g2 : f32[16]\n"
     "  param %b2 : f32[16]\n"
-    "  param %g3 : f32[32]\n"
-    "  param %b3 : f32[32]\n"
-    "  param %fc.w : f32[3,32]\n"
+    "  param %g3 : f32[48]\n"
+    "  param %b3 : f32[48]\n"
+    "  param %fc.w : f32[3,48]\n"
     "  param %fc.b : f32[3]\n"
     "  %c1 = conv %x, %w1 {kernel=3x3, stride=1x1, pad=1,1,1,1, dilation=1x1, groups=1} : f32[N,16,6,6]\n"
     "  %n1 = batch_norm %c1, %g1, %b1 {eps=9.99999975e-06} : f32[N,16,6,6]\n"
@@ -514,8 +516,11 @@ static const char *bn_net =
     "  %s = add %cat, %cat : f32[N,32,6,6]\n"
     "  %gap = global_avg_pool %s : f32[N,32,1,1]\n"
     "  %fl = flatten %gap : f32[N,32]\n"
-    "  %n3 = batch_norm %fl, %g3, %b3 {eps=9.99999975e-06} : f32[N,32]\n"
-    "  %h = add %n3, %fl : f32[N,32]\n"
+    "  %gap2 = global_avg_pool %n2 : f32[N,16,1,1]\n"
+    "  %fl2 = flatten %gap2 : f32[N,16]\n"
+    "  %f = concat %fl, %fl2 {axis=1} : f32[N,48]\n"
+    "  %n3 = batch_norm %f, %g3, %b3 {eps=9.99999975e-06} : f32[N,48]\n"
+    "  %h = add %n3, %f : f32[N,48]\n"
     "  %fc = inner_product %h, %fc.w, %fc.b : f32[N,3]\n"
     "  output %fc\n"
     "}\n";

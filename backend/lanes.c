@@ -215,6 +215,7 @@ static void sum_grads(nasc_net *net, int part, int parts) {
  * parameter gradients. */
 static nasc_status lanes_pass(nasc_net *net, bool backward) {
     int n = net->n_lanes, team = n;
+    if (net->sync) net->sync->failed = 0;
     if (!net->sync) {
 #pragma omp parallel for num_threads(n) schedule(static, 1)
         for (int l = 0; l < n; l++) net->lanes[l].status = nasc_net_forward(net->lanes[l].net);
@@ -389,6 +390,21 @@ static chan_walk walk_of(const dnnl_memory_desc_t *md) {
     return w;
 }
 
+void nb_lanes_fail(nasc_net *net) {
+#pragma omp atomic write
+    net->sync->failed = 1;
+}
+
+/* After a meeting: whether a lane failed (this one or another); if so,
+ * this lane's pass stops too. */
+static bool met_failure(nasc_net *net) {
+    int failed;
+#pragma omp atomic read
+    failed = net->sync->failed;
+    if (failed) net->pass_failed = true;
+    return net->pass_failed;
+}
+
 /* This lane's row of slots for a batch norm's columns from off. */
 static double *slot_row(const nasc_net *net, int lane, int64_t off) {
     return net->sync->slots + (size_t)lane * net->sync->per_lane + (size_t)off;
@@ -418,9 +434,10 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
             for (int k = 0; k < BLK; k++) sx[k] += s[k], sxx[k] += q2[k];                                       \
         }                                                                                                       \
     }                                                                                                           \
-    /* y = a x + b, or relu(a x + b) */                                                                         \
+    /* y = a (x - m) + b, or relu of it */                                                                         \
     NB_CLONES static void norm##BLK(const chan_walk *w, int64_t cb, const float *restrict x, float *restrict y,  \
-                                    const float *restrict a, const float *restrict b, bool relu) {              \
+                                    const float *restrict a, const float *restrict b, const float *restrict m,  \
+                                    bool relu) {                                                                \
         for (int64_t n = 0; n < w->n; n++)                                                                      \
             for (int64_t h = 0; h < w->h; h++)                                                                  \
                 for (int64_t q = 0; q < w->w; q++) {                                                            \
@@ -428,11 +445,11 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
                     float *py = AT(y, w, n, h, q);                                                              \
                     if (relu) {                                                                                 \
                         _Pragma("omp simd") for (int k = 0; k < BLK; k++) {                                     \
-                            float v = a[k] * px[k] + b[k];                                                      \
+                            float v = a[k] * (px[k] - m[k]) + b[k];                                                      \
                             py[k] = v > 0.0f ? v : 0.0f;                                                        \
                         }                                                                                       \
                     } else {                                                                                    \
-                        _Pragma("omp simd") for (int k = 0; k < BLK; k++) py[k] = a[k] * px[k] + b[k];         \
+                        _Pragma("omp simd") for (int k = 0; k < BLK; k++) py[k] = a[k] * (px[k] - m[k]) + b[k];         \
                     }                                                                                           \
                 }                                                                                               \
     }                                                                                                           \
@@ -447,7 +464,7 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
                 for (int64_t q = 0; q < w->w; q++) {                                                            \
                     const float *px = AT(x, w, n, h, q), *pd = AT(dy, w, n, h, q);                              \
                     _Pragma("omp simd") for (int k = 0; k < BLK; k++) {                                         \
-                        float d = !relu || a[k] * px[k] + b[k] > 0.0f ? pd[k] : 0.0f;                           \
+                        float d = !relu || a[k] * (px[k] - m[k]) + b[k] > 0.0f ? pd[k] : 0.0f;                           \
                         s[k] += d;                                                                              \
                         t[k] += d * (px[k] - m[k]);                                                             \
                     }                                                                                           \
@@ -455,18 +472,19 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
             for (int k = 0; k < BLK; k++) sd[k] += s[k], sdx[k] += t[k];                                        \
         }                                                                                                       \
     }                                                                                                           \
-    /* dx = ga d + gb x + gc, d as above */                                                                     \
+    /* dx = ga d + gb (x - m) + gc, d as above */                                                                     \
     NB_CLONES static void dx##BLK(const chan_walk *w, int64_t cb, const float *restrict x, const float *restrict dy, \
-                                  float *restrict dx, const float *restrict a, const float *restrict b, bool relu,   \
-                                  const float *restrict ga, const float *restrict gb, const float *restrict gc) {    \
+                                  float *restrict dx, const float *restrict a, const float *restrict b,              \
+                                  const float *restrict m, bool relu, const float *restrict ga,                      \
+                                  const float *restrict gb, const float *restrict gc) {                              \
         for (int64_t n = 0; n < w->n; n++)                                                                      \
             for (int64_t h = 0; h < w->h; h++)                                                                  \
                 for (int64_t q = 0; q < w->w; q++) {                                                            \
                     const float *px = AT(x, w, n, h, q), *pd = AT(dy, w, n, h, q);                              \
                     float *po = AT(dx, w, n, h, q);                                                             \
                     _Pragma("omp simd") for (int k = 0; k < BLK; k++) {                                         \
-                        float d = !relu || a[k] * px[k] + b[k] > 0.0f ? pd[k] : 0.0f;                           \
-                        po[k] = ga[k] * d + gb[k] * px[k] + gc[k];                                              \
+                        float d = !relu || a[k] * (px[k] - m[k]) + b[k] > 0.0f ? pd[k] : 0.0f;                           \
+                        po[k] = ga[k] * d + gb[k] * (px[k] - m[k]) + gc[k];                                     \
                     }                                                                                           \
                 }                                                                                               \
     }                                                                                                           \
@@ -490,7 +508,7 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
                         _Pragma("omp simd") for (int k = 0; k < BLK; k++) d[k] += pj[k];                       \
                     }                                                                                           \
                     _Pragma("omp simd") for (int k = 0; k < BLK; k++) {                                         \
-                        float v = !relu || a[k] * px[k] + b[k] > 0.0f ? d[k] : 0.0f;                            \
+                        float v = !relu || a[k] * (px[k] - m[k]) + b[k] > 0.0f ? d[k] : 0.0f;                            \
                         po[k] = v;                                                                              \
                         s[k] += v;                                                                              \
                         t[k] += v * (px[k] - m[k]);                                                             \
@@ -499,16 +517,16 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
             for (int k = 0; k < BLK; k++) sd[k] += s[k], sdx[k] += t[k];                                        \
         }                                                                                                       \
     }                                                                                                           \
-    /* dx = ga dx + gb x + gc, dx holding d */                                                                  \
+    /* dx = ga dx + gb (x - m) + gc, dx holding d */                                                            \
     NB_CLONES static void dxin##BLK(const chan_walk *w, int64_t cb, const float *restrict x, float *restrict dx,  \
-                                    const float *restrict ga, const float *restrict gb,                         \
-                                    const float *restrict gc) {                                                 \
+                                    const float *restrict m, const float *restrict ga,                          \
+                                    const float *restrict gb, const float *restrict gc) {                       \
         for (int64_t n = 0; n < w->n; n++)                                                                      \
             for (int64_t h = 0; h < w->h; h++)                                                                  \
                 for (int64_t q = 0; q < w->w; q++) {                                                            \
                     const float *px = AT(x, w, n, h, q);                                                        \
                     float *po = AT(dx, w, n, h, q);                                                             \
-                    _Pragma("omp simd") for (int k = 0; k < BLK; k++) po[k] = ga[k] * po[k] + gb[k] * px[k] + gc[k]; \
+                    _Pragma("omp simd") for (int k = 0; k < BLK; k++) po[k] = ga[k] * po[k] + gb[k] * (px[k] - m[k]) + gc[k]; \
                 }                                                                                               \
     }
 DEF_BLOCK_KERNELS(16)
@@ -533,16 +551,19 @@ static void block_stats(const chan_walk *w, int64_t cb, const float *x, float *r
         stats1(w, cb, x, r, sx, sxx);
 }
 
-/* a, b of the forward pass for block cb: y = a x + b with a = gamma / sigma,
- * b = beta - mean a (0 past C). */
+/* The forward pass's coefficients for block cb: y = a (x - m) + b with
+ * a = gamma / sigma, b = beta, m = mean (0 past C). The mean is taken off
+ * x before the scale, as oneDNN does, so that a mean large against the
+ * spread costs no precision. */
 static void block_ab(const chan_walk *w, int64_t cb, int64_t c, const float *mean, const float *var,
-                     const float *gamma, const float *beta, float eps, float *a, float *b) {
+                     const float *gamma, const float *beta, float eps, float *a, float *b, float *m) {
     for (int k = 0; k < 16; k++) {
         int64_t ch = cb * w->blk + k;
-        a[k] = b[k] = 0;
+        a[k] = b[k] = m[k] = 0;
         if (k >= w->blk || ch >= c) continue;
         a[k] = gamma[ch] / sqrtf(var[ch] + eps);
-        b[k] = beta[ch] - mean[ch] * a[k];
+        b[k] = beta[ch];
+        m[k] = mean[ch];
     }
 }
 
@@ -571,7 +592,7 @@ void nb_k_bn_lanes_fwd(nasc_net *net, const nb_step *s) {
             }
         }
 #pragma omp barrier
-    if (net->pass_failed) return;
+    if (met_failure(net)) return;
     float *mean = nb_ptr(net, arg[2].tref), *var = nb_ptr(net, arg[3].tref);
     const nb_sync *sy = net->sync;
     double plane = (double)w.h * (double)w.w;
@@ -594,14 +615,14 @@ void nb_k_bn_lanes_fwd(nasc_net *net, const nb_step *s) {
     const float *gamma = nb_ptr(net, arg[4].tref), *beta = nb_ptr(net, arg[5].tref);
     bool relu = s->i[2];
     for (int64_t cb = 0; cb < w.cb; cb++) {
-        float a[16], b[16];
-        block_ab(&w, cb, c, mean, var, gamma, beta, s->f[0], a, b);
+        float a[16], b[16], m[16];
+        block_ab(&w, cb, c, mean, var, gamma, beta, s->f[0], a, b, m);
         if (w.blk == 16)
-            norm16(&w, cb, x, y, a, b, relu);
+            norm16(&w, cb, x, y, a, b, m, relu);
         else if (w.blk == 8)
-            norm8(&w, cb, x, y, a, b, relu);
+            norm8(&w, cb, x, y, a, b, m, relu);
         else
-            norm1(&w, cb, x, y, a, b, relu);
+            norm1(&w, cb, x, y, a, b, m, relu);
     }
 }
 
@@ -638,10 +659,9 @@ void nb_k_bn_lanes_bwd(nasc_net *net, const nb_step *s) {
     }
     if (!net->pass_failed)
         for (int64_t cb = 0; cb < w.cb; cb++) {
-            float a[16], b[16], m[16] = {0};
+            float a[16], b[16], m[16];
             double sd[16] = {0}, sdx[16] = {0};
-            block_ab(&w, cb, c, mean, var, gamma, beta, s->f[0], a, b);
-            for (int k = 0; k < w.blk && cb * w.blk + k < c; k++) m[k] = mean[cb * w.blk + k];
+            block_ab(&w, cb, c, mean, var, gamma, beta, s->f[0], a, b, m);
             if (ng > 1 && w.blk == 16)
                 dsumsn16(&w, cb, x, g, wg, ng, dx, a, b, m, relu, sd, sdx);
             else if (ng > 1 && w.blk == 8)
@@ -664,11 +684,11 @@ void nb_k_bn_lanes_bwd(nasc_net *net, const nb_step *s) {
             }
         }
 #pragma omp barrier
-    if (net->pass_failed) return;
+    if (met_failure(net)) return;
     double count = (double)net->sync->batch * (double)w.h * (double)w.w;
     for (int64_t cb = 0; cb < w.cb; cb++) {
-        float a[16], b[16], ga[16] = {0}, gb[16] = {0}, gc[16] = {0};
-        block_ab(&w, cb, c, mean, var, gamma, beta, s->f[0], a, b);
+        float a[16], b[16], m[16], ga[16] = {0}, gb[16] = {0}, gc[16] = {0};
+        block_ab(&w, cb, c, mean, var, gamma, beta, s->f[0], a, b, m);
         for (int k = 0; k < w.blk && cb * w.blk + k < c; k++) {
             int64_t ch = cb * w.blk + k;
             double sd = 0, sdx = 0;
@@ -678,23 +698,23 @@ void nb_k_bn_lanes_bwd(nasc_net *net, const nb_step *s) {
                 sdx += r[c + ch];
             }
             double inv = 1.0 / sqrt((double)var[ch] + (double)s->f[0]), gi = (double)gamma[ch] * inv;
-            double m = mean[ch], dg = sdx * inv; /* the whole batch's dgamma */
-            /* dx = gi d - gi sd / count - gi inv (x - m) dg / count */
+            double dg = sdx * inv; /* the whole batch's dgamma */
+            /* dx = gi d - gi inv (x - mean) dg / count - gi sd / count */
             ga[k] = (float)gi;
             gb[k] = (float)(-gi * inv * dg / count);
-            gc[k] = (float)(-gi * sd / count + gi * inv * m * dg / count);
+            gc[k] = (float)(-gi * sd / count);
         }
         if (ng > 1 && w.blk == 16)
-            dxin16(&w, cb, x, dx, ga, gb, gc);
+            dxin16(&w, cb, x, dx, m, ga, gb, gc);
         else if (ng > 1 && w.blk == 8)
-            dxin8(&w, cb, x, dx, ga, gb, gc);
+            dxin8(&w, cb, x, dx, m, ga, gb, gc);
         else if (ng > 1)
-            dxin1(&w, cb, x, dx, ga, gb, gc);
+            dxin1(&w, cb, x, dx, m, ga, gb, gc);
         else if (w.blk == 16)
-            dx16(&w, cb, x, dy, dx, a, b, relu, ga, gb, gc);
+            dx16(&w, cb, x, dy, dx, a, b, m, relu, ga, gb, gc);
         else if (w.blk == 8)
-            dx8(&w, cb, x, dy, dx, a, b, relu, ga, gb, gc);
+            dx8(&w, cb, x, dy, dx, a, b, m, relu, ga, gb, gc);
         else
-            dx1(&w, cb, x, dy, dx, a, b, relu, ga, gb, gc);
+            dx1(&w, cb, x, dy, dx, a, b, m, relu, ga, gb, gc);
     }
 }

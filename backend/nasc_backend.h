@@ -81,8 +81,10 @@ typedef enum nasc_net_parallel {
                              * the net's batch size (cell nets at batch 1): too small for the
                              * cost of sharing them out; else lanes when the process has 2 to
                              * 8 threads and the net can have them (see LANES); else the
-                             * process's threads. Training: lanes under the same conditions,
-                             * else the process's threads */
+                             * process's threads. Training: lanes under the same conditions
+                             * and when OpenMP will give every lane its thread (not compiled
+                             * inside a parallel region, dynamic thread counts off), else the
+                             * process's threads */
     NASC_NET_PARALLEL_ALL,  /* always the process's threads, one net (comparisons) */
     NASC_NET_PARALLEL_ONE,  /* the calling thread alone */
     NASC_NET_PARALLEL_LANES, /* one lane per thread (at most one per image). The batch is

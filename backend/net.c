@@ -1023,7 +1023,8 @@ static nasc_status run(nasc_net *net, int from, int to) {
     for (int s = from; s < to; s++) {
         nb_step *st = &net->steps[s];
         if (st->prep && !prep) continue;
-        if (ret) { /* the other lanes still meet this lane at each sync step */
+        if (ret || net->pass_failed) { /* the other lanes still meet this lane at each sync step */
+            if (!net->pass_failed && net->sync) nb_lanes_fail(net);
             net->pass_failed = true;
             if (st->sync) st->fn(net, st);
             continue;

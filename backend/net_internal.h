@@ -161,6 +161,8 @@ typedef struct nb_sync {
     double *slots;    /* n_lanes rows, 64-byte aligned inside slots_raw */
     double *slots_raw;
     int64_t *off;     /* per prim op */
+    int failed;       /* a lane's step failed in the running pass: the others stop at the next
+                       * meeting (read and written atomically; cleared before each pass) */
 } nb_sync;
 
 /* What makes a net a lane (nb_compile): its index, and the batch norms'
@@ -199,6 +201,9 @@ bool nb_chan_walk_ok(const dnnl_memory_desc_t *md);
  * tensor in like's layout, say). */
 bool nb_chan_walk_like(const dnnl_memory_desc_t *md, const dnnl_memory_desc_t *like);
 enum { NB_BN_GRADS_MAX = 8 }; /* gradients a lane's batch norm backward sums itself */
+/* A lane's step failed: tell the other lanes (they stop at the next
+ * meeting). */
+void nb_lanes_fail(nasc_net *net);
 void nb_k_bn_lanes_fwd(nasc_net *net, const nb_step *s);
 void nb_k_bn_lanes_bwd(nasc_net *net, const nb_step *s);
 void nb_lanes_profile_print(const nasc_net *net, FILE *out);

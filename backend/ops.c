@@ -570,6 +570,19 @@ static void running_stats(nasc_net *net, uint32_t x, int mean, int var, int rm, 
     net->steps[s].i[0] = (int)c;
 }
 
+/* Batch norm p's per-channel vectors (c channels, descriptor vmd): the
+ * running mean and variance in the store, the scale and shift. */
+static nasc_status bn_vectors(nasc_net *net, const nasc_prim *p, int64_t c, dnnl_memory_desc_t *vmd, int *rm, int *rv,
+                              int *sc, int *sf) {
+    *rm = store_vec(net, p, "mean", c, 0);
+    *rv = store_vec(net, p, "var", c, 1);
+    dnnl_dims_t vd = {c};
+    NB_CHECK(net, dnnl_memory_desc_init_by_tag(vmd, 1, vd, dnnl_f32, dnnl_a));
+    *sc = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 1)].fwd].buf, vmd);
+    *sf = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 2)].fwd].buf, vmd);
+    return net->status;
+}
+
 /* Training lanes: nasc's own batch norm over the whole batch (lanes.c), in
  * the input's layout; a relu after it runs inside it. */
 static nasc_status bn_lanes_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int xs, int64_t c) {
@@ -584,12 +597,9 @@ static nasc_status bn_lanes_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p, 
     int y = new_result(net, p, md_of(net, xs));
     int relu = net->ps[pi].bn_relu;
     if (relu >= 0) net->vals[M(net)->prims[relu].result].fwd = y;
-    int rm = store_vec(net, p, "mean", c, 0), rv = store_vec(net, p, "var", c, 1);
     dnnl_memory_desc_t vmd;
-    dnnl_dims_t vd = {c};
-    NB_CHECK(net, dnnl_memory_desc_init_by_tag(&vmd, 1, vd, dnnl_f32, dnnl_a));
-    int sc = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 1)].fwd].buf, &vmd);
-    int sf = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 2)].fwd].buf, &vmd);
+    int rm, rv, sc, sf;
+    NB_PASS(bn_vectors(net, p, c, &vmd, &rm, &rv, &sc, &sf));
     int mean = nb_tensor_new(net, &vmd), var = nb_tensor_new(net, &vmd);
     nb_arg a[6] = {{0, xs}, {1, y}, {2, mean}, {3, var}, {4, sc}, {5, sf}};
     int s = nb_step_kernel(net, nb_k_bn_lanes_fwd, relu >= 0 ? "bnorm+relu fwd (lanes)" : "bnorm fwd (lanes)", 6, a);
@@ -683,12 +693,9 @@ static nasc_status bn_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         if (wmd && wmd->ndims) ws = nb_tensor_new(net, wmd); /* training: the relu's mask */
     }
     net->ps[pi].t[5] = ws;
-    int rm = store_vec(net, p, "mean", c, 0), rv = store_vec(net, p, "var", c, 1);
     dnnl_memory_desc_t vmd;
-    dnnl_dims_t vd = {c};
-    NB_CHECK(net, dnnl_memory_desc_init_by_tag(&vmd, 1, vd, dnnl_f32, dnnl_a));
-    int sc = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 1)].fwd].buf, &vmd);
-    int sf = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 2)].fwd].buf, &vmd);
+    int rm, rv, sc, sf;
+    NB_PASS(bn_vectors(net, p, c, &vmd, &rm, &rv, &sc, &sf));
     if (net->opt.mode == NASC_MODE_TRAIN) {
         int mean = nb_tensor_new(net, &vmd), var = nb_tensor_new(net, &vmd);
         nb_arg a[7] = {{DNNL_ARG_SRC, xs},    {DNNL_ARG_DST, y},          {DNNL_ARG_SCALE, sc},
@@ -836,13 +843,14 @@ bool nb_emit_relu_bwd_sum(nasc_net *net, uint32_t pi) {
     int xs = net->ps[pi].t[0];
     const dnnl_memory_desc_t *md = md_of(net, xs);
     size_t bytes = dnnl_memory_desc_get_size(md);
-    /* dense: the buffer holds exactly this tensor (no view into a larger one) */
+    /* dense: each buffer holds exactly its tensor (no view into a larger one), so that the
+     * kernel's flat loop reads nothing else */
     if (md->offset0 != 0 || bytes % sizeof(float) || bytes / sizeof(float) > INT32_MAX ||
-        !dnnl_memory_desc_equal(md, md_of(net, nv->fwd)) || net->bufs[net->trefs[xs].buf].bytes < bytes)
+        !dnnl_memory_desc_equal(md, md_of(net, nv->fwd)) || net->bufs[net->trefs[xs].buf].bytes != bytes)
         return false;
     for (int j = 0; j < nv->got; j++) {
         int t = nv->contrib[j];
-        if (!dnnl_memory_desc_equal(md_of(net, t), md) || net->bufs[net->trefs[t].buf].bytes < bytes) return false;
+        if (!dnnl_memory_desc_equal(md_of(net, t), md) || net->bufs[net->trefs[t].buf].bytes != bytes) return false;
     }
     int dx = nb_tensor_new(net, md);
     nb_arg a[2 + RELU_SUM_MAX];

@@ -525,10 +525,54 @@ static const char *bn_net =
     "  output %fc\n"
     "}\n";
 
+/* The count of steps of kind `kind` in the profile of a net after one
+ * training step on bn_net (seed 41), with a store of its own. */
+static int profiled_steps(model *m, nasc_net_parallel par, const char *kind) {
+    nasc_param_store *ps = nasc_params_create(&m->ctx);
+    assert_non_null(ps);
+    if (nasc_params_init(ps, m->prim, 5)) nasc_test_fail_diag(&m->ctx, "params");
+    nasc_net_options o = nasc_net_options_default();
+    o.batch = 5;
+    o.mode = NASC_MODE_TRAIN;
+    o.fuse = true;
+    o.profile = true;
+    o.parallel = par;
+    nasc_net *net = NULL;
+    if (nasc_net_compile(&m->ctx, m->prim, ps, &o, &net)) nasc_test_fail_diag(&m->ctx, "compile");
+    set_inputs(m, net, 5, 41);
+    int32_t y[5] = {0, 1, 2, 0, 1};
+    float loss;
+    assert_int_equal(nasc_net_forward(net), NASC_OK);
+    assert_int_equal(nasc_net_loss(net, y, &loss, NULL), NASC_OK);
+    assert_int_equal(nasc_net_backward(net), NASC_OK);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    nasc_net_profile_print(net, f);
+    rewind(f);
+    char line[256];
+    int count = 0;
+    size_t n = strlen(kind);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, kind, n) && line[n] == ' ') assert_int_equal(sscanf(line + n, "%d", &count), 1);
+    fclose(f);
+    nasc_net_destroy(net);
+    nasc_params_destroy(ps);
+    return count;
+}
+
 static void test_lanes_train_bn(void **state) {
     (void)state;
     model m;
     model_parse(&m, bn_net);
+    /* the lanes run their own batch norms, and n2's two gradients are
+     * summed by its batch norm's backward: one gradient sum step fewer
+     * than one net has */
+    int one = profiled_steps(&m, NASC_NET_PARALLEL_ALL, "grad sum");
+    int lanes = profiled_steps(&m, NASC_NET_PARALLEL_LANES, "grad sum");
+    printf("  gradient sums: %d in one net, %d in lanes\n", one, lanes);
+    assert_int_equal(lanes, one - 1);
+    assert_int_equal(profiled_steps(&m, NASC_NET_PARALLEL_LANES, "bnorm+relu bwd (lanes)"), 1);
+    assert_int_equal(profiled_steps(&m, NASC_NET_PARALLEL_LANES, "bnorm bwd (lanes)"), 2);
     check_train(&m, 5, true, TOL_SMOOTH);
 }
 
@@ -674,29 +718,45 @@ static const char *small_net =
     "  output %fc\n"
     "}\n";
 
-static nasc_status small_run(long fail_at, nasc_test_alloc *ta, float out[5 * 3]) {
-    nasc_ctx ctx;
-    nasc_test_ctx(&ctx, ta, 0);
-    nasc_module *m = NULL;
-    assert_int_equal(nasc_text_parse(&ctx, small_net, strlen(small_net), "lanes.nir", &m), NASC_OK);
-    nasc_param_store *ps = nasc_params_create(&ctx);
-    assert_non_null(ps);
-    assert_int_equal(nasc_params_init(ps, m, 9), NASC_OK);
-    float x[5 * 8 * 36];
-    for (int i = 0; i < 5 * 8 * 36; i++) x[i] = (float)((i * 37) % 23) / 11.0f - 1.0f;
+/* small_net in lanes of 3 and 2 images (mode: inference or training),
+ * compiled under ta's allocator with allocation fail_at (counted from the
+ * compile; 0: none) made to fail; *m, *ps and *net for the caller to free
+ * (*net NULL when the compile failed), x its input. */
+enum { SMALL_PARAMS = 16 * 8 * 9 + 16 + 16 + 3 * 24 + 3, SMALL_X = 5 * 8 * 36 };
+
+static nasc_status small_compile(nasc_ctx *ctx, nasc_test_alloc *ta, long fail_at, nasc_net_mode mode,
+                                 nasc_module **m, nasc_param_store **ps, nasc_net **net, float x[SMALL_X]) {
+    nasc_test_ctx(ctx, ta, 0);
+    *m = NULL;
+    assert_int_equal(nasc_text_parse(ctx, small_net, strlen(small_net), "lanes.nir", m), NASC_OK);
+    *ps = nasc_params_create(ctx);
+    assert_non_null(*ps);
+    assert_int_equal(nasc_params_init(*ps, *m, 9), NASC_OK);
+    for (int i = 0; i < SMALL_X; i++) x[i] = (float)((i * 37) % 23) / 11.0f - 1.0f;
     if (fail_at > 0) ta->fail_at = ta->count + fail_at;
     nasc_net_options o = nasc_net_options_default();
     o.batch = 5;
-    o.mode = NASC_MODE_INFER;
+    o.mode = mode;
+    o.input_grad = mode == NASC_MODE_TRAIN;
     o.fuse = true;
     o.parallel = NASC_NET_PARALLEL_LANES;
-    nasc_net *net = NULL;
-    nasc_status st = nasc_net_compile(&ctx, m, ps, &o, &net);
+    *net = NULL;
+    nasc_status st = nasc_net_compile(ctx, *m, *ps, &o, net);
     if (!st) {
         nasc_net_stats s;
-        nasc_net_get_stats(net, &s);
+        nasc_net_get_stats(*net, &s);
         assert_int_equal(s.n_lanes, 2);
     }
+    return st;
+}
+
+static nasc_status small_run(long fail_at, nasc_test_alloc *ta, float out[5 * 3]) {
+    nasc_ctx ctx;
+    nasc_module *m;
+    nasc_param_store *ps;
+    nasc_net *net;
+    float x[SMALL_X];
+    nasc_status st = small_compile(&ctx, ta, fail_at, NASC_MODE_INFER, &m, &ps, &net, x);
     if (!st) st = nasc_net_set_input(net, 0, x);
     if (!st) st = nasc_net_forward(net);
     if (!st) st = nasc_net_read(net, "fc", out);
@@ -752,33 +812,14 @@ static void test_lanes_alloc(void **state) {
  * the input's gradient. small_net's batch norm (with a relu after it,
  * fused) makes the lanes meet, through the exchange buffers its compile
  * allocates. */
-enum { SMALL_PARAMS = 16 * 8 * 9 + 16 + 16 + 3 * 24 + 3, SMALL_X = 5 * 8 * 36 };
-
 static nasc_status small_train_run(long fail_at, nasc_test_alloc *ta, float *out) {
     nasc_ctx ctx;
-    nasc_test_ctx(&ctx, ta, 0);
-    nasc_module *m = NULL;
-    assert_int_equal(nasc_text_parse(&ctx, small_net, strlen(small_net), "lanes.nir", &m), NASC_OK);
-    nasc_param_store *ps = nasc_params_create(&ctx);
-    assert_non_null(ps);
-    assert_int_equal(nasc_params_init(ps, m, 9), NASC_OK);
+    nasc_module *m;
+    nasc_param_store *ps;
+    nasc_net *net;
     float x[SMALL_X];
-    for (int i = 0; i < SMALL_X; i++) x[i] = (float)((i * 37) % 23) / 11.0f - 1.0f;
     int32_t y[5] = {0, 2, 1, 1, 0};
-    if (fail_at > 0) ta->fail_at = ta->count + fail_at;
-    nasc_net_options o = nasc_net_options_default();
-    o.batch = 5;
-    o.mode = NASC_MODE_TRAIN;
-    o.input_grad = true;
-    o.fuse = true;
-    o.parallel = NASC_NET_PARALLEL_LANES;
-    nasc_net *net = NULL;
-    nasc_status st = nasc_net_compile(&ctx, m, ps, &o, &net);
-    if (!st) {
-        nasc_net_stats s;
-        nasc_net_get_stats(net, &s);
-        assert_int_equal(s.n_lanes, 2);
-    }
+    nasc_status st = small_compile(&ctx, ta, fail_at, NASC_MODE_TRAIN, &m, &ps, &net, x);
     float loss;
     if (!st) st = nasc_net_set_input(net, 0, x);
     if (!st) st = nasc_net_forward(net);

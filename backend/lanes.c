@@ -215,11 +215,11 @@ static void sum_grads(nasc_net *net, int part, int parts) {
  * parameter gradients. */
 static nasc_status lanes_pass(nasc_net *net, bool backward) {
     int n = net->n_lanes, team = n;
-    if (net->sync) net->sync->failed = 0;
     if (!net->sync) {
 #pragma omp parallel for num_threads(n) schedule(static, 1)
         for (int l = 0; l < n; l++) net->lanes[l].status = nasc_net_forward(net->lanes[l].net);
     } else {
+        net->sync->failed = 0;
 #pragma omp parallel num_threads(n)
         {
             int l = omp_get_thread_num();
@@ -412,9 +412,10 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
 
 /* Loops over one channel block cb of w, BLK channels (a constant, so that
  * the compiler vectorises over them); x, y, dy and dx share w's layout.
- * Channel k of the block has coefficients a[k], b[k] (and c[k]); channels
- * past C (padding) have 0 and stay 0. Sums are float within an image's
- * plane and double across planes. */
+ * Channel k of the block has the forward's coefficients a[k], b[k], m[k]
+ * (y = a (x - m) + b) and the backward's ga[k], gb[k], gc[k]; channels past
+ * C (padding) have 0 and stay 0. Sums are float within an image's plane and
+ * double across planes. */
 #define AT(p, w, n, h, q) ((p) + (w)->off0 + (n) * (w)->sn + cb * (w)->scb + (h) * (w)->sh + (q) * (w)->sw)
 #define DEF_BLOCK_KERNELS(BLK)                                                                                 \
     /* sum (x - r), sum (x - r)^2 for a reference r near the values */                                          \
@@ -453,7 +454,7 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
                     }                                                                                           \
                 }                                                                                               \
     }                                                                                                           \
-    /* d = dy where a x + b > 0 (relu), else dy; sum d, sum d (x - m) */                                         \
+    /* d = dy, zeroed where a (x - m) + b <= 0 with relu; sum d, sum d (x - m) */                                         \
     NB_CLONES static void dsums##BLK(const chan_walk *w, int64_t cb, const float *restrict x,                    \
                                      const float *restrict dy, const float *restrict a, const float *restrict b, \
                                      const float *restrict m, bool relu, double *restrict sd,                   \
@@ -535,6 +536,10 @@ DEF_BLOCK_KERNELS(1)
 #undef DEF_BLOCK_KERNELS
 #undef AT
 
+/* Call fn16, fn8 or fn1, the kernel for the walk's channel blocks. */
+#define BY_BLOCK(blk, fn, ...)                                                                                 \
+    ((blk) == 16 ? fn##16(__VA_ARGS__) : (blk) == 8 ? fn##8(__VA_ARGS__) : fn##1(__VA_ARGS__))
+
 /* Sums of the channels of block cb (0 first) about r, the block's first
  * values in this slice: near the channel's values, so that the squares do
  * not lose the spread to a large mean. */
@@ -543,12 +548,7 @@ static void block_stats(const chan_walk *w, int64_t cb, const float *x, float *r
     memset(sxx, 0, 16 * sizeof *sxx);
     memset(r, 0, 16 * sizeof *r);
     memcpy(r, x + w->off0 + cb * w->scb, (size_t)w->blk * sizeof *r);
-    if (w->blk == 16)
-        stats16(w, cb, x, r, sx, sxx);
-    else if (w->blk == 8)
-        stats8(w, cb, x, r, sx, sxx);
-    else
-        stats1(w, cb, x, r, sx, sxx);
+    BY_BLOCK(w->blk, stats, w, cb, x, r, sx, sxx);
 }
 
 /* The forward pass's coefficients for block cb: y = a (x - m) + b with
@@ -617,12 +617,7 @@ void nb_k_bn_lanes_fwd(nasc_net *net, const nb_step *s) {
     for (int64_t cb = 0; cb < w.cb; cb++) {
         float a[16], b[16], m[16];
         block_ab(&w, cb, c, mean, var, gamma, beta, s->f[0], a, b, m);
-        if (w.blk == 16)
-            norm16(&w, cb, x, y, a, b, m, relu);
-        else if (w.blk == 8)
-            norm8(&w, cb, x, y, a, b, m, relu);
-        else
-            norm1(&w, cb, x, y, a, b, m, relu);
+        BY_BLOCK(w.blk, norm, &w, cb, x, y, a, b, m, relu);
     }
 }
 
@@ -631,9 +626,10 @@ void nb_k_bn_lanes_fwd(nasc_net *net, const nb_step *s) {
  * backward columns, i[2] a relu after it, i[3] how many gradients (dy and
  * the ones after dbeta): with more than one (each in x's layout, or a view
  * of a larger tensor in it), their sum d is written to dx on the first
- * pass and the second pass finishes dx in place. With d = dy (zero where the relu cut: a x + b <= 0, the forward's
- * own test), sigma = sqrt(var + eps), xhat = (x - mean) / sigma and sums
- * over the whole batch (count values a channel):
+ * pass and the second pass finishes dx in place. With d = dy (zero where
+ * the relu cut, by the forward's own test), sigma = sqrt(var + eps),
+ * xhat = (x - mean) / sigma and sums over the whole batch (count values a
+ * channel):
  *   dbeta = sum d,  dgamma = sum d xhat = sum d (x - mean) / sigma,
  *   dx = gamma / sigma (d - dbeta / count - xhat dgamma / count).
  * dgamma and dbeta get this lane's share only: the lanes' parameter
@@ -662,18 +658,10 @@ void nb_k_bn_lanes_bwd(nasc_net *net, const nb_step *s) {
             float a[16], b[16], m[16];
             double sd[16] = {0}, sdx[16] = {0};
             block_ab(&w, cb, c, mean, var, gamma, beta, s->f[0], a, b, m);
-            if (ng > 1 && w.blk == 16)
-                dsumsn16(&w, cb, x, g, wg, ng, dx, a, b, m, relu, sd, sdx);
-            else if (ng > 1 && w.blk == 8)
-                dsumsn8(&w, cb, x, g, wg, ng, dx, a, b, m, relu, sd, sdx);
-            else if (ng > 1)
-                dsumsn1(&w, cb, x, g, wg, ng, dx, a, b, m, relu, sd, sdx);
-            else if (w.blk == 16)
-                dsums16(&w, cb, x, dy, a, b, m, relu, sd, sdx);
-            else if (w.blk == 8)
-                dsums8(&w, cb, x, dy, a, b, m, relu, sd, sdx);
+            if (ng > 1)
+                BY_BLOCK(w.blk, dsumsn, &w, cb, x, g, wg, ng, dx, a, b, m, relu, sd, sdx);
             else
-                dsums1(&w, cb, x, dy, a, b, m, relu, sd, sdx);
+                BY_BLOCK(w.blk, dsums, &w, cb, x, dy, a, b, m, relu, sd, sdx);
             for (int k = 0; k < w.blk && cb * w.blk + k < c; k++) {
                 int64_t ch = cb * w.blk + k;
                 row[ch] = sd[k];
@@ -704,17 +692,9 @@ void nb_k_bn_lanes_bwd(nasc_net *net, const nb_step *s) {
             gb[k] = (float)(-gi * inv * dg / count);
             gc[k] = (float)(-gi * sd / count);
         }
-        if (ng > 1 && w.blk == 16)
-            dxin16(&w, cb, x, dx, m, ga, gb, gc);
-        else if (ng > 1 && w.blk == 8)
-            dxin8(&w, cb, x, dx, m, ga, gb, gc);
-        else if (ng > 1)
-            dxin1(&w, cb, x, dx, m, ga, gb, gc);
-        else if (w.blk == 16)
-            dx16(&w, cb, x, dy, dx, a, b, m, relu, ga, gb, gc);
-        else if (w.blk == 8)
-            dx8(&w, cb, x, dy, dx, a, b, m, relu, ga, gb, gc);
+        if (ng > 1)
+            BY_BLOCK(w.blk, dxin, &w, cb, x, dx, m, ga, gb, gc);
         else
-            dx1(&w, cb, x, dy, dx, a, b, m, relu, ga, gb, gc);
+            BY_BLOCK(w.blk, dx, &w, cb, x, dy, dx, a, b, m, relu, ga, gb, gc);
     }
 }

@@ -570,21 +570,26 @@ static void running_stats(nasc_net *net, uint32_t x, int mean, int var, int rm, 
     net->steps[s].i[0] = (int)c;
 }
 
+/* The descriptor of a batch norm's per-channel vectors (c floats). */
+static nasc_status vec_md(nasc_net *net, int64_t c, dnnl_memory_desc_t *vmd) {
+    dnnl_dims_t vd = {c};
+    return NB_TRY(net, dnnl_memory_desc_init_by_tag(vmd, 1, vd, dnnl_f32, dnnl_a));
+}
+
 /* Batch norm p's per-channel vectors (c channels, descriptor vmd): the
  * running mean and variance in the store, the scale and shift. */
 static nasc_status bn_vectors(nasc_net *net, const nasc_prim *p, int64_t c, dnnl_memory_desc_t *vmd, int *rm, int *rv,
                               int *sc, int *sf) {
     *rm = store_vec(net, p, "mean", c, 0);
     *rv = store_vec(net, p, "var", c, 1);
-    dnnl_dims_t vd = {c};
-    NB_CHECK(net, dnnl_memory_desc_init_by_tag(vmd, 1, vd, dnnl_f32, dnnl_a));
+    NB_PASS(vec_md(net, c, vmd));
     *sc = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 1)].fwd].buf, vmd);
     *sf = nb_tref_new(net, net->trefs[net->vals[arg(net, p, 2)].fwd].buf, vmd);
     return net->status;
 }
 
 /* Training lanes: nasc's own batch norm over the whole batch (lanes.c), in
- * the input's layout; a relu after it runs inside it. */
+ * the input's layout; a relu fused into it (bn_relu) runs inside it. */
 static nasc_status bn_lanes_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int xs, int64_t c) {
     uint32_t x = arg(net, p, 0);
     dnnl_memory_desc_t amd; /* dense: not a view into a concat's buffer */
@@ -625,8 +630,7 @@ static nasc_status bn_lanes_bwd_n(nasc_net *net, uint32_t pi, const nasc_prim *p
     NEED(G);
     int64_t c = vtype(net, x)->dims[1];
     dnnl_memory_desc_t vmd;
-    dnnl_dims_t vd = {c};
-    NB_CHECK(net, dnnl_memory_desc_init_by_tag(&vmd, 1, vd, dnnl_f32, dnnl_a));
+    NB_PASS(vec_md(net, c, &vmd));
     int dx = nb_tensor_new(net, md_of(net, t[0]));
     int dsc = nb_tensor_new(net, &vmd), dsf = nb_tensor_new(net, &vmd);
     nb_arg a[8 + NB_BN_GRADS_MAX] = {{0, t[0]}, {1, G},    {2, dx},  {3, t[1]}, {4, t[2]},
@@ -649,15 +653,11 @@ static nasc_status bn_lanes_bwd_n(nasc_net *net, uint32_t pi, const nasc_prim *p
     return net->status;
 }
 
-static nasc_status bn_lanes_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
-    return bn_lanes_bwd_n(net, pi, p, &G, 1);
-}
-
 bool nb_emit_bn_lanes_bwd_sum(nasc_net *net, uint32_t pi) {
     const nasc_prim *p = &M(net)->prims[pi];
     const nb_value *nv = &net->vals[p->result];
     if (!net->sync || p->op != NASC_PRIM_BATCH_NORM || net->ps[pi].skip || net->ps[pi].same_as >= 0 || nv->got < 2 ||
-        nv->got > NB_BN_GRADS_MAX || net->ps[pi].t[0] < 0)
+        nv->got > NB_BN_GRADS_MAX)
         return false;
     const dnnl_memory_desc_t *md = md_of(net, net->ps[pi].t[0]);
     for (int j = 0; j < nv->got; j++)
@@ -721,7 +721,7 @@ static nasc_status bn_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
 }
 
 static nasc_status bn_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
-    if (net->sync) return bn_lanes_bwd(net, pi, p, G);
+    if (net->sync) return bn_lanes_bwd_n(net, pi, p, &G, 1);
     uint32_t x = arg(net, p, 0);
     int xs = net->ps[pi].t[0];
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
@@ -729,12 +729,10 @@ static nasc_status bn_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G)
     dnnl_batch_normalization_desc_t d;
     NB_CHECK(net, dnnl_batch_normalization_backward_desc_init(&d, dnnl_backward, md_of(net, G), md_of(net, xs), p->a.eps,
                                                               bn_flags(net, pi)));
+    dnnl_memory_desc_t vmd;
+    NB_PASS(vec_md(net, vtype(net, x)->dims[1], &vmd));
     dnnl_primitive_desc_t pd;
     if (pd_create(net, &pd, &d, net->ps[pi].pd, "batch norm backward")) return net->status;
-    int64_t c = vtype(net, x)->dims[1];
-    dnnl_memory_desc_t vmd;
-    dnnl_dims_t vd = {c};
-    NB_CHECK(net, dnnl_memory_desc_init_by_tag(&vmd, 1, vd, dnnl_f32, dnnl_a));
     int dx = nb_tensor_new(net, q(pd, dnnl_query_diff_src_md));
     int dsc = nb_tensor_new(net, &vmd), dsf = nb_tensor_new(net, &vmd);
     /* oneDNN 2.6 wants the shift too when use_shift is set, although the
@@ -838,7 +836,7 @@ bool nb_emit_relu_bwd_sum(nasc_net *net, uint32_t pi) {
     uint32_t r = p->result;
     const nb_value *nv = &net->vals[r];
     if (p->op != NASC_PRIM_RELU || net->ps[pi].skip || net->ps[pi].same_as >= 0 || nv->got < 2 ||
-        nv->got > RELU_SUM_MAX || net->opt.mode != NASC_MODE_TRAIN || net->ps[pi].t[0] < 0 || nv->fwd < 0)
+        nv->got > RELU_SUM_MAX || net->opt.mode != NASC_MODE_TRAIN || nv->fwd < 0)
         return false;
     int xs = net->ps[pi].t[0];
     const dnnl_memory_desc_t *md = md_of(net, xs);

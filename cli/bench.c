@@ -152,12 +152,11 @@ static void print_cost(const char *path, const nasc_module *prim) {
 
 /* The lanes line under a rate, when the net runs in lanes. */
 static void print_lanes(const nasc_net_stats *ns, long batch) {
-    if (ns->n_lanes > 1 && batch % ns->n_lanes == 0)
-        printf("  in %d lanes: one net per thread, each on %ld images of the batch (--no-lanes: one net)\n",
-               ns->n_lanes, batch / ns->n_lanes);
-    else if (ns->n_lanes > 1)
-        printf("  in %d lanes: one net per thread, each on %ld or %ld images of the batch (--no-lanes: one net)\n",
-               ns->n_lanes, batch / ns->n_lanes, batch / ns->n_lanes + 1);
+    if (ns->n_lanes < 2) return;
+    long per = batch / ns->n_lanes;
+    printf("  in %d lanes: one net per thread, each on %ld", ns->n_lanes, per);
+    if (batch % ns->n_lanes) printf(" or %ld", per + 1);
+    printf(" images of the batch (--no-lanes: one net)\n");
 }
 
 /* Training steps at the batch size, then the same compile again. */

@@ -525,6 +525,19 @@ static const char *bn_net =
     "  output %fc\n"
     "}\n";
 
+/* The net's profile (nasc_net_profile_print) as text, at most size - 1
+ * bytes of it; not empty. */
+static void profile_text(nasc_net *net, char *text, size_t size) {
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    nasc_net_profile_print(net, f);
+    rewind(f);
+    size_t got = fread(text, 1, size - 1, f);
+    fclose(f);
+    text[got] = '\0';
+    assert_true(got > 0);
+}
+
 /* The count of steps of kind `kind` in the profile of a net after one
  * training step on bn_net (seed 41), with a store of its own. */
 static int profiled_steps(model *m, nasc_net_parallel par, const char *kind) {
@@ -545,16 +558,12 @@ static int profiled_steps(model *m, nasc_net_parallel par, const char *kind) {
     assert_int_equal(nasc_net_forward(net), NASC_OK);
     assert_int_equal(nasc_net_loss(net, y, &loss, NULL), NASC_OK);
     assert_int_equal(nasc_net_backward(net), NASC_OK);
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    nasc_net_profile_print(net, f);
-    rewind(f);
-    char line[256];
+    char text[8192];
+    profile_text(net, text, sizeof text);
     int count = 0;
     size_t n = strlen(kind);
-    while (fgets(line, sizeof line, f))
+    for (const char *line = text; line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
         if (!strncmp(line, kind, n) && line[n] == ' ') assert_int_equal(sscanf(line + n, "%d", &count), 1);
-    fclose(f);
     nasc_net_destroy(net);
     nasc_params_destroy(ps);
     return count;
@@ -681,14 +690,8 @@ static void test_lanes_policy(void **state) {
     assert_int_equal(nasc_net_compile(&m.ctx, m.prim, m.ps, &o, &net), NASC_OK);
     set_inputs(&m, net, 4, 3);
     assert_int_equal(nasc_net_forward(net), NASC_OK);
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    nasc_net_profile_print(net, f);
-    char text[4096] = {0};
-    rewind(f);
-    size_t got = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    assert_true(got > 0);
+    char text[4096];
+    profile_text(net, text, sizeof text);
     assert_non_null(strstr(text, "lane 1 of 2 (batch 2;"));
     assert_non_null(strstr(text, "conv fwd"));
     nasc_net_destroy(net);
@@ -750,6 +753,20 @@ static nasc_status small_compile(nasc_ctx *ctx, nasc_test_alloc *ta, long fail_a
     return st;
 }
 
+/* After small_compile and a run that ended with st: a failure carries its
+ * diagnostic; frees what small_compile made and returns st. */
+static nasc_status small_finish(const nasc_ctx *ctx, nasc_status st, nasc_module *m, nasc_param_store *ps,
+                                nasc_net *net) {
+    if (st && ctx->diag.status != st) {
+        nasc_diag_print(&ctx->diag, stderr);
+        fail_msg("status %d but the diagnostic says %d", (int)st, (int)ctx->diag.status);
+    }
+    nasc_net_destroy(net);
+    nasc_params_destroy(ps);
+    nasc_module_destroy(m);
+    return st;
+}
+
 static nasc_status small_run(long fail_at, nasc_test_alloc *ta, float out[5 * 3]) {
     nasc_ctx ctx;
     nasc_module *m;
@@ -760,14 +777,7 @@ static nasc_status small_run(long fail_at, nasc_test_alloc *ta, float out[5 * 3]
     if (!st) st = nasc_net_set_input(net, 0, x);
     if (!st) st = nasc_net_forward(net);
     if (!st) st = nasc_net_read(net, "fc", out);
-    if (st && ctx.diag.status != st) {
-        nasc_diag_print(&ctx.diag, stderr);
-        fail_msg("status %d but the diagnostic says %d", (int)st, (int)ctx.diag.status);
-    }
-    nasc_net_destroy(net);
-    nasc_params_destroy(ps);
-    nasc_module_destroy(m);
-    return st;
+    return small_finish(&ctx, st, m, ps, net);
 }
 
 /* What a run under the failing allocator gives: its status, and n_out
@@ -837,14 +847,7 @@ static nasc_status small_train_run(long fail_at, nasc_test_alloc *ta, float *out
         assert_int_equal(at, SMALL_PARAMS);
         st = nasc_net_read_grad(net, "x", out + SMALL_PARAMS);
     }
-    if (st && ctx.diag.status != st) {
-        nasc_diag_print(&ctx.diag, stderr);
-        fail_msg("status %d but the diagnostic says %d", (int)st, (int)ctx.diag.status);
-    }
-    nasc_net_destroy(net);
-    nasc_params_destroy(ps);
-    nasc_module_destroy(m);
-    return st;
+    return small_finish(&ctx, st, m, ps, net);
 }
 
 static void test_lanes_train_alloc(void **state) {

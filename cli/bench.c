@@ -11,6 +11,7 @@
 static void usage(FILE *out) {
     fputs("usage: nasc bench MODEL [--batch B] [--threads T] [--seconds S] [--profile]\n"
           "                  [--nchw] [--onednn-dw] [--parallel-b1] [--no-lanes]\n"
+          "                  [--small-pages]\n"
           "                  [--space NAME [--children K]]\n"
           "                  [--set KEY=VALUE]...\n",
           out);
@@ -42,6 +43,8 @@ void nasc_cli_bench_help(FILE *out) {
           "  --no-lanes          training and batch-B inference as one net on all threads\n"
           "                      (by default one lane per thread: each thread runs a net\n"
           "                      of its own on its slice of the batch)\n"
+          "  --small-pages       activations on ordinary pages (by default a large\n"
+          "                      activation arena asks the kernel for huge pages)\n"
           "  --space NAME        also time compiling children of this search space\n"
           "                      (training nets at batch B; see `nasc space --list`)\n"
           "  --children K        how many children (default 10)\n"
@@ -96,6 +99,7 @@ typedef struct bench_opts {
     bool onednn_dw; /* --onednn-dw: oneDNN's depthwise backward-weights */
     bool parallel_b1; /* --parallel-b1: batch-1 inference on all threads */
     bool no_lanes;    /* --no-lanes: batch-B training and inference as one net on all threads */
+    bool small_pages; /* --small-pages: no huge-page advice for the activation arenas */
     const char *space; /* --space: also time compiling children of it */
     long children;
 } bench_opts;
@@ -105,6 +109,7 @@ static nasc_status compile(nasc_ctx *ctx, const nasc_module *prim, nasc_param_st
     nasc_net_options o = nasc_net_options_default();
     o.layout = bo->nchw ? NASC_NET_LAYOUT_NCHW : NASC_NET_LAYOUT_AUTO;
     o.onednn_dw = bo->onednn_dw;
+    o.small_pages = bo->small_pages;
     bool all = batch == 1 && !train ? bo->parallel_b1 : bo->no_lanes;
     o.parallel = all ? NASC_NET_PARALLEL_ALL : NASC_NET_PARALLEL_AUTO;
     int threads = (int)bo->threads;
@@ -263,7 +268,7 @@ static nasc_status bench_inference(nasc_ctx *ctx, const nasc_module *prim, nasc_
 
 int nasc_cli_bench(int argc, char **argv) {
     nasc_cli_model mo = {0};
-    bench_opts o = {64, 0, 3, false, false, false, false, false, NULL, 10};
+    bench_opts o = {64, 0, 3, false, false, false, false, false, false, NULL, 10};
     const nasc_cli_opt opts[] = {
         {NASC_CLI_OPT("--batch", NULL, NASC_CLI_INT, &o.batch), .lo = 1, .hi = 65536},
         {NASC_CLI_OPT("--threads", NULL, NASC_CLI_INT, &o.threads), .lo = 0, .hi = 1024},
@@ -273,6 +278,7 @@ int nasc_cli_bench(int argc, char **argv) {
         {NASC_CLI_OPT("--onednn-dw", NULL, NASC_CLI_FLAG, &o.onednn_dw)},
         {NASC_CLI_OPT("--parallel-b1", NULL, NASC_CLI_FLAG, &o.parallel_b1)},
         {NASC_CLI_OPT("--no-lanes", NULL, NASC_CLI_FLAG, &o.no_lanes)},
+        {NASC_CLI_OPT("--small-pages", NULL, NASC_CLI_FLAG, &o.small_pages)},
         {NASC_CLI_OPT("--space", NULL, NASC_CLI_STR, &o.space)},
         {NASC_CLI_OPT("--children", NULL, NASC_CLI_INT, &o.children), .lo = 1, .hi = 100000},
     };

@@ -315,6 +315,84 @@ static void test_prepared_weights_follow_the_store(void **state) {
     nasc_module_destroy(m);
 }
 
+/* Transparent huge pages in effect, or why not: NULL when the kernel gives
+ * them to memory that asks (its mode is [madvise] or [always]). */
+static const char *thp_unavailable(bool *always) {
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f) return "no /sys/kernel/mm/transparent_hugepage/enabled";
+    char mode[128] = "";
+    bool read = fgets(mode, sizeof mode, f) != NULL;
+    fclose(f);
+    *always = strstr(mode, "[always]") != NULL;
+    if (!read || (!*always && !strstr(mode, "[madvise]"))) return "transparent huge pages are off";
+    return NULL;
+}
+
+/* The process's memory on transparent huge pages, in kB (-1: unknown). */
+static long anon_huge_kb(void) {
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    if (!f) return -1;
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "AnonHugePages: %ld kB", &kb) == 1) break;
+    fclose(f);
+    return kb;
+}
+
+/* How much more of the process is on huge pages once a net with a 32 MB
+ * arena (input and result of a relu) has run a pass. */
+static long huge_kb_of_a_net(bool small_pages) {
+    enum { N = 64, K = 65536 };
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    nasc_module *m = nasc_module_create(&ctx, NASC_DIALECT_PRIM, "relu");
+    assert_non_null(m);
+    nasc_type ty = {NASC_F32, 2, {NASC_BATCH, K}};
+    uint32_t in = nasc_prim_add_input(m, "x", &ty);
+    nasc_prim_attrs a = nasc_prim_attrs_default();
+    uint32_t r = nasc_prim_add_op(m, NASC_PRIM_RELU, &in, 1, &a, "r", NULL, NASC_NOLOC);
+    assert_int_equal(nasc_prim_add_output(m, r), NASC_OK);
+    nasc_param_store *ps = nasc_params_create(&ctx);
+    assert_non_null(ps);
+    nasc_net_options o = nasc_net_options_default();
+    o.batch = N;
+    o.small_pages = small_pages;
+    float *x = calloc((size_t)N * K, sizeof *x);
+    assert_non_null(x);
+    long before = anon_huge_kb();
+    nasc_net *net = NULL;
+    if (nasc_net_compile(&ctx, m, ps, &o, &net)) nasc_test_fail_diag(&ctx, "compile");
+    if (nasc_net_set_input(net, 0, x) || nasc_net_forward(net)) nasc_test_fail_diag(&ctx, "forward");
+    nasc_net_stats st;
+    nasc_net_get_stats(net, &st);
+    assert_true(st.arena_bytes >= (int64_t)N * K * 4);
+    long after = anon_huge_kb();
+    nasc_net_destroy(net);
+    free(x);
+    nasc_params_destroy(ps);
+    nasc_module_destroy(m);
+    assert_true(before >= 0 && after >= 0);
+    return after - before;
+}
+
+/* A large arena asks for huge pages (small_pages off), and gets at least
+ * some of its 32 MB on them where the kernel gives them on request; with
+ * small_pages it asks for none. */
+static void test_huge_pages(void **state) {
+    (void)state;
+    bool always = false;
+    const char *why = thp_unavailable(&always);
+    if (why || anon_huge_kb() < 0) {
+        printf("  not checked here: %s\n", why ? why : "no AnonHugePages in /proc/self/smaps_rollup");
+        skip();
+    }
+    long advised = huge_kb_of_a_net(false), small = huge_kb_of_a_net(true);
+    printf("  on huge pages after a pass: %ld kB advised, %ld kB with small_pages\n", advised, small);
+    assert_true(advised >= 2048);
+    if (!always) assert_int_equal(small, 0);
+}
+
 static void test_switch_options(void **state) {
     (void)state;
     nasc_net_options o = nasc_net_options_default();
@@ -358,6 +436,7 @@ int main(void) {
         cmocka_unit_test(test_environment_ignored),
         cmocka_unit_test(test_switch_options),
         cmocka_unit_test(test_prepared_weights_follow_the_store),
+        cmocka_unit_test(test_huge_pages),
     };
-    return cmocka_run_group_tests_name("backend/net", tests, NULL, NULL);
+    return nasc_test_exit(cmocka_run_group_tests_name("backend/net", tests, NULL, NULL));
 }

@@ -411,7 +411,8 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
 }
 
 /* Loops over one channel block cb of w, BLK channels (a constant, so that
- * the compiler vectorises over them); x, y, dy and dx share w's layout.
+ * the compiler vectorises over them); x, y and dx share w's layout, a
+ * gradient of the result is walked by its own (wd, wg: a view's strides).
  * Channel k of the block has the forward's coefficients a[k], b[k], m[k]
  * (y = a (x - m) + b) and the backward's ga[k], gb[k], gc[k]; channels past
  * C (padding) have 0 and stay 0. Sums are float within an image's plane and
@@ -456,14 +457,15 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
     }                                                                                                           \
     /* d = dy, zeroed where a (x - m) + b <= 0 with relu; sum d, sum d (x - m) */                                         \
     NB_CLONES static void dsums##BLK(const chan_walk *w, int64_t cb, const float *restrict x,                    \
-                                     const float *restrict dy, const float *restrict a, const float *restrict b, \
+                                     const float *restrict dy, const chan_walk *wd, const float *restrict a,    \
+                                     const float *restrict b,                                                   \
                                      const float *restrict m, bool relu, double *restrict sd,                   \
                                      double *restrict sdx) {                                                    \
         for (int64_t n = 0; n < w->n; n++) {                                                                    \
             float s[BLK] = {0}, t[BLK] = {0};                                                                   \
             for (int64_t h = 0; h < w->h; h++)                                                                  \
                 for (int64_t q = 0; q < w->w; q++) {                                                            \
-                    const float *px = AT(x, w, n, h, q), *pd = AT(dy, w, n, h, q);                              \
+                    const float *px = AT(x, w, n, h, q), *pd = AT(dy, wd, n, h, q);                             \
                     _Pragma("omp simd") for (int k = 0; k < BLK; k++) {                                         \
                         float d = !relu || a[k] * (px[k] - m[k]) + b[k] > 0.0f ? pd[k] : 0.0f;                           \
                         s[k] += d;                                                                              \
@@ -475,13 +477,13 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
     }                                                                                                           \
     /* dx = ga d + gb (x - m) + gc, d as above */                                                                     \
     NB_CLONES static void dx##BLK(const chan_walk *w, int64_t cb, const float *restrict x, const float *restrict dy, \
-                                  float *restrict dx, const float *restrict a, const float *restrict b,              \
+                                  const chan_walk *wd, float *restrict dx, const float *restrict a, const float *restrict b,              \
                                   const float *restrict m, bool relu, const float *restrict ga,                      \
                                   const float *restrict gb, const float *restrict gc) {                              \
         for (int64_t n = 0; n < w->n; n++)                                                                      \
             for (int64_t h = 0; h < w->h; h++)                                                                  \
                 for (int64_t q = 0; q < w->w; q++) {                                                            \
-                    const float *px = AT(x, w, n, h, q), *pd = AT(dy, w, n, h, q);                              \
+                    const float *px = AT(x, w, n, h, q), *pd = AT(dy, wd, n, h, q);                             \
                     float *po = AT(dx, w, n, h, q);                                                             \
                     _Pragma("omp simd") for (int k = 0; k < BLK; k++) {                                         \
                         float d = !relu || a[k] * (px[k] - m[k]) + b[k] > 0.0f ? pd[k] : 0.0f;                           \
@@ -624,9 +626,9 @@ void nb_k_bn_lanes_fwd(nasc_net *net, const nb_step *s) {
 /* Backward: args x, dy, dx, mean, var, gamma, beta, dgamma, dbeta, then
  * more gradients of the result; f[0] eps; i[0] C, i[1] the batch norm's
  * backward columns, i[2] a relu after it, i[3] how many gradients (dy and
- * the ones after dbeta): with more than one (each in x's layout, or a view
- * of a larger tensor in it), their sum d is written to dx on the first
- * pass and the second pass finishes dx in place. With d = dy (zero where
+ * the ones after dbeta), each in x's layout or a view of a larger tensor
+ * in it (a concat's gradient): with more than one, their sum d is written
+ * to dx on the first pass and the second pass finishes dx in place. With d = dy (zero where
  * the relu cut, by the forward's own test), sigma = sqrt(var + eps),
  * xhat = (x - mean) / sigma and sums over the whole batch (count values a
  * channel):
@@ -661,7 +663,7 @@ void nb_k_bn_lanes_bwd(nasc_net *net, const nb_step *s) {
             if (ng > 1)
                 BY_BLOCK(w.blk, dsumsn, &w, cb, x, g, wg, ng, dx, a, b, m, relu, sd, sdx);
             else
-                BY_BLOCK(w.blk, dsums, &w, cb, x, dy, a, b, m, relu, sd, sdx);
+                BY_BLOCK(w.blk, dsums, &w, cb, x, dy, &wg[0], a, b, m, relu, sd, sdx);
             for (int k = 0; k < w.blk && cb * w.blk + k < c; k++) {
                 int64_t ch = cb * w.blk + k;
                 row[ch] = sd[k];
@@ -695,6 +697,6 @@ void nb_k_bn_lanes_bwd(nasc_net *net, const nb_step *s) {
         if (ng > 1)
             BY_BLOCK(w.blk, dxin, &w, cb, x, dx, m, ga, gb, gc);
         else
-            BY_BLOCK(w.blk, dx, &w, cb, x, dy, dx, a, b, m, relu, ga, gb, gc);
+            BY_BLOCK(w.blk, dx, &w, cb, x, dy, &wg[0], dx, a, b, m, relu, ga, gb, gc);
     }
 }

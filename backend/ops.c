@@ -621,12 +621,13 @@ static nasc_status bn_lanes_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p, 
     return net->status;
 }
 
-/* gs: the ng gradients of the result, in the input's layout when more
- * than one (the kernel sums them). */
+/* gs: the ng gradients of the result (the kernel sums them when more than
+ * one), each in the input's layout or a view of a larger tensor in it. */
 static nasc_status bn_lanes_bwd_n(nasc_net *net, uint32_t pi, const nasc_prim *p, const int *gs, int ng) {
     uint32_t x = arg(net, p, 0);
     const int *t = net->ps[pi].t;
-    int G = ng == 1 ? nb_match(net, gs[0], md_of(net, t[0])) : gs[0]; /* the result's layout is the input's */
+    int G = gs[0]; /* in the input's layout, or a view of a larger tensor in it (a concat's) */
+    if (ng == 1 && !nb_chan_walk_like(md_of(net, G), md_of(net, t[0]))) G = nb_match(net, G, md_of(net, t[0]));
     NEED(G);
     int64_t c = vtype(net, x)->dims[1];
     dnnl_memory_desc_t vmd;

@@ -29,20 +29,31 @@
  *                   block are never read into a result (they may hold anything).
  * dW is written plain, (C, 1, kh, kw) floats, overwritten (not accumulated).
  *
- * How (details in dwconv.c): for each image and group of 8 channels, x is
- * copied into a zero-padded, channel-interleaved buffer (transposed on the
- * way for NCHW, as dy is; dy is copied for nChw16c), and a register-tiled kernel adds x * dy for up to
- * 15 taps at a time, one 8-lane accumulator per tap. Each thread (OpenMP,
- * omp_get_max_threads of them; one when called inside a parallel region)
- * takes an equal run of the N*ceil(C/8) (image, block) planes in memory
- * order; the threads' partial sums are added in a fixed order, so a result
- * depends only on the shape and the thread count, never on timing.
+ * How (details in dwconv.c): for each image and group of G channels (16 on
+ * the AVX-512 path, 8 on the others), x is copied into a zero-padded,
+ * channel-interleaved buffer (transposed on the way for NCHW, as dy is; dy
+ * is read in place when its pixels are G floats, nChw16c on AVX-512 and
+ * nChw8c on the others, and copied otherwise), and a register-tiled kernel adds
+ * x * dy for up to 15 taps at a time (28 with AVX-512's 32 registers), one
+ * G-lane accumulator per tap. Each thread (OpenMP, omp_get_max_threads of
+ * them; one when called inside a parallel region) takes an equal run of the
+ * N*ceil(C/G) (image, group) planes in memory order; the threads' partial
+ * sums are added in a fixed order, so a result depends only on the shape,
+ * the path and the thread count, never on timing.
  *
- * The AVX2+FMA path is compiled with a function target attribute and chosen
- * at run time (__builtin_cpu_supports); elsewhere a portable scalar path runs
- * the same algorithm. Scratch memory (per thread: one padded x plane of 8
- * channels, one dy plane for NCHW, and ceil(C/8)*kh*kw*8 partial sums) is
- * the caller's: a net plans it into its arena when it compiles, so a
+ * The AVX2+FMA and AVX-512 paths are compiled with function target
+ * attributes and chosen at run time (__builtin_cpu_supports): AVX-512 when
+ * the CPU has avx512f, else AVX2+FMA, else a portable scalar path that runs
+ * the same algorithm. On Zen 5 (one thread, N=32, nChw16c, the NASNet-like
+ * 16 channels at 28x28, 32 at 14x14, 64 at 7x7, stride 1) the AVX-512 path
+ * measured 1.3-1.6x the AVX2 one on 3x3 and 1.6-1.8x on 5x5 and 7x7
+ * (medians of ten runs of bench/dwconv_bench.c paths, which prints the
+ * table).
+ *
+ * Scratch memory (per thread: one padded x plane of G channels, one dy
+ * plane unless dy is read in place, and ceil(C/G)*kh*kw*G partial sums;
+ * planned for the larger of the two group widths, so it serves every path)
+ * is the caller's: a net plans it into its arena when it compiles, so a
  * training step allocates nothing (nasc_dw_bwd_weights_run); tests and
  * benchmarks let nasc_dw_bwd_weights take it from a context's allocator for
  * the one call. Without scratch, a direct summation that needs none still
@@ -91,6 +102,8 @@ typedef enum nasc_dw_isa {
     NASC_DW_ISA_AUTO,   /* the best the CPU supports */
     NASC_DW_ISA_SCALAR, /* portable C (any x86-64 or other CPU) */
     NASC_DW_ISA_AVX2,   /* AVX2 + FMA; falls back to scalar when the CPU lacks them */
+    NASC_DW_ISA_AVX512, /* AVX-512F, 16 channels per group; falls back to the best the CPU has
+                           (AVX2 or scalar) when it lacks avx512f */
     NASC_DW_ISA_DIRECT, /* direct summation in double, no scratch memory (what runs
                            without scratch); slow */
 } nasc_dw_isa;
@@ -99,18 +112,19 @@ typedef enum nasc_dw_isa {
  * oh/ow are taken as given, not recomputed from the pads). */
 bool nasc_dw_shape_valid(const nasc_dw_shape *s);
 
-/* Bytes of scratch (a multiple of 64) that shape s needs in either layout
- * for up to `threads` threads; 0 when the shape is not valid. */
+/* Bytes of scratch (a multiple of 64) that shape s needs in any layout, on
+ * any path, for up to `threads` threads; 0 when the shape is not valid. */
 size_t nasc_dw_scratch_bytes(const nasc_dw_shape *s, int threads);
 
 /* dw_out (C, 1, kh, kw) = the weights gradient of the depthwise conv s, for
  * input x and output gradient dy, both in `layout`, with the code path isa
  * and `bytes` of scratch (64-byte aligned; see nasc_dw_scratch_bytes);
  * allocates nothing. Threads: the OpenMP count (omp_get_max_threads; one
- * inside a parallel region), but no more than the scratch holds; without
- * scratch for one (scratch NULL), the direct summation. Returns NASC_EINPUT
- * (dw_out untouched) when the shape is not valid, the layout unknown, x, dy
- * or dw_out NULL or scratch misaligned, else NASC_OK. */
+ * inside a parallel region), but no more than nasc_dw_scratch_bytes plans
+ * `bytes` for (the same on every path); without scratch for one (scratch
+ * NULL), the direct summation. Returns NASC_EINPUT (dw_out untouched) when
+ * the shape is not valid, the layout unknown, x, dy or dw_out NULL or
+ * scratch misaligned, else NASC_OK. */
 nasc_status nasc_dw_bwd_weights_run(const nasc_dw_shape *s, nasc_dw_layout layout, const float *x, const float *dy,
                                     float *dw_out, nasc_dw_isa isa, void *scratch, size_t bytes);
 
@@ -124,7 +138,7 @@ nasc_status nasc_dw_bwd_weights(nasc_ctx *ctx, const nasc_dw_shape *s, nasc_dw_l
 nasc_status nasc_dw_bwd_weights_isa(nasc_ctx *ctx, const nasc_dw_shape *s, nasc_dw_layout layout, const float *x,
                                     const float *dy, float *dw_out, nasc_dw_isa isa);
 
-/* The path NASC_DW_ISA_AUTO takes on this CPU (SCALAR or AVX2). */
+/* The path NASC_DW_ISA_AUTO takes on this CPU (SCALAR, AVX2 or AVX512). */
 nasc_dw_isa nasc_dw_isa_best(void);
 
 #endif

@@ -14,12 +14,22 @@
  *     dwconv_bench                 the default table
  *     dwconv_bench N C H W k s d   one case (k x k, stride s, dilation d)
  *     dwconv_bench N C H W k s d t   the same at t threads only
+ *     dwconv_bench paths [N [t]]   ours only, AVX2 path against AVX-512 path
+ *                                  in each layout, on NASNet-like layers (16
+ *                                  channels at 28x28, 32 at 14x14, 64 at 7x7;
+ *                                  3x3, 5x5, 7x7 at stride 1, 3x3 and 5x5 at
+ *                                  stride 2 from 28x28), batch N (32) at t
+ *                                  threads (1, as a net runs it inside its
+ *                                  parallel region); each result checked
+ *                                  against the direct summation
  *
  * Two threads on two cores: another process running OpenMP threads at the
  * same time makes the spinning barriers of both stall (results fall to a
  * few GFLOP/s for oneDNN and us alike); measure on a quiet machine.
  *
- * Exits 1 if a oneDNN call fails or the results disagree (> 1e-4).
+ * Exits 1 if a oneDNN call fails or the results disagree (> 1e-4). The
+ * paths table needs an AVX-512 CPU to mean anything (elsewhere both columns
+ * run the best path there is).
  */
 #include <math.h>
 #include <stdbool.h>
@@ -106,11 +116,12 @@ typedef struct ours_run {
     float *dw;
     void *scratch;
     size_t bytes;
+    nasc_dw_isa isa;
 } ours_run;
 
 static void run_ours(void *ud) {
     ours_run *r = ud;
-    if (nasc_dw_bwd_weights_run(&r->s, r->layout, r->x, r->dy, r->dw, NASC_DW_ISA_AUTO, r->scratch, r->bytes)) {
+    if (nasc_dw_bwd_weights_run(&r->s, r->layout, r->x, r->dy, r->dw, r->isa, r->scratch, r->bytes)) {
         fprintf(stderr, "nasc_dw_bwd_weights_run refused the case\n");
         exit(1);
     }
@@ -253,8 +264,8 @@ static int bench_one(dnnl_engine_t eng, dnnl_stream_t st, const bench_case *bc, 
         fprintf(stderr, "dwconv_bench: out of memory (%zu bytes of scratch)\n", bytes);
         exit(1);
     }
-    ours_run o8 = {s, NASC_DW_NCHW8C, xv, dyv, dw8, scratch, bytes};
-    ours_run op = {s, NASC_DW_NCHW, xp, dyp, dwp, scratch, bytes};
+    ours_run o8 = {s, NASC_DW_NCHW8C, xv, dyv, dw8, scratch, bytes, NASC_DW_ISA_AUTO};
+    ours_run op = {s, NASC_DW_NCHW, xp, dyp, dwp, scratch, bytes, NASC_DW_ISA_AUTO};
     double t8 = time_it(run_ours, &o8), tp = time_it(run_ours, &op);
     free(scratch);
 
@@ -273,6 +284,91 @@ static int bench_one(dnnl_engine_t eng, dnnl_stream_t st, const bench_case *bc, 
     return err > 1e-4;
 }
 
+static const char *isa_str(nasc_dw_isa i) {
+    return i == NASC_DW_ISA_AVX512 ? "avx512" : i == NASC_DW_ISA_AVX2 ? "avx2" : "scalar";
+}
+
+/* t (N, C, hh, ww) -> layout (blocked: padding lanes zero). */
+static float *to_layout(const float *t, int n, int c, int hh, int ww, nasc_dw_layout layout) {
+    int blk = layout == NASC_DW_NCHW16C ? 16 : 8, cb = (c + blk - 1) / blk;
+    size_t numel = layout == NASC_DW_NCHW ? (size_t)n * c * hh * ww : (size_t)n * cb * hh * ww * blk;
+    float *f = calloc(numel, sizeof *f);
+    if (!f) {
+        fprintf(stderr, "dwconv_bench: out of memory\n");
+        exit(1);
+    }
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++)
+            for (int i = 0; i < hh * ww; i++) {
+                float v = t[((size_t)b * c + ch) * hh * ww + i];
+                if (layout == NASC_DW_NCHW)
+                    f[((size_t)b * c + ch) * hh * ww + i] = v;
+                else
+                    f[(((size_t)b * cb + ch / blk) * hh * ww + i) * blk + ch % blk] = v;
+            }
+    return f;
+}
+
+/* Ours on the AVX2 and AVX-512 paths, in each layout, on the depthwise
+ * layers of a NASNet-like net at batch n (16 channels at 28x28, 32 at
+ * 14x14, 64 at 7x7; "same" padding), with scratch planned once per case by
+ * nasc_dw_scratch_bytes as a net plans it. Prints GFLOP/s and the largest
+ * difference from the direct summation relative to the largest |dW|;
+ * returns the number of cases over 1e-4. */
+static int bench_paths(int n, int threads) {
+    static const bench_case cases[] = {
+        {0, 16, 28, 28, 3, 1, 1}, {0, 16, 28, 28, 5, 1, 1}, {0, 16, 28, 28, 7, 1, 1}, {0, 32, 14, 14, 3, 1, 1},
+        {0, 32, 14, 14, 5, 1, 1}, {0, 32, 14, 14, 7, 1, 1}, {0, 64, 7, 7, 3, 1, 1},   {0, 64, 7, 7, 5, 1, 1},
+        {0, 64, 7, 7, 7, 1, 1},   {0, 32, 28, 28, 3, 2, 1}, {0, 32, 28, 28, 5, 2, 1},
+    };
+    static const nasc_dw_layout layouts[] = {NASC_DW_NCHW16C, NASC_DW_NCHW8C, NASC_DW_NCHW};
+    static const char *const lnames[] = {"nChw16c", "nChw8c", "nchw"};
+    omp_set_num_threads(threads);
+    printf("nasc kernel by path, GFLOP/s; N=%d, %d thread(s), best path on this CPU %s\n", n, threads,
+           isa_str(nasc_dw_isa_best()));
+    printf("%-8s %-14s | %7s %7s | %8s | %s\n", "layout", "case", "avx2", "avx512", "512/avx2", "max err");
+    int bad = 0;
+    for (size_t l = 0; l < sizeof layouts / sizeof layouts[0]; l++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            const bench_case *bc = &cases[i];
+            int p = bc->d * (bc->k - 1) / 2;
+            int oh = (bc->h + 2 * p - bc->d * (bc->k - 1) - 1) / bc->s + 1;
+            int ow = (bc->w + 2 * p - bc->d * (bc->k - 1) - 1) / bc->s + 1;
+            nasc_dw_shape s = {n, bc->c, bc->h, bc->w, oh, ow, bc->k, bc->k, bc->s, bc->s, p, p, bc->d, bc->d};
+            size_t xn = (size_t)n * bc->c * bc->h * bc->w, yn = (size_t)n * bc->c * oh * ow;
+            size_t wn = (size_t)bc->c * bc->k * bc->k;
+            float *xp = malloc(xn * sizeof *xp), *yp = malloc(yn * sizeof *yp);
+            float *ref = malloc(wn * sizeof *ref), *dw = malloc(wn * sizeof *dw);
+            size_t bytes = nasc_dw_scratch_bytes(&s, threads);
+            void *scratch = aligned_alloc(64, bytes);
+            if (!xp || !yp || !ref || !dw || !scratch) {
+                fprintf(stderr, "dwconv_bench: out of memory\n");
+                exit(1);
+            }
+            unsigned seed = 12345;
+            for (size_t e = 0; e < xn; e++) xp[e] = frand(&seed);
+            for (size_t e = 0; e < yn; e++) yp[e] = frand(&seed);
+            float *x = to_layout(xp, n, bc->c, bc->h, bc->w, layouts[l]);
+            float *dy = to_layout(yp, n, bc->c, oh, ow, layouts[l]);
+            ours_run direct = {s, layouts[l], x, dy, ref, NULL, 0, NASC_DW_ISA_DIRECT};
+            run_ours(&direct);
+            double gf[2], err = 0;
+            nasc_dw_isa isas[2] = {NASC_DW_ISA_AVX2, NASC_DW_ISA_AVX512};
+            for (int k = 0; k < 2; k++) {
+                ours_run r = {s, layouts[l], x, dy, dw, scratch, bytes, isas[k]};
+                gf[k] = 2.0 * n * bc->c * oh * ow * bc->k * bc->k * 1e-9 / time_it(run_ours, &r);
+                err = fmax(err, rel_err(dw, ref, wn));
+            }
+            char name[32];
+            snprintf(name, sizeof name, "C%d %dx%d %dx%d s%d", bc->c, bc->h, bc->w, bc->k, bc->k, bc->s);
+            printf("%-8s %-14s | %7.1f %7.1f | %7.2fx | %7.1e\n", lnames[l], name, gf[0], gf[1], gf[1] / gf[0], err);
+            fflush(stdout);
+            bad += err > 1e-4;
+            free(xp), free(yp), free(ref), free(dw), free(scratch), free(x), free(dy);
+        }
+    return bad;
+}
+
 int main(int argc, char **argv) {
     bench_case def[] = {{64, 64, 14, 14, 3, 1, 1}, {64, 64, 14, 14, 5, 1, 1}, {64, 64, 14, 14, 7, 1, 1},
                         {64, 64, 14, 14, 3, 2, 1}, {64, 64, 14, 14, 5, 2, 1}, {64, 64, 14, 14, 7, 2, 1}};
@@ -280,6 +376,11 @@ int main(int argc, char **argv) {
     bench_case *cases = def;
     int n_cases = (int)(sizeof def / sizeof def[0]);
     int t_lo = 1, t_hi = 2;
+    if (argc >= 2 && strcmp(argv[1], "paths") == 0) {
+        int bad = bench_paths(argc >= 3 ? atoi(argv[2]) : 32, argc >= 4 ? atoi(argv[3]) : 1);
+        if (bad) fprintf(stderr, "dwconv_bench: %d case(s) disagree with the direct summation\n", bad);
+        return bad ? 1 : 0;
+    }
     if (argc == 9) t_lo = t_hi = atoi(argv[8]);
     if (argc == 8 || argc == 9) {
         one = (bench_case){atoi(argv[1]), atoi(argv[2]), atoi(argv[3]), atoi(argv[4]),
@@ -291,7 +392,7 @@ int main(int argc, char **argv) {
     }
     const dnnl_version_t *v = dnnl_version();
     printf("depthwise conv backward-weights, GFLOP/s; oneDNN %d.%d.%d, nasc kernel path %s\n", v->major, v->minor,
-           v->patch, nasc_dw_isa_best() == NASC_DW_ISA_AVX2 ? "avx2" : "scalar");
+           v->patch, isa_str(nasc_dw_isa_best()));
     printf("N=%d C=%d %dx%d\n", cases[0].n, cases[0].c, cases[0].h, cases[0].w);
     printf("%-3s %-10s | %-25s | %-25s | %-25s | %-13s | %-15s | %s\n", "thr", "kernel", "oneDNN, layouts any",
            "oneDNN on nChw8c", "oneDNN on nchw", "nasc 8c  nchw", "8c/dnnl nchw/dnnl", "max err");

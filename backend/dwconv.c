@@ -329,59 +329,55 @@ static void tile_scalar(const dw_tile *t, int R, int J, int g) {
 }
 
 #ifdef DW_X86
-/* R, J and U (1 or 2 accumulator sets) are constants at every call site, so
- * the loops unroll fully and a[][][] lives in registers. */
-DW_AVX2_INLINE void tile_avx2_body(const dw_tile *t, const int R, const int J, const int U) {
-    __m256 a[2][DW_MAX_R][DW_MAX_J];
-    const size_t cstep = t->cstep, ostep = t->ostep;
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-        for (int j = 0; j < J; j++) {
-            a[0][r][j] = _mm256_loadu_ps(t->acc + r * t->acc_row + j * t->acc_col);
-            a[1][r][j] = _mm256_setzero_ps();
-        }
-    for (int oh = 0; oh < t->oh; oh++) {
-        const float *x[DW_MAX_R];
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) x[r] = t->x + oh * t->x_oh + r * t->x_kr;
-        const float *d = t->dy + oh * t->dy_row;
-        int v = 0;
-        if (U == 2) {
-            for (; v + 1 < t->nv; v += 2) {
-                __m256 d0 = _mm256_loadu_ps(d), d1 = _mm256_loadu_ps(d + DW_V);
-#pragma GCC unroll 8
-                for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-                    for (int j = 0; j < J; j++) {
-                        a[0][r][j] = _mm256_fmadd_ps(_mm256_loadu_ps(x[r] + j * cstep), d0, a[0][r][j]);
-                        a[1][r][j] = _mm256_fmadd_ps(_mm256_loadu_ps(x[r] + ostep + j * cstep), d1, a[1][r][j]);
-                    }
-#pragma GCC unroll 8
-                for (int r = 0; r < R; r++) x[r] += 2 * ostep;
-                d += 2 * DW_V;
-            }
-        }
-        for (; v < t->nv; v++) {
-            __m256 d0 = _mm256_loadu_ps(d);
-#pragma GCC unroll 8
-            for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-                for (int j = 0; j < J; j++)
-                    a[0][r][j] = _mm256_fmadd_ps(_mm256_loadu_ps(x[r] + j * cstep), d0, a[0][r][j]);
-#pragma GCC unroll 8
-            for (int r = 0; r < R; r++) x[r] += ostep;
-            d += DW_V;
-        }
+/* The register tile's loop for one vector width: VEC the register type,
+ * N its floats, P the intrinsics' prefix (_mm256 or _mm512), ATTR the
+ * target attribute. R, J and U (1 or 2 accumulator sets) are constants at
+ * every call site, so the loops unroll fully and a[][][] lives in
+ * registers. */
+#define DW_TILE_BODY(NAME, VEC, N, P, ATTR)                                                                     \
+    ATTR void NAME(const dw_tile *t, const int R, const int J, const int U) {                                   \
+        VEC a[2][DW_MAX_R][DW_MAX_J];                                                                           \
+        const size_t cstep = t->cstep, ostep = t->ostep;                                                        \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                                     \
+            _Pragma("GCC unroll 8") for (int j = 0; j < J; j++) {                                               \
+                a[0][r][j] = P##_loadu_ps(t->acc + r * t->acc_row + j * t->acc_col);                            \
+                a[1][r][j] = P##_setzero_ps();                                                                  \
+            }                                                                                                   \
+        for (int oh = 0; oh < t->oh; oh++) {                                                                    \
+            const float *x[DW_MAX_R];                                                                           \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) x[r] = t->x + oh * t->x_oh + r * t->x_kr;       \
+            const float *d = t->dy + oh * t->dy_row;                                                            \
+            int v = 0;                                                                                          \
+            if (U == 2) {                                                                                       \
+                for (; v + 1 < t->nv; v += 2) {                                                                 \
+                    VEC d0 = P##_loadu_ps(d), d1 = P##_loadu_ps(d + (N));                                       \
+                    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                         \
+                        _Pragma("GCC unroll 8") for (int j = 0; j < J; j++) {                                   \
+                            a[0][r][j] = P##_fmadd_ps(P##_loadu_ps(x[r] + j * cstep), d0, a[0][r][j]);          \
+                            a[1][r][j] = P##_fmadd_ps(P##_loadu_ps(x[r] + ostep + j * cstep), d1, a[1][r][j]);  \
+                        }                                                                                       \
+                    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) x[r] += 2 * ostep;                      \
+                    d += 2 * (N);                                                                               \
+                }                                                                                               \
+            }                                                                                                   \
+            for (; v < t->nv; v++) {                                                                            \
+                VEC d0 = P##_loadu_ps(d);                                                                       \
+                _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                             \
+                    _Pragma("GCC unroll 8") for (int j = 0; j < J; j++)                                         \
+                        a[0][r][j] = P##_fmadd_ps(P##_loadu_ps(x[r] + j * cstep), d0, a[0][r][j]);              \
+                _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) x[r] += ostep;                              \
+                d += (N);                                                                                       \
+            }                                                                                                   \
+        }                                                                                                       \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                                     \
+            _Pragma("GCC unroll 8") for (int j = 0; j < J; j++) {                                               \
+                VEC sum = U == 2 ? P##_add_ps(a[0][r][j], a[1][r][j]) : a[0][r][j];                             \
+                P##_storeu_ps(t->acc + r * t->acc_row + j * t->acc_col, sum);                                   \
+            }                                                                                                   \
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-        for (int j = 0; j < J; j++) {
-            __m256 sum = U == 2 ? _mm256_add_ps(a[0][r][j], a[1][r][j]) : a[0][r][j];
-            _mm256_storeu_ps(t->acc + r * t->acc_row + j * t->acc_col, sum);
-        }
-}
+DW_TILE_BODY(tile_avx2_body, __m256, DW_V, _mm256, DW_AVX2_INLINE)
+DW_TILE_BODY(tile_avx512_body, __m512, DW_V16, _mm512, DW_AVX512_INLINE)
+#undef DW_TILE_BODY
 
 /* Every (R, J) with R*J <= 15, R <= 7, J <= 7 (what plan_tiles makes). */
 #define DW_TILES(X)                                                                                                    \
@@ -402,59 +398,6 @@ static void tile_avx2(const dw_tile *t, int R, int J) {
 #undef DW_CASE
     default: tile_scalar(t, R, J, DW_V); return; /* not reached: plan_tiles keeps to the table */
     }
-}
-
-/* tile_avx2_body on 16 lanes. */
-DW_AVX512_INLINE void tile_avx512_body(const dw_tile *t, const int R, const int J, const int U) {
-    __m512 a[2][DW_MAX_R][DW_MAX_J];
-    const size_t cstep = t->cstep, ostep = t->ostep;
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-        for (int j = 0; j < J; j++) {
-            a[0][r][j] = _mm512_loadu_ps(t->acc + r * t->acc_row + j * t->acc_col);
-            a[1][r][j] = _mm512_setzero_ps();
-        }
-    for (int oh = 0; oh < t->oh; oh++) {
-        const float *x[DW_MAX_R];
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) x[r] = t->x + oh * t->x_oh + r * t->x_kr;
-        const float *d = t->dy + oh * t->dy_row;
-        int v = 0;
-        if (U == 2) {
-            for (; v + 1 < t->nv; v += 2) {
-                __m512 d0 = _mm512_loadu_ps(d), d1 = _mm512_loadu_ps(d + DW_V16);
-#pragma GCC unroll 8
-                for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-                    for (int j = 0; j < J; j++) {
-                        a[0][r][j] = _mm512_fmadd_ps(_mm512_loadu_ps(x[r] + j * cstep), d0, a[0][r][j]);
-                        a[1][r][j] = _mm512_fmadd_ps(_mm512_loadu_ps(x[r] + ostep + j * cstep), d1, a[1][r][j]);
-                    }
-#pragma GCC unroll 8
-                for (int r = 0; r < R; r++) x[r] += 2 * ostep;
-                d += 2 * DW_V16;
-            }
-        }
-        for (; v < t->nv; v++) {
-            __m512 d0 = _mm512_loadu_ps(d);
-#pragma GCC unroll 8
-            for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-                for (int j = 0; j < J; j++)
-                    a[0][r][j] = _mm512_fmadd_ps(_mm512_loadu_ps(x[r] + j * cstep), d0, a[0][r][j]);
-#pragma GCC unroll 8
-            for (int r = 0; r < R; r++) x[r] += ostep;
-            d += DW_V16;
-        }
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-        for (int j = 0; j < J; j++) {
-            __m512 sum = U == 2 ? _mm512_add_ps(a[0][r][j], a[1][r][j]) : a[0][r][j];
-            _mm512_storeu_ps(t->acc + r * t->acc_row + j * t->acc_col, sum);
-        }
 }
 
 /* Every (R, J) with R*J <= 28, R <= 7, J <= 7 (what plan_tiles makes for

@@ -248,6 +248,7 @@ DW_AVX2 static void pack_plain_avx2(float *xb, int g, int hp, int wp, const floa
 DW_AVX512 static void pack_rows_avx512(float *xb, int hp, int wp, const float *src, int h, int w, int pt, int pl) {
     int lo, hi;
     buf_cols(wp, pl, w, &lo, &hi);
+    if (hi <= lo) return; /* every column is padding: no source row to point into */
     for (int r = imax(pt, 0); r < hp && r - pt < h; r++) {
         float *d = xb + ((size_t)r * wp + lo) * DW_V16;
         const float *from = src + ((size_t)(r - pt) * w + (lo - pl)) * DW_V16;
@@ -276,6 +277,7 @@ DW_AVX512 static void pack_pair_avx512(float *xb, int hp, int wp, const float *l
                                        int pt, int pl) {
     int lo, hi;
     buf_cols(wp, pl, w, &lo, &hi);
+    if (hi <= lo) return; /* every column is padding: no source row to point into */
     const __m256 z = _mm256_setzero_ps();
     for (int r = imax(pt, 0); r < hp && r - pt < h; r++) {
         float *d = xb + ((size_t)r * wp + lo) * DW_V16;

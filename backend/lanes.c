@@ -477,8 +477,9 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
     }                                                                                                           \
     /* dx = ga d + gb (x - m) + gc, d as above */                                                                     \
     NB_CLONES static void dx##BLK(const chan_walk *w, int64_t cb, const float *restrict x, const float *restrict dy, \
-                                  const chan_walk *wd, float *restrict dx, const float *restrict a, const float *restrict b,              \
-                                  const float *restrict m, bool relu, const float *restrict ga,                      \
+                                  const chan_walk *wd, float *restrict dx, const float *restrict a,                  \
+                                  const float *restrict b, const float *restrict m, bool relu,                       \
+                                  const float *restrict ga,                                                          \
                                   const float *restrict gb, const float *restrict gc) {                              \
         for (int64_t n = 0; n < w->n; n++)                                                                      \
             for (int64_t h = 0; h < w->h; h++)                                                                  \
@@ -628,8 +629,9 @@ void nb_k_bn_lanes_fwd(nasc_net *net, const nb_step *s) {
  * backward columns, i[2] a relu after it, i[3] how many gradients (dy and
  * the ones after dbeta), each in x's layout or a view of a larger tensor
  * in it (a concat's gradient): with more than one, their sum d is written
- * to dx on the first pass and the second pass finishes dx in place. With d = dy (zero where
- * the relu cut, by the forward's own test), sigma = sqrt(var + eps),
+ * to dx on the first pass and the second pass finishes dx in place. With
+ * d = dy (zero where the relu cut, by the forward's own test),
+ * sigma = sqrt(var + eps),
  * xhat = (x - mean) / sigma and sums over the whole batch (count values a
  * channel):
  *   dbeta = sum d,  dgamma = sum d xhat = sum d (x - mean) / sigma,

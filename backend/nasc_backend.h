@@ -134,10 +134,11 @@ typedef struct nasc_net_options {
                           * never nasc's own kernel (which replaces oneDNN's slow fallbacks:
                           * kernels other than 3x3, plain layout); for comparisons and
                           * benchmarks; default off */
-    bool small_pages;    /* the activation arena on ordinary pages only; default off: an arena
-                          * of 4 MB or more is advised to use transparent huge pages (Linux
-                          * madvise MADV_HUGEPAGE; the kernel may decline), which spares the
-                          * passes' streaming loops most of their TLB misses */
+    bool small_pages;    /* default off: an activation arena of 4 MB or more is advised to use
+                          * transparent huge pages (Linux madvise MADV_HUGEPAGE; the kernel may
+                          * decline), which spares the passes' streaming loops most of their
+                          * TLB misses; on: advised not to (MADV_NOHUGEPAGE), ordinary pages
+                          * even where THP is always on */
 } nasc_net_options;
 
 nasc_net_options nasc_net_options_default(void);

@@ -753,22 +753,26 @@ static void sort_ids(int *ids, int n, const nb_buffer *bufs) {
 }
 
 /* Ask the kernel to back the whole 2 MB pages of [p, p + bytes) with
- * transparent huge pages. A training arena is hundreds of megabytes that
- * every pass streams through; on 4 KB pages most of those streams' cache
- * lines come with a TLB miss, and the hardware prefetchers stop at every
- * page boundary. Advice only: where THP is off, or the kernel has no huge
- * page to give, the memory stays on small pages and nothing else changes.
- * The arena is not touched before its first pass, so its pages are not
- * yet allocated when the advice is given. */
-static void advise_huge_pages(void *p, size_t bytes) {
-#ifdef MADV_HUGEPAGE
+ * transparent huge pages (huge), or never to (small_pages). A training
+ * arena is hundreds of megabytes that every pass streams through; on 4 KB
+ * pages most of those streams' cache lines come with a TLB miss, and the
+ * hardware prefetchers stop at every page boundary. Advice only: where THP
+ * is off, or the kernel has no huge page to give, the memory stays on
+ * small pages and nothing else changes. A new arena is first touched after
+ * the advice (by its first pass, or by the fill of assertion builds), so
+ * its pages are allocated as the advice says; memory touched before (a
+ * reused allocation) is collapsed into huge pages later by the kernel's
+ * khugepaged, if at all. */
+static void advise_pages(void *p, size_t bytes, bool huge_pages) {
+#if defined(MADV_HUGEPAGE) && defined(MADV_NOHUGEPAGE)
     const uintptr_t huge = (uintptr_t)2 << 20;
     if (bytes < 2 * huge) return;
     uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1), hi = ((uintptr_t)p + bytes) & ~(huge - 1);
-    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, huge_pages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 #else
     (void)p;
     (void)bytes;
+    (void)huge_pages;
 #endif
 }
 
@@ -850,7 +854,7 @@ static nasc_status plan_memory(nasc_net *net) {
             return nasc_error(net->ctx, NASC_ENOMEM, NULL, NASC_NOLOC,
                               "out of memory: the net needs %zu bytes of activations", total);
         net->arena = raw + (64 - (uintptr_t)raw % 64) % 64;
-        if (!net->opt.small_pages) advise_huge_pages(raw, shared ? shared->bytes : total + 63);
+        advise_pages(raw, shared ? shared->bytes : total + 63, !net->opt.small_pages);
         /* Not zeroed: every planned buffer is written by a step before a step
          * reads it, and zeroing hundreds of megabytes page by page was most
          * of a compile. Builds with assertions (Debug, the sanitizer suite)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nasc_backend.h"
 #include "net_internal.h" /* the oneDNN status wrappers */
@@ -315,34 +316,49 @@ static void test_prepared_weights_follow_the_store(void **state) {
     nasc_module_destroy(m);
 }
 
-/* Transparent huge pages in effect, or why not: NULL when the kernel gives
- * them to memory that asks (its mode is [madvise] or [always]). */
-static const char *thp_unavailable(bool *always) {
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    if (!f) return "no /sys/kernel/mm/transparent_hugepage/enabled";
-    char mode[128] = "";
-    bool read = fgets(mode, sizeof mode, f) != NULL;
+/* The VmFlags line and AnonHugePages (kB) of the mapping that holds addr,
+ * from /proc/self/smaps; false when it cannot be read. */
+static bool mapping_of(const void *addr, char *flags, size_t size, long *huge_kb) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return false;
+    char line[512];
+    bool in = false, found = false;
+    uintptr_t at = (uintptr_t)addr;
+    *huge_kb = -1;
+    flags[0] = '\0';
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            if (in) break; /* past the mapping */
+            in = lo <= at && at < hi;
+            continue;
+        }
+        if (!in) continue;
+        long kb;
+        if (sscanf(line, "AnonHugePages: %ld kB", &kb) == 1) *huge_kb = kb;
+        if (!strncmp(line, "VmFlags:", 8)) {
+            size_t n = strcspn(line + 8, "\n");
+            if (n >= size) n = size - 1;
+            memcpy(flags, line + 8, n);
+            flags[n] = '\0';
+            found = true;
+        }
+    }
     fclose(f);
-    *always = strstr(mode, "[always]") != NULL;
-    if (!read || (!*always && !strstr(mode, "[madvise]"))) return "transparent huge pages are off";
-    return NULL;
+    return found;
 }
 
-/* The process's memory on transparent huge pages, in kB (-1: unknown). */
-static long anon_huge_kb(void) {
-    FILE *f = fopen("/proc/self/smaps_rollup", "r");
-    if (!f) return -1;
-    char line[256];
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "AnonHugePages: %ld kB", &kb) == 1) break;
-    fclose(f);
-    return kb;
+/* Whether the VmFlags of a mapping list flag (two letters). */
+static bool has_flag(const char *flags, const char *flag) {
+    for (const char *p = flags; (p = strstr(p, flag)) != NULL; p += 2)
+        if ((p == flags || p[-1] == ' ') && (p[2] == ' ' || p[2] == '\n' || p[2] == '\0')) return true;
+    return false;
 }
 
-/* How much more of the process is on huge pages once a net with a 32 MB
- * arena (input and result of a relu) has run a pass. */
-static long huge_kb_of_a_net(bool small_pages) {
+/* A net with a 32 MB arena (input and result of a relu) after one pass:
+ * the VmFlags of the mapping in the middle of its arena, and how much of
+ * that mapping is on huge pages. */
+static void arena_pages(bool small_pages, char *flags, size_t size, long *huge_kb) {
     enum { N = 64, K = 65536 };
     nasc_ctx ctx;
     nasc_ctx_init(&ctx);
@@ -358,39 +374,40 @@ static long huge_kb_of_a_net(bool small_pages) {
     nasc_net_options o = nasc_net_options_default();
     o.batch = N;
     o.small_pages = small_pages;
+    o.parallel = NASC_NET_PARALLEL_ALL; /* one net, whose arena this is */
     float *x = calloc((size_t)N * K, sizeof *x);
     assert_non_null(x);
-    long before = anon_huge_kb();
     nasc_net *net = NULL;
     if (nasc_net_compile(&ctx, m, ps, &o, &net)) nasc_test_fail_diag(&ctx, "compile");
     if (nasc_net_set_input(net, 0, x) || nasc_net_forward(net)) nasc_test_fail_diag(&ctx, "forward");
-    nasc_net_stats st;
-    nasc_net_get_stats(net, &st);
-    assert_true(st.arena_bytes >= (int64_t)N * K * 4);
-    long after = anon_huge_kb();
+    assert_true(net->arena_bytes >= (size_t)N * K * 4);
+    assert_true(mapping_of(net->arena + net->arena_bytes / 2, flags, size, huge_kb));
     nasc_net_destroy(net);
     free(x);
     nasc_params_destroy(ps);
     nasc_module_destroy(m);
-    assert_true(before >= 0 && after >= 0);
-    return after - before;
 }
 
-/* A large arena asks for huge pages (small_pages off), and gets at least
- * some of its 32 MB on them where the kernel gives them on request; with
- * small_pages it asks for none. */
+/* A large arena is advised to use huge pages (the kernel marks its mapping
+ * "hg"), and with small_pages advised not to ("nh"). Whether the kernel
+ * then has huge pages to give is its own affair: printed, not checked. */
 static void test_huge_pages(void **state) {
     (void)state;
-    bool always = false;
-    const char *why = thp_unavailable(&always);
-    if (why || anon_huge_kb() < 0) {
-        printf("  not checked here: %s\n", why ? why : "no AnonHugePages in /proc/self/smaps_rollup");
+    if (access("/sys/kernel/mm/transparent_hugepage/enabled", R_OK) != 0) {
+        printf("  not checked here: this kernel has no transparent huge pages\n");
         skip();
     }
-    long advised = huge_kb_of_a_net(false), small = huge_kb_of_a_net(true);
-    printf("  on huge pages after a pass: %ld kB advised, %ld kB with small_pages\n", advised, small);
-    assert_true(advised >= 2048);
-    if (!always) assert_int_equal(small, 0);
+    char flags[256];
+    long huge_kb;
+    arena_pages(false, flags, sizeof flags, &huge_kb);
+    printf("  advised: VmFlags%s (%ld kB of the mapping on huge pages after a pass)\n", flags, huge_kb);
+    assert_true(has_flag(flags, "hg"));
+    assert_false(has_flag(flags, "nh"));
+    arena_pages(true, flags, sizeof flags, &huge_kb);
+    printf("  small_pages: VmFlags%s (%ld kB on huge pages)\n", flags, huge_kb);
+    assert_true(has_flag(flags, "nh"));
+    assert_false(has_flag(flags, "hg"));
+    assert_int_equal(huge_kb, 0);
 }
 
 static void test_switch_options(void **state) {

@@ -173,6 +173,7 @@ DW_AVX2 static void pack_blocked_avx2(float *xb, int hp, int wp, const float *sr
                                       int pl) {
     int lo, hi;
     buf_cols(wp, pl, w, &lo, &hi);
+    if (hi <= lo) return; /* every column is padding: no source row to point into */
     for (int r = imax(pt, 0); r < hp && r - pt < h; r++) {
         float *d = xb + ((size_t)r * wp + lo) * DW_V;
         const float *from = src + ((size_t)(r - pt) * w + (lo - pl)) * pix;

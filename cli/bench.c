@@ -24,14 +24,18 @@ void nasc_cli_bench_help(FILE *out) {
           "practical peak), training steps at batch B (images/s and GFLOP/s of the\n"
           "convolutions and inner products, forward and backward), and inference at\n"
           "batch 1 and batch B. Every GFLOP/s figure is also given as a ratio to the\n"
-          "sgemm peak. Inputs are random; no data set is read. Compile times: the\n"
+          "sgemm peak: each measurement is 5 rounds, an sgemm and then steps, and\n"
+          "the ratio is the median of the rounds' (a busy machine's speed drifts;\n"
+          "the rounds compare like with like). Inputs are random; no data set is\n"
+          "read. Compile times: the\n"
           "model's training net, then the same net again; with --space, also K\n"
           "random children of a search space (the first one, then the others,\n"
           "whose layers mostly have shapes an earlier child had).\n\n"
           "Options:\n"
           "  --batch B           training and large-batch inference size (default 64)\n"
           "  --threads T         threads (default: all cores)\n"
-          "  --seconds S         time spent on each measurement (default 3)\n"
+          "  --seconds S         time spent stepping a net in each measurement, over\n"
+          "                      its rounds (default 3)\n"
           "  --profile           per-primitive profile of a training step and of\n"
           "                      inference at both batch sizes\n"
           "  --nchw              plain nchw activations instead of the blocked layout\n"
@@ -54,40 +58,84 @@ void nasc_cli_bench_help(FILE *out) {
 }
 
 typedef struct timing {
-    double images_per_s, gflops;
+    double images_per_s, gflops; /* over every round */
     int64_t steps;
+    double peak;                  /* the median of the rounds' sgemm peaks */
+    double ratio, ratio_lo, ratio_hi; /* GFLOP/s over the sgemm peak: median, lowest, highest round */
 } timing;
 
-/* Run steps until seconds have passed (after two warm-up steps). */
+/* A measurement is this many rounds, each an sgemm peak and then steps for
+ * its share of the time, so that every ratio compares the net with the
+ * sgemm in the same second: a shared machine's speed drifts by a third
+ * over a minute, which a peak taken once and steps taken later confound
+ * with the net's own speed. */
+enum { ROUNDS = 5 };
+
+static double median(double *v, int n) {
+    for (int i = 1; i < n; i++) /* insertion sort: n is ROUNDS */
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static nasc_status one_step(nasc_net *net, bool train, const float *x, const int32_t *y) {
+    nasc_status st = nasc_net_set_input(net, 0, x);
+    if (!st) st = nasc_net_forward(net);
+    if (!st && train) {
+        float loss;
+        int ok;
+        st = nasc_net_loss(net, y, &loss, &ok);
+        if (!st) st = nasc_net_backward(net);
+    }
+    return st;
+}
+
+/* Two warm-up steps, then ROUNDS rounds: the sgemm peak, then steps until
+ * the round's share of seconds has passed (one step at least). */
 static nasc_status time_net(nasc_net *net, bool train, int batch, const float *x, const int32_t *y,
-                            double seconds, timing *t) {
+                            double seconds, int threads, timing *t) {
     nasc_net_stats s;
     nasc_net_get_stats(net, &s);
     int64_t flops = s.flops_forward + (train ? s.flops_backward : 0);
     nasc_status st = NASC_OK;
-    double t0 = 0;
+    for (int i = 0; i < 2 && !st; i++) st = one_step(net, train, x, y);
+    nasc_net_profile_reset(net);
+    double peaks[ROUNDS], ratios[ROUNDS], busy = 0;
     int64_t n = 0;
-    for (int64_t i = 0; !st; i++) {
-        if (i == 2) {
-            t0 = nasc_cli_now();
-            nasc_net_profile_reset(net);
-        }
-        st = nasc_net_set_input(net, 0, x);
-        if (!st) st = nasc_net_forward(net);
-        if (!st && train) {
-            float loss;
-            int ok;
-            st = nasc_net_loss(net, y, &loss, &ok);
-            if (!st) st = nasc_net_backward(net);
-        }
-        if (i >= 2) n++;
-        if (i >= 4 && nasc_cli_now() - t0 >= seconds) break;
+    for (int r = 0; r < ROUNDS && !st; r++) {
+        peaks[r] = nasc_sgemm_gflops(2048, threads);
+        double t0 = nasc_cli_now(), dt;
+        int64_t k = 0;
+        do {
+            st = one_step(net, train, x, y);
+            k++;
+            dt = nasc_cli_now() - t0;
+        } while (!st && dt < seconds / ROUNDS);
+        ratios[r] = peaks[r] > 0 ? (double)k * (double)flops / dt / 1e9 / peaks[r] : 0;
+        n += k;
+        busy += dt;
     }
-    double dt = nasc_cli_now() - t0;
+    if (st) return st;
     t->steps = n;
-    t->images_per_s = (double)n * batch / dt;
-    t->gflops = (double)n * (double)flops / dt / 1e9;
-    return st;
+    t->images_per_s = (double)n * batch / busy;
+    t->gflops = (double)n * (double)flops / busy / 1e9;
+    t->peak = median(peaks, ROUNDS);
+    t->ratio = median(ratios, ROUNDS);
+    t->ratio_lo = ratios[0];
+    t->ratio_hi = ratios[ROUNDS - 1];
+    return NASC_OK;
+}
+
+/* "T images/s, G GFLOP/s = P% of the sgemm peak (...)" for a timing. */
+static void print_rate(const char *what, long batch, const timing *t) {
+    printf("%s, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", what, batch, t->images_per_s,
+           t->gflops, 100 * t->ratio);
+    printf("  the median of %d rounds, each against an sgemm peak taken just before it (%.0f GFLOP/s, the "
+           "median); rounds %.1f%% to %.1f%%\n",
+           ROUNDS, t->peak, 100 * t->ratio_lo, 100 * t->ratio_hi);
 }
 
 /* What the command line asks for. */
@@ -166,21 +214,20 @@ static void print_lanes(const nasc_net_stats *ns, long batch) {
 
 /* Training steps at the batch size, then the same compile again. */
 static nasc_status bench_training(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *ps, const bench_opts *o,
-                                  const float *x, const int32_t *y, double peak) {
+                                  const float *x, const int32_t *y) {
     nasc_net *tn = NULL;
     timing tt = {0};
     double c0 = nasc_cli_now();
     nasc_status st = compile(ctx, prim, ps, o, (int)o->batch, true, o->profile, &tn);
     double compile_s = nasc_cli_now() - c0;
-    if (!st) st = time_net(tn, true, (int)o->batch, x, y, o->seconds, &tt);
+    if (!st) st = time_net(tn, true, (int)o->batch, x, y, o->seconds, (int)o->threads, &tt);
     if (!st) {
         nasc_net_stats s;
         nasc_net_get_stats(tn, &s);
         char ab[32], ub[32];
         nasc_cli_fmt_si(s.arena_bytes, ab, sizeof ab);
         nasc_cli_fmt_si(s.unplanned_bytes, ub, sizeof ub);
-        printf("training, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", o->batch,
-               tt.images_per_s, tt.gflops, 100 * tt.gflops / peak);
+        print_rate("training", o->batch, &tt);
         printf("  compile %.3f s; %d forward + %d backward steps, %d reorders; memory %sB planned (%sB unplanned, %.0f%%)\n",
                compile_s, s.n_forward, s.n_backward, s.n_reorders, ab, ub,
                s.unplanned_bytes ? 100.0 * (double)s.arena_bytes / (double)s.unplanned_bytes : 0);
@@ -249,14 +296,13 @@ static nasc_status bench_children(nasc_ctx *ctx, nasc_space *sp, const bench_opt
 
 /* Inference at one batch size. */
 static nasc_status bench_inference(nasc_ctx *ctx, const nasc_module *prim, nasc_param_store *ps, long batch,
-                                   const bench_opts *o, const float *x, const int32_t *y, double peak) {
+                                   const bench_opts *o, const float *x, const int32_t *y) {
     nasc_net *net = NULL;
     timing t = {0};
     nasc_status st = compile(ctx, prim, ps, o, (int)batch, false, o->profile, &net);
-    if (!st) st = time_net(net, false, (int)batch, x, y, o->seconds, &t);
+    if (!st) st = time_net(net, false, (int)batch, x, y, o->seconds, (int)o->threads, &t);
     if (!st) {
-        printf("inference, batch %ld: %.1f images/s, %.1f GFLOP/s = %.1f%% of the sgemm peak\n", batch,
-               t.images_per_s, t.gflops, 100 * t.gflops / peak);
+        print_rate("inference", batch, &t);
         nasc_net_stats ns;
         nasc_net_get_stats(net, &ns);
         print_lanes(&ns, batch);
@@ -308,9 +354,9 @@ int nasc_cli_bench(int argc, char **argv) {
         printf("sgemm peak (2048^3, all threads): %.1f GFLOP/s\n", peak);
 
     nasc_status st = x && y ? NASC_OK : nasc_error(&j.ctx, NASC_ENOMEM, NULL, NASC_NOLOC, "out of memory");
-    if (!st) st = bench_training(&j.ctx, j.net.prim, j.weights, &o, x, y, peak);
-    if (!st) st = bench_inference(&j.ctx, j.net.prim, j.weights, 1, &o, x, y, peak);
-    if (!st) st = bench_inference(&j.ctx, j.net.prim, j.weights, o.batch, &o, x, y, peak);
+    if (!st) st = bench_training(&j.ctx, j.net.prim, j.weights, &o, x, y);
+    if (!st) st = bench_inference(&j.ctx, j.net.prim, j.weights, 1, &o, x, y);
+    if (!st) st = bench_inference(&j.ctx, j.net.prim, j.weights, o.batch, &o, x, y);
     if (!st && sp) st = bench_children(&j.ctx, sp, &o);
     nasc_space_destroy(sp);
     free(x);

@@ -25,7 +25,8 @@ NUM = r"([0-9]+(?:\.[0-9]+)?)"
 # the lines of `nasc bench` the table needs: (name, regex)
 REQUIRED = [
     ("sgemm peak", rf"^sgemm peak \([^)]*\): {NUM} GFLOP/s"),
-    ("training", rf"^training, batch (\d+): {NUM} images/s, {NUM} GFLOP/s"),
+    ("training", rf"^training, batch (\d+): {NUM} images/s, {NUM} GFLOP/s = {NUM}% of the sgemm peak$"),
+    ("training rounds", rf"^  the median of \d+ rounds, .*\({NUM} GFLOP/s, the median\); rounds {NUM}% to {NUM}%$"),
     ("compile", rf"^\s*compile {NUM} s;"),
     ("memory planned", r"^\s*compile .*memory ([0-9.]+[KMGTP]?)B planned"),
     ("compile again", rf"^\s*compile again[^:]*: {NUM} s"),
@@ -35,6 +36,7 @@ KNOWN = REQUIRED + [
     ("model", r"^model \S+: [0-9,]+ parameters"),
     ("inference, batch B", rf"^inference, batch (\d+): {NUM} images/s"),
     ("lanes", r"^\s*in \d+ lanes: "),
+    ("rounds", r"^  the median of \d+ rounds, "),
 ]
 # any other "compile ...: X s" line nasc bench may print (e.g. a compile of a
 # seen child) becomes a column of its own
@@ -68,6 +70,9 @@ def parse_nasc(path):
         "batch": int(batch),
         "train": float(r["training"][1]),
         "train_gflops": float(r["training"][2]),
+        "train_pct": float(r["training"][3]),
+        "train_peak": float(r["training rounds"][0]),
+        "train_pct_range": (float(r["training rounds"][1]), float(r["training rounds"][2])),
         "compile": float(r["compile"][0]),
         "arena": r["memory planned"][0] + "B",
         "compile_again": float(r["compile again"][0]),
@@ -141,7 +146,7 @@ def table(d, models):
     peaks = []
     for m in models:
         n = parse_nasc(os.path.join(d, m, "nasc.out"))
-        peaks.append(n["peak"])
+        peaks.append(n["train_peak"])
         t = kv(os.path.join(d, m, "torch.out"))
         o1 = ort_figure(os.path.join(d, m, "ort_b1.out"))
         oB = ort_figure(os.path.join(d, m, "ort_b64.out"))
@@ -164,7 +169,9 @@ def table(d, models):
       f"{mach.get('threads', '?')} threads used everywhere")
     if peaks:
         p(f"- sgemm peak (nasc bench, 2048^3, {mach.get('threads', '?')} threads): "
-          + ", ".join(f"{m} {x:.1f}" for m, x in zip(models, peaks)) + " GFLOP/s (each row's % uses its own run's)")
+          + ", ".join(f"{m} {x:.1f}" for m, x in zip(models, peaks)) + " GFLOP/s (the median of the sgemm runs taken between a model's training rounds; "
+          "a row's training % is the median of its rounds' ratios, each against the sgemm just before it; "
+          "the lowest and highest round in brackets)")
     p(f"- nasc {mach.get('nasc', '?')} ({mach.get('build', '?')}); PyTorch {mach.get('torch', '?')}; "
       f"onnxruntime-node {mach.get('ort', '?')}; node {mach.get('node', '?')}")
     p(f"- {mach.get('seconds', '?')} s per figure; load average {mach.get('load_start', '?')} at the start, "
@@ -187,7 +194,7 @@ def table(d, models):
         pt, pB, p1 = f("train_images_per_s"), f(f"infer_b{B}_images_per_s"), f("infer_b1_images_per_s")
         mem = si_bytes(t["train_peak_mem_bytes"]) if t and "train_peak_mem_bytes" in t else "—"
         cells = ([m, fmt(n["train"]), fmt(pt), ratio(n["train"], pt),
-                  f"{100 * n['train_gflops'] / n['peak']:.1f}%",
+                  f"{n['train_pct']:.1f}% ({n['train_pct_range'][0]:.1f}-{n['train_pct_range'][1]:.1f})",
                   fmt(n["infer_bB"]), fmt(oB), ratio(n["infer_bB"], oB),
                   fmt(n["infer_b1"]), fmt(o1), ratio(n["infer_b1"], o1),
                   fmt(pB), fmt(p1), f"{n['compile']:.2f}", f"{n['compile_again']:.2f}"]

@@ -419,11 +419,16 @@ if run 0 "bench" "$NASC_BIN" bench "$M" --seconds 0.2 --batch 8; then
     for want in "sgemm peak" "training, batch 8:" "inference, batch 1:" "inference, batch 8:"; do
         contains "$TMP/out" "$want" "bench output"
     done
-    # every measurement is a positive rate and a share of the peak
+    # every measurement is a positive rate and a share of the peak, the
+    # median of its rounds: within the lowest and highest round's share
     if awk '/^sgemm peak/ { peak = ($(NF-1) + 0 > 0) }
-            /^(training|inference), batch/ { n++; if ($0 ~ /: [0-9.]+ images\/s, [0-9.]+ GFLOP\/s = [0-9.]+% of the sgemm peak$/ && $4 + 0 > 0) good++ }
-            END { exit (peak && n == 3 && good == 3) ? 0 : 1 }' "$TMP/out"; then ok; else
-        bad "bench: expected a positive sgemm peak and three 'N images/s, G GFLOP/s = P% of the sgemm peak' lines"
+            /^(training|inference), batch/ { n++; if ($0 ~ /: [0-9.]+ images\/s, [0-9.]+ GFLOP\/s = [0-9.]+% of the sgemm peak$/ && $4 + 0 > 0) good++
+                                             p = $0; sub(/% of the sgemm peak$/, "", p); sub(/.* = /, "", p); share = p + 0 }
+            /^  the median of 5 rounds, .*; rounds [0-9.]+% to [0-9.]+%$/ {
+                k = split($0, f, " "); hi = f[k]; lo = f[k - 2]; sub(/%/, "", hi); sub(/%/, "", lo)
+                if (lo + 0 > 0 && lo + 0 <= share && share <= hi + 0) rounds++ }
+            END { exit (peak && n == 3 && good == 3 && rounds == 3) ? 0 : 1 }' "$TMP/out"; then ok; else
+        bad "bench: expected a positive sgemm peak and three 'N images/s, G GFLOP/s = P% of the sgemm peak' lines, each with its rounds' range around P"
         sed 's/^/    got: /' "$TMP/out" >&2
     fi
 fi

@@ -108,8 +108,9 @@ typedef struct nasc_net_options {
     nasc_net_mode mode;
     bool input_grad;     /* also compute d/d(net input) (tests); off: the first layer skips it */
     bool fuse;           /* inference: fold batch norm into conv, relu as a post-op; both
-                          * modes: a relu after a batch norm runs inside it. Values
-                          * in between are then not readable (nasc_net_read) */
+                          * modes: a relu after a batch norm runs inside it, and a concat
+                          * whose only uses are relus writes their result. Values
+                          * in between (the concat's) are then not readable (nasc_net_read) */
     float bn_momentum;   /* running = (1 - m) * running + m * batch (unbiased batch variance,
                           * as PyTorch); stored as "<bn result>.mean" / ".var"; default 0.1 */
     int threads;         /* > 0: the process's thread count, set on the first compile that asks

@@ -606,6 +606,69 @@ static nasc_status plan_fusion(nasc_net *net) {
     return NASC_OK;
 }
 
+/* A concat's operand made by an add (not fused into a convolution), used
+ * by nothing else, is written by that add straight into its place in the
+ * concat's result, and the concat copies only the other operands (cell
+ * nets end every cell with such a concat of adds). Whether the layout
+ * allows it (channel counts in whole blocks) is decided when the add is
+ * emitted (ops.c). With opt.fuse, a concat whose result only relus use
+ * (the next cells' inputs) writes the relu's result instead: the adds and
+ * copies clamp as they write, the relu emits no step, and its backward
+ * reads the clamped tensor (its sign is the unclamped one's). */
+static nasc_status plan_concat(nasc_net *net) {
+    const nasc_module *m = net->m;
+    for (uint32_t v = 0; v < m->n_values; v++) net->vals[v].concat = -1;
+    for (uint32_t p = 0; p < m->n_prims; p++) net->ps[p].concat_buf = net->ps[p].concat_relu = -1;
+    uint32_t *uses = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *uses);
+    int *maker = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *maker);
+    if (!uses || !maker) {
+        nasc_free(net->ctx, uses);
+        nasc_free(net->ctx, maker);
+        return NASC_ENOMEM;
+    }
+    memset(uses, 0, (m->n_values + 1) * sizeof *uses);
+    for (uint32_t v = 0; v < m->n_values; v++) maker[v] = -1;
+    for (uint32_t p = 0; p < m->n_prims; p++) {
+        maker[m->prims[p].result] = (int)p;
+        for (uint32_t j = 0; j < m->prims[p].n_args; j++) uses[m->args[m->prims[p].first_arg + j]]++;
+    }
+    for (uint32_t o = 0; o < m->n_outputs; o++) uses[m->outputs[o]] += 2; /* outputs stay tensors of their own */
+    /* concats whose every use is a relu: the first of those relus (the
+     * others compute the same, plan_same) */
+    for (uint32_t p = 0; p < m->n_prims && net->opt.fuse; p++) {
+        const nasc_prim *r = &m->prims[p];
+        if (r->op != NASC_PRIM_RELU || net->ps[p].same_as >= 0) continue;
+        uint32_t c = m->args[r->first_arg];
+        int cp = maker[c];
+        if (cp < 0 || m->prims[cp].op != NASC_PRIM_CONCAT) continue;
+        uint32_t relus = 0;
+        for (uint32_t q = 0; q < m->n_prims; q++)
+            if (m->prims[q].op == NASC_PRIM_RELU && m->args[m->prims[q].first_arg] == c) relus++;
+        dnnl_memory_desc_t md;
+        if (relus == uses[c] && nb_concat_in_place(net, &m->prims[cp], &md)) {
+            net->ps[cp].concat_relu = (int)p;
+            net->vals[c].fused = true; /* its tensor holds the relu's result */
+        }
+    }
+    for (uint32_t p = 0; p < m->n_prims; p++) {
+        const nasc_prim *c = &m->prims[p];
+        if (c->op != NASC_PRIM_CONCAT || c->a.axis != 1 || m->values[c->result].type.rank != 4) continue;
+        int64_t off = 0;
+        for (uint32_t j = 0; j < c->n_args; j++) {
+            uint32_t v = m->args[c->first_arg + j];
+            int a = maker[v];
+            if (a >= 0 && uses[v] == 1 && m->prims[a].op == NASC_PRIM_ADD && !net->ps[a].skip) {
+                net->vals[v].concat = (int)p;
+                net->vals[v].concat_off = off;
+            }
+            off += m->values[v].type.dims[1];
+        }
+    }
+    nasc_free(net->ctx, uses);
+    nasc_free(net->ctx, maker);
+    return NASC_OK;
+}
+
 static nasc_status emit_forward(nasc_net *net) {
     for (uint32_t p = 0; p < net->m->n_prims && !net->status; p++) {
         net->cur_prim = (int)p;
@@ -978,6 +1041,7 @@ static nasc_status build(nasc_net *net) {
         mark_grads(net);
         st = plan_same(net);
         if (!st) st = plan_fusion(net);
+        if (!st) st = plan_concat(net);
     }
     /* a serial net's primitives are made for one thread: oneDNN fixes a
      * primitive's split between threads when it creates it */

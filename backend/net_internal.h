@@ -66,6 +66,9 @@ typedef struct nb_value {
     nasc_tensor *param; /* parameters: the store tensor */
     bool fused;         /* inference: computed inside another primitive, not readable */
     int param_index;    /* parameters: index into net->grads */
+    int concat;         /* forward: the concat (prim index) whose result holds this value in place
+                         * (written there by its add), -1 none; concat_off: its first channel there */
+    int64_t concat_off;
 } nb_value;
 
 struct nasc_net {
@@ -97,6 +100,11 @@ struct nasc_net {
         int same_as;              /* an earlier prim op computing the same value, -1 none */
         int sum_add;              /* conv: the add it computes by summing into the add's other
                                    * operand's tensor (post-op sum), -1 none */
+        int concat_buf;           /* concat: its result's tensor, made by the first operand written
+                                   * into it in place, -1 none yet */
+        int concat_relu;          /* concat: the relu that is its result's only use (with opt.fuse),
+                                   * applied as the operands are written, -1 none */
+        bool in_concat;           /* relu: its result is its concat's tensor, relu'd there */
         bool skip;                /* fused into an earlier op: emits nothing */
     } *ps;                        /* one per prim op */
     nasc_param_grad *grads;
@@ -218,6 +226,9 @@ int nb_tensor_new(nasc_net *net, const dnnl_memory_desc_t *md);
 int nb_step_prim(nasc_net *net, dnnl_primitive_desc_t pd, const char *what, int64_t flops, int n,
                  const nb_arg *args);
 int nb_step_kernel(nasc_net *net, nb_kernel_fn fn, const char *what, int n, const nb_arg *args);
+/* Whether concat c can hold its operands in place (ops.c); its tensor's
+ * descriptor in *md. */
+bool nb_concat_in_place(nasc_net *net, const nasc_prim *c, dnnl_memory_desc_t *md);
 /* A reorder step from tensor src into a new tensor of descriptor md (or
  * into dst when dst >= 0); returns the destination tref. */
 int nb_reorder(nasc_net *net, int src, const dnnl_memory_desc_t *md, int dst);

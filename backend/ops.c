@@ -775,10 +775,14 @@ static nasc_status eltwise_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     dnnl_primitive_desc_t pd;
     if (pd_create(net, &pd, &d, NULL, "eltwise forward")) return net->status;
     net->ps[pi].pd = pd;
+    net->ps[pi].t[0] = xs;
+    if (net->ps[pi].in_concat) { /* the concat wrote the result (plan_concat) */
+        net->vals[p->result].fwd = xs;
+        return net->status;
+    }
     int y = new_result(net, p, q(pd, dnnl_query_dst_md));
     nb_arg a[2] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_DST, y}};
     nb_step_prim(net, pd, p->op == NASC_PRIM_RELU ? "relu fwd" : "eltwise fwd", 0, 2, a);
-    net->ps[pi].t[0] = xs;
     return net->status;
 }
 
@@ -1223,8 +1227,111 @@ static int binary_step(nasc_net *net, dnnl_alg_kind_t alg, int a0, int a1, const
     return s < 0 ? -1 : dst;
 }
 
-/* Operands of the result's shape go through one sum; each spreading
- * operand is then added by a binary add. */
+/* y = the sum of the n runs x[0..n) (n >= 1), clamped at 0 with relu. */
+NB_CLONES static void add_run(float *restrict y, const float *const *x, int n, int64_t len, bool relu) {
+    const float *restrict x0 = x[0];
+    if (n == 1) {
+        if (!relu) {
+            memcpy(y, x0, (size_t)len * sizeof *y);
+            return;
+        }
+#pragma omp simd
+        for (int64_t i = 0; i < len; i++) y[i] = x0[i] > 0.0f ? x0[i] : 0.0f;
+        return;
+    } else {
+        const float *restrict x1 = x[1];
+        if (relu && n == 2) {
+#pragma omp simd
+            for (int64_t i = 0; i < len; i++) {
+                float v = x0[i] + x1[i];
+                y[i] = v > 0.0f ? v : 0.0f;
+            }
+            return;
+        }
+#pragma omp simd
+        for (int64_t i = 0; i < len; i++) y[i] = x0[i] + x1[i];
+        for (int j = 2; j < n; j++) {
+            const float *restrict xj = x[j];
+#pragma omp simd
+            for (int64_t i = 0; i < len; i++) y[i] += xj[i];
+        }
+    }
+    if (relu) {
+#pragma omp simd
+        for (int64_t i = 0; i < len; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    }
+}
+
+/* An add written into its place in a concat's result: args the n dense
+ * operands, then that place (a view); i[0] n, i[1] images, i[2] floats per
+ * image of an operand (one run, in the place too), i[3] floats per image
+ * of the concat's result, i[4] a relu applied (the concat's relu). */
+static void k_add_into(nasc_net *net, const nb_step *s) {
+    int n = s->i[0];
+    int64_t images = s->i[1], run = s->i[2], stride = s->i[3];
+    const nb_arg *a = &net->args[s->first_arg];
+    float *dst = (float *)nb_ptr(net, a[n].tref) + net->trefs[a[n].tref].md.offset0;
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < images; b++) {
+        const float *x[64];
+        for (int j = 0; j < n; j++) x[j] = (const float *)nb_ptr(net, a[j].tref) + b * run;
+        add_run(dst + b * stride, x, n, run, s->i[4]);
+    }
+}
+
+/* Whether concat c can hold operands in place: a 4-D result along its
+ * channels in a layout concat_copy copies (every operand a whole number of
+ * channel blocks, none a net input); its tensor's descriptor in *md. */
+bool nb_concat_in_place(nasc_net *net, const nasc_prim *c, dnnl_memory_desc_t *md) {
+    if (c->op != NASC_PRIM_CONCAT || c->a.axis != 1 || vtype(net, c->result)->rank != 4) return false;
+    if (nb_act_md(net, vtype(net, c->result), md)) return false;
+    int blk = block_of(md);
+    if (blk == 0) return false;
+    for (uint32_t j = 0; j < c->n_args; j++) {
+        uint32_t v = arg(net, c, j);
+        if (M(net)->values[v].kind == NASC_VAL_INPUT || vtype(net, v)->dims[1] % blk) return false;
+    }
+    return true;
+}
+
+/* The add p written straight into its place in the concat that is its
+ * result's only use (plan_concat), when the layout allows: the n operands
+ * of the result's shape, dense. Returns the place's tref, else -1 (the add
+ * runs as a sum of its own). */
+static int add_into_concat(nasc_net *net, const nasc_prim *p, const dnnl_memory_desc_t *srcs, nb_arg *a, uint32_t n) {
+    nb_value *nv = &net->vals[p->result];
+    if (nv->concat < 0 || n != p->n_args) return -1;
+    const nasc_type *yt = vtype(net, p->result);
+    dnnl_memory_desc_t cmd, want;
+    if (!nb_concat_in_place(net, &M(net)->prims[nv->concat], &cmd) || nb_act_md(net, yt, &want)) return -1;
+    for (uint32_t j = 0; j < n; j++)
+        if (!dnnl_memory_desc_equal(&srcs[j], &want)) return -1;
+    int *buf = &net->ps[nv->concat].concat_buf;
+    if (*buf < 0) *buf = nb_tensor_new(net, &cmd);
+    if (*buf < 0) return -1;
+    dnnl_dims_t dims = {0}, offs = {0};
+    for (int k = 0; k < 4; k++) dims[k] = want.dims[k];
+    offs[1] = nv->concat_off;
+    dnnl_memory_desc_t sub;
+    if (NB_TRY(net, dnnl_memory_desc_init_submemory(&sub, md_of(net, *buf), dims, offs))) return -1;
+    int dst = nb_tref_new(net, net->trefs[*buf].buf, &sub);
+    a[n] = (nb_arg){(int)n, dst};
+    int s = nb_step_kernel(net, k_add_into, "add fwd (nasc, into concat)", (int)n + 1, a);
+    if (s < 0) return -1;
+    nb_step *st = &net->steps[s];
+    st->i[0] = (int)n;
+    st->i[1] = (int)want.dims[0];
+    st->i[2] = (int)(want.dims[1] * want.dims[2] * want.dims[3]);
+    st->i[3] = (int)cmd.format_desc.blocking.strides[0];
+    st->i[4] = net->ps[nv->concat].concat_relu >= 0;
+    nv->fwd = dst;
+    nv->fused = st->i[4]; /* its place holds the relu of it */
+    return dst;
+}
+
+/* Operands of the result's shape go through one sum (or are written into
+ * the concat that uses the result); each spreading operand is then added
+ * by a binary add. */
 static nasc_status add_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     (void)pi;
     dnnl_memory_desc_t srcs[64], dst;
@@ -1232,6 +1339,8 @@ static nasc_status add_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     uint32_t n;
     nasc_status st = gather_srcs(net, p, srcs, a, &n);
     if (st) return st;
+    if (add_into_concat(net, p, srcs, a, n) >= 0) return NASC_OK;
+    if (net->status) return net->status;
     const nasc_type *yt = vtype(net, p->result);
     bool spread = n < p->n_args;
     int acc;
@@ -1668,7 +1777,9 @@ static nasc_status slice_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int
  * do not straddle operands: per image, each operand is one contiguous run
  * of the result (nchw, and nChw8c/16c with channel offsets a multiple of
  * the block), so it is a copy per (image, operand). s->ptr holds per
- * operand its floats per image and its offset in a result image. */
+ * operand its floats per image and its offset in a result image; i[0]
+ * operands, i[1] images, i[2] floats per result image, i[3] a relu applied
+ * as it copies (the concat's relu). */
 static void k_concat(nasc_net *net, const nb_step *s) {
     int n = s->i[0];
     int64_t batch = s->i[1], total = s->i[2];
@@ -1678,38 +1789,59 @@ static void k_concat(nasc_net *net, const nb_step *s) {
     for (int64_t k = 0; k < batch * n; k++) {
         int64_t b = k / n, j = k % n;
         const float *src = nb_ptr(net, net->args[s->first_arg + j].tref);
-        memcpy(dst + b * total + run[2 * j + 1], src + b * run[2 * j], (size_t)run[2 * j] * sizeof *dst);
+        const float *x = src + b * run[2 * j];
+        add_run(dst + b * total + run[2 * j + 1], &x, 1, run[2 * j], s->i[3]);
     }
 }
 
 /* The copy kernel above when every operand and the result are dense in
  * the same channel-blocked (or plain) layout with aligned offsets; else -1
- * (oneDNN's concat runs). */
+ * (oneDNN's concat runs). Operands their adds wrote in place already
+ * (add_into_concat) are not copied, and the result is the tensor they are
+ * in; with all of them in place there is no step (0 returned). */
 static int concat_copy(nasc_net *net, const nasc_prim *p, const dnnl_memory_desc_t *srcs, nb_arg *a, uint32_t n,
                        const dnnl_memory_desc_t *dst) {
     int blk = block_of(dst);
     if (blk == 0 || p->a.axis != 1 || n != p->n_args) return -1;
     const nasc_type *y = vtype(net, p->result);
     int64_t plane = y->dims[2] * y->dims[3], off = 0;
+    int yt = net->ps[p - M(net)->prims].concat_buf; /* made by operands written in place, else -1 */
+    bool in_place[64];
+    uint32_t copies = 0;
     for (uint32_t j = 0; j < n; j++) {
+        in_place[j] = yt >= 0 && net->trefs[a[j].tref].buf == net->trefs[yt].buf;
+        if (in_place[j]) continue;
+        copies++;
         dnnl_memory_desc_t want;
         if (nb_act_md(net, vtype(net, arg(net, p, j)), &want)) return -1;
         if (block_of(&srcs[j]) != blk || !dnnl_memory_desc_equal(&srcs[j], &want) || vtype(net, arg(net, p, j))->dims[1] % blk)
             return -1;
     }
-    int64_t *run = nasc_alloc(net->ctx, 2 * (size_t)n * sizeof *run);
+    if (yt < 0) yt = nb_tensor_new(net, dst);
+    if (yt < 0) return -1;
+    net->vals[p->result].fwd = yt;
+    int relu = net->ps[p - M(net)->prims].concat_relu;
+    if (copies == 0) { /* every operand is in place already */
+        if (relu >= 0) net->ps[relu].in_concat = true;
+        return 0;
+    }
+    int64_t *run = nasc_alloc(net->ctx, 2 * (size_t)copies * sizeof *run);
     if (!run) {
         if (!net->status) net->status = NASC_ENOMEM;
         return -1;
     }
+    uint32_t k = 0;
     for (uint32_t j = 0; j < n; j++) {
-        run[2 * j] = vtype(net, arg(net, p, j))->dims[1] * plane;
-        run[2 * j + 1] = off;
-        off += run[2 * j];
+        int64_t len = vtype(net, arg(net, p, j))->dims[1] * plane;
+        if (!in_place[j]) {
+            run[2 * k] = len;
+            run[2 * k + 1] = off;
+            a[k++] = a[j];
+        }
+        off += len;
     }
-    int yt = new_result(net, p, dst);
-    a[n] = (nb_arg){0, yt};
-    int s = nb_step_kernel(net, k_concat, "concat (nasc)", (int)n + 1, a);
+    a[k] = (nb_arg){0, yt};
+    int s = nb_step_kernel(net, k_concat, "concat (nasc)", (int)k + 1, a);
     if (s < 0) {
         nasc_free(net->ctx, run);
         return -1;
@@ -1717,9 +1849,11 @@ static int concat_copy(nasc_net *net, const nasc_prim *p, const dnnl_memory_desc
     nb_step *st = &net->steps[s];
     st->ptr = run;
     st->i[7] = 1; /* the step owns ptr */
-    st->i[0] = (int)n;
+    st->i[0] = (int)k;
     st->i[1] = (int)nb_dim0(net, y);
     st->i[2] = (int)off;
+    st->i[3] = relu >= 0;
+    if (relu >= 0) net->ps[relu].in_concat = true;
     return s;
 }
 

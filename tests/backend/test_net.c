@@ -446,6 +446,110 @@ static void test_switch_options(void **state) {
     nasc_module_destroy(m);
 }
 
+/* The end of a cell: two adds whose only use is the concat (written into
+ * its tensor in place), an operand the concat copies (y, which the adds
+ * use too), and two relus of the concat feeding the next cells. */
+static const char *cell_end_net =
+    "prim {\n"
+    "  input %x : f32[N,16,4,4]\n"
+    "  param %w : f32[16,16,3,3]\n"
+    "  param %p : f32[8,48,1,1]\n"
+    "  %y = conv %x, %w {kernel=3x3, stride=1x1, pad=1,1,1,1, dilation=1x1, groups=1} : f32[N,16,4,4]\n"
+    "  %s1 = add %y, %x : f32[N,16,4,4]\n"
+    "  %s2 = add %x, %y, %x : f32[N,16,4,4]\n"
+    "  %cat = concat %s1, %y, %s2 {axis=1} : f32[N,48,4,4]\n"
+    "  %r1 = relu %cat : f32[N,48,4,4]\n"
+    "  %r2 = relu %cat : f32[N,48,4,4]\n"
+    "  %n1 = conv %r1, %p {kernel=1x1, stride=1x1, pad=0,0,0,0, dilation=1x1, groups=1} : f32[N,8,4,4]\n"
+    "  %n2 = conv %r2, %p {kernel=1x1, stride=1x1, pad=0,0,0,0, dilation=1x1, groups=1} : f32[N,8,4,4]\n"
+    "  %o = add %n1, %n2 : f32[N,8,4,4]\n"
+    "  %gap = global_avg_pool %o : f32[N,8,1,1]\n"
+    "  %fl = flatten %gap : f32[N,8]\n"
+    "  output %fl\n"
+    "}\n";
+
+enum { CE_N = 2, CE_PART = 16 * 16, CE_CAT = 48 * 16 };
+
+typedef struct cell_end_run {
+    char profile[4096];
+    float r1[CE_N * CE_CAT], s1[CE_N * CE_PART], s2[CE_N * CE_PART], cat[CE_N * CE_CAT];
+    float gw[16 * 16 * 9], gp[8 * 48], gx[CE_N * CE_PART];
+    nasc_status read_s1, read_s2, read_cat;
+} cell_end_run;
+
+static void run_cell_end(bool fuse, cell_end_run *r) {
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    nasc_module *m = NULL;
+    assert_int_equal(nasc_text_parse(&ctx, cell_end_net, strlen(cell_end_net), "cell_end.nir", &m), NASC_OK);
+    nasc_param_store *ps = nasc_params_create(&ctx);
+    assert_int_equal(nasc_params_init(ps, m, 5), NASC_OK);
+    nasc_net_options o = nasc_net_options_default();
+    o.batch = CE_N;
+    o.fuse = fuse;
+    o.profile = true;
+    o.input_grad = true;
+    nasc_net *net = NULL;
+    nasc_status st = nasc_net_compile(&ctx, m, ps, &o, &net);
+    if (st) nasc_diag_print(&ctx.diag, stderr);
+    assert_int_equal(st, NASC_OK);
+    float x[CE_N * CE_PART];
+    for (int i = 0; i < CE_N * CE_PART; i++) x[i] = (float)((i * 37) % 23) / 11.0f - 1.0f;
+    int32_t y[CE_N] = {3, 6};
+    float loss;
+    assert_int_equal(nasc_net_set_input(net, 0, x), NASC_OK);
+    assert_int_equal(nasc_net_forward(net), NASC_OK);
+    assert_int_equal(nasc_net_read(net, "r1", r->r1), NASC_OK);
+    r->read_s1 = nasc_net_read(net, "s1", r->s1);
+    r->read_s2 = nasc_net_read(net, "s2", r->s2);
+    r->read_cat = nasc_net_read(net, "cat", r->cat);
+    assert_int_equal(nasc_net_loss(net, y, &loss, NULL), NASC_OK);
+    assert_int_equal(nasc_net_backward(net), NASC_OK);
+    assert_int_equal(nasc_net_read_grad(net, "w", r->gw), NASC_OK);
+    assert_int_equal(nasc_net_read_grad(net, "p", r->gp), NASC_OK);
+    assert_int_equal(nasc_net_read_grad(net, "x", r->gx), NASC_OK);
+    FILE *f = fmemopen(r->profile, sizeof r->profile, "w");
+    assert_non_null(f);
+    nasc_net_profile_print(net, f);
+    fclose(f);
+    nasc_net_destroy(net);
+    nasc_params_destroy(ps);
+    nasc_module_destroy(m);
+}
+
+/* The adds write into the concat's tensor (read back, they are the sums
+ * they compute, at their channels of the concat); with fuse the concat
+ * writes its relus' result (no relu forward step; the concat and the adds'
+ * results, which hold it, no longer readable): the same result and
+ * gradients as the net without. */
+static void test_cell_end_in_place(void **state) {
+    (void)state;
+    static cell_end_run plain, fused;
+    run_cell_end(false, &plain);
+    run_cell_end(true, &fused);
+    printf("  profile with fuse:\n%s", fused.profile);
+    assert_non_null(strstr(plain.profile, "add fwd (nasc, into concat)"));
+    assert_non_null(strstr(fused.profile, "add fwd (nasc, into concat)"));
+    assert_non_null(strstr(plain.profile, "relu fwd"));
+    assert_null(strstr(fused.profile, "relu fwd"));
+    assert_int_equal(plain.read_cat, NASC_OK);
+    assert_int_equal(plain.read_s1, NASC_OK);
+    assert_int_equal(plain.read_s2, NASC_OK);
+    assert_int_equal(fused.read_cat, NASC_EINPUT);
+    assert_int_equal(fused.read_s1, NASC_EINPUT);
+    assert_int_equal(fused.read_s2, NASC_EINPUT);
+    for (int n = 0; n < CE_N; n++)
+        for (int i = 0; i < CE_PART; i++) {
+            assert_float_equal(plain.cat[n * CE_CAT + i], plain.s1[n * CE_PART + i], 0);
+            assert_float_equal(plain.cat[n * CE_CAT + 2 * CE_PART + i], plain.s2[n * CE_PART + i], 0);
+        }
+    for (int i = 0; i < CE_N * CE_CAT; i++) assert_float_equal(plain.r1[i], fmaxf(plain.cat[i], 0.0f), 0);
+    assert_true(max_rel_diff(fused.r1, plain.r1, CE_N * CE_CAT) == 0);
+    assert_true(max_rel_diff(fused.gw, plain.gw, 16 * 16 * 9) < 1e-6);
+    assert_true(max_rel_diff(fused.gp, plain.gp, 8 * 48) < 1e-6);
+    assert_true(max_rel_diff(fused.gx, plain.gx, CE_N * CE_PART) < 1e-6);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_output_is_input),
@@ -454,6 +558,7 @@ int main(void) {
         cmocka_unit_test(test_switch_options),
         cmocka_unit_test(test_prepared_weights_follow_the_store),
         cmocka_unit_test(test_huge_pages),
+        cmocka_unit_test(test_cell_end_in_place),
     };
     return nasc_test_exit(cmocka_run_group_tests_name("backend/net", tests, NULL, NULL));
 }

@@ -1225,6 +1225,33 @@ static void build_add_wide(tcase *t, int i) {
     tc_output(t, tc_op(t, NASC_PRIM_ADD, sargs, 3, NULL, "y"));
 }
 
+/* A cell's output: adds whose only use is a concat (the backend writes
+ * them into the concat's tensor), next to an operand the concat copies (a
+ * conv's result the adds use too), and two relus of the concat, as the
+ * next two cells' inputs; with fusing (i = 1) the concat writes the relu's
+ * result. i = 2 also outputs the concat itself, which it then cannot
+ * hold relu'd. */
+static void build_concat_adds(tcase *t, int i) {
+    t->batch = 2;
+    t->fuse = i >= 1;
+    int c = 16, h = ri(t, 2, 4), w = ri(t, 2, 4);
+    uint32_t x0 = tc_input(t, "x0", 4, c, h, w), x1 = tc_input(t, "x1", 4, c, h, w);
+    nasc_prim_attrs a = attrs_window(3, 3, 1, 1, 1, 1, 1, 1);
+    uint32_t cargs[2] = {x0, tc_param(t, "w", 4, c, c, 3, 3, NULL)};
+    uint32_t y = tc_op(t, NASC_PRIM_CONV, cargs, 2, &a, "conv");
+    uint32_t s1a[2] = {y, x1}, s2a[3] = {x0, y, x1};
+    uint32_t parts[3] = {tc_op(t, NASC_PRIM_ADD, s1a, 2, NULL, "s1"), y, tc_op(t, NASC_PRIM_ADD, s2a, 3, NULL, "s2")};
+    nasc_prim_attrs cat = nasc_prim_attrs_default();
+    cat.axis = 1;
+    uint32_t cv = tc_op(t, NASC_PRIM_CONCAT, parts, 3, &cat, "cat");
+    uint32_t r1 = tc_op(t, NASC_PRIM_RELU, &cv, 1, NULL, "r1"), r2 = tc_op(t, NASC_PRIM_RELU, &cv, 1, NULL, "r2");
+    nasc_prim_attrs one = nasc_prim_attrs_default();
+    uint32_t pargs[2] = {r1, tc_param(t, "p", 4, 8, 3 * c, 1, 1, NULL)};
+    tc_output(t, tc_op(t, NASC_PRIM_CONV, pargs, 2, &one, "next"));
+    tc_output(t, r2);
+    if (i == 2) tc_output(t, cv);
+}
+
 /* Flatten after a conv with 16 channels: the features are in (C, H, W)
  * order whatever layout the conv produced. */
 static void build_flatten_wide(tcase *t, int i) {
@@ -1553,6 +1580,7 @@ typedef struct op_case {
     X(pool_wide, 3)                                                                                                    \
     X(concat_wide, 3)                                                                                                  \
     X(add_wide, 2)                                                                                                     \
+    X(concat_adds, 3)                                                                                                  \
     X(flatten_wide, 2)                                                                                                 \
     X(add_bcast, 6)                                                                                                    \
     X(mul_bcast, 6)                                                                                                    \

@@ -506,8 +506,9 @@ static nasc_status plan_same(nasc_net *net) {
 /* With opt.fuse. Inference: fold a batch norm into the convolution that
  * feeds it (the conv's result has no other use) and run a following relu
  * as the convolution's post-op. Both modes: a relu that is the only use of
- * a batch norm's result (not folded) runs inside the batch norm, forward
- * and backward (oneDNN's fuse_norm_relu). A fused op's result is the
+ * a batch norm's result (not folded; or its every use, as the relu each
+ * of several readers applies) runs inside the batch norm, forward and
+ * backward (oneDNN's fuse_norm_relu). A fused op's result is the
  * fusing primitive's; the values in between are not readable. */
 static nasc_status plan_fusion(nasc_net *net) {
     const nasc_module *m = net->m;
@@ -593,14 +594,36 @@ static nasc_status plan_fusion(nasc_net *net) {
         }
     }
     nasc_free(net->ctx, maker);
+    /* relus[v]: how many relus read v, first_relu[v]: the one the others
+     * are the same as (plan_same) */
+    uint32_t *relus = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *relus);
+    int *first_relu = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *first_relu);
+    if (!relus || !first_relu) {
+        nasc_free(net->ctx, relus);
+        nasc_free(net->ctx, first_relu);
+        nasc_free(net->ctx, uses);
+        nasc_free(net->ctx, user);
+        return NASC_ENOMEM;
+    }
+    memset(relus, 0, (m->n_values + 1) * sizeof *relus);
+    for (uint32_t p = 0; p < m->n_prims; p++) {
+        if (m->prims[p].op != NASC_PRIM_RELU) continue;
+        uint32_t x = m->args[m->prims[p].first_arg];
+        if (net->ps[p].same_as < 0) first_relu[x] = (int)p;
+        relus[x]++;
+    }
+    /* a batch norm whose every use is a relu (the same one, applied by
+     * each of several readers) */
     for (uint32_t p = 0; p < m->n_prims; p++) {
         uint32_t r = m->prims[p].result;
-        if (m->prims[p].op != NASC_PRIM_BATCH_NORM || net->ps[p].skip || uses[r] != 1) continue;
-        if (m->prims[user[r]].op != NASC_PRIM_RELU || m->values[r].type.rank != 4) continue;
-        net->ps[p].bn_relu = user[r];
-        net->ps[user[r]].skip = true;
+        if (m->prims[p].op != NASC_PRIM_BATCH_NORM || net->ps[p].skip || relus[r] == 0 || relus[r] != uses[r]) continue;
+        if (m->values[r].type.rank != 4) continue;
+        net->ps[p].bn_relu = first_relu[r];
+        net->ps[first_relu[r]].skip = true;
         net->vals[r].fused = true;
     }
+    nasc_free(net->ctx, relus);
+    nasc_free(net->ctx, first_relu);
     nasc_free(net->ctx, uses);
     nasc_free(net->ctx, user);
     return NASC_OK;

@@ -23,7 +23,9 @@
  *    and softmax cross-entropy (nasc_net_loss) against the reference,
  *    gradients of a random subset of parameter elements and of the input
  *    against finite differences of the reference loss, nasc_net_grads
- *    against nasc_net_read_grad; inference forward with and without fusing.
+ *    against nasc_net_read_grad, training with and without fusing (as
+ *    nasc train compiles: relus inside batch norms and concats); inference
+ *    forward with and without fusing.
  *
  * Every case prints one line: op, shapes and attributes, seed, forward
  * error, and per-tensor backward errors (norm-wise relative, max abs).
@@ -2177,7 +2179,7 @@ static bool check_model(const model_cfg *cfg, grad_src src) {
     char line[4096];
     snprintf(line, sizeof line, "[%s%s] seed %llu input %s channels %s%s: %u ops, %u params, batch %d, loss %.6f |",
              src == SRC_REF ? "ref:" : "", cfg->file, (unsigned long long)cfg->seed, cfg->input, cfg->channels,
-             t.mode == NASC_MODE_INFER ? (t.fuse ? " (infer, fused)" : " (infer)") : "", m->n_prims, n_params, t.batch,
+             t.mode == NASC_MODE_INFER ? (t.fuse ? " (infer, fused)" : " (infer)") : t.fuse ? " (fused)" : "", m->n_prims, n_params, t.batch,
              l_ref);
     bool ok = true;
     double **got = calloc(m->n_values, sizeof *got);
@@ -2322,6 +2324,7 @@ static const model_cfg NASNET[] = {
     {"models/nasnet-a.yaml", "1x8x8", "4", 4, 21, NASC_MODE_TRAIN, false},
     {"models/nasnet-a.yaml", "1x7x7", "4", 3, 22, NASC_MODE_TRAIN, false},
     {"models/nasnet-a.yaml", "3x8x8", "12", 2, 23, NASC_MODE_TRAIN, false},
+    {"models/nasnet-a.yaml", "1x8x8", "8", 4, 26, NASC_MODE_TRAIN, true}, /* as nasc train compiles */
     {"models/nasnet-a.yaml", "1x8x8", "8", 4, 24, NASC_MODE_INFER, false},
     {"models/nasnet-a.yaml", "1x8x8", "8", 4, 25, NASC_MODE_INFER, true},
 };
@@ -2330,6 +2333,7 @@ static const model_cfg ENAS[] = {
     {"models/enas-micro.yaml", "1x7x7", "4", 3, 32, NASC_MODE_TRAIN, false},
     {"models/enas-micro.yaml", "3x8x8", "12", 2, 33, NASC_MODE_TRAIN, false},
     {"models/enas-micro.yaml", "3x8x8", "8", 2, 36, NASC_MODE_TRAIN, false},
+    {"models/enas-micro.yaml", "1x8x8", "8", 4, 37, NASC_MODE_TRAIN, true},
     {"models/enas-micro.yaml", "1x8x8", "8", 4, 34, NASC_MODE_INFER, false},
     {"models/enas-micro.yaml", "1x8x8", "8", 4, 35, NASC_MODE_INFER, true},
 };

@@ -1227,7 +1227,8 @@ static int binary_step(nasc_net *net, dnnl_alg_kind_t alg, int a0, int a1, const
     return s < 0 ? -1 : dst;
 }
 
-/* y = the sum of the n runs x[0..n) (n >= 1), clamped at 0 with relu. */
+/* y = the sum of the n runs x[0..n) (n >= 1), clamped at 0 with relu (a NaN
+ * stays NaN, as in oneDNN's relu). */
 NB_CLONES static void add_run(float *restrict y, const float *const *x, int n, int64_t len, bool relu) {
     const float *restrict x0 = x[0];
     if (n == 1) {
@@ -1236,7 +1237,7 @@ NB_CLONES static void add_run(float *restrict y, const float *const *x, int n, i
             return;
         }
 #pragma omp simd
-        for (int64_t i = 0; i < len; i++) y[i] = x0[i] > 0.0f ? x0[i] : 0.0f;
+        for (int64_t i = 0; i < len; i++) y[i] = x0[i] < 0.0f ? 0.0f : x0[i];
         return;
     } else {
         const float *restrict x1 = x[1];
@@ -1244,7 +1245,7 @@ NB_CLONES static void add_run(float *restrict y, const float *const *x, int n, i
 #pragma omp simd
             for (int64_t i = 0; i < len; i++) {
                 float v = x0[i] + x1[i];
-                y[i] = v > 0.0f ? v : 0.0f;
+                y[i] = v < 0.0f ? 0.0f : v;
             }
             return;
         }
@@ -1258,7 +1259,7 @@ NB_CLONES static void add_run(float *restrict y, const float *const *x, int n, i
     }
     if (relu) {
 #pragma omp simd
-        for (int64_t i = 0; i < len; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        for (int64_t i = 0; i < len; i++) y[i] = y[i] < 0.0f ? 0.0f : y[i];
     }
 }
 
@@ -1266,16 +1267,19 @@ NB_CLONES static void add_run(float *restrict y, const float *const *x, int n, i
  * operands, then that place (a view); i[0] n, i[1] images, i[2] floats per
  * image of an operand (one run, in the place too), i[3] floats per image
  * of the concat's result, i[4] a relu applied (the concat's relu). */
+enum { ADD_CHUNK = 16384 }; /* floats: pieces for threads when the images are few */
+
 static void k_add_into(nasc_net *net, const nb_step *s) {
     int n = s->i[0];
-    int64_t images = s->i[1], run = s->i[2], stride = s->i[3];
+    int64_t images = s->i[1], run = s->i[2], stride = s->i[3], chunks = (run + ADD_CHUNK - 1) / ADD_CHUNK;
     const nb_arg *a = &net->args[s->first_arg];
     float *dst = (float *)nb_ptr(net, a[n].tref) + net->trefs[a[n].tref].md.offset0;
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < images; b++) {
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && images * chunks > 1)
+    for (int64_t k = 0; k < images * chunks; k++) {
+        int64_t b = k / chunks, lo = k % chunks * ADD_CHUNK, len = run - lo < ADD_CHUNK ? run - lo : ADD_CHUNK;
         const float *x[64];
-        for (int j = 0; j < n; j++) x[j] = (const float *)nb_ptr(net, a[j].tref) + b * run;
-        add_run(dst + b * stride, x, n, run, s->i[4]);
+        for (int j = 0; j < n; j++) x[j] = (const float *)nb_ptr(net, a[j].tref) + b * run + lo;
+        add_run(dst + b * stride + lo, x, n, len, s->i[4]);
     }
 }
 
@@ -1306,6 +1310,7 @@ static int add_into_concat(nasc_net *net, const nasc_prim *p, const dnnl_memory_
     if (!nb_concat_in_place(net, &M(net)->prims[nv->concat], &cmd) || nb_act_md(net, yt, &want)) return -1;
     for (uint32_t j = 0; j < n; j++)
         if (!dnnl_memory_desc_equal(&srcs[j], &want)) return -1;
+    if (cmd.format_desc.blocking.strides[0] > INT32_MAX || want.dims[0] > INT32_MAX) return -1; /* the step's int fields */
     int *buf = &net->ps[nv->concat].concat_buf;
     if (*buf < 0) *buf = nb_tensor_new(net, &cmd);
     if (*buf < 0) return -1;
@@ -1805,6 +1810,7 @@ static int concat_copy(nasc_net *net, const nasc_prim *p, const dnnl_memory_desc
     if (blk == 0 || p->a.axis != 1 || n != p->n_args) return -1;
     const nasc_type *y = vtype(net, p->result);
     int64_t plane = y->dims[2] * y->dims[3], off = 0;
+    if (y->dims[1] * plane > INT32_MAX) return -1; /* the step's int fields */
     int yt = net->ps[p - M(net)->prims].concat_buf; /* made by operands written in place, else -1 */
     bool in_place[64];
     uint32_t copies = 0;

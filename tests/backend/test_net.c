@@ -158,6 +158,14 @@ static const char *switch_net =
     "  output %fc\n"
     "}\n";
 
+/* The net's profile (nasc_net_profile_print) as text in buf. */
+static void capture_profile(const nasc_net *net, char *buf, size_t size) {
+    FILE *f = fmemopen(buf, size, "w");
+    assert_non_null(f);
+    nasc_net_profile_print(net, f);
+    fclose(f);
+}
+
 typedef struct switch_run {
     int n_reorders;
     char profile[4096]; /* nasc_net_profile_print after one training step */
@@ -187,10 +195,7 @@ static void run_switches(const nasc_net_options *opt, switch_run *r) {
     nasc_net_stats stats;
     nasc_net_get_stats(net, &stats);
     r->n_reorders = stats.n_reorders;
-    FILE *f = fmemopen(r->profile, sizeof r->profile, "w");
-    assert_non_null(f);
-    nasc_net_profile_print(net, f);
-    fclose(f);
+    capture_profile(net, r->profile, sizeof r->profile);
     nasc_net_destroy(net);
     nasc_params_destroy(ps);
     nasc_module_destroy(m);
@@ -525,10 +530,7 @@ static void run_cell_end(bool fuse, cell_end_run *r) {
     assert_int_equal(nasc_net_read_grad(net, "p", r->gp), NASC_OK);
     assert_int_equal(nasc_net_read_grad(net, "x", r->gx), NASC_OK);
     assert_int_equal(nasc_net_read_grad(net, "g", r->gg), NASC_OK);
-    FILE *f = fmemopen(r->profile, sizeof r->profile, "w");
-    assert_non_null(f);
-    nasc_net_profile_print(net, f);
-    fclose(f);
+    capture_profile(net, r->profile, sizeof r->profile);
     nasc_net_destroy(net);
     nasc_params_destroy(ps);
     nasc_module_destroy(m);

@@ -503,6 +503,58 @@ static nasc_status plan_same(nasc_net *net) {
     return NASC_OK;
 }
 
+/* How the module's values are used, for the planners below: uses[v] (an
+ * output counts two more, so that it stays a tensor of its own), user[v]
+ * (the last prim reading v; meaningful when uses[v] == 1), maker[v] (the
+ * prim computing v, -1 none), relus[v] (the relus reading v) and
+ * first_relu[v] (the one of those the others are the same as, plan_same). */
+typedef struct value_uses {
+    uint32_t *uses, *relus;
+    int *user, *maker, *first_relu;
+} value_uses;
+
+static void value_uses_free(nasc_net *net, value_uses *u) {
+    nasc_free(net->ctx, u->uses);
+    nasc_free(net->ctx, u->relus);
+    nasc_free(net->ctx, u->user);
+    nasc_free(net->ctx, u->maker);
+    nasc_free(net->ctx, u->first_relu);
+    memset(u, 0, sizeof *u);
+}
+
+static nasc_status value_uses_make(nasc_net *net, value_uses *u) {
+    const nasc_module *m = net->m;
+    size_t n = m->n_values + 1;
+    u->uses = nasc_alloc(net->ctx, n * sizeof *u->uses);
+    u->relus = nasc_alloc(net->ctx, n * sizeof *u->relus);
+    u->user = nasc_alloc(net->ctx, n * sizeof *u->user);
+    u->maker = nasc_alloc(net->ctx, n * sizeof *u->maker);
+    u->first_relu = nasc_alloc(net->ctx, n * sizeof *u->first_relu);
+    if (!u->uses || !u->relus || !u->user || !u->maker || !u->first_relu) {
+        value_uses_free(net, u);
+        return NASC_ENOMEM;
+    }
+    memset(u->uses, 0, n * sizeof *u->uses);
+    memset(u->relus, 0, n * sizeof *u->relus);
+    for (size_t v = 0; v < n; v++) u->user[v] = u->maker[v] = u->first_relu[v] = -1;
+    for (uint32_t p = 0; p < m->n_prims; p++) {
+        const nasc_prim *pp = &m->prims[p];
+        u->maker[pp->result] = (int)p;
+        for (uint32_t j = 0; j < pp->n_args; j++) {
+            uint32_t a = m->args[pp->first_arg + j];
+            u->uses[a]++;
+            u->user[a] = (int)p;
+        }
+        if (pp->op == NASC_PRIM_RELU) {
+            uint32_t x = m->args[pp->first_arg];
+            if (net->ps[p].same_as < 0) u->first_relu[x] = (int)p;
+            u->relus[x]++;
+        }
+    }
+    for (uint32_t o = 0; o < m->n_outputs; o++) u->uses[m->outputs[o]] += 2;
+    return NASC_OK;
+}
+
 /* With opt.fuse. Inference: fold a batch norm into the convolution that
  * feeds it (the conv's result has no other use) and run a following relu
  * as the convolution's post-op. Both modes: a relu that is the only use of
@@ -510,26 +562,13 @@ static nasc_status plan_same(nasc_net *net) {
  * of several readers applies) runs inside the batch norm, forward and
  * backward (oneDNN's fuse_norm_relu). A fused op's result is the
  * fusing primitive's; the values in between are not readable. */
-static nasc_status plan_fusion(nasc_net *net) {
+static nasc_status plan_fusion(nasc_net *net, const value_uses *u) {
     const nasc_module *m = net->m;
     for (uint32_t p = 0; p < m->n_prims; p++)
         net->ps[p].fold_bn = net->ps[p].post_relu = net->ps[p].bn_relu = net->ps[p].sum_add = -1;
     if (!net->opt.fuse) return NASC_OK;
-    uint32_t *uses = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *uses);
-    int *user = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *user);
-    if (!uses || !user) {
-        nasc_free(net->ctx, uses);
-        nasc_free(net->ctx, user);
-        return NASC_ENOMEM;
-    }
-    memset(uses, 0, (m->n_values + 1) * sizeof *uses);
-    for (uint32_t p = 0; p < m->n_prims; p++)
-        for (uint32_t j = 0; j < m->prims[p].n_args; j++) {
-            uint32_t a = m->args[m->prims[p].first_arg + j];
-            uses[a]++;
-            user[a] = (int)p;
-        }
-    for (uint32_t o = 0; o < m->n_outputs; o++) uses[m->outputs[o]] += 2; /* outputs stay visible */
+    const uint32_t *uses = u->uses;
+    const int *user = u->user;
     for (uint32_t p = 0; p < m->n_prims && net->opt.mode == NASC_MODE_INFER; p++) {
         if (m->prims[p].op != NASC_PRIM_CONV) continue;
         uint32_t last = m->prims[p].result;
@@ -556,14 +595,9 @@ static nasc_status plan_fusion(nasc_net *net) {
      * adds its result into a's tensor. a must be a tensor of its own (made
      * by a conv, batch norm, add or pooling; not a unary op whose tensor
      * may be shared) and computed before the conv. */
-    int *maker = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *maker);
-    if (!maker) {
-        nasc_free(net->ctx, uses);
-        nasc_free(net->ctx, user);
-        return NASC_ENOMEM;
-    }
-    for (uint32_t v = 0; v < m->n_values; v++) maker[v] = -1;
-    for (uint32_t p = 0; p < m->n_prims; p++) maker[m->prims[p].result] = (int)p;
+    int *maker = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *maker); /* changed below as adds fuse */
+    if (!maker) return NASC_ENOMEM;
+    memcpy(maker, u->maker, (m->n_values + 1) * sizeof *maker);
     for (uint32_t p = 0; p < m->n_prims && net->opt.mode == NASC_MODE_INFER; p++) {
         if (net->ps[p].fold_bn >= 0 && net->ps[p].post_relu < 0) maker[m->prims[net->ps[p].fold_bn].result] = (int)p;
     }
@@ -594,38 +628,17 @@ static nasc_status plan_fusion(nasc_net *net) {
         }
     }
     nasc_free(net->ctx, maker);
-    /* relus[v]: how many relus read v, first_relu[v]: the one the others
-     * are the same as (plan_same) */
-    uint32_t *relus = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *relus);
-    int *first_relu = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *first_relu);
-    if (!relus || !first_relu) {
-        nasc_free(net->ctx, relus);
-        nasc_free(net->ctx, first_relu);
-        nasc_free(net->ctx, uses);
-        nasc_free(net->ctx, user);
-        return NASC_ENOMEM;
-    }
-    memset(relus, 0, (m->n_values + 1) * sizeof *relus);
-    for (uint32_t p = 0; p < m->n_prims; p++) {
-        if (m->prims[p].op != NASC_PRIM_RELU) continue;
-        uint32_t x = m->args[m->prims[p].first_arg];
-        if (net->ps[p].same_as < 0) first_relu[x] = (int)p;
-        relus[x]++;
-    }
     /* a batch norm whose every use is a relu (the same one, applied by
      * each of several readers) */
     for (uint32_t p = 0; p < m->n_prims; p++) {
         uint32_t r = m->prims[p].result;
-        if (m->prims[p].op != NASC_PRIM_BATCH_NORM || net->ps[p].skip || relus[r] == 0 || relus[r] != uses[r]) continue;
+        if (m->prims[p].op != NASC_PRIM_BATCH_NORM || net->ps[p].skip || u->relus[r] == 0 || u->relus[r] != uses[r])
+            continue;
         if (m->values[r].type.rank != 4) continue;
-        net->ps[p].bn_relu = first_relu[r];
-        net->ps[first_relu[r]].skip = true;
+        net->ps[p].bn_relu = u->first_relu[r];
+        net->ps[u->first_relu[r]].skip = true;
         net->vals[r].fused = true;
     }
-    nasc_free(net->ctx, relus);
-    nasc_free(net->ctx, first_relu);
-    nasc_free(net->ctx, uses);
-    nasc_free(net->ctx, user);
     return NASC_OK;
 }
 
@@ -638,57 +651,32 @@ static nasc_status plan_fusion(nasc_net *net) {
  * (the next cells' inputs) writes the relu's result instead: the adds and
  * copies clamp as they write, the relu emits no step, and its backward
  * reads the clamped tensor (its sign is the unclamped one's). */
-static nasc_status plan_concat(nasc_net *net) {
+static nasc_status plan_concat(nasc_net *net, const value_uses *u) {
     const nasc_module *m = net->m;
     for (uint32_t v = 0; v < m->n_values; v++) net->vals[v].concat = -1;
     for (uint32_t p = 0; p < m->n_prims; p++) net->ps[p].concat_buf = net->ps[p].concat_relu = -1;
-    uint32_t *uses = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *uses);
-    int *maker = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *maker);
-    if (!uses || !maker) {
-        nasc_free(net->ctx, uses);
-        nasc_free(net->ctx, maker);
-        return NASC_ENOMEM;
-    }
-    memset(uses, 0, (m->n_values + 1) * sizeof *uses);
-    for (uint32_t v = 0; v < m->n_values; v++) maker[v] = -1;
-    for (uint32_t p = 0; p < m->n_prims; p++) {
-        maker[m->prims[p].result] = (int)p;
-        for (uint32_t j = 0; j < m->prims[p].n_args; j++) uses[m->args[m->prims[p].first_arg + j]]++;
-    }
-    for (uint32_t o = 0; o < m->n_outputs; o++) uses[m->outputs[o]] += 2; /* outputs stay tensors of their own */
-    /* concats whose every use is a relu: the first of those relus (the
-     * others compute the same, plan_same) */
-    for (uint32_t p = 0; p < m->n_prims && net->opt.fuse; p++) {
-        const nasc_prim *r = &m->prims[p];
-        if (r->op != NASC_PRIM_RELU || net->ps[p].same_as >= 0) continue;
-        uint32_t c = m->args[r->first_arg];
-        int cp = maker[c];
-        if (cp < 0 || m->prims[cp].op != NASC_PRIM_CONCAT) continue;
-        uint32_t relus = 0;
-        for (uint32_t q = 0; q < m->n_prims; q++)
-            if (m->prims[q].op == NASC_PRIM_RELU && m->args[m->prims[q].first_arg] == c) relus++;
-        dnnl_memory_desc_t md;
-        if (relus == uses[c] && nb_concat_in_place(net, &m->prims[cp], &md)) {
-            net->ps[cp].concat_relu = (int)p;
-            net->vals[c].fused = true; /* its tensor holds the relu's result */
-        }
-    }
     for (uint32_t p = 0; p < m->n_prims; p++) {
         const nasc_prim *c = &m->prims[p];
-        if (c->op != NASC_PRIM_CONCAT || c->a.axis != 1 || m->values[c->result].type.rank != 4) continue;
+        if (c->op != NASC_PRIM_CONCAT) continue;
+        /* every use a relu: the first of them computes the others (plan_same) */
+        dnnl_memory_desc_t md;
+        if (net->opt.fuse && u->relus[c->result] && u->relus[c->result] == u->uses[c->result] &&
+            nb_concat_in_place(net, c, &md)) {
+            net->ps[p].concat_relu = u->first_relu[c->result];
+            net->vals[c->result].fused = true; /* its tensor holds the relu's result */
+        }
+        if (c->a.axis != 1 || m->values[c->result].type.rank != 4) continue;
         int64_t off = 0;
         for (uint32_t j = 0; j < c->n_args; j++) {
             uint32_t v = m->args[c->first_arg + j];
-            int a = maker[v];
-            if (a >= 0 && uses[v] == 1 && m->prims[a].op == NASC_PRIM_ADD && !net->ps[a].skip) {
+            int a = u->maker[v];
+            if (a >= 0 && u->uses[v] == 1 && m->prims[a].op == NASC_PRIM_ADD && !net->ps[a].skip) {
                 net->vals[v].concat = (int)p;
                 net->vals[v].concat_off = off;
             }
             off += m->values[v].type.dims[1];
         }
     }
-    nasc_free(net->ctx, uses);
-    nasc_free(net->ctx, maker);
     return NASC_OK;
 }
 
@@ -1063,8 +1051,11 @@ static nasc_status build(nasc_net *net) {
         choose_layout(net);
         mark_grads(net);
         st = plan_same(net);
-        if (!st) st = plan_fusion(net);
-        if (!st) st = plan_concat(net);
+        value_uses u = {0};
+        if (!st) st = value_uses_make(net, &u);
+        if (!st) st = plan_fusion(net, &u);
+        if (!st) st = plan_concat(net, &u);
+        value_uses_free(net, &u);
     }
     /* a serial net's primitives are made for one thread: oneDNN fixes a
      * primitive's split between threads when it creates it */

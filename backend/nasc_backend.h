@@ -131,10 +131,10 @@ typedef struct nasc_net_options {
                           * reordered on the first pass only; default off: every pass first
                           * compares them with the bytes it last prepared from (a pass after a
                           * change of the store sees the change) */
-    bool onednn_dw;      /* depthwise convolutions' backward-weights always by oneDNN's primitive,
-                          * never nasc's own kernel (which replaces oneDNN's slow fallbacks:
-                          * kernels other than 3x3, plain layout); for comparisons and
-                          * benchmarks; default off */
+    bool onednn_dw;      /* depthwise convolutions always by oneDNN's primitives, never nasc's own
+                          * kernels (backward-weights, which replaces oneDNN's slow fallbacks for
+                          * kernels other than 3x3 and plain layouts; forward and backward-data
+                          * on AVX-512, nChw16c); for comparisons and benchmarks; default off */
     bool small_pages;    /* default off: an activation arena of 4 MB or more is advised to use
                           * transparent huge pages (Linux madvise MADV_HUGEPAGE; the kernel may
                           * decline), which spares the passes' streaming loops most of their

@@ -137,6 +137,68 @@ static bool is_jit(nasc_net *net, const_dnnl_primitive_desc_t pd);
 static bool impl_has(nasc_net *net, const_dnnl_primitive_desc_t pd, const char *part);
 static int block_of(const dnnl_memory_desc_t *md);
 
+#ifdef NASC_HAVE_DW
+/* Depthwise forward and backward-data with our own kernels: dwconv.h says
+ * which shapes (nChw16c, k 3/5/7, stride 1/2, pad k/2); they are faster
+ * than oneDNN's jit_dw on AVX-512, so they run only there. */
+static void k_dw_fwd(nasc_net *net, const nb_step *s) {
+    const nb_arg *a = net->args + s->first_arg;
+    nasc_status st = nasc_dw_fwd_run(s->ptr, nb_ptr(net, a[0].tref), nb_ptr(net, a[1].tref), nb_ptr(net, a[2].tref),
+                                     NASC_DW_ISA_AUTO);
+    assert(st == NASC_OK); /* the shape was checked when the net was compiled */
+    (void)st;
+}
+
+static void k_dw_bwd_data(nasc_net *net, const nb_step *s) {
+    const nb_arg *a = net->args + s->first_arg;
+    nasc_status st = nasc_dw_bwd_data_run(s->ptr, nb_ptr(net, a[0].tref), nb_ptr(net, a[1].tref),
+                                          nb_ptr(net, a[2].tref), NASC_DW_ISA_AUTO);
+    assert(st == NASC_OK);
+    (void)st;
+}
+
+/* The shape of depthwise conv p when our forward and backward-data kernels
+ * take it (its input in tensor xs), else false. */
+static bool own_dw_fd(nasc_net *net, const nasc_prim *p, int xs, nasc_dw_shape *sh) {
+    const nasc_type *xt = vtype(net, arg(net, p, 0)), *yt = vtype(net, p->result);
+    if (net->opt.onednn_dw || nasc_dw_isa_best() != NASC_DW_ISA_AVX512) return false;
+    if (p->a.groups <= 1 || p->a.groups != xt->dims[1] || yt->dims[1] != xt->dims[1]) return false;
+    if (block_of(md_of(net, xs)) != 16 || xt->dims[2] > INT32_MAX || xt->dims[3] > INT32_MAX) return false;
+    *sh = (nasc_dw_shape){(int)nb_dim0(net, xt), (int)xt->dims[1], (int)xt->dims[2], (int)xt->dims[3],
+                          (int)yt->dims[2], (int)yt->dims[3], p->a.kh, p->a.kw, p->a.sh, p->a.sw,
+                          p->a.pt, p->a.pl, p->a.dh, p->a.dw};
+    return nasc_dw_fd_supported(sh);
+}
+
+/* The descriptor of depthwise weights in the layout our kernels read:
+ * (C/16, k, k, 16), oneDNN's Goihw16g. */
+static nasc_status dw_weights_md(nasc_net *net, const nasc_dw_shape *sh, dnnl_memory_desc_t *md) {
+    dnnl_dims_t d = {sh->c, 1, 1, sh->kh, sh->kw};
+    return NB_TRY(net, dnnl_memory_desc_init_by_tag(md, 5, d, dnnl_f32, dnnl_Goihw16g));
+}
+
+/* A step running kernel fn on args a (x or dy, weights, y or dx) with shape
+ * sh (the step owns a copy). */
+static int dw_fd_step(nasc_net *net, nb_kernel_fn fn, const char *what, const nasc_dw_shape *sh, int64_t flops,
+                      const nb_arg *a) {
+    nasc_dw_shape *own = nasc_alloc(net->ctx, sizeof *own);
+    if (!own) {
+        if (!net->status) net->status = NASC_ENOMEM;
+        return -1;
+    }
+    *own = *sh;
+    int s = nb_step_kernel(net, fn, what, 3, a);
+    if (s < 0) {
+        nasc_free(net->ctx, own);
+        return -1;
+    }
+    net->steps[s].ptr = own;
+    net->steps[s].i[7] = 1; /* the step owns ptr */
+    net->steps[s].flops = flops;
+    return s;
+}
+#endif
+
 /* Ask oneDNN again for the forward convolution of geometry g with source
  * src and result dst; its choice replaces *pd (destroyed) when it is a jit
  * kernel, and *taken says so. */
@@ -254,8 +316,20 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         }
         wsrc = wf;
     }
+    /* our depthwise kernel instead of oneDNN's primitive (whose descriptor
+     * still hints the backward ones) */
+    bool own = false;
+    dnnl_memory_desc_t w_md = *q(pd, dnnl_query_weights_md);
+#ifdef NASC_HAVE_DW
+    nasc_dw_shape dsh;
+    if (fold < 0 && relu < 0 && sum < 0 && own_dw_fd(net, p, xs, &dsh) &&
+        block_of(q(pd, dnnl_query_dst_md)) == 16) {
+        NB_PASS(dw_weights_md(net, &dsh, &w_md));
+        own = true;
+    }
+#endif
     net->emit_prep = prep;
-    int wt = nb_match(net, wsrc, q(pd, dnnl_query_weights_md));
+    int wt = nb_match(net, wsrc, &w_md);
     net->emit_prep = false;
     int y;
     if (into >= 0 && dnnl_memory_desc_equal(md_of(net, into), q(pd, dnnl_query_dst_md))) {
@@ -269,9 +343,17 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
         y = new_result(net, p, q(pd, dnnl_query_dst_md));
     }
     nb_arg a[4] = {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DST, y}, {DNNL_ARG_BIAS, bias}};
-    bool wino = impl_has(net, pd, "wino");
-    net->n_winograd += wino;
-    nb_step_prim(net, pd, wino ? "conv fwd winograd" : "conv fwd", g.flops, fold >= 0 ? 4 : 3, a);
+#ifdef NASC_HAVE_DW
+    if (own) {
+        nb_arg ka[3] = {{0, xs}, {1, wt}, {2, y}};
+        dw_fd_step(net, k_dw_fwd, "dwconv fwd (nasc)", &dsh, g.flops, ka);
+    }
+#endif
+    if (!own) {
+        bool wino = impl_has(net, pd, "wino");
+        net->n_winograd += wino;
+        nb_step_prim(net, pd, wino ? "conv fwd winograd" : "conv fwd", g.flops, fold >= 0 ? 4 : 3, a);
+    }
     net->ps[pi].t[0] = xs;
     net->ps[pi].t[1] = wt;
     /* the fused ops' results are the conv's */
@@ -322,6 +404,7 @@ static bool use_own_dw(nasc_net *net, const nasc_prim *p, const_dnnl_primitive_d
      * falls back to (gemm, ref) is far slower than ours */
     return impl && strncmp(impl, "jit_dw", 6) != 0;
 }
+
 #endif
 
 /* Whether oneDNN found a jit kernel for pd (not a reference loop). */
@@ -413,6 +496,23 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
     NEED(G);
     const dnnl_memory_desc_t dy_md = *md_of(net, G), *dy = &dy_md; /* trefs may move */
+#ifdef NASC_HAVE_DW
+    nasc_dw_shape dsh;
+    if (net->vals[x].needs_grad && own_dw_fd(net, p, xs, &dsh) && block_of(dy) == 16) {
+        dnnl_memory_desc_t w_md;
+        NB_PASS(dw_weights_md(net, &dsh, &w_md));
+        /* the forward pass's copy of the weights when it is in this layout */
+        int wt = net->ps[pi].t[1];
+        if (!dnnl_memory_desc_equal(md_of(net, wt), &w_md)) wt = weights_in(net, w, &g.w_plain, &w_md);
+        NEED(wt);
+        const dnnl_memory_desc_t x_md = *md_of(net, xs); /* trefs may move */
+        int dx = nb_tensor_new(net, &x_md);
+        NEED(dx);
+        nb_arg a[3] = {{0, G}, {1, wt}, {2, dx}};
+        if (dw_fd_step(net, k_dw_bwd_data, "dwconv bwd-data (nasc)", &dsh, g.flops, a) < 0) return net->status;
+        nb_contribute(net, x, dx);
+    } else
+#endif
     if (net->vals[x].needs_grad) {
         dnnl_convolution_desc_t d;
         NB_CHECK(net, dnnl_dilated_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, md_of(net, xs), &g.w_any, dy,

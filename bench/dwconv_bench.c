@@ -22,14 +22,36 @@
  *                                  threads (1, as a net runs it inside its
  *                                  parallel region); each result checked
  *                                  against the direct summation
+ *     dwconv_bench fd [N [t [r]]]  forward and backward-data on nChw16c
+ *                                  (backend/dwconv_fd.c): oneDNN's
+ *                                  depthwise forward_training and
+ *                                  backward_data primitives (src/dst
+ *                                  nChw16c, weights format_tag_any and
+ *                                  reordered once to what each chose; the
+ *                                  16g column says whether both chose
+ *                                  Goihw16g) against nasc_dw_fwd_run and
+ *                                  nasc_dw_bwd_data_run (weights Goihw16g)
+ *                                  on NASNet-like layers (16 channels at
+ *                                  28x28, 32 at 14x14, 64 at 7x7, k 3/5/7
+ *                                  stride 1; 32 at 28x28 and 64 at 14x14,
+ *                                  k 3/5/7 stride 2; "same" padding), batch
+ *                                  N (32), t threads (1), r rounds (31):
+ *                                  each round times the four in turn (a
+ *                                  sample: ~5 ms of calls); prints the
+ *                                  medians in ms a call, oneDNN/ours, the
+ *                                  implementations oneDNN chose and the
+ *                                  largest difference between ours and
+ *                                  oneDNN's result relative to the largest
+ *                                  |oneDNN| (outputs of the last calls)
  *
  * Two threads on two cores: another process running OpenMP threads at the
  * same time makes the spinning barriers of both stall (results fall to a
  * few GFLOP/s for oneDNN and us alike); measure on a quiet machine.
  *
  * Exits 1 if a oneDNN call fails or the results disagree (> 1e-4). The
- * paths table needs an AVX-512 CPU to mean anything (elsewhere both columns
- * run the best path there is).
+ * paths and fd tables need an AVX-512 CPU to mean anything (elsewhere both
+ * paths columns run the best path there is, and fd times our portable
+ * loops).
  */
 #include <math.h>
 #include <stdbool.h>
@@ -207,7 +229,10 @@ static double time_onednn(dnnl_engine_t eng, dnnl_stream_t st, const nasc_dw_sha
 static double rel_err(const float *a, const float *b, size_t n) {
     double scale = 0, err = 0;
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(b[i]));
-    for (size_t i = 0; i < n; i++) err = fmax(err, fabs((double)a[i] - b[i]));
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        if (!(e <= err)) err = e; /* a NaN shows */
+    }
     return err / (scale > 0 ? scale : 1);
 }
 
@@ -369,6 +394,190 @@ static int bench_paths(int n, int threads) {
     return bad;
 }
 
+/* ---------------------------------------------------------------- */
+/* fd: forward and backward-data against oneDNN (backend/dwconv_fd.c) */
+/* ---------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Ours, forward or backward-data, on nChw16c with Goihw16g weights. */
+typedef struct fd_ours_run {
+    nasc_dw_shape s;
+    bool bwd;
+    const float *src, *w;
+    float *dst;
+} fd_ours_run;
+
+static void run_fd_ours(void *ud) {
+    fd_ours_run *r = ud;
+    nasc_status st = r->bwd ? nasc_dw_bwd_data_run(&r->s, r->src, r->w, r->dst, NASC_DW_ISA_AUTO)
+                            : nasc_dw_fwd_run(&r->s, r->src, r->w, r->dst, NASC_DW_ISA_AUTO);
+    if (st) {
+        fprintf(stderr, "dwconv_bench: nasc_dw_%s_run refused the case\n", r->bwd ? "bwd_data" : "fwd");
+        exit(1);
+    }
+}
+
+/* Calls of f per timed sample: enough for a sample of ~5 ms (after one
+ * warm-up call). */
+static int reps_for(bench_fn f, void *ud) {
+    f(ud);
+    double t0 = now();
+    f(ud);
+    double t = now() - t0;
+    int reps = t > 0 ? (int)(0.005 / t) + 1 : 1000;
+    return reps > 1000 ? 1000 : reps;
+}
+
+static double sample(bench_fn f, void *ud, int reps) {
+    double t0 = now();
+    for (int i = 0; i < reps; i++) f(ud);
+    return (now() - t0) / reps;
+}
+
+/* oneDNN's depthwise forward_training and backward_data (src/dst nChw16c,
+ * weights format_tag_any, reordered once to what each chose) against
+ * nasc_dw_fwd_run and nasc_dw_bwd_data_run (weights in Goihw16g) on the
+ * NASNet-like layers at batch n: for each of `rounds` rounds, one sample
+ * of each of the four in turn; prints the medians (ms a call), the ratios
+ * oneDNN/ours, oneDNN's implementations and the largest difference between
+ * ours and oneDNN's result relative to the largest |oneDNN|. Returns the
+ * number of cases over 1e-4. */
+static int bench_fd(int n, int threads, int rounds) {
+    static const bench_case cases[] = {
+        {0, 16, 28, 28, 3, 1, 1}, {0, 16, 28, 28, 5, 1, 1}, {0, 16, 28, 28, 7, 1, 1}, {0, 32, 14, 14, 3, 1, 1},
+        {0, 32, 14, 14, 5, 1, 1}, {0, 32, 14, 14, 7, 1, 1}, {0, 64, 7, 7, 3, 1, 1},   {0, 64, 7, 7, 5, 1, 1},
+        {0, 64, 7, 7, 7, 1, 1},   {0, 32, 28, 28, 3, 2, 1}, {0, 32, 28, 28, 5, 2, 1}, {0, 32, 28, 28, 7, 2, 1},
+        {0, 64, 14, 14, 3, 2, 1}, {0, 64, 14, 14, 5, 2, 1}, {0, 64, 14, 14, 7, 2, 1},
+    };
+    if (n < 1 || threads < 1 || rounds < 1) {
+        fprintf(stderr, "usage: dwconv_bench fd [N [threads [rounds]]] (each >= 1)\n");
+        exit(2);
+    }
+    omp_set_num_threads(threads);
+    const dnnl_version_t *v = dnnl_version();
+    printf("depthwise conv forward and backward-data on nChw16c, ms a call (median of %d rounds); oneDNN %d.%d.%d, "
+           "N=%d, %d thread(s), nasc path %s\n",
+           rounds, v->major, v->minor, v->patch, n, threads,
+           nasc_dw_isa_best() == NASC_DW_ISA_AVX512 ? "avx512" : "scalar (no avx512f)");
+    printf("%-16s | %-20s %8s %8s %6s | %-20s %8s %8s %6s | %3s | %s\n", "case", "oneDNN fwd", "dnnl ms", "ours ms",
+           "ratio", "oneDNN bwd-data", "dnnl ms", "ours ms", "ratio", "16g", "max err fwd  bwd");
+    dnnl_engine_t eng;
+    dnnl_stream_t st;
+    CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
+    CHECK(dnnl_stream_create(&st, eng, dnnl_stream_default_flags));
+    double *samples = malloc((size_t)4 * rounds * sizeof *samples);
+    if (!samples) {
+        fprintf(stderr, "dwconv_bench: out of memory\n");
+        exit(1);
+    }
+    int bad = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const bench_case *bc = &cases[ci];
+        int k = bc->k, p = k / 2;
+        int oh = (bc->h + 2 * p - k) / bc->s + 1, ow = (bc->w + 2 * p - k) / bc->s + 1;
+        nasc_dw_shape s = {n, bc->c, bc->h, bc->w, oh, ow, k, k, bc->s, bc->s, p, p, 1, 1};
+        if (!nasc_dw_fd_supported(&s)) {
+            fprintf(stderr, "dwconv_bench: nasc_dw_fd_supported refuses a case\n");
+            exit(1);
+        }
+        dnnl_dims_t src_d = {n, bc->c, bc->h, bc->w}, dst_d = {n, bc->c, oh, ow}, wei_d = {bc->c, 1, 1, k, k};
+        dnnl_dims_t strides = {bc->s, bc->s}, pad = {p, p};
+        dnnl_dims_t pad_r = {(oh - 1) * bc->s + k - 1 - p - bc->h + 1, (ow - 1) * bc->s + k - 1 - p - bc->w + 1};
+        dnnl_memory_desc_t src_md, dst_md, wei_any, wei_plain, wei_16g;
+        CHECK(dnnl_memory_desc_init_by_tag(&src_md, 4, src_d, dnnl_f32, dnnl_nChw16c));
+        CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_d, dnnl_f32, dnnl_nChw16c));
+        CHECK(dnnl_memory_desc_init_by_tag(&wei_any, 5, wei_d, dnnl_f32, dnnl_format_tag_any));
+        CHECK(dnnl_memory_desc_init_by_tag(&wei_plain, 5, wei_d, dnnl_f32, dnnl_goihw));
+        CHECK(dnnl_memory_desc_init_by_tag(&wei_16g, 5, wei_d, dnnl_f32, dnnl_Goihw16g));
+        dnnl_convolution_desc_t fdesc, bdesc;
+        CHECK(dnnl_convolution_forward_desc_init(&fdesc, dnnl_forward_training, dnnl_convolution_direct, &src_md,
+                                                 &wei_any, NULL, &dst_md, strides, pad, pad_r));
+        CHECK(dnnl_convolution_backward_data_desc_init(&bdesc, dnnl_convolution_direct, &src_md, &wei_any, &dst_md,
+                                                       strides, pad, pad_r));
+        dnnl_primitive_desc_t fpd, bpd;
+        CHECK(dnnl_primitive_desc_create(&fpd, &fdesc, NULL, eng, NULL));
+        CHECK(dnnl_primitive_desc_create(&bpd, &bdesc, NULL, eng, fpd));
+        const char *fimpl, *bimpl;
+        CHECK(dnnl_primitive_desc_query(fpd, dnnl_query_impl_info_str, 0, &fimpl));
+        CHECK(dnnl_primitive_desc_query(bpd, dnnl_query_impl_info_str, 0, &bimpl));
+        const dnnl_memory_desc_t *fwei = dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0);
+        const dnnl_memory_desc_t *bwei = dnnl_primitive_desc_query_md(bpd, dnnl_query_weights_md, 0);
+        bool both_16g = dnnl_memory_desc_equal(fwei, &wei_16g) && dnnl_memory_desc_equal(bwei, &wei_16g);
+
+        /* x, dy (nChw16c) and w (goihw), random; w reordered once to what
+         * each primitive chose and to our Goihw16g */
+        dnnl_memory_t xm, dym, wm, ym, dxm;
+        CHECK(dnnl_memory_create(&xm, &src_md, eng, DNNL_MEMORY_ALLOCATE));
+        CHECK(dnnl_memory_create(&dym, &dst_md, eng, DNNL_MEMORY_ALLOCATE));
+        CHECK(dnnl_memory_create(&wm, &wei_plain, eng, DNNL_MEMORY_ALLOCATE));
+        CHECK(dnnl_memory_create(&ym, &dst_md, eng, DNNL_MEMORY_ALLOCATE));
+        CHECK(dnnl_memory_create(&dxm, &src_md, eng, DNNL_MEMORY_ALLOCATE));
+        size_t xn = dnnl_memory_desc_get_size(&src_md) / sizeof(float);
+        size_t yn = dnnl_memory_desc_get_size(&dst_md) / sizeof(float);
+        size_t wn = (size_t)bc->c * k * k;
+        unsigned seed = 12345;
+        float *xv = data_of(xm), *dyv = data_of(dym), *wv = data_of(wm);
+        for (size_t i = 0; i < xn; i++) xv[i] = frand(&seed);
+        for (size_t i = 0; i < yn; i++) dyv[i] = frand(&seed);
+        for (size_t i = 0; i < wn; i++) wv[i] = frand(&seed);
+        dnnl_memory_t fw = like(eng, st, wm, fwei), bw = like(eng, st, wm, bwei), ow16 = like(eng, st, wm, &wei_16g);
+        float *y_ours = aligned_alloc(64, yn * sizeof(float)), *dx_ours = aligned_alloc(64, xn * sizeof(float));
+        if (!y_ours || !dx_ours) {
+            fprintf(stderr, "dwconv_bench: out of memory\n");
+            exit(1);
+        }
+
+        onednn_run f_dnnl = {NULL, st, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, fw ? fw : wm}, {DNNL_ARG_DST, ym}}};
+        onednn_run b_dnnl = {
+            NULL, st, {{DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_WEIGHTS, bw ? bw : wm}, {DNNL_ARG_DIFF_SRC, dxm}}};
+        CHECK(dnnl_primitive_create(&f_dnnl.prim, fpd));
+        CHECK(dnnl_primitive_create(&b_dnnl.prim, bpd));
+        const float *w16 = data_of(ow16 ? ow16 : wm);
+        fd_ours_run f_ours = {s, false, xv, w16, y_ours}, b_ours = {s, true, dyv, w16, dx_ours};
+
+        bench_fn fns[4] = {run_onednn, run_fd_ours, run_onednn, run_fd_ours};
+        void *uds[4] = {&f_dnnl, &f_ours, &b_dnnl, &b_ours};
+        int reps[4];
+        for (int i = 0; i < 4; i++) reps[i] = reps_for(fns[i], uds[i]);
+        for (int r = 0; r < rounds; r++)
+            for (int i = 0; i < 4; i++) samples[i * rounds + r] = sample(fns[i], uds[i], reps[i]);
+        double ms[4];
+        for (int i = 0; i < 4; i++) ms[i] = 1e3 * median(samples + (size_t)i * rounds, rounds);
+
+        /* the results of the last calls */
+        double err_f = rel_err(y_ours, data_of(ym), yn), err_b = rel_err(dx_ours, data_of(dxm), xn);
+        char name[32];
+        snprintf(name, sizeof name, "C%d %dx%d k%d s%d", bc->c, bc->h, bc->w, k, bc->s);
+        printf("%-16s | %-20s %8.3f %8.3f %5.2fx | %-20s %8.3f %8.3f %5.2fx | %3s | %7.1e %7.1e\n", name, fimpl, ms[0],
+               ms[1], ms[0] / ms[1], bimpl, ms[2], ms[3], ms[2] / ms[3], both_16g ? "yes" : "no", err_f, err_b);
+        fflush(stdout);
+        bad += !(err_f <= 1e-4) || !(err_b <= 1e-4);
+
+        free(y_ours), free(dx_ours);
+        CHECK(dnnl_primitive_destroy(f_dnnl.prim));
+        CHECK(dnnl_primitive_destroy(b_dnnl.prim));
+        dnnl_memory_t mems[] = {xm, dym, wm, ym, dxm, fw, bw, ow16};
+        for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+            if (mems[i]) CHECK(dnnl_memory_destroy(mems[i]));
+        CHECK(dnnl_primitive_desc_destroy(bpd));
+        CHECK(dnnl_primitive_desc_destroy(fpd));
+    }
+    printf("16g: both primitives chose Goihw16g weights (ours)\n");
+    free(samples);
+    CHECK(dnnl_stream_destroy(st));
+    CHECK(dnnl_engine_destroy(eng));
+    return bad;
+}
+
 int main(int argc, char **argv) {
     bench_case def[] = {{64, 64, 14, 14, 3, 1, 1}, {64, 64, 14, 14, 5, 1, 1}, {64, 64, 14, 14, 7, 1, 1},
                         {64, 64, 14, 14, 3, 2, 1}, {64, 64, 14, 14, 5, 2, 1}, {64, 64, 14, 14, 7, 2, 1}};
@@ -381,13 +590,21 @@ int main(int argc, char **argv) {
         if (bad) fprintf(stderr, "dwconv_bench: %d case(s) disagree with the direct summation\n", bad);
         return bad ? 1 : 0;
     }
+    if (argc >= 2 && strcmp(argv[1], "fd") == 0) {
+        int bad = bench_fd(argc >= 3 ? atoi(argv[2]) : 32, argc >= 4 ? atoi(argv[3]) : 1,
+                           argc >= 5 ? atoi(argv[4]) : 31);
+        if (bad) fprintf(stderr, "dwconv_bench: %d case(s) disagree with oneDNN\n", bad);
+        return bad ? 1 : 0;
+    }
     if (argc == 9) t_lo = t_hi = atoi(argv[8]);
     if (argc == 8 || argc == 9) {
         one = (bench_case){atoi(argv[1]), atoi(argv[2]), atoi(argv[3]), atoi(argv[4]),
                            atoi(argv[5]), atoi(argv[6]), atoi(argv[7])};
         cases = &one, n_cases = 1;
     } else if (argc != 1) {
-        fprintf(stderr, "usage: %s [N C H W k stride dilation [threads]]\n", argv[0]);
+        fprintf(stderr,
+                "usage: %s [N C H W k stride dilation [threads]] | paths [N [threads]] | fd [N [threads [rounds]]]\n",
+                argv[0]);
         return 2;
     }
     const dnnl_version_t *v = dnnl_version();

@@ -40,8 +40,8 @@ void nasc_cli_bench_help(FILE *out) {
           "                      inference at both batch sizes\n"
           "  --nchw              plain nchw activations instead of the blocked layout\n"
           "                      nasc picks (to compare layouts)\n"
-          "  --onednn-dw         depthwise backward-weights by oneDNN's primitive\n"
-          "                      instead of nasc's kernel (to compare kernels)\n"
+          "  --onednn-dw         depthwise convolutions by oneDNN's primitives instead\n"
+          "                      of nasc's kernels (to compare kernels)\n"
           "  --parallel-b1       batch-1 inference on all threads (by default a net whose\n"
           "                      convolutions are small runs it on one thread)\n"
           "  --no-lanes          training and batch-B inference as one net on all threads\n"
@@ -144,7 +144,7 @@ typedef struct bench_opts {
     double seconds;
     bool profile;
     bool nchw;      /* --nchw: plain activations for every net compiled */
-    bool onednn_dw; /* --onednn-dw: oneDNN's depthwise backward-weights */
+    bool onednn_dw; /* --onednn-dw: oneDNN's depthwise primitives */
     bool parallel_b1; /* --parallel-b1: batch-1 inference on all threads */
     bool no_lanes;    /* --no-lanes: batch-B training and inference as one net on all threads */
     bool small_pages; /* --small-pages: no huge-page advice for the activation arenas */

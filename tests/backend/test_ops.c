@@ -2325,6 +2325,9 @@ static const model_cfg NASNET[] = {
     {"models/nasnet-a.yaml", "1x7x7", "4", 3, 22, NASC_MODE_TRAIN, false},
     {"models/nasnet-a.yaml", "3x8x8", "12", 2, 23, NASC_MODE_TRAIN, false},
     {"models/nasnet-a.yaml", "1x8x8", "8", 4, 26, NASC_MODE_TRAIN, true}, /* as nasc train compiles */
+    /* 16 channels: nasc's own depthwise forward and backward-data on
+     * AVX-512 (nChw16c), 8x8 and 4x4 planes */
+    {"models/nasnet-a.yaml", "1x8x8", "16", 2, 27, NASC_MODE_TRAIN, true},
     {"models/nasnet-a.yaml", "1x8x8", "8", 4, 24, NASC_MODE_INFER, false},
     {"models/nasnet-a.yaml", "1x8x8", "8", 4, 25, NASC_MODE_INFER, true},
 };
@@ -2334,6 +2337,7 @@ static const model_cfg ENAS[] = {
     {"models/enas-micro.yaml", "3x8x8", "12", 2, 33, NASC_MODE_TRAIN, false},
     {"models/enas-micro.yaml", "3x8x8", "8", 2, 36, NASC_MODE_TRAIN, false},
     {"models/enas-micro.yaml", "1x8x8", "8", 4, 37, NASC_MODE_TRAIN, true},
+    {"models/enas-micro.yaml", "2x7x7", "16", 2, 38, NASC_MODE_TRAIN, true}, /* 7x7 and 4x4, nChw16c */
     {"models/enas-micro.yaml", "1x8x8", "8", 4, 34, NASC_MODE_INFER, false},
     {"models/enas-micro.yaml", "1x8x8", "8", 4, 35, NASC_MODE_INFER, true},
 };

@@ -61,7 +61,7 @@ bool nasc_dw_fd_supported(const nasc_dw_shape *s) {
     if (s->pt != s->kh / 2 || s->pl != s->kw / 2) return false;
     /* the bottom and right pads are what the output size implies: any
      * output row or column reads at least one input pixel */
-    return (s->oh - 1) * s->sh - s->pt < s->h && (s->ow - 1) * s->sw - s->pl < s->w;
+    return (int64_t)(s->oh - 1) * s->sh - s->pt < s->h && (int64_t)(s->ow - 1) * s->sw - s->pl < s->w;
 }
 
 /* One plane's tensors and sizes, the same for every strip of it. */

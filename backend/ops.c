@@ -14,6 +14,7 @@
 #include <string.h>
 
 #if __has_include("dwconv.h")
+#include "avgpool.h"
 #include "dwconv.h"
 #define NASC_HAVE_DW 1
 #endif
@@ -1018,7 +1019,72 @@ static nasc_status pool_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     return net->status;
 }
 
+#ifdef NASC_HAVE_DW
+/* Average pooling backward by our own kernel (avgpool.h), reading the
+ * output gradient where it is: often a slice of a concat's gradient, which
+ * oneDNN's jit kernel does not take (it would be copied out first). */
+static void k_avgpool_bwd(nasc_net *net, const nb_step *s) {
+    const nb_arg *a = net->args + s->first_arg;
+    const dnnl_memory_desc_t *g = &net->trefs[a[0].tref].md;
+    const float *dy = (const float *)nb_ptr(net, a[0].tref) + g->offset0;
+    nasc_status st = nasc_avgpool_bwd_run(s->ptr, dy, g->format_desc.blocking.strides[0], nb_ptr(net, a[1].tref),
+                                          NASC_DW_ISA_AUTO);
+    assert(st == NASC_OK); /* the shape and layouts were checked when the net was compiled */
+    (void)st;
+}
+
+/* Emits p's backward with k_avgpool_bwd when it takes p and gradient G (a
+ * dense nChw16c tensor or a channel slice of one), AVX-512 only; returns
+ * whether it did (failures are in net->status). */
+static bool avgpool_bwd_own(nasc_net *net, const nasc_prim *p, int G) {
+    const nasc_prim_attrs *at = &p->a;
+    if (p->op != NASC_PRIM_AVG_POOL || at->count_include_pad || at->dh != 1 || at->dw != 1 ||
+        nasc_dw_isa_best() != NASC_DW_ISA_AVX512)
+        return false;
+    uint32_t x = arg(net, p, 0);
+    const nasc_type *xt = vtype(net, x), *yt = vtype(net, p->result);
+    if (xt->rank != 4 || xt->dims[1] > INT32_MAX || xt->dims[2] > INT32_MAX || xt->dims[3] > INT32_MAX) return false;
+    nasc_ap_shape sh = {(int)nb_dim0(net, xt), (int)xt->dims[1], (int)xt->dims[2], (int)xt->dims[3], (int)yt->dims[2],
+                        (int)yt->dims[3], at->kh, at->kw, at->sh, at->sw, at->pt, at->pl};
+    if (!nasc_ap_supported(&sh)) return false;
+    const dnnl_memory_desc_t *g = md_of(net, G);
+    const dnnl_blocking_desc_t *b = &g->format_desc.blocking;
+    int64_t ohw = (int64_t)sh.oh * sh.ow;
+    if (g->format_kind != dnnl_blocked || g->ndims != 4 || b->inner_nblks != 1 || b->inner_idxs[0] != 1 ||
+        b->inner_blks[0] != 16 || g->padded_dims[1] != g->dims[1] || g->dims[0] != sh.n || g->dims[1] != sh.c || g->dims[2] != sh.oh ||
+        g->dims[3] != sh.ow || b->strides[1] != ohw * 16 || b->strides[2] != (int64_t)sh.ow * 16 || b->strides[3] != 16 ||
+        b->strides[0] < sh.c * ohw)
+        return false;
+    /* oneDNN's jit kernel is as fast on a dense gradient except for 3-wide
+     * windows at column stride 1, where ours is about twice as fast */
+    bool dense = b->strides[0] == sh.c * ohw && g->offset0 == 0;
+    if (dense && !(sh.kw == 3 && sh.sw == 1)) return false;
+    dnnl_memory_desc_t dx_md;
+    if (nb_act_md(net, xt, &dx_md) || block_of(&dx_md) != 16) return false;
+    nasc_ap_shape *own = nasc_alloc(net->ctx, sizeof *own);
+    if (!own) {
+        if (!net->status) net->status = NASC_ENOMEM;
+        return true;
+    }
+    *own = sh;
+    int dx = nb_tensor_new(net, &dx_md);
+    nb_arg a[2] = {{0, G}, {1, dx}};
+    int s = dx < 0 ? -1 : nb_step_kernel(net, k_avgpool_bwd, "avgpool bwd (nasc)", 2, a);
+    if (s < 0) {
+        nasc_free(net->ctx, own);
+        return true;
+    }
+    net->steps[s].ptr = own;
+    net->steps[s].i[7] = 1; /* the step owns ptr */
+    nb_contribute(net, x, dx);
+    return true;
+}
+#endif
+
 static nasc_status pool_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
+#ifdef NASC_HAVE_DW
+    if (avgpool_bwd_own(net, p, G)) return net->status;
+#endif
     pool_geom g;
     pool_geometry(net, p, &g);
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));

@@ -191,7 +191,8 @@ static double rel_err(const float *got, const double *want, size_t n) {
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
     for (size_t i = 0; i < n; i++) {
         double e = fabs((double)got[i] - want[i]);
-        if (!(e <= err)) err = e; /* NaN propagates */
+        if (isnan(e)) return e; /* an element left unwritten (NaN-filled) or a NaN result */
+        if (e > err) err = e;
     }
     return scale > 0 ? err / scale : err;
 }
@@ -201,7 +202,8 @@ static double rel_err_ff(const float *got, const float *want, size_t n) {
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)want[i]));
     for (size_t i = 0; i < n; i++) {
         double e = fabs((double)got[i] - (double)want[i]);
-        if (!(e <= err)) err = e;
+        if (isnan(e)) return e;
+        if (e > err) err = e;
     }
     return scale > 0 ? err / scale : err;
 }

@@ -17,6 +17,7 @@
 #define _DEFAULT_SOURCE 1 /* madvise */
 #include <dlfcn.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -475,24 +476,51 @@ static void mark_grads(nasc_net *net) {
  * was already applied to computes nothing new: its result is the first
  * one's, and its gradient is added to the first one's. Cell nets are full
  * of these (every op of a cell applies its own relu to a shared input). */
+/* Whether pooling prims p and q compute the same thing from the same input. */
+static bool same_pool(const nasc_module *m, const nasc_prim *p, const nasc_prim *q) {
+    const nasc_prim_attrs *a = &p->a, *b = &q->a;
+    return p->op == q->op && m->args[p->first_arg] == m->args[q->first_arg] && a->kh == b->kh && a->kw == b->kw &&
+           a->sh == b->sh && a->sw == b->sw && a->pt == b->pt && a->pl == b->pl && a->pb == b->pb && a->pr == b->pr &&
+           a->dh == b->dh && a->dw == b->dw && a->count_include_pad == b->count_include_pad;
+}
+
 static nasc_status plan_same(nasc_net *net) {
     const nasc_module *m = net->m;
-    for (uint32_t p = 0; p < m->n_prims; p++) net->ps[p].same_as = -1;
-    /* first[3 * x + k]: the first op of kind k (relu, tanh, sigmoid) applied to value x, + 1 */
+    for (uint32_t p = 0; p < m->n_prims; p++) net->ps[p].same_as = -1, net->ps[p].shared = false;
+    /* first[3 * x + k]: the first op of kind k (relu, tanh, sigmoid) applied
+     * to value x, + 1; pools[x]: the last pooling of x, + 1, and prev_pool[p]
+     * the one before p */
     uint32_t *first = nasc_alloc(net->ctx, (3 * (size_t)m->n_values + 1) * sizeof *first);
-    if (!first) return NASC_ENOMEM;
+    uint32_t *pools = nasc_alloc(net->ctx, ((size_t)m->n_values + 1) * sizeof *pools);
+    uint32_t *prev_pool = nasc_alloc(net->ctx, ((size_t)m->n_prims + 1) * sizeof *prev_pool);
+    if (!first || !pools || !prev_pool) {
+        nasc_free(net->ctx, first);
+        nasc_free(net->ctx, pools);
+        nasc_free(net->ctx, prev_pool);
+        return NASC_ENOMEM;
+    }
     memset(first, 0, (3 * (size_t)m->n_values + 1) * sizeof *first);
+    memset(pools, 0, ((size_t)m->n_values + 1) * sizeof *pools);
     for (uint32_t p = 0; p < m->n_prims; p++) {
         const nasc_prim *pp = &m->prims[p];
-        int k = pp->op == NASC_PRIM_RELU ? 0 : pp->op == NASC_PRIM_TANH ? 1 : pp->op == NASC_PRIM_SIGMOID ? 2 : -1;
-        if (k < 0) continue;
-        uint32_t x = m->args[pp->first_arg], *f = &first[3 * (size_t)x + (size_t)k];
-        if (!*f) {
-            *f = p + 1;
-            continue;
+        uint32_t x = m->args[pp->first_arg];
+        int q = -1;
+        if (pp->op == NASC_PRIM_RELU || pp->op == NASC_PRIM_TANH || pp->op == NASC_PRIM_SIGMOID) {
+            int k = pp->op == NASC_PRIM_RELU ? 0 : pp->op == NASC_PRIM_TANH ? 1 : 2;
+            uint32_t *f = &first[3 * (size_t)x + (size_t)k];
+            if (!*f) *f = p + 1;
+            else q = (int)(*f - 1);
+        } else if (pp->op == NASC_PRIM_AVG_POOL || pp->op == NASC_PRIM_MAX_POOL) {
+            /* (a NASNet normal cell pools one state twice) */
+            for (uint32_t r = pools[x]; r && q < 0; r = prev_pool[r - 1])
+                if (net->ps[r - 1].same_as < 0 && same_pool(m, pp, &m->prims[r - 1])) q = (int)(r - 1);
+            prev_pool[p] = pools[x];
+            pools[x] = p + 1;
         }
-        const nasc_prim *pq = &m->prims[*f - 1];
-        net->ps[p].same_as = (int)(*f - 1);
+        if (q < 0) continue;
+        const nasc_prim *pq = &m->prims[q];
+        net->ps[p].same_as = q;
+        net->ps[q].shared = true;
         /* the gradient of p's result goes to q's, not through p to x */
         if (net->vals[pp->result].needs_grad) {
             net->vals[pq->result].n_contrib++;
@@ -500,6 +528,8 @@ static nasc_status plan_same(nasc_net *net) {
         }
     }
     nasc_free(net->ctx, first);
+    nasc_free(net->ctx, pools);
+    nasc_free(net->ctx, prev_pool);
     return NASC_OK;
 }
 
@@ -616,6 +646,7 @@ static nasc_status plan_fusion(nasc_net *net, const value_uses *u) {
                 ao != NASC_PRIM_AVG_POOL)
                 continue;
             if (net->ps[pa].skip && ao != NASC_PRIM_BATCH_NORM && ao != NASC_PRIM_ADD) continue;
+            if (net->ps[pa].shared || net->ps[pa].same_as >= 0) continue; /* its tensor is read as another value too */
             bool same = m->values[a].type.rank == 4 && m->values[b].type.rank == 4;
             for (int d = 0; same && d < 4; d++)
                 same = m->values[a].type.dims[d] == yt->dims[d] && m->values[b].type.dims[d] == yt->dims[d];
@@ -697,8 +728,80 @@ static nasc_status emit_forward(nasc_net *net) {
     return net->status;
 }
 
+/* The image stride (floats) of md when it is a 4-D tensor of whole
+ * 16-channel blocks whose (H, W, 16) planes are dense, alone or a channel
+ * slice of a wider tensor, else 0. */
+static int64_t planes16_image(const dnnl_memory_desc_t *md) {
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    if (md->ndims != 4 || md->format_kind != dnnl_blocked || b->inner_nblks != 1 || b->inner_idxs[0] != 1 ||
+        b->inner_blks[0] != 16 || md->padded_dims[1] != md->dims[1] || md->dims[1] % 16)
+        return 0;
+    int64_t hw = md->dims[2] * md->dims[3];
+    if (b->strides[3] != 16 || b->strides[2] != md->dims[3] * 16 || b->strides[1] != hw * 16 ||
+        b->strides[0] < md->dims[1] * hw)
+        return 0;
+    return b->strides[0];
+}
+
+enum { SUM_PLANES_MAX = 8 };
+
+NB_CLONES static void sum_plane(float *restrict dst, const float *const *src, int n, int64_t len) {
+    const float *restrict s0 = src[0], *restrict s1 = src[1];
+#pragma omp simd
+    for (int64_t i = 0; i < len; i++) dst[i] = s0[i] + s1[i];
+    for (int j = 2; j < n; j++) {
+        const float *restrict sj = src[j];
+#pragma omp simd
+        for (int64_t i = 0; i < len; i++) dst[i] += sj[i];
+    }
+}
+
+/* dst (dense) = the sum of i[0] sources, each a 16-channel-block tensor
+ * alone or a channel slice of a wider one (oneDNN's sum takes a slow path
+ * for such views): plane by plane, (image, block) in memory order. */
+static void k_sum_planes(nasc_net *net, const nb_step *s) {
+    const nb_arg *a = &net->args[s->first_arg];
+    int n = s->i[0];
+    const dnnl_memory_desc_t *dmd = &net->trefs[a[n].tref].md;
+    int64_t images = dmd->dims[0], blocks = dmd->dims[1] / 16, len = dmd->dims[2] * dmd->dims[3] * 16;
+    float *dst = nb_ptr(net, a[n].tref);
+    const float *base[SUM_PLANES_MAX];
+    int64_t image[SUM_PLANES_MAX];
+    for (int j = 0; j < n; j++) {
+        const dnnl_memory_desc_t *md = &net->trefs[a[j].tref].md;
+        base[j] = (const float *)nb_ptr(net, a[j].tref) + md->offset0;
+        image[j] = md->format_desc.blocking.strides[0];
+    }
+    int64_t planes = images * blocks;
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && planes > 1)
+    for (int64_t q = 0; q < planes; q++) {
+        int64_t i = q / blocks, b = q % blocks;
+        const float *src[SUM_PLANES_MAX];
+        for (int j = 0; j < n; j++) src[j] = base[j] + i * image[j] + b * len;
+        sum_plane(dst + q * len, src, n, len);
+    }
+}
+
 /* One sum step: dst (new tensor of md) = the sum of n trefs. */
 static int sum_step(nasc_net *net, const int *src, int n, const dnnl_memory_desc_t *md) {
+    bool planes = n >= 2 && n <= SUM_PLANES_MAX && planes16_image(md) == md->dims[1] * md->dims[2] * md->dims[3] &&
+                  md->offset0 == 0;
+    for (int i = 0; planes && i < n; i++) {
+        const dnnl_memory_desc_t *si = &net->trefs[src[i]].md;
+        planes = planes16_image(si) > 0;
+        for (int d = 0; planes && d < 4; d++) planes = si->dims[d] == md->dims[d];
+    }
+    if (planes) {
+        int dst = nb_tensor_new(net, md);
+        if (dst < 0) return -1;
+        nb_arg a[SUM_PLANES_MAX + 1];
+        for (int i = 0; i < n; i++) a[i] = (nb_arg){i, src[i]};
+        a[n] = (nb_arg){n, dst};
+        int s = nb_step_kernel(net, k_sum_planes, "grad sum (nasc)", n + 1, a);
+        if (s < 0) return -1;
+        net->steps[s].i[0] = n;
+        return dst;
+    }
     dnnl_memory_desc_t srcs[64];
     nb_arg a[65];
     float scales[64];

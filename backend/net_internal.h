@@ -98,6 +98,8 @@ struct nasc_net {
         int post_relu;            /* conv: the relu run as its post-op, -1 none */
         int bn_relu;              /* batch norm: the relu it computes too (fused), -1 none */
         int same_as;              /* an earlier prim op computing the same value, -1 none */
+        bool shared;              /* later prim ops are the same as this one (same_as): its
+                                   * result's tensor is read through their values too */
         int sum_add;              /* conv: the add it computes by summing into the add's other
                                    * operand's tensor (post-op sum), -1 none */
         int concat_buf;           /* concat: its result's tensor, made by the first operand written

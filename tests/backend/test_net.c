@@ -11,6 +11,7 @@
 
 #include "nasc_backend.h"
 #include "net_internal.h" /* the oneDNN status wrappers */
+#include "dwconv.h"
 #include "testutil.h"
 
 /* A module whose output 0 is its input x (N, k): the logits are the data. */
@@ -572,6 +573,114 @@ static void test_cell_end_in_place(void **state) {
     assert_true(max_rel_diff(fused.gg, plain.gg, 16) < 1e-6);
 }
 
+/* A value pooled twice the same way (as a NASNet normal cell pools one
+ * state twice, a reduction cell max-pools one twice) is pooled once: in
+ * same_pools_net the second avg and max pools are the first ones', read
+ * through their own values; the same net written with the first pools used
+ * twice (same_pools_once) gives the same loss, results and gradients. The
+ * adds' gradients are slices of the concats' (summed by nasc's own kernel,
+ * "grad sum (nasc)", not oneDNN's slow path for such views). */
+#define SAME_POOLS_HEAD                                                                                                \
+    "prim {\n"                                                                                                         \
+    "  input %x : f32[N,16,8,8]\n"                                                                                     \
+    "  param %w : f32[16,16,1,1]\n"                                                                                    \
+    "  param %fc.w : f32[3,64]\n"                                                                                      \
+    "  param %fc.b : f32[3]\n"                                                                                         \
+    "  %c = conv %x, %w {kernel=1x1, stride=1x1, pad=0,0,0,0, dilation=1x1, groups=1} : f32[N,16,8,8]\n"               \
+    "  %p1 = avg_pool %c {kernel=3x3, stride=1x1, pad=1,1,1,1} : f32[N,16,8,8]\n"                                      \
+    "  %m1 = max_pool %c {kernel=3x3, stride=2x2, pad=1,1,1,1} : f32[N,16,4,4]\n"
+#define SAME_POOLS_TAIL                                                                                                \
+    "  %cat = concat %s, %c {axis=1} : f32[N,32,8,8]\n"                                                                \
+    "  %cat2 = concat %t, %m1 {axis=1} : f32[N,32,4,4]\n"                                                              \
+    "  %g1 = global_avg_pool %cat : f32[N,32,1,1]\n"                                                                   \
+    "  %g2 = global_avg_pool %cat2 : f32[N,32,1,1]\n"                                                                  \
+    "  %f1 = flatten %g1 : f32[N,32]\n"                                                                                \
+    "  %f2 = flatten %g2 : f32[N,32]\n"                                                                                \
+    "  %f = concat %f1, %f2 {axis=1} : f32[N,64]\n"                                                                    \
+    "  %fc = inner_product %f, %fc.w, %fc.b : f32[N,3]\n"                                                              \
+    "  output %fc\n"                                                                                                   \
+    "}\n"
+static const char *same_pools_net = SAME_POOLS_HEAD
+    "  %p2 = avg_pool %c {kernel=3x3, stride=1x1, pad=1,1,1,1} : f32[N,16,8,8]\n"
+    "  %m2 = max_pool %c {kernel=3x3, stride=2x2, pad=1,1,1,1} : f32[N,16,4,4]\n"
+    "  %s = add %p1, %p2 : f32[N,16,8,8]\n"
+    "  %t = add %m1, %m2 : f32[N,16,4,4]\n" SAME_POOLS_TAIL;
+static const char *same_pools_once = SAME_POOLS_HEAD
+    "  %s = add %p1, %p1 : f32[N,16,8,8]\n"
+    "  %t = add %m1, %m1 : f32[N,16,4,4]\n" SAME_POOLS_TAIL;
+
+enum { SP_N = 3 };
+
+typedef struct same_pools_run {
+    char profile[4096];
+    float loss, p[SP_N * 3], gw[16 * 16], gx[SP_N * 16 * 64]; /* p: the logits */
+} same_pools_run;
+
+static void run_same_pools(const char *text, same_pools_run *r) {
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    nasc_module *m = NULL;
+    assert_int_equal(nasc_text_parse(&ctx, text, strlen(text), "same_pools.nir", &m), NASC_OK);
+    nasc_param_store *ps = nasc_params_create(&ctx);
+    assert_int_equal(nasc_params_init(ps, m, 7), NASC_OK);
+    nasc_net_options o = nasc_net_options_default();
+    o.batch = SP_N;
+    o.profile = true;
+    o.input_grad = true;
+    nasc_net *net = NULL;
+    nasc_status st = nasc_net_compile(&ctx, m, ps, &o, &net);
+    if (st) nasc_diag_print(&ctx.diag, stderr);
+    assert_int_equal(st, NASC_OK);
+    float x[SP_N * 16 * 64];
+    for (int i = 0; i < SP_N * 16 * 64; i++) x[i] = (float)((i * 37) % 29) / 14.0f - 1.0f;
+    int32_t y[SP_N] = {2, 0, 1};
+    assert_int_equal(nasc_net_set_input(net, 0, x), NASC_OK);
+    assert_int_equal(nasc_net_forward(net), NASC_OK);
+    assert_int_equal(nasc_net_read(net, "fc", r->p), NASC_OK);
+    assert_int_equal(nasc_net_loss(net, y, &r->loss, NULL), NASC_OK);
+    assert_int_equal(nasc_net_backward(net), NASC_OK);
+    assert_int_equal(nasc_net_read_grad(net, "w", r->gw), NASC_OK);
+    assert_int_equal(nasc_net_read_grad(net, "x", r->gx), NASC_OK);
+    capture_profile(net, r->profile, sizeof r->profile);
+    nasc_net_destroy(net);
+    nasc_params_destroy(ps);
+    nasc_module_destroy(m);
+}
+
+/* The count of steps of one kind in a captured profile (0 when absent). */
+static int kind_count(const char *profile, const char *kind) {
+    size_t n = strlen(kind);
+    for (const char *l = profile; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+        int count = 0;
+        if (strncmp(l, kind, n) == 0 && l[n] == ' ' && sscanf(l + n, "%d", &count) == 1) return count;
+    }
+    return 0;
+}
+
+static void test_same_pools(void **state) {
+    (void)state;
+    static same_pools_run twice, once;
+    run_same_pools(same_pools_net, &twice);
+    run_same_pools(same_pools_once, &once);
+    printf("  profile:\n%s", twice.profile);
+    /* the same steps as the net that pools once (avgpool also counts the
+     * two global average pools) */
+    static const char *kinds[] = {"avgpool fwd", "avgpool bwd", "avgpool bwd (nasc)", "maxpool fwd",
+                                  "maxpool bwd", "grad sum",    "grad sum (nasc)",    "add fwd (nasc, into concat)"};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        assert_int_equal(kind_count(twice.profile, kinds[k]), kind_count(once.profile, kinds[k]));
+    assert_int_equal(kind_count(twice.profile, "maxpool fwd"), 1);
+    assert_int_equal(kind_count(twice.profile, "avgpool fwd"), 3);
+    if (nasc_dw_isa_best() == NASC_DW_ISA_AVX512) {
+        assert_int_equal(kind_count(twice.profile, "avgpool bwd (nasc)"), 1);
+        assert_true(kind_count(twice.profile, "grad sum (nasc)") >= 2);
+    }
+    assert_float_equal(twice.loss, once.loss, 0);
+    assert_true(max_rel_diff(twice.p, once.p, SP_N * 3) == 0);
+    assert_true(max_rel_diff(twice.gw, once.gw, 16 * 16) == 0);
+    assert_true(max_rel_diff(twice.gx, once.gx, SP_N * 16 * 64) == 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_output_is_input),
@@ -581,6 +690,7 @@ int main(void) {
         cmocka_unit_test(test_prepared_weights_follow_the_store),
         cmocka_unit_test(test_huge_pages),
         cmocka_unit_test(test_cell_end_in_place),
+        cmocka_unit_test(test_same_pools),
     };
     return nasc_test_exit(cmocka_run_group_tests_name("backend/net", tests, NULL, NULL));
 }

@@ -4,8 +4,12 @@
  * pixel the windows holding it are the output rows [lo, hi] and columns
  * [lo_w, hi_w] that reach it (at most ceil(k/s) each); their dy pixels,
  * 16 channels a register, are added with weight 1 / (count_h * count_w).
- * The weights of the output columns are computed once a call. The pass
- * reads dy and writes dx once: it is bound by memory, not by arithmetic.
+ * The weights of the output rows and columns and the windows of each input
+ * row and column are computed once a call. dx is written once; dy pixels
+ * are read by every window row that holds them, mostly from the cache. For
+ * 3-wide windows at column stride 1 (avx512_row_w3) each dy column's
+ * weighted sum over the window rows is made once and three of them are
+ * added per pixel.
  */
 #include "avgpool.h"
 

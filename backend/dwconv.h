@@ -1,5 +1,6 @@
-/* dwconv.h - depthwise convolution backward-weights, our own kernel (private
- * to backend/).
+/* dwconv.h - depthwise convolution kernels of our own (private to
+ * backend/): backward-weights (dwconv.c, below first) and, for nChw16c on
+ * AVX-512, forward and backward-data (dwconv_fd.c, at the end).
  *
  * oneDNN 2.6 has jit kernels for depthwise backward-weights only for 3x3
  * filters on blocked layouts. Measured (bench/dwconv_bench.c): 5x5 and 7x7
@@ -143,8 +144,8 @@ nasc_status nasc_dw_bwd_weights_isa(nasc_ctx *ctx, const nasc_dw_shape *s, nasc_
  * about as fast to 1.7x forward, 1.9-3.9x backward-data): nChw16c only, C
  * a multiple of 16, square kernels 3, 5 or 7, stride 1 or 2 on both axes,
  * no dilation, top and left pad k/2. The bottom and right pads are what oh
- * and ow imply, from cropping to k-1-k/2, as long as the last output row
- * and column read at least one input pixel. nasc_dw_fd_supported says
+ * and ow imply, from cropping to k-1, as long as the last output row and
+ * column read at least one input pixel. nasc_dw_fd_supported says
  * whether s is such a shape.
  *
  *     y[n, c, oh, ow] = sum_i sum_j x[n, c, oh*s - k/2 + i, ow*s - k/2 + j] * w[c, i, j]

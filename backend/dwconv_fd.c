@@ -52,7 +52,9 @@
 #define FD_PAIR_MAX 8 /* planes this narrow or narrower take two rows at a time */
 
 static int imin(int a, int b) { return a < b ? a : b; }
+#ifdef FD_X86
 static int imax(int a, int b) { return a > b ? a : b; }
+#endif
 
 bool nasc_dw_fd_supported(const nasc_dw_shape *s) {
     if (!nasc_dw_shape_valid(s) || s->c % 16 != 0) return false;

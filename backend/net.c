@@ -472,10 +472,6 @@ static void mark_grads(nasc_net *net) {
         if (net->vals[m->outputs[o]].needs_grad) net->vals[m->outputs[o]].n_contrib++;
 }
 
-/* A unary elementwise op (relu, tanh, sigmoid) applied again to a value it
- * was already applied to computes nothing new: its result is the first
- * one's, and its gradient is added to the first one's. Cell nets are full
- * of these (every op of a cell applies its own relu to a shared input). */
 /* Whether pooling prims p and q compute the same thing from the same input. */
 static bool same_pool(const nasc_module *m, const nasc_prim *p, const nasc_prim *q) {
     const nasc_prim_attrs *a = &p->a, *b = &q->a;
@@ -484,6 +480,14 @@ static bool same_pool(const nasc_module *m, const nasc_prim *p, const nasc_prim 
            a->dh == b->dh && a->dw == b->dw && a->count_include_pad == b->count_include_pad;
 }
 
+/* A unary elementwise op (relu, tanh, sigmoid) applied again to a value it
+ * was already applied to, or a pooling repeated with the same attributes on
+ * the same value, computes nothing new: its result is the first one's
+ * (same_as), and its gradient is added to the first one's. Cell nets are
+ * full of these (every op of a cell applies its own relu to a shared input;
+ * a NASNet-A cell pools one state twice). The first one is marked shared:
+ * its tensor is read as more than one value, so no planner may write into
+ * it in place. */
 static nasc_status plan_same(nasc_net *net) {
     const nasc_module *m = net->m;
     for (uint32_t p = 0; p < m->n_prims; p++) net->ps[p].same_as = -1, net->ps[p].shared = false;
@@ -623,8 +627,8 @@ static nasc_status plan_fusion(nasc_net *net, const value_uses *u) {
     /* inference: add(a, b) where b is a conv's result (after its folded
      * batch norm, without a relu) and both are used only there: the conv
      * adds its result into a's tensor. a must be a tensor of its own (made
-     * by a conv, batch norm, add or pooling; not a unary op whose tensor
-     * may be shared) and computed before the conv. */
+     * by a conv, batch norm, add or pooling; not a unary op or a pooling
+     * whose tensor is shared, plan_same) and computed before the conv. */
     int *maker = nasc_alloc(net->ctx, (m->n_values + 1) * sizeof *maker); /* changed below as adds fuse */
     if (!maker) return NASC_ENOMEM;
     memcpy(maker, u->maker, (m->n_values + 1) * sizeof *maker);

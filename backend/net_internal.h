@@ -40,7 +40,7 @@ typedef struct nb_step {
     int64_t flops;         /* for the profile */
     float f[2];            /* small kernel parameters */
     int i[8];
-    void *ptr;             /* kernel data (not owned) */
+    void *ptr;             /* kernel data; the step owns it (frees it) when i[7] is 1 */
     bool prep;             /* inference: prepares weights from the store (fold, reorder);
                             * runs only when the store tensors it reads changed */
     bool sync;             /* a lane's kernel that meets the other lanes (a barrier): it runs

@@ -231,7 +231,8 @@ static double rel_err(const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(b[i]));
     for (size_t i = 0; i < n; i++) {
         double e = fabs((double)a[i] - b[i]);
-        if (!(e <= err)) err = e; /* a NaN shows */
+        if (isnan(e)) return e; /* a NaN shows */
+        if (e > err) err = e;
     }
     return err / (scale > 0 ? scale : 1);
 }

@@ -681,6 +681,68 @@ static void test_same_pools(void **state) {
     assert_true(max_rel_diff(twice.gx, once.gx, SP_N * 16 * 64) == 0);
 }
 
+/* Inference with fuse: add(p1, conv) may run as the conv's post-op sum into
+ * p1's tensor only when nothing else reads that tensor; here p2 is the same
+ * pooling as p1 (computed once, plan_same), so the sum must not be fused:
+ * the logits equal the unfused net's. */
+static const char *shared_pool_net =
+    "prim {\n"
+    "  input %x : f32[N,16,8,8]\n"
+    "  param %w : f32[16,16,1,1]\n"
+    "  param %w2 : f32[16,16,1,1]\n"
+    "  param %fc.w : f32[3,32]\n"
+    "  param %fc.b : f32[3]\n"
+    "  %c = conv %x, %w {kernel=1x1, stride=1x1, pad=0,0,0,0, dilation=1x1, groups=1} : f32[N,16,8,8]\n"
+    "  %p1 = avg_pool %c {kernel=3x3, stride=1x1, pad=1,1,1,1} : f32[N,16,8,8]\n"
+    "  %p2 = avg_pool %c {kernel=3x3, stride=1x1, pad=1,1,1,1} : f32[N,16,8,8]\n"
+    "  %d = conv %x, %w2 {kernel=1x1, stride=1x1, pad=0,0,0,0, dilation=1x1, groups=1} : f32[N,16,8,8]\n"
+    "  %s = add %p1, %d : f32[N,16,8,8]\n"
+    "  %cat = concat %s, %p2 {axis=1} : f32[N,32,8,8]\n"
+    "  %g = global_avg_pool %cat : f32[N,32,1,1]\n"
+    "  %f = flatten %g : f32[N,32]\n"
+    "  %fc = inner_product %f, %fc.w, %fc.b : f32[N,3]\n"
+    "  output %fc\n"
+    "}\n";
+
+static void run_shared_pool(bool fuse, float *logits, char *profile, size_t size) {
+    nasc_ctx ctx;
+    nasc_ctx_init(&ctx);
+    nasc_module *m = NULL;
+    assert_int_equal(nasc_text_parse(&ctx, shared_pool_net, strlen(shared_pool_net), "shared_pool.nir", &m), NASC_OK);
+    nasc_param_store *ps = nasc_params_create(&ctx);
+    assert_int_equal(nasc_params_init(ps, m, 9), NASC_OK);
+    nasc_net_options o = nasc_net_options_default();
+    o.batch = SP_N;
+    o.mode = NASC_MODE_INFER;
+    o.fuse = fuse;
+    o.profile = true;
+    nasc_net *net = NULL;
+    nasc_status st = nasc_net_compile(&ctx, m, ps, &o, &net);
+    if (st) nasc_diag_print(&ctx.diag, stderr);
+    assert_int_equal(st, NASC_OK);
+    float x[SP_N * 16 * 64];
+    for (int i = 0; i < SP_N * 16 * 64; i++) x[i] = (float)((i * 41) % 31) / 15.0f - 1.0f;
+    assert_int_equal(nasc_net_set_input(net, 0, x), NASC_OK);
+    assert_int_equal(nasc_net_forward(net), NASC_OK);
+    assert_int_equal(nasc_net_read(net, "fc", logits), NASC_OK);
+    capture_profile(net, profile, size);
+    nasc_net_destroy(net);
+    nasc_params_destroy(ps);
+    nasc_module_destroy(m);
+}
+
+static void test_shared_pool_not_summed_into(void **state) {
+    (void)state;
+    float plain[SP_N * 3], fused[SP_N * 3];
+    static char pp[4096], fp[4096];
+    run_shared_pool(false, plain, pp, sizeof pp);
+    run_shared_pool(true, fused, fp, sizeof fp);
+    assert_int_equal(kind_count(fp, "avgpool fwd"), 2); /* p1 once (p2 is p1), the global pool */
+    double d = max_rel_diff(fused, plain, SP_N * 3);
+    printf("  fused against unfused logits: relative difference %.2e\n", d);
+    assert_true(d < 1e-5);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_output_is_input),
@@ -691,6 +753,7 @@ int main(void) {
         cmocka_unit_test(test_huge_pages),
         cmocka_unit_test(test_cell_end_in_place),
         cmocka_unit_test(test_same_pools),
+        cmocka_unit_test(test_shared_pool_not_summed_into),
     };
     return nasc_test_exit(cmocka_run_group_tests_name("backend/net", tests, NULL, NULL));
 }

@@ -777,7 +777,7 @@ static void k_sum_planes(nasc_net *net, const nb_step *s) {
         image[j] = md->format_desc.blocking.strides[0];
     }
     int64_t planes = images * blocks;
-#pragma omp parallel for schedule(static) if (!omp_in_parallel() && planes > 1)
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && omp_get_max_threads() > 1 && planes > 1)
     for (int64_t q = 0; q < planes; q++) {
         int64_t i = q / blocks, b = q % blocks;
         const float *src[SUM_PLANES_MAX];

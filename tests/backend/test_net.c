@@ -167,6 +167,35 @@ static void capture_profile(const nasc_net *net, char *buf, size_t size) {
     fclose(f);
 }
 
+/* A net compiled from IR text (file names it in diagnostics), its
+ * parameters initialised from seed; text_net_free releases all of it. */
+typedef struct text_net {
+    nasc_ctx ctx;
+    nasc_module *m;
+    nasc_param_store *ps;
+    nasc_net *net;
+} text_net;
+
+static void text_net_compile(text_net *t, const char *text, const char *file, uint64_t seed,
+                             const nasc_net_options *o) {
+    nasc_ctx_init(&t->ctx);
+    t->m = NULL;
+    t->net = NULL;
+    assert_int_equal(nasc_text_parse(&t->ctx, text, strlen(text), file, &t->m), NASC_OK);
+    t->ps = nasc_params_create(&t->ctx);
+    assert_non_null(t->ps);
+    assert_int_equal(nasc_params_init(t->ps, t->m, seed), NASC_OK);
+    nasc_status st = nasc_net_compile(&t->ctx, t->m, t->ps, o, &t->net);
+    if (st) nasc_diag_print(&t->ctx.diag, stderr);
+    assert_int_equal(st, NASC_OK);
+}
+
+static void text_net_free(text_net *t) {
+    nasc_net_destroy(t->net);
+    nasc_params_destroy(t->ps);
+    nasc_module_destroy(t->m);
+}
+
 typedef struct switch_run {
     int n_reorders;
     char profile[4096]; /* nasc_net_profile_print after one training step */
@@ -174,16 +203,9 @@ typedef struct switch_run {
 } switch_run;
 
 static void run_switches(const nasc_net_options *opt, switch_run *r) {
-    nasc_ctx ctx;
-    nasc_ctx_init(&ctx);
-    nasc_module *m = NULL;
-    assert_int_equal(nasc_text_parse(&ctx, switch_net, strlen(switch_net), "switches.nir", &m), NASC_OK);
-    nasc_param_store *ps = nasc_params_create(&ctx);
-    assert_int_equal(nasc_params_init(ps, m, 11), NASC_OK);
-    nasc_net *net = NULL;
-    nasc_status st = nasc_net_compile(&ctx, m, ps, opt, &net);
-    if (st) nasc_diag_print(&ctx.diag, stderr);
-    assert_int_equal(st, NASC_OK);
+    text_net t;
+    text_net_compile(&t, switch_net, "switches.nir", 11, opt);
+    nasc_net *net = t.net;
     float x[2 * 8 * 25];
     for (int i = 0; i < 2 * 8 * 25; i++) x[i] = (float)((i * 29) % 17) / 8.0f - 1.0f;
     int32_t y[2] = {1, 2};
@@ -197,9 +219,7 @@ static void run_switches(const nasc_net_options *opt, switch_run *r) {
     nasc_net_get_stats(net, &stats);
     r->n_reorders = stats.n_reorders;
     capture_profile(net, r->profile, sizeof r->profile);
-    nasc_net_destroy(net);
-    nasc_params_destroy(ps);
-    nasc_module_destroy(m);
+    text_net_free(&t);
 }
 
 /* The switches that used to be environment variables (NASC_LAYOUT,
@@ -500,21 +520,14 @@ typedef struct cell_end_run {
 } cell_end_run;
 
 static void run_cell_end(bool fuse, cell_end_run *r) {
-    nasc_ctx ctx;
-    nasc_ctx_init(&ctx);
-    nasc_module *m = NULL;
-    assert_int_equal(nasc_text_parse(&ctx, cell_end_net, strlen(cell_end_net), "cell_end.nir", &m), NASC_OK);
-    nasc_param_store *ps = nasc_params_create(&ctx);
-    assert_int_equal(nasc_params_init(ps, m, 5), NASC_OK);
     nasc_net_options o = nasc_net_options_default();
     o.batch = CE_N;
     o.fuse = fuse;
     o.profile = true;
     o.input_grad = true;
-    nasc_net *net = NULL;
-    nasc_status st = nasc_net_compile(&ctx, m, ps, &o, &net);
-    if (st) nasc_diag_print(&ctx.diag, stderr);
-    assert_int_equal(st, NASC_OK);
+    text_net t;
+    text_net_compile(&t, cell_end_net, "cell_end.nir", 5, &o);
+    nasc_net *net = t.net;
     float x[CE_N * CE_PART];
     for (int i = 0; i < CE_N * CE_PART; i++) x[i] = (float)((i * 37) % 23) / 11.0f - 1.0f;
     int32_t y[CE_N] = {3, 6};
@@ -532,9 +545,7 @@ static void run_cell_end(bool fuse, cell_end_run *r) {
     assert_int_equal(nasc_net_read_grad(net, "x", r->gx), NASC_OK);
     assert_int_equal(nasc_net_read_grad(net, "g", r->gg), NASC_OK);
     capture_profile(net, r->profile, sizeof r->profile);
-    nasc_net_destroy(net);
-    nasc_params_destroy(ps);
-    nasc_module_destroy(m);
+    text_net_free(&t);
 }
 
 /* The adds write into the concat's tensor (read back, they are the sums
@@ -617,20 +628,13 @@ typedef struct same_pools_run {
 } same_pools_run;
 
 static void run_same_pools(const char *text, same_pools_run *r) {
-    nasc_ctx ctx;
-    nasc_ctx_init(&ctx);
-    nasc_module *m = NULL;
-    assert_int_equal(nasc_text_parse(&ctx, text, strlen(text), "same_pools.nir", &m), NASC_OK);
-    nasc_param_store *ps = nasc_params_create(&ctx);
-    assert_int_equal(nasc_params_init(ps, m, 7), NASC_OK);
     nasc_net_options o = nasc_net_options_default();
     o.batch = SP_N;
     o.profile = true;
     o.input_grad = true;
-    nasc_net *net = NULL;
-    nasc_status st = nasc_net_compile(&ctx, m, ps, &o, &net);
-    if (st) nasc_diag_print(&ctx.diag, stderr);
-    assert_int_equal(st, NASC_OK);
+    text_net t;
+    text_net_compile(&t, text, "same_pools.nir", 7, &o);
+    nasc_net *net = t.net;
     float x[SP_N * 16 * 64];
     for (int i = 0; i < SP_N * 16 * 64; i++) x[i] = (float)((i * 37) % 29) / 14.0f - 1.0f;
     int32_t y[SP_N] = {2, 0, 1};
@@ -642,9 +646,7 @@ static void run_same_pools(const char *text, same_pools_run *r) {
     assert_int_equal(nasc_net_read_grad(net, "w", r->gw), NASC_OK);
     assert_int_equal(nasc_net_read_grad(net, "x", r->gx), NASC_OK);
     capture_profile(net, r->profile, sizeof r->profile);
-    nasc_net_destroy(net);
-    nasc_params_destroy(ps);
-    nasc_module_destroy(m);
+    text_net_free(&t);
 }
 
 /* The count of steps of one kind in a captured profile (0 when absent). */
@@ -705,30 +707,21 @@ static const char *shared_pool_net =
     "}\n";
 
 static void run_shared_pool(bool fuse, float *logits, char *profile, size_t size) {
-    nasc_ctx ctx;
-    nasc_ctx_init(&ctx);
-    nasc_module *m = NULL;
-    assert_int_equal(nasc_text_parse(&ctx, shared_pool_net, strlen(shared_pool_net), "shared_pool.nir", &m), NASC_OK);
-    nasc_param_store *ps = nasc_params_create(&ctx);
-    assert_int_equal(nasc_params_init(ps, m, 9), NASC_OK);
     nasc_net_options o = nasc_net_options_default();
     o.batch = SP_N;
     o.mode = NASC_MODE_INFER;
     o.fuse = fuse;
     o.profile = true;
-    nasc_net *net = NULL;
-    nasc_status st = nasc_net_compile(&ctx, m, ps, &o, &net);
-    if (st) nasc_diag_print(&ctx.diag, stderr);
-    assert_int_equal(st, NASC_OK);
+    text_net t;
+    text_net_compile(&t, shared_pool_net, "shared_pool.nir", 9, &o);
+    nasc_net *net = t.net;
     float x[SP_N * 16 * 64];
     for (int i = 0; i < SP_N * 16 * 64; i++) x[i] = (float)((i * 41) % 31) / 15.0f - 1.0f;
     assert_int_equal(nasc_net_set_input(net, 0, x), NASC_OK);
     assert_int_equal(nasc_net_forward(net), NASC_OK);
     assert_int_equal(nasc_net_read(net, "fc", logits), NASC_OK);
     capture_profile(net, profile, size);
-    nasc_net_destroy(net);
-    nasc_params_destroy(ps);
-    nasc_module_destroy(m);
+    text_net_free(&t);
 }
 
 static void test_shared_pool_not_summed_into(void **state) {

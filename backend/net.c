@@ -735,7 +735,7 @@ static nasc_status emit_forward(nasc_net *net) {
 /* The image stride (floats) of md when it is a 4-D tensor of whole
  * 16-channel blocks whose (H, W, 16) planes are dense, alone or a channel
  * slice of a wider tensor, else 0. */
-static int64_t planes16_image(const dnnl_memory_desc_t *md) {
+int64_t nb_planes16_image(const dnnl_memory_desc_t *md) {
     const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
     if (md->ndims != 4 || md->format_kind != dnnl_blocked || b->inner_nblks != 1 || b->inner_idxs[0] != 1 ||
         b->inner_blks[0] != 16 || md->padded_dims[1] != md->dims[1] || md->dims[1] % 16)
@@ -748,17 +748,6 @@ static int64_t planes16_image(const dnnl_memory_desc_t *md) {
 }
 
 enum { SUM_PLANES_MAX = 8 };
-
-NB_CLONES static void sum_plane(float *restrict dst, const float *const *src, int n, int64_t len) {
-    const float *restrict s0 = src[0], *restrict s1 = src[1];
-#pragma omp simd
-    for (int64_t i = 0; i < len; i++) dst[i] = s0[i] + s1[i];
-    for (int j = 2; j < n; j++) {
-        const float *restrict sj = src[j];
-#pragma omp simd
-        for (int64_t i = 0; i < len; i++) dst[i] += sj[i];
-    }
-}
 
 /* dst (dense) = the sum of i[0] sources, each a 16-channel-block tensor
  * alone or a channel slice of a wider one (oneDNN's sum takes a slow path
@@ -782,17 +771,17 @@ static void k_sum_planes(nasc_net *net, const nb_step *s) {
         int64_t i = q / blocks, b = q % blocks;
         const float *src[SUM_PLANES_MAX];
         for (int j = 0; j < n; j++) src[j] = base[j] + i * image[j] + b * len;
-        sum_plane(dst + q * len, src, n, len);
+        nb_sum_runs(dst + q * len, src, n, len, false);
     }
 }
 
 /* One sum step: dst (new tensor of md) = the sum of n trefs. */
 static int sum_step(nasc_net *net, const int *src, int n, const dnnl_memory_desc_t *md) {
-    bool planes = n >= 2 && n <= SUM_PLANES_MAX && planes16_image(md) == md->dims[1] * md->dims[2] * md->dims[3] &&
+    bool planes = n >= 2 && n <= SUM_PLANES_MAX && nb_planes16_image(md) == md->dims[1] * md->dims[2] * md->dims[3] &&
                   md->offset0 == 0;
     for (int i = 0; planes && i < n; i++) {
         const dnnl_memory_desc_t *si = &net->trefs[src[i]].md;
-        planes = planes16_image(si) > 0;
+        planes = nb_planes16_image(si) > 0;
         for (int d = 0; planes && d < 4; d++) planes = si->dims[d] == md->dims[d];
     }
     if (planes) {

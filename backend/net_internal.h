@@ -235,6 +235,13 @@ bool nb_concat_in_place(nasc_net *net, const nasc_prim *c, dnnl_memory_desc_t *m
  * into dst when dst >= 0); returns the destination tref. */
 int nb_reorder(nasc_net *net, int src, const dnnl_memory_desc_t *md, int dst);
 void *nb_ptr(const nasc_net *net, int tref); /* after planning */
+/* y = the sum of the n runs x[0..n) of len floats (n >= 1), clamped at 0
+ * with relu (a NaN stays NaN, as in oneDNN's relu) (ops.c). */
+void nb_sum_runs(float *restrict y, const float *const *x, int n, int64_t len, bool relu);
+/* The image stride (floats) of md when it is a 4-D tensor of whole
+ * 16-channel blocks whose (H, W, 16) planes are dense, alone or a channel
+ * slice of a wider tensor, else 0 (net.c). */
+int64_t nb_planes16_image(const dnnl_memory_desc_t *md);
 
 /* A kernel that reads and writes memory at the machine's vector width: gcc
  * and clang compile a copy for AVX-512, AVX2 and the baseline, and the

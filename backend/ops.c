@@ -160,6 +160,14 @@ static void k_dw_bwd_data(nasc_net *net, const nb_step *s) {
     (void)st;
 }
 
+/* The geometry of depthwise conv p (its dims already checked to fit int). */
+static nasc_dw_shape dw_shape_of(nasc_net *net, const nasc_prim *p) {
+    const nasc_type *xt = vtype(net, arg(net, p, 0)), *yt = vtype(net, p->result);
+    return (nasc_dw_shape){(int)nb_dim0(net, xt), (int)xt->dims[1], (int)xt->dims[2], (int)xt->dims[3],
+                           (int)yt->dims[2], (int)yt->dims[3], p->a.kh, p->a.kw, p->a.sh, p->a.sw,
+                           p->a.pt, p->a.pl, p->a.dh, p->a.dw};
+}
+
 /* The shape of depthwise conv p when our forward and backward-data kernels
  * take it (its input in tensor xs), else false. */
 static bool own_dw_fd(nasc_net *net, const nasc_prim *p, int xs, nasc_dw_shape *sh) {
@@ -169,9 +177,7 @@ static bool own_dw_fd(nasc_net *net, const nasc_prim *p, int xs, nasc_dw_shape *
     if (block_of(md_of(net, xs)) != 16 || xt->dims[1] > INT32_MAX || xt->dims[2] > INT32_MAX ||
         xt->dims[3] > INT32_MAX || yt->dims[2] > INT32_MAX || yt->dims[3] > INT32_MAX)
         return false;
-    *sh = (nasc_dw_shape){(int)nb_dim0(net, xt), (int)xt->dims[1], (int)xt->dims[2], (int)xt->dims[3],
-                          (int)yt->dims[2], (int)yt->dims[3], p->a.kh, p->a.kw, p->a.sh, p->a.sw,
-                          p->a.pt, p->a.pl, p->a.dh, p->a.dw};
+    *sh = dw_shape_of(net, p);
     return nasc_dw_fd_supported(sh);
 }
 
@@ -182,24 +188,24 @@ static nasc_status dw_weights_md(nasc_net *net, const nasc_dw_shape *sh, dnnl_me
     return NB_TRY(net, dnnl_memory_desc_init_by_tag(md, 5, d, dnnl_f32, dnnl_Goihw16g));
 }
 
-/* A step running kernel fn on args a (x or dy, weights, y or dx) with shape
- * sh (the step owns a copy). */
-static int dw_fd_step(nasc_net *net, nb_kernel_fn fn, const char *what, const nasc_dw_shape *sh, int64_t flops,
-                      const nb_arg *a) {
-    nasc_dw_shape *own = nasc_alloc(net->ctx, sizeof *own);
+/* A step running kernel fn on the n args a, with a copy of the size bytes
+ * at data as its ptr (the step owns it); its index, or -1 (failure in
+ * net->status). */
+static int step_owning(nasc_net *net, nb_kernel_fn fn, const char *what, int n, const nb_arg *a, const void *data,
+                       size_t size) {
+    void *own = nasc_alloc(net->ctx, size);
     if (!own) {
         if (!net->status) net->status = NASC_ENOMEM;
         return -1;
     }
-    *own = *sh;
-    int s = nb_step_kernel(net, fn, what, 3, a);
+    memcpy(own, data, size);
+    int s = nb_step_kernel(net, fn, what, n, a);
     if (s < 0) {
         nasc_free(net->ctx, own);
         return -1;
     }
     net->steps[s].ptr = own;
     net->steps[s].i[7] = 1; /* the step owns ptr */
-    net->steps[s].flops = flops;
     return s;
 }
 #endif
@@ -351,7 +357,8 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
 #ifdef NASC_HAVE_DW
     if (own) {
         nb_arg ka[3] = {{0, xs}, {1, wt}, {2, y}};
-        dw_fd_step(net, k_dw_fwd, "dwconv fwd (nasc)", &dsh, g.flops, ka);
+        int s = step_owning(net, k_dw_fwd, "dwconv fwd (nasc)", 3, ka, &dsh, sizeof dsh);
+        if (s >= 0) net->steps[s].flops = g.flops;
     }
 #endif
     if (!own) {
@@ -514,7 +521,9 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
         int dx = nb_tensor_new(net, &x_md);
         NEED(dx);
         nb_arg a[3] = {{0, G}, {1, wt}, {2, dx}};
-        if (dw_fd_step(net, k_dw_bwd_data, "dwconv bwd-data (nasc)", &dsh, g.flops, a) < 0) return net->status;
+        int s = step_owning(net, k_dw_bwd_data, "dwconv bwd-data (nasc)", 3, a, &dsh, sizeof dsh);
+        if (s < 0) return net->status;
+        net->steps[s].flops = g.flops;
         nb_contribute(net, x, dx);
     } else
 #endif
@@ -579,29 +588,19 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
 #ifdef NASC_HAVE_DW
         if (use_own_dw(net, p, pd, xs, G)) {
             NB_DESTROY(dnnl_primitive_desc_destroy(pd));
-            nasc_dw_shape *sh = nasc_alloc(net->ctx, sizeof *sh);
-            if (!sh) return NASC_ENOMEM;
-            const nasc_type *xt = vtype(net, x), *yt = vtype(net, p->result);
-            *sh = (nasc_dw_shape){(int)nb_dim0(net, xt), (int)xt->dims[1], (int)xt->dims[2], (int)xt->dims[3],
-                                  (int)yt->dims[2], (int)yt->dims[3], p->a.kh, p->a.kw, p->a.sh, p->a.sw,
-                                  p->a.pt, p->a.pl, p->a.dh, p->a.dw};
+            nasc_dw_shape sh = dw_shape_of(net, p);
             /* scratch in the arena, for the threads the process runs (set
              * once, before nets are compiled: nasc_backend_set_threads) */
             dnnl_memory_desc_t scr_md;
-            dnnl_dims_t scr_d = {(dnnl_dim_t)(nasc_dw_scratch_bytes(sh, nasc_backend_threads()) / sizeof(float))};
+            dnnl_dims_t scr_d = {(dnnl_dim_t)(nasc_dw_scratch_bytes(&sh, nasc_backend_threads()) / sizeof(float))};
             int dw = nb_tensor_new(net, &g.w_plain), scr = -1;
             if (!NB_TRY(net, dnnl_memory_desc_init_by_tag(&scr_md, 1, scr_d, dnnl_f32, dnnl_a)))
                 scr = nb_tensor_new(net, &scr_md);
             nb_arg a[4] = {{0, xs}, {1, G}, {2, dw}, {3, scr}};
-            int s = nb_step_kernel(net, k_dw_bwd_weights, "dwconv bwd-weights (nasc)", 4, a);
-            if (s < 0) {
-                nasc_free(net->ctx, sh);
-                return net->status;
-            }
-            net->steps[s].ptr = sh;
+            int s = step_owning(net, k_dw_bwd_weights, "dwconv bwd-weights (nasc)", 4, a, &sh, sizeof sh);
+            if (s < 0) return net->status;
             int blk = block_of(md_of(net, xs));
             net->steps[s].i[0] = blk == 16 ? NASC_DW_NCHW16C : blk == 8 ? NASC_DW_NCHW8C : NASC_DW_NCHW;
-            net->steps[s].i[7] = 1; /* the step owns ptr */
             net->steps[s].flops = g.flops;
             nb_param_grad(net, w, dw, &g.w_plain); /* on the first use, dw becomes the gradient array */
             return net->status;
@@ -1052,34 +1051,18 @@ static bool avgpool_bwd_own(nasc_net *net, const nasc_prim *p, int G) {
                         (int)yt->dims[3], at->kh, at->kw, at->sh, at->sw, at->pt, at->pl};
     if (!nasc_ap_supported(&sh)) return false;
     const dnnl_memory_desc_t *g = md_of(net, G);
-    const dnnl_blocking_desc_t *b = &g->format_desc.blocking;
-    int64_t ohw = (int64_t)sh.oh * sh.ow;
-    if (g->format_kind != dnnl_blocked || g->ndims != 4 || b->inner_nblks != 1 || b->inner_idxs[0] != 1 ||
-        b->inner_blks[0] != 16 || g->padded_dims[1] != g->dims[1] || g->dims[0] != sh.n || g->dims[1] != sh.c || g->dims[2] != sh.oh ||
-        g->dims[3] != sh.ow || b->strides[1] != ohw * 16 || b->strides[2] != (int64_t)sh.ow * 16 || b->strides[3] != 16 ||
-        b->strides[0] < sh.c * ohw)
+    int64_t image = nb_planes16_image(g), ohw = (int64_t)sh.oh * sh.ow;
+    if (image == 0 || g->dims[0] != sh.n || g->dims[1] != sh.c || g->dims[2] != sh.oh || g->dims[3] != sh.ow)
         return false;
     /* oneDNN's jit kernel is as fast on a dense gradient except for 3-wide
      * windows at column stride 1, where ours is about twice as fast */
-    bool dense = b->strides[0] == sh.c * ohw && g->offset0 == 0;
+    bool dense = image == sh.c * ohw && g->offset0 == 0;
     if (dense && !(sh.kw == 3 && sh.sw == 1)) return false;
     dnnl_memory_desc_t dx_md;
     if (nb_act_md(net, xt, &dx_md) || block_of(&dx_md) != 16) return false;
-    nasc_ap_shape *own = nasc_alloc(net->ctx, sizeof *own);
-    if (!own) {
-        if (!net->status) net->status = NASC_ENOMEM;
-        return true;
-    }
-    *own = sh;
     int dx = nb_tensor_new(net, &dx_md);
     nb_arg a[2] = {{0, G}, {1, dx}};
-    int s = dx < 0 ? -1 : nb_step_kernel(net, k_avgpool_bwd, "avgpool bwd (nasc)", 2, a);
-    if (s < 0) {
-        nasc_free(net->ctx, own);
-        return true;
-    }
-    net->steps[s].ptr = own;
-    net->steps[s].i[7] = 1; /* the step owns ptr */
+    if (dx < 0 || step_owning(net, k_avgpool_bwd, "avgpool bwd (nasc)", 2, a, &sh, sizeof sh) < 0) return true;
     nb_contribute(net, x, dx);
     return true;
 }
@@ -1397,9 +1380,7 @@ static int binary_step(nasc_net *net, dnnl_alg_kind_t alg, int a0, int a1, const
     return s < 0 ? -1 : dst;
 }
 
-/* y = the sum of the n runs x[0..n) (n >= 1), clamped at 0 with relu (a NaN
- * stays NaN, as in oneDNN's relu). */
-NB_CLONES static void add_run(float *restrict y, const float *const *x, int n, int64_t len, bool relu) {
+NB_CLONES void nb_sum_runs(float *restrict y, const float *const *x, int n, int64_t len, bool relu) {
     const float *restrict x0 = x[0];
     if (n == 1) {
         if (!relu) {
@@ -1449,7 +1430,7 @@ static void k_add_into(nasc_net *net, const nb_step *s) {
         int64_t b = k / chunks, lo = k % chunks * ADD_CHUNK, len = run - lo < ADD_CHUNK ? run - lo : ADD_CHUNK;
         const float *x[64];
         for (int j = 0; j < n; j++) x[j] = (const float *)nb_ptr(net, a[j].tref) + b * run + lo;
-        add_run(dst + b * stride + lo, x, n, len, s->i[4]);
+        nb_sum_runs(dst + b * stride + lo, x, n, len, s->i[4]);
     }
 }
 
@@ -1965,7 +1946,7 @@ static void k_concat(nasc_net *net, const nb_step *s) {
         int64_t b = k / n, j = k % n;
         const float *src = nb_ptr(net, net->args[s->first_arg + j].tref);
         const float *x = src + b * run[2 * j];
-        add_run(dst + b * total + run[2 * j + 1], &x, 1, run[2 * j], s->i[3]);
+        nb_sum_runs(dst + b * total + run[2 * j + 1], &x, 1, run[2 * j], s->i[3]);
     }
 }
 

@@ -1380,7 +1380,10 @@ static int binary_step(nasc_net *net, dnnl_alg_kind_t alg, int a0, int a1, const
     return s < 0 ? -1 : dst;
 }
 
-NB_CLONES void nb_sum_runs(float *restrict y, const float *const *x, int n, int64_t len, bool relu) {
+/* Cloned functions stay static: clang 14 emits a cloned function's
+ * dispatcher only in the file that defines it, so other files call the
+ * plain nb_sum_runs below. */
+NB_CLONES static void sum_runs(float *restrict y, const float *const *x, int n, int64_t len, bool relu) {
     const float *restrict x0 = x[0];
     if (n == 1) {
         if (!relu) {
@@ -1414,6 +1417,10 @@ NB_CLONES void nb_sum_runs(float *restrict y, const float *const *x, int n, int6
     }
 }
 
+void nb_sum_runs(float *restrict y, const float *const *x, int n, int64_t len, bool relu) {
+    sum_runs(y, x, n, len, relu);
+}
+
 /* An add written into its place in a concat's result: args the n dense
  * operands, then that place (a view); i[0] n, i[1] images, i[2] floats per
  * image of an operand (one run, in the place too), i[3] floats per image
@@ -1430,7 +1437,7 @@ static void k_add_into(nasc_net *net, const nb_step *s) {
         int64_t b = k / chunks, lo = k % chunks * ADD_CHUNK, len = run - lo < ADD_CHUNK ? run - lo : ADD_CHUNK;
         const float *x[64];
         for (int j = 0; j < n; j++) x[j] = (const float *)nb_ptr(net, a[j].tref) + b * run + lo;
-        nb_sum_runs(dst + b * stride + lo, x, n, len, s->i[4]);
+        sum_runs(dst + b * stride + lo, x, n, len, s->i[4]);
     }
 }
 
@@ -1946,7 +1953,7 @@ static void k_concat(nasc_net *net, const nb_step *s) {
         int64_t b = k / n, j = k % n;
         const float *src = nb_ptr(net, net->args[s->first_arg + j].tref);
         const float *x = src + b * run[2 * j];
-        nb_sum_runs(dst + b * total + run[2 * j + 1], &x, 1, run[2 * j], s->i[3]);
+        sum_runs(dst + b * total + run[2 * j + 1], &x, 1, run[2 * j], s->i[3]);
     }
 }
 

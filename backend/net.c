@@ -347,7 +347,7 @@ static nasc_status check_module(nasc_net *net) {
     memset(net->grad_uses, 0, (m->n_values + 1) * sizeof *net->grad_uses);
     for (uint32_t v = 0; v < m->n_values; v++) {
         nb_value *nv = &net->vals[v];
-        nv->fwd = nv->fwd_plain = nv->grad = -1;
+        nv->fwd = nv->fwd_plain = nv->grad = nv->sub_grad = -1;
         const nasc_value *val = &m->values[v];
         if (val->kind != NASC_VAL_PARAM) continue;
         if (val->type.dims[0] == NASC_BATCH)
@@ -675,6 +675,41 @@ static nasc_status plan_fusion(nasc_net *net, const value_uses *u) {
         net->vals[r].fused = true;
     }
     return NASC_OK;
+}
+
+/* A 1x1 convolution at stride 2 without top or left padding reads every
+ * other pixel of every other row: it runs as a subsample step (a quarter
+ * of its input, copied) and a stride-1 convolution of that, forward and
+ * backward (ops.c; oneDNN's stride-2 1x1 kernels are much slower, and
+ * their backward-data writes the whole input gradient). With opt.fuse, a
+ * shift whose only use is such a convolution (the odd path of a
+ * factorized reduction) is folded into the subsample: its offsets move the
+ * sampled pixels, and the shift emits nothing. */
+static void plan_subsample(nasc_net *net, const value_uses *u) {
+    const nasc_module *m = net->m;
+    for (uint32_t p = 0; p < m->n_prims; p++) {
+        net->ps[p].sub_src = -1;
+        const nasc_prim *c = &m->prims[p];
+        const nasc_prim_attrs *a = &c->a;
+        if (c->op != NASC_PRIM_CONV || net->ps[p].same_as >= 0 || net->ps[p].skip) continue;
+        if (a->groups > 1 || a->kh != 1 || a->kw != 1 || a->sh != 2 || a->sw != 2 || a->dh != 1 || a->dw != 1 ||
+            a->pt != 0 || a->pl != 0)
+            continue;
+        if (net->ps[p].fold_bn >= 0 || net->ps[p].post_relu >= 0 || net->ps[p].sum_add >= 0) continue;
+        uint32_t x = m->args[c->first_arg];
+        if (m->values[x].type.rank != 4) continue;
+        net->ps[p].sub_src = (int)x;
+        net->ps[p].sub_off[0] = net->ps[p].sub_off[1] = 0;
+        int sh = u->maker[x];
+        if (!net->opt.fuse || sh < 0 || m->prims[sh].op != NASC_PRIM_SHIFT || u->uses[x] != 1 ||
+            net->ps[sh].same_as >= 0 || net->ps[sh].shared)
+            continue;
+        net->ps[p].sub_src = (int)m->args[m->prims[sh].first_arg];
+        net->ps[p].sub_off[0] = m->prims[sh].a.dy;
+        net->ps[p].sub_off[1] = m->prims[sh].a.dx;
+        net->ps[sh].skip = true;
+        net->vals[x].fused = true;
+    }
 }
 
 /* A concat's operand made by an add (not fused into a convolution), used
@@ -1150,6 +1185,7 @@ static nasc_status build(nasc_net *net) {
         value_uses u = {0};
         if (!st) st = value_uses_make(net, &u);
         if (!st) st = plan_fusion(net, &u);
+        if (!st) plan_subsample(net, &u);
         if (!st) st = plan_concat(net, &u);
         value_uses_free(net, &u);
     }

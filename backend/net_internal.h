@@ -69,6 +69,8 @@ typedef struct nb_value {
     int concat;         /* forward: the concat (prim index) whose result holds this value in place
                          * (written there by its add), -1 none; concat_off: its first channel there */
     int64_t concat_off;
+    int sub_grad;       /* backward: a gradient contribution that subsampling convs' backward
+                         * steps write into (the first zeroes the rest), -1 none */
 } nb_value;
 
 struct nasc_net {
@@ -108,6 +110,11 @@ struct nasc_net {
                                    * applied as the operands are written, -1 none */
         bool in_concat;           /* relu: its result is its concat's tensor, relu'd there */
         bool skip;                /* fused into an earlier op: emits nothing */
+        int sub_src;              /* conv (1x1, stride 2, no top/left pad): the value whose pixels
+                                   * (2i + sub_off[0], 2j + sub_off[1]) it reads (its input, or a
+                                   * shift's input when the shift is fused into it), run as a
+                                   * subsample step and a stride-1 convolution; -1 none */
+        int sub_off[2];
     } *ps;                        /* one per prim op */
     nasc_param_grad *grads;
     uint32_t n_grads;

@@ -210,6 +210,189 @@ static int step_owning(nasc_net *net, nb_kernel_fn fn, const char *what, int n, 
 }
 #endif
 
+/* ---------------------------------------------------------------- */
+/* Subsampled 1x1 convolutions (net.c plan_subsample)               */
+/* ---------------------------------------------------------------- */
+
+/* Floats per pixel of a dense 4-D activation tensor (nchw: 1; nChw8c or
+ * nChw16c, channels padded or not: 8 or 16), 0 for any other layout. */
+static int pixel_floats(const dnnl_memory_desc_t *md) {
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    if (md->ndims != 4 || md->format_kind != dnnl_blocked || md->offset0 != 0) return 0;
+    const dnnl_dim_t *d = md->padded_dims;
+    int v = 1;
+    if (b->inner_nblks == 1 && b->inner_idxs[0] == 1 && (b->inner_blks[0] == 8 || b->inner_blks[0] == 16))
+        v = (int)b->inner_blks[0];
+    else if (b->inner_nblks != 0)
+        return 0;
+    dnnl_dim_t plane = d[2] * d[3] * v;
+    bool dense = b->strides[3] == v && b->strides[2] == d[3] * v && b->strides[1] == plane &&
+                 b->strides[0] == d[1] / v * plane;
+    return dense ? v : 0;
+}
+
+/* A copy of v floats (a pixel's channels), the size a constant for the
+ * compiler where it matters. */
+static inline void copy_pixel(float *restrict d, const float *restrict x, int v) {
+    if (v == 16)
+        memcpy(d, x, 16 * sizeof *d);
+    else if (v == 8)
+        memcpy(d, x, 8 * sizeof *d);
+    else
+        memcpy(d, x, (size_t)v * sizeof *d);
+}
+
+/* Whether sample i (of a row or a column) of a stride-2 read at offset
+ * off exists in n pixels: the stride-2 input's pixel 2i (n of them, the
+ * rest padding) and the offset pixel 2i + off (zero outside, as a shift
+ * makes it). */
+static inline bool sample_in(int i, int off, int n) { return 2 * i < n && 2 * i + off >= 0 && 2 * i + off < n; }
+
+/* Args: a 4-D source, its subsample (both dense, one layout). i[0..6]: h,
+ * w (source), oh, ow (subsample), v floats per pixel, oy, ox: subsample
+ * pixel (i, j) is source pixel (2i + oy, 2j + ox), zero where none. */
+static void k_subsample(nasc_net *net, const nb_step *s) {
+    const nb_arg *a = &net->args[s->first_arg];
+    const float *x = nb_ptr(net, a[0].tref);
+    float *d = nb_ptr(net, a[1].tref);
+    const dnnl_memory_desc_t *dmd = &net->trefs[a[1].tref].md;
+    int h = s->i[0], w = s->i[1], oh = s->i[2], ow = s->i[3], v = s->i[4], oy = s->i[5], ox = s->i[6];
+    int64_t planes = dmd->padded_dims[0] * (dmd->padded_dims[1] / v);
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && omp_get_max_threads() > 1 && planes > 1)
+    for (int64_t p = 0; p < planes; p++) {
+        const float *xp = x + p * h * w * v;
+        float *dp = d + p * oh * ow * v;
+        for (int i = 0; i < oh; i++) {
+            float *row = dp + (int64_t)i * ow * v;
+            if (!sample_in(i, oy, h)) {
+                memset(row, 0, (size_t)ow * v * sizeof *row);
+                continue;
+            }
+            const float *src = xp + (int64_t)(2 * i + oy) * w * v;
+            for (int j = 0; j < ow; j++) {
+                if (sample_in(j, ox, w))
+                    copy_pixel(row + (int64_t)j * v, src + (int64_t)(2 * j + ox) * v, v);
+                else
+                    memset(row + (int64_t)j * v, 0, (size_t)v * sizeof *row);
+            }
+        }
+    }
+}
+
+/* The backward of k_subsample: args the subsample's gradient and the
+ * source's, i[] as there; f[0] 0: the source's is written whole (zero at
+ * the pixels no sample read), 1: added into at the sampled pixels only (a
+ * gradient another subsample's backward wrote first). */
+static void k_subsample_bwd(nasc_net *net, const nb_step *s) {
+    const nb_arg *a = &net->args[s->first_arg];
+    const float *g = nb_ptr(net, a[0].tref);
+    float *dx = nb_ptr(net, a[1].tref);
+    const dnnl_memory_desc_t *dmd = &net->trefs[a[0].tref].md;
+    int h = s->i[0], w = s->i[1], oh = s->i[2], ow = s->i[3], v = s->i[4], oy = s->i[5], ox = s->i[6];
+    bool add = s->f[0] != 0;
+    int64_t planes = dmd->padded_dims[0] * (dmd->padded_dims[1] / v);
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && omp_get_max_threads() > 1 && planes > 1)
+    for (int64_t p = 0; p < planes; p++) {
+        const float *gp = g + p * oh * ow * v;
+        float *xp = dx + p * h * w * v;
+        for (int r = 0; r < h; r++) {
+            float *row = xp + (int64_t)r * w * v;
+            int i = (r - oy) / 2;
+            if ((r - oy) % 2 != 0 || r - oy < 0 || i >= oh || !sample_in(i, oy, h)) {
+                if (!add) memset(row, 0, (size_t)w * v * sizeof *row);
+                continue;
+            }
+            const float *src = gp + (int64_t)i * ow * v;
+            for (int c = 0; c < w; c++) {
+                int j = (c - ox) / 2;
+                float *px = row + (int64_t)c * v;
+                bool in = (c - ox) % 2 == 0 && c - ox >= 0 && j < ow && sample_in(j, ox, w);
+                if (add && in) {
+                    const float *q = src + (int64_t)j * v;
+#pragma omp simd
+                    for (int k = 0; k < v; k++) px[k] += q[k];
+                } else if (in) {
+                    copy_pixel(px, src + (int64_t)j * v, v);
+                } else if (!add) {
+                    memset(px, 0, (size_t)v * sizeof *px);
+                }
+            }
+        }
+    }
+}
+
+static void subsample_args(int *i, const dnnl_memory_desc_t *x, const nasc_type *y, int v, const int *off) {
+    i[0] = (int)x->dims[2], i[1] = (int)x->dims[3], i[2] = (int)y->dims[2], i[3] = (int)y->dims[3];
+    i[4] = v, i[5] = off[0], i[6] = off[1];
+}
+
+/* The stride-1 geometry that runs a subsampling conv. */
+static void subsample_geometry(conv_geom *g) {
+    g->strides[0] = g->strides[1] = 1;
+    g->pr[0] = g->pr[1] = 0;
+}
+
+/* Forward of a subsampling conv pi: the subsample of xs (its source's
+ * tensor), made dense first if it is not; *g becomes the stride-1
+ * geometry. Returns the subsample's tref (-1: failed, in net->status). */
+static int subsample_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int xs, conv_geom *g) {
+    uint32_t src = (uint32_t)net->ps[pi].sub_src;
+    int v = pixel_floats(md_of(net, xs));
+    if (!v) {
+        dnnl_memory_desc_t md;
+        if (nb_act_md(net, vtype(net, src), &md)) return -1;
+        xs = nb_match(net, xs, &md);
+        if (xs < 0 || !(v = pixel_floats(md_of(net, xs)))) {
+            if (!net->status)
+                net->status = nasc_error(net->ctx, NASC_EINTERNAL, M(net)->source, p->loc,
+                                         "no dense layout to subsample the convolution's input in");
+            return -1;
+        }
+    }
+    const nasc_type *y = vtype(net, p->result);
+    const dnnl_memory_desc_t *xmd = md_of(net, xs);
+    dnnl_dims_t dd = {xmd->dims[0], xmd->dims[1], y->dims[2], y->dims[3]};
+    dnnl_memory_desc_t dmd;
+    dnnl_format_tag_t tag = v == 16 ? dnnl_nChw16c : v == 8 ? dnnl_nChw8c : dnnl_nchw;
+    if (NB_TRY(net, dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, tag))) return -1;
+    int d = nb_tensor_new(net, &dmd);
+    if (d < 0) return -1;
+    nb_arg a[2] = {{0, xs}, {1, d}};
+    int s = nb_step_kernel(net, k_subsample, "subsample", 2, a);
+    if (s < 0) return -1;
+    subsample_args(net->steps[s].i, md_of(net, xs), y, v, net->ps[pi].sub_off);
+    net->ps[pi].t[2] = xs;
+    subsample_geometry(g);
+    return d;
+}
+
+/* The gradient dx of conv pi's input goes to its operand, or, through the
+ * backward of its subsample, to the subsample's source: into the
+ * contribution an earlier subsample's backward made there (the two paths
+ * of a factorized reduction read disjoint pixels of one tensor: one
+ * gradient tensor, written whole once), else into a new one. */
+static void contribute_input(nasc_net *net, uint32_t pi, const nasc_prim *p, int dx) {
+    if (net->ps[pi].sub_src < 0) {
+        nb_contribute(net, arg(net, p, 0), dx);
+        return;
+    }
+    nb_value *src = &net->vals[net->ps[pi].sub_src];
+    int xs = net->ps[pi].t[2];
+    const dnnl_memory_desc_t x_md = *md_of(net, xs); /* trefs may move */
+    int g = nb_match(net, dx, md_of(net, net->ps[pi].t[0]));
+    bool add = src->sub_grad >= 0 && dnnl_memory_desc_equal(md_of(net, src->sub_grad), &x_md);
+    int into = g < 0 ? -1 : add ? src->sub_grad : nb_tensor_new(net, &x_md);
+    if (into < 0) return;
+    nb_arg a[2] = {{0, g}, {1, into}};
+    int s = nb_step_kernel(net, k_subsample_bwd, "subsample bwd", 2, a);
+    if (s < 0) return;
+    subsample_args(net->steps[s].i, &x_md, vtype(net, p->result), pixel_floats(&x_md), net->ps[pi].sub_off);
+    net->steps[s].f[0] = add;
+    if (add) return;
+    src->sub_grad = into;
+    nb_contribute(net, (uint32_t)net->ps[pi].sub_src, into);
+}
+
 /* Ask oneDNN again for the forward convolution of geometry g with source
  * src and result dst; its choice replaces *pd (destroyed) when it is a jit
  * kernel, and *taken says so. */
@@ -238,8 +421,14 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     uint32_t x = arg(net, p, 0), w = arg(net, p, 1);
     conv_geom g;
     NB_PASS(conv_geometry(net, p, &g));
+    int sub = net->ps[pi].sub_src;
+    if (sub >= 0) x = (uint32_t)sub; /* read through its subsample */
     int xs = src_of(net, x, true);
     NEED(xs);
+    if (sub >= 0) {
+        xs = subsample_fwd(net, pi, p, xs, &g);
+        NEED(xs);
+    }
     dnnl_memory_desc_t dst, bias_md;
     NB_PASS(nb_act_md(net, vtype(net, p->result), &dst));
     int64_t cout = vtype(net, p->result)->dims[1];
@@ -455,7 +644,7 @@ static void k_flip_weights(nasc_net *net, const nb_step *s) {
  * input and output channels swapped per group, the same dilation, and pads
  * d*(k-1) - pad on each side. Emits that when the pads allow it (returns
  * true; failures are in net->status), else returns false. */
-static bool conv_bwd_data_as_fwd(nasc_net *net, const nasc_prim *p, const conv_geom *g, int xs, int G) {
+static bool conv_bwd_data_as_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p, const conv_geom *g, int xs, int G) {
     const nasc_prim_attrs *a = &p->a;
     if (a->sh != 1 || a->sw != 1) return false;
     dnnl_dims_t pl = {(a->kh - 1) * a->dh - a->pt, (a->kw - 1) * a->dw - a->pl};
@@ -496,7 +685,7 @@ static bool conv_bwd_data_as_fwd(nasc_net *net, const nasc_prim *p, const conv_g
     nb_arg ca[3] = {{DNNL_ARG_SRC, gd}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DST, dx}};
     nb_step_prim(net, pd, "conv bwd-data", g->flops, 3, ca);
     NB_DESTROY(dnnl_primitive_desc_destroy(pd));
-    nb_contribute(net, arg(net, p, 0), dx);
+    contribute_input(net, pi, p, dx);
     return true;
 }
 
@@ -504,7 +693,8 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
     uint32_t x = arg(net, p, 0), w = arg(net, p, 1);
     conv_geom g;
     NB_PASS(conv_geometry(net, p, &g));
-    int xs = net->ps[pi].t[0];
+    if (net->ps[pi].sub_src >= 0) subsample_geometry(&g);
+    int xs = net->ps[pi].t[0]; /* a subsampling conv's subsample */
     G = nb_match(net, G, md_of(net, net->vals[p->result].fwd));
     NEED(G);
     const dnnl_memory_desc_t dy_md = *md_of(net, G), *dy = &dy_md; /* trefs may move */
@@ -533,7 +723,7 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
                                                                g.strides, g.dil, g.pl, g.pr));
         dnnl_primitive_desc_t pd;
         if (pd_create(net, &pd, &d, net->ps[pi].pd, "conv backward data")) return net->status;
-        if (!is_jit(net, pd) && conv_bwd_data_as_fwd(net, p, &g, xs, G)) {
+        if (!is_jit(net, pd) && conv_bwd_data_as_fwd(net, pi, p, &g, xs, G)) {
             NB_DESTROY(dnnl_primitive_desc_destroy(pd));
             if (net->status) return net->status;
         } else {
@@ -546,7 +736,7 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
             nb_arg a[3] = {{DNNL_ARG_DIFF_DST, gd}, {DNNL_ARG_WEIGHTS, wt}, {DNNL_ARG_DIFF_SRC, dx}};
             nb_step_prim(net, pd, "conv bwd-data", g.flops, 3, a);
             NB_DESTROY(dnnl_primitive_desc_destroy(pd));
-            nb_contribute(net, x, dx);
+            contribute_input(net, pi, p, dx);
         }
     }
     if (net->vals[w].needs_grad) {
@@ -2403,8 +2593,12 @@ nasc_status nb_emit_backward(nasc_net *net, uint32_t pi, int grad) {
         return net->status;
     }
     if (net->ps[pi].skip) {
-        /* a relu fused into the batch norm that feeds it (the only kind of
-         * fusion in training): that batch norm's backward applies it */
+        /* a relu fused into the batch norm that feeds it: that batch
+         * norm's backward applies it (a shift fused into a subsampling
+         * conv gets no gradient: the conv gives its input's) */
+        if (p->op != NASC_PRIM_RELU)
+            return nasc_error(net->ctx, NASC_EINTERNAL, M(net)->source, p->loc, "a gradient reached a fused '%s'",
+                              nasc_prim_op_info_get(p->op)->name);
         nb_contribute(net, arg(net, p, 0), grad);
         return net->status;
     }

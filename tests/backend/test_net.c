@@ -683,6 +683,78 @@ static void test_same_pools(void **state) {
     assert_true(max_rel_diff(twice.gx, once.gx, SP_N * 16 * 64) == 0);
 }
 
+/* A factorized reduction at an odd size (7x7 to 4x4: the shifted path's
+ * last row and column of samples fall outside the input). Each 1x1
+ * stride-2 convolution runs as a subsample and a stride-1 convolution;
+ * with fuse the shift emits nothing (its offsets move the second path's
+ * samples). Both nets give the same loss, logits and gradients, bit for
+ * bit (test_ops checks such nets against the reference). */
+static const char *reduce_net =
+    "prim {\n"
+    "  input %x : f32[N,16,7,7]\n"
+    "  param %p1 : f32[16,16,1,1]\n"
+    "  param %p2 : f32[16,16,1,1]\n"
+    "  param %fc.w : f32[3,32]\n"
+    "  param %fc.b : f32[3]\n"
+    "  %r = relu %x : f32[N,16,7,7]\n"
+    "  %a = conv %r, %p1 {kernel=1x1, stride=2x2, pad=0,0,0,0, dilation=1x1, groups=1} : f32[N,16,4,4]\n"
+    "  %sh = shift %r {offset=1,1} : f32[N,16,7,7]\n"
+    "  %b = conv %sh, %p2 {kernel=1x1, stride=2x2, pad=0,0,0,0, dilation=1x1, groups=1} : f32[N,16,4,4]\n"
+    "  %cat = concat %a, %b {axis=1} : f32[N,32,4,4]\n"
+    "  %g = global_avg_pool %cat : f32[N,32,1,1]\n"
+    "  %f = flatten %g : f32[N,32]\n"
+    "  %fc = inner_product %f, %fc.w, %fc.b : f32[N,3]\n"
+    "  output %fc\n"
+    "}\n";
+
+typedef struct reduce_run {
+    char profile[4096];
+    float loss, p[SP_N * 3], g1[16 * 16], g2[16 * 16], gx[SP_N * 16 * 49];
+} reduce_run;
+
+static void run_reduce(bool fuse, reduce_run *r) {
+    nasc_net_options o = nasc_net_options_default();
+    o.batch = SP_N;
+    o.fuse = fuse;
+    o.profile = true;
+    o.input_grad = true;
+    text_net t;
+    text_net_compile(&t, reduce_net, "reduce.nir", 13, &o);
+    nasc_net *net = t.net;
+    float x[SP_N * 16 * 49];
+    for (int i = 0; i < SP_N * 16 * 49; i++) x[i] = (float)((i * 43) % 37) / 18.0f - 1.0f;
+    int32_t y[SP_N] = {1, 2, 0};
+    assert_int_equal(nasc_net_set_input(net, 0, x), NASC_OK);
+    assert_int_equal(nasc_net_forward(net), NASC_OK);
+    assert_int_equal(nasc_net_read(net, "fc", r->p), NASC_OK);
+    assert_int_equal(nasc_net_loss(net, y, &r->loss, NULL), NASC_OK);
+    assert_int_equal(nasc_net_backward(net), NASC_OK);
+    assert_int_equal(nasc_net_read_grad(net, "p1", r->g1), NASC_OK);
+    assert_int_equal(nasc_net_read_grad(net, "p2", r->g2), NASC_OK);
+    assert_int_equal(nasc_net_read_grad(net, "x", r->gx), NASC_OK);
+    capture_profile(net, r->profile, sizeof r->profile);
+    text_net_free(&t);
+}
+
+static void test_factorized_reduce_subsampled(void **state) {
+    (void)state;
+    static reduce_run plain, fused;
+    run_reduce(false, &plain);
+    run_reduce(true, &fused);
+    printf("  profile with fuse:\n%s", fused.profile);
+    assert_int_equal(kind_count(plain.profile, "subsample"), 2);
+    assert_int_equal(kind_count(plain.profile, "subsample bwd"), 2);
+    assert_int_equal(kind_count(plain.profile, "shift"), 2); /* forward and backward */
+    assert_int_equal(kind_count(fused.profile, "subsample"), 2);
+    assert_int_equal(kind_count(fused.profile, "subsample bwd"), 2);
+    assert_int_equal(kind_count(fused.profile, "shift"), 0);
+    assert_float_equal(fused.loss, plain.loss, 0);
+    assert_true(max_rel_diff(fused.p, plain.p, SP_N * 3) == 0);
+    assert_true(max_rel_diff(fused.g1, plain.g1, 16 * 16) == 0);
+    assert_true(max_rel_diff(fused.g2, plain.g2, 16 * 16) == 0);
+    assert_true(max_rel_diff(fused.gx, plain.gx, SP_N * 16 * 49) == 0);
+}
+
 /* Inference with fuse: add(p1, conv) may run as the conv's post-op sum into
  * p1's tensor only when nothing else reads that tensor; here p2 is the same
  * pooling as p1 (computed once, plan_same), so the sum must not be fused:
@@ -747,6 +819,7 @@ int main(void) {
         cmocka_unit_test(test_cell_end_in_place),
         cmocka_unit_test(test_same_pools),
         cmocka_unit_test(test_shared_pool_not_summed_into),
+        cmocka_unit_test(test_factorized_reduce_subsampled),
     };
     return nasc_test_exit(cmocka_run_group_tests_name("backend/net", tests, NULL, NULL));
 }

@@ -334,7 +334,8 @@ static void subsample_geometry(conv_geom *g) {
 
 /* Forward of a subsampling conv pi: the subsample of xs (its source's
  * tensor), made dense first if it is not; *g becomes the stride-1
- * geometry. Returns the subsample's tref (-1: failed, in net->status). */
+ * geometry. Returns the subsample's tref (-1: failed, in net->status);
+ * t[2] keeps the source's, t[3] the subsample's. */
 static int subsample_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int xs, conv_geom *g) {
     uint32_t src = (uint32_t)net->ps[pi].sub_src;
     int v = pixel_floats(md_of(net, xs));
@@ -362,6 +363,7 @@ static int subsample_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int xs,
     if (s < 0) return -1;
     subsample_args(net->steps[s].i, md_of(net, xs), y, v, net->ps[pi].sub_off);
     net->ps[pi].t[2] = xs;
+    net->ps[pi].t[3] = d; /* t[0] becomes the conv's source: d, or d reordered for it */
     subsample_geometry(g);
     return d;
 }
@@ -379,7 +381,7 @@ static void contribute_input(nasc_net *net, uint32_t pi, const nasc_prim *p, int
     nb_value *src = &net->vals[net->ps[pi].sub_src];
     int xs = net->ps[pi].t[2];
     const dnnl_memory_desc_t x_md = *md_of(net, xs); /* trefs may move */
-    int g = nb_match(net, dx, md_of(net, net->ps[pi].t[0]));
+    int g = nb_match(net, dx, md_of(net, net->ps[pi].t[3])); /* in the subsample's own layout */
     bool add = src->sub_grad >= 0 && dnnl_memory_desc_equal(md_of(net, src->sub_grad), &x_md);
     int into = g < 0 ? -1 : add ? src->sub_grad : nb_tensor_new(net, &x_md);
     if (into < 0) return;
@@ -422,8 +424,8 @@ static nasc_status conv_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p) {
     conv_geom g;
     NB_PASS(conv_geometry(net, p, &g));
     int sub = net->ps[pi].sub_src;
-    if (sub >= 0) x = (uint32_t)sub; /* read through its subsample */
-    int xs = src_of(net, x, true);
+    if (sub >= 0) x = (uint32_t)sub; /* read through its subsample, in the net's layout */
+    int xs = src_of(net, x, sub < 0);
     NEED(xs);
     if (sub >= 0) {
         xs = subsample_fwd(net, pi, p, xs, &g);

@@ -1256,30 +1256,34 @@ static void build_concat_adds(tcase *t, int i) {
 
 /* A factorized reduction: two 1x1 stride-2 convolutions of one relu'd
  * input, the second through a shift, concatenated. The backend runs each
- * as a subsample and a stride-1 convolution; with fuse (odd i, and i = 4)
- * the shift is folded into the second one's subsample, except at i = 4,
- * where the shift's result is an output too. The second path's gradient
- * is added into the first's at its pixels (i = 3: the same pixels). Odd
- * sizes, bottom/right pads and offsets up to the size reach samples past
- * the input (zero). */
+ * as a subsample and a stride-1 convolution; with fuse the shift is folded
+ * into the second one's subsample, unless the shift's result is an output
+ * too, and the second path's gradient is added into the first's at its
+ * pixels (offset 0,0: the same pixels). Instances: channels 16 in and out
+ * (nChw16c on AVX-512), 3 or 20 (plain layouts); the net input itself as
+ * the source (no relu); odd sizes, bottom/right pads and offsets anywhere
+ * in the input reach samples past it (zero). */
 static void build_factorized_reduce(tcase *t, int i) {
+    static const struct {
+        int c, fuse, offset, input, shift_out; /* offset: 1 (1,1), 0 (0,0), -1 random */
+    } k[8] = {{16, 0, 1, 0, 0},  {16, 1, -1, 0, 0}, {3, 0, -1, 0, 0},  {16, 1, 0, 0, 0},
+              {20, 1, -1, 0, 1}, {16, 1, 1, 1, 0},  {16, 0, -1, 1, 0}, {3, 1, -1, 0, 0}};
     t->batch = 2;
-    t->fuse = i % 2 || i == 4;
-    static const int chans[3] = {16, 3, 20};
-    int c = chans[i % 3], h = ri(t, 2, 7), w = ri(t, 2, 7), pb = ri(t, 0, 1), pr = ri(t, 0, 1);
+    t->fuse = k[i].fuse;
+    int c = k[i].c, co = c == 16 ? 16 : 8, h = ri(t, 2, 7), w = ri(t, 2, 7), pb = ri(t, 0, 1), pr = ri(t, 0, 1);
     uint32_t x = tc_input(t, "x", 4, c, h, w);
-    uint32_t r = tc_op(t, NASC_PRIM_RELU, &x, 1, NULL, "r");
+    uint32_t r = k[i].input ? x : tc_op(t, NASC_PRIM_RELU, &x, 1, NULL, "r");
     nasc_prim_attrs sa = nasc_prim_attrs_default();
-    sa.dy = i == 0 ? 1 : i == 3 ? 0 : ri(t, 0, h - 1); /* i = 3: both paths read the same pixels */
-    sa.dx = i == 0 ? 1 : i == 3 ? 0 : ri(t, 0, w - 1);
+    sa.dy = k[i].offset >= 0 ? k[i].offset : ri(t, 0, h - 1);
+    sa.dx = k[i].offset >= 0 ? k[i].offset : ri(t, 0, w - 1);
     uint32_t sh = tc_op(t, NASC_PRIM_SHIFT, &r, 1, &sa, "shift");
     nasc_prim_attrs a = attrs_window(1, 1, 2, 2, 0, 0, pb, pr);
-    uint32_t a1[2] = {r, tc_param(t, "p1", 4, 8, c, 1, 1, NULL)}, a2[2] = {sh, tc_param(t, "p2", 4, 8, c, 1, 1, NULL)};
+    uint32_t a1[2] = {r, tc_param(t, "p1", 4, co, c, 1, 1, NULL)}, a2[2] = {sh, tc_param(t, "p2", 4, co, c, 1, 1, NULL)};
     uint32_t parts[2] = {tc_op(t, NASC_PRIM_CONV, a1, 2, &a, "path1"), tc_op(t, NASC_PRIM_CONV, a2, 2, &a, "path2")};
     nasc_prim_attrs cat = nasc_prim_attrs_default();
     cat.axis = 1;
     tc_output(t, tc_op(t, NASC_PRIM_CONCAT, parts, 2, &cat, "cat"));
-    if (i == 4) tc_output(t, sh);
+    if (k[i].shift_out) tc_output(t, sh);
 }
 
 /* Flatten after a conv with 16 channels: the features are in (C, H, W)
@@ -1611,7 +1615,7 @@ typedef struct op_case {
     X(concat_wide, 3)                                                                                                  \
     X(add_wide, 2)                                                                                                     \
     X(concat_adds, 3)                                                                                                  \
-    X(factorized_reduce, 6)                                                                                            \
+    X(factorized_reduce, 8)                                                                                            \
     X(flatten_wide, 2)                                                                                                 \
     X(add_bcast, 6)                                                                                                    \
     X(mul_bcast, 6)                                                                                                    \

@@ -227,6 +227,10 @@ void nasc_net_profile_reset(nasc_net *net);
 nasc_status nasc_backend_set_threads(nasc_ctx *ctx, int threads);
 /* The threads nets run now (OpenMP's count for the calling thread). */
 int nasc_backend_threads(void);
+/* Whether OpenMP binds its threads to places (OMP_PROC_BIND, OMP_PLACES,
+ * GOMP_CPU_AFFINITY): then the runtime bound the process's first thread to
+ * the first place before main. */
+bool nasc_backend_threads_bound(void);
 
 /* Keep at least n compiled primitives in oneDNN's process-wide cache (its
  * default holds 1024), so that nets of a one-shot supernet, whose children

@@ -35,6 +35,8 @@ nasc_status nasc_backend_set_threads(nasc_ctx *ctx, int threads) {
 
 int nasc_backend_threads(void) { return omp_get_max_threads(); }
 
+bool nasc_backend_threads_bound(void) { return omp_get_proc_bind() != omp_proc_bind_false; }
+
 /* A serial net: the calling thread's count is 1 while the net compiles (oneDNN
  * fixes a primitive's split between threads when it creates it) and while
  * it runs a pass, and what it was after; the process's count, and other

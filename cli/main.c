@@ -62,7 +62,9 @@ static void help(FILE *out) {
           " and starts itself again, once (OpenMP\n"
           "reads them before the program runs): idle threads spin briefly, then\n"
           "sleep, so other busy processes do not stall them. A value set by the\n"
-          "user is kept (OMP_WAIT_POLICY=active: spin as OpenMP does by default).\n"
+          "user is kept (OMP_WAIT_POLICY=active: spin as OpenMP does by default),\n"
+          "and so is OpenMP's default when threads are bound (OMP_PROC_BIND,\n"
+          "OMP_PLACES).\n"
           "\nStart with `nasc space --list`, `nasc search --help` or `nasc check MODEL`.\n",
           out);
 }

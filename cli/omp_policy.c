@@ -23,8 +23,13 @@
  * the command sets the variable and executes itself again. This is the one
  * place library or CLI code reads the environment (the exception in
  * tests/search/test_rules.sh); the user's own setting of either variable
- * always wins. */
+ * always wins. Nor does it start again when OpenMP binds threads to places
+ * (OMP_PROC_BIND, OMP_PLACES): the runtime binds the first thread before
+ * main, and the new process would inherit that binding as its whole CPU
+ * set and run one thread. */
 #include "omp_policy.h"
+
+#include "nasc_backend.h"
 
 #include <stdlib.h>
 #include <sys/auxv.h>
@@ -46,6 +51,10 @@ static int started_directly(void) {
 
 void nasc_cli_omp_policy(char **argv) {
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return; /* the user's choice, or set already */
+    /* Threads bound to places: the runtime has bound this thread to the
+     * first place already, and a new process would take that one place for
+     * all the CPUs it may use (one thread). */
+    if (nasc_backend_threads_bound()) return;
     if (!started_directly()) return;
     /* The new process finds the variable set and returns above: one exec at
      * most, and none if setenv fails. */

@@ -109,6 +109,17 @@ nasc_env "GOMP_SPINCOUNT=12345" 0 GOMP_SPINCOUNT=12345 -- --version &&
 nasc_env "OMP_WAIT_POLICY empty" 0 OMP_WAIT_POLICY= -- --version &&
     expect "OMP_WAIT_POLICY empty" 1 GOMP_SPINCOUNT 300000
 
+# 2b. Threads bound to places: no exec (the runtime bound the first thread
+#     before main; a second image would inherit that one place as its CPU
+#     set), and the runtime's default spin.
+nasc_env "OMP_PROC_BIND=true" 0 OMP_PROC_BIND=true -- --version &&
+    expect "OMP_PROC_BIND=true" 1 GOMP_SPINCOUNT 300000
+nasc_env "OMP_PLACES=threads" 0 OMP_PLACES=threads -- --version &&
+    expect "OMP_PLACES=threads" 1 GOMP_SPINCOUNT 300000
+# unbound (OMP_PROC_BIND=false) is the default case: one exec
+nasc_env "OMP_PROC_BIND=false" 0 OMP_PROC_BIND=false -- --version &&
+    expect "OMP_PROC_BIND=false" 2 "$VAR" "$(echo "$VALUE" | tr a-z A-Z)"
+
 # 3. Started by the dynamic loader named on the command line,
 #    /proc/self/exe is the loader: nasc must not execute it (it would run
 #    something else), and runs on with the runtime's default.

@@ -15,6 +15,7 @@
 
 #if __has_include("dwconv.h")
 #include "avgpool.h"
+#include "conv1x1.h"
 #include "dwconv.h"
 #define NASC_HAVE_DW 1
 #endif
@@ -691,6 +692,43 @@ static bool conv_bwd_data_as_fwd(nasc_net *net, uint32_t pi, const nasc_prim *p,
     return true;
 }
 
+#ifdef NASC_HAVE_DW
+static void k_1x1_bwd_weights(nasc_net *net, const nb_step *s) {
+    const nb_arg *a = net->args + s->first_arg;
+    const float *x = nb_ptr(net, a[0].tref), *dy = nb_ptr(net, a[1].tref);
+    nasc_status st = nasc_c1_bwd_weights_run(s->ptr, x + net->trefs[a[0].tref].md.offset0,
+                                             dy + net->trefs[a[1].tref].md.offset0, nb_ptr(net, a[2].tref));
+    assert(st == NASC_OK); /* the shape was checked when the net was compiled */
+    (void)st;
+}
+
+/* The weight gradient of a 1x1 convolution at stride 1 without padding, x
+ * and dy in 16-channel blocks, by nasc's kernel (conv1x1.h) in a one-thread
+ * net (a training lane, a serial net): whether it emitted it. */
+static bool own_1x1_bwd_weights(nasc_net *net, const nasc_prim *p, const conv_geom *g, int xs, int G) {
+    if (!net->lane && !net->serial) return false;
+    const nasc_type *wt = vtype(net, arg(net, p, 1)), *yt = vtype(net, p->result);
+    if (p->a.groups > 1 || wt->rank != 4 || wt->dims[2] != 1 || wt->dims[3] != 1 || g->strides[0] != 1 ||
+        g->strides[1] != 1 || g->pl[0] || g->pl[1] || g->pr[0] || g->pr[1] || g->dil[0] || g->dil[1])
+        return false;
+    const dnnl_memory_desc_t *xm = md_of(net, xs), *dm = md_of(net, G);
+    int64_t xi = nb_planes16_image(xm), di = nb_planes16_image(dm);
+    if (!xi || !di || xm->dims[0] != dm->dims[0] || xm->dims[2] != dm->dims[2] || xm->dims[3] != dm->dims[3] ||
+        xm->dims[1] != wt->dims[1] || dm->dims[1] != wt->dims[0] || yt->dims[1] != wt->dims[0] ||
+        xm->dims[0] > INT32_MAX || xm->dims[1] > INT32_MAX || dm->dims[1] > INT32_MAX)
+        return false;
+    nasc_c1_shape sh = {(int)xm->dims[0], (int)xm->dims[1], (int)dm->dims[1], xm->dims[2] * xm->dims[3], xi, di};
+    if (!nasc_c1_supported(&sh)) return false;
+    int dw = nb_tensor_new(net, &g->w_plain);
+    nb_arg a[3] = {{0, xs}, {1, G}, {2, dw}};
+    int s = dw < 0 ? -1 : step_owning(net, k_1x1_bwd_weights, "conv bwd-weights (nasc)", 3, a, &sh, sizeof sh);
+    if (s < 0) return true;
+    net->steps[s].flops = g->flops;
+    nb_param_grad(net, arg(net, p, 1), dw, &g->w_plain); /* on the first use, dw becomes the gradient array */
+    return true;
+}
+#endif
+
 static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int G) {
     uint32_t x = arg(net, p, 0), w = arg(net, p, 1);
     conv_geom g;
@@ -741,6 +779,9 @@ static nasc_status conv_bwd(nasc_net *net, uint32_t pi, const nasc_prim *p, int 
             contribute_input(net, pi, p, dx);
         }
     }
+#ifdef NASC_HAVE_DW
+    if (net->vals[w].needs_grad && own_1x1_bwd_weights(net, p, &g, xs, G)) return net->status;
+#endif
     if (net->vals[w].needs_grad) {
         /* a plain source (the net input) may not have a fast backward-weights
          * kernel: let oneDNN pick its layout and reorder the input once */

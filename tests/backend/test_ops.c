@@ -1286,6 +1286,33 @@ static void build_factorized_reduce(tcase *t, int i) {
     if (k[i].shift_out) tc_output(t, sh);
 }
 
+/* 1x1 convolutions on 16-channel blocks, whose weight gradient nasc's own
+ * kernel computes on AVX-512 (conv1x1.h) in a training lane: several whole
+ * images a chunk of pixels, the last chunk short (256 channels in, batch 14:
+ * chunks of 5, 5 and 2 images a lane); runs of one image's pixels, the last
+ * run short (19x19 at 48 + 32 channels); two convolutions of one input
+ * concatenated, each result's gradient a channel slice of the concat's. */
+static void build_conv_1x1_16c(tcase *t, int i) {
+    static const struct {
+        int c, o, hw, batch, cat;
+    } k[4] = {{16, 16, 5, 2, 0}, {48, 32, 19, 2, 0}, {256, 16, 4, 14, 0}, {32, 16, 6, 3, 1}};
+    t->batch = k[i].batch;
+    uint32_t x = tc_input(t, "x", 4, k[i].c, k[i].hw, k[i].hw);
+    nasc_prim_attrs a = attrs_window(1, 1, 1, 1, 0, 0, 0, 0);
+    uint32_t y[2];
+    for (int j = 0; j <= k[i].cat; j++) {
+        uint32_t args[2] = {x, tc_param(t, j ? "w2" : "w1", 4, k[i].o, k[i].c, 1, 1, NULL)};
+        y[j] = tc_op(t, NASC_PRIM_CONV, args, 2, &a, j ? "y2" : "y1");
+    }
+    if (!k[i].cat) {
+        tc_output(t, y[0]);
+        return;
+    }
+    nasc_prim_attrs cat = nasc_prim_attrs_default();
+    cat.axis = 1;
+    tc_output(t, tc_op(t, NASC_PRIM_CONCAT, y, 2, &cat, "y"));
+}
+
 /* Flatten after a conv with 16 channels: the features are in (C, H, W)
  * order whatever layout the conv produced. */
 static void build_flatten_wide(tcase *t, int i) {
@@ -1616,6 +1643,7 @@ typedef struct op_case {
     X(add_wide, 2)                                                                                                     \
     X(concat_adds, 3)                                                                                                  \
     X(factorized_reduce, 8)                                                                                            \
+    X(conv_1x1_16c, 4)                                                                                                 \
     X(flatten_wide, 2)                                                                                                 \
     X(add_bcast, 6)                                                                                                    \
     X(mul_bcast, 6)                                                                                                    \

@@ -410,6 +410,17 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
     return net->sync->slots + (size_t)lane * net->sync->per_lane + (size_t)off;
 }
 
+/* The same place of the next image's plane, fetched into the cache while
+ * this one is walked (blocked layouts: a line or half a line a pixel): a
+ * channel block's planes are apart in memory, and the hardware's stream
+ * prefetchers start over at each. Measured in NASNet-A's training lanes
+ * (`nasc bench models/nasnet-a.yaml --profile`, runs alternating with and
+ * without): its batch norms took 23.4-24.9 ms a lane step against
+ * 26.9-30.3, waits included. */
+#define NB_PREFETCH(blk, p)                                                                                    \
+    do {                                                                                                       \
+        if ((blk) > 1) __builtin_prefetch((p), 0, 3);                                                          \
+    } while (0)
 /* Loops over one channel block cb of w, BLK channels (a constant, so that
  * the compiler vectorises over them); x, y and dx share w's layout, a
  * gradient of the result is walked by its own (wd, wg: a view's strides).
@@ -424,9 +435,11 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
                                      const float *restrict r, double *restrict sx, double *restrict sxx) {      \
         for (int64_t n = 0; n < w->n; n++) {                                                                    \
             float s[BLK] = {0}, q2[BLK] = {0};                                                                  \
+            bool pf = n + 1 < w->n;                                                                             \
             for (int64_t h = 0; h < w->h; h++)                                                                  \
                 for (int64_t q = 0; q < w->w; q++) {                                                            \
                     const float *p = AT(x, w, n, h, q);                                                         \
+                    if (pf) NB_PREFETCH(BLK, p + w->sn);                                                             \
                     _Pragma("omp simd") for (int k = 0; k < BLK; k++) {                                         \
                         float v = p[k] - r[k];                                                                  \
                         s[k] += v;                                                                              \
@@ -445,6 +458,7 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
                 for (int64_t q = 0; q < w->w; q++) {                                                            \
                     const float *px = AT(x, w, n, h, q);                                                        \
                     float *py = AT(y, w, n, h, q);                                                              \
+                    if (n + 1 < w->n) { NB_PREFETCH(BLK, px + w->sn); }                                            \
                     if (relu) {                                                                                 \
                         _Pragma("omp simd") for (int k = 0; k < BLK; k++) {                                     \
                             float v = a[k] * (px[k] - m[k]) + b[k];                                                      \
@@ -466,6 +480,7 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
             for (int64_t h = 0; h < w->h; h++)                                                                  \
                 for (int64_t q = 0; q < w->w; q++) {                                                            \
                     const float *px = AT(x, w, n, h, q), *pd = AT(dy, wd, n, h, q);                             \
+                    if (n + 1 < w->n) { NB_PREFETCH(BLK, px + w->sn); NB_PREFETCH(BLK, pd + wd->sn); }             \
                     _Pragma("omp simd") for (int k = 0; k < BLK; k++) {                                         \
                         float d = !relu || a[k] * (px[k] - m[k]) + b[k] > 0.0f ? pd[k] : 0.0f;                           \
                         s[k] += d;                                                                              \
@@ -485,6 +500,7 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
             for (int64_t h = 0; h < w->h; h++)                                                                  \
                 for (int64_t q = 0; q < w->w; q++) {                                                            \
                     const float *px = AT(x, w, n, h, q), *pd = AT(dy, wd, n, h, q);                             \
+                    if (n + 1 < w->n) { NB_PREFETCH(BLK, px + w->sn); NB_PREFETCH(BLK, pd + wd->sn); }             \
                     float *po = AT(dx, w, n, h, q);                                                             \
                     _Pragma("omp simd") for (int k = 0; k < BLK; k++) {                                         \
                         float d = !relu || a[k] * (px[k] - m[k]) + b[k] > 0.0f ? pd[k] : 0.0f;                           \
@@ -505,6 +521,11 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
                 for (int64_t q = 0; q < w->w; q++) {                                                            \
                     const float *px = AT(x, w, n, h, q);                                                        \
                     const float *restrict p0 = AT(g[0], &wg[0], n, h, q), *restrict p1 = AT(g[1], &wg[1], n, h, q); \
+                    if (n + 1 < w->n) {                                                                         \
+                        NB_PREFETCH(BLK, px + w->sn);                                                           \
+                        NB_PREFETCH(BLK, p0 + wg[0].sn);                                                        \
+                        NB_PREFETCH(BLK, p1 + wg[1].sn);                                                        \
+                    }                                                                                           \
                     float *po = AT(dx, w, n, h, q), d[BLK];                                                     \
                     _Pragma("omp simd") for (int k = 0; k < BLK; k++) d[k] = p0[k] + p1[k];                    \
                     for (int j = 2; j < ng; j++) {                                                              \
@@ -530,6 +551,7 @@ static double *slot_row(const nasc_net *net, int lane, int64_t off) {
                 for (int64_t q = 0; q < w->w; q++) {                                                            \
                     const float *px = AT(x, w, n, h, q);                                                        \
                     float *po = AT(dx, w, n, h, q);                                                             \
+                    if (n + 1 < w->n) { NB_PREFETCH(BLK, px + w->sn); NB_PREFETCH(BLK, po + w->sn); }              \
                     _Pragma("omp simd") for (int k = 0; k < BLK; k++) po[k] = ga[k] * po[k] + gb[k] * (px[k] - m[k]) + gc[k]; \
                 }                                                                                               \
     }
@@ -538,6 +560,7 @@ DEF_BLOCK_KERNELS(8)
 DEF_BLOCK_KERNELS(1)
 #undef DEF_BLOCK_KERNELS
 #undef AT
+#undef NB_PREFETCH
 
 /* Call fn16, fn8 or fn1, the kernel for the walk's channel blocks. */
 #define BY_BLOCK(blk, fn, ...)                                                                                 \

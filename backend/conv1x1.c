@@ -32,21 +32,25 @@ bool nasc_c1_supported(const nasc_c1_shape *s) {
 #ifdef C1_X86
 /* dw's 16x16 tile at t (rows ld floats apart: output channel r's 16 input
  * channels) += the products of ni images of np pixels: x's block planes at
- * x (images xs floats apart), dy's at dy (ds apart). px and pd, when not
- * NULL, are the same planes of the next chunk, fetched into the cache a line
- * a pixel meanwhile (x comes from memory: the forward pass wrote it long
- * before). */
+ * x (images xs floats apart), dy's at dy (ds apart). nx and nd, when not
+ * NULL, are the same planes of the next chunk, of nni images of nnp pixels,
+ * fetched into the cache a line a pixel meanwhile (x comes from memory: the
+ * forward pass wrote it long before). */
 C1_AVX512 static void tile(const float *x, int64_t xs, const float *dy, int64_t ds, int ni, int64_t np, float *t,
-                           int64_t ld, const float *nx, const float *nd) {
+                           int64_t ld, const float *nx, const float *nd, int nni, int64_t nnp) {
     __m512 a[16];
 #pragma GCC unroll 16
     for (int r = 0; r < 16; r++) a[r] = _mm512_loadu_ps(t + r * ld);
     for (int k = 0; k < ni; k++) {
         const float *px = x + k * xs, *pd = dy + k * ds;
-        const char *fx = nx ? (const char *)(nx + k * xs) : NULL, *fd = nd ? (const char *)(nd + k * ds) : NULL;
+        bool more = k < nni; /* the next chunk has an image k */
+        const char *fx = nx && more ? (const char *)(nx + k * xs) : NULL;
+        const char *fd = nd && more ? (const char *)(nd + k * ds) : NULL;
         for (int64_t q = 0; q < np; q++, px += 16, pd += 16) {
-            if (fx) _mm_prefetch(fx + q * 64, _MM_HINT_T0);
-            if (fd) _mm_prefetch(fd + q * 64, _MM_HINT_T0);
+            if (q < nnp) {
+                if (fx) _mm_prefetch(fx + q * 64, _MM_HINT_T0);
+                if (fd) _mm_prefetch(fd + q * 64, _MM_HINT_T0);
+            }
             __m512 v = _mm512_loadu_ps(px);
 #pragma GCC unroll 16
             for (int r = 0; r < 16; r++) a[r] = _mm512_fmadd_ps(_mm512_set1_ps(pd[r]), v, a[r]);
@@ -73,17 +77,22 @@ nasc_status nasc_c1_bwd_weights_run(const nasc_c1_shape *s, const float *x, cons
             int ni = s->n - n0 < per ? s->n - n0 : per;
             int64_t np = s->p - p0 < run ? s->p - p0 : run;
             const float *xn = x + n0 * s->x_image + p0 * 16, *dn = dy + n0 * s->dy_image + p0 * 16;
-            /* the next chunk (same shape: a line past a short last one is harmless to fetch) */
+            /* the next chunk: the rest of this image, or the next images */
+            int n1 = p0 + run < s->p ? n0 : n0 + per;
+            int64_t p1 = p0 + run < s->p ? p0 + run : 0;
             const float *nx = NULL, *nd = NULL;
-            if (p0 + run < s->p)
-                nx = xn + run * 16, nd = dn + run * 16;
-            else if (n0 + per < s->n)
-                nx = x + (n0 + per) * s->x_image, nd = dy + (n0 + per) * s->dy_image;
+            int nni = 0;
+            int64_t nnp = 0;
+            if (n1 < s->n) {
+                nx = x + n1 * s->x_image + p1 * 16, nd = dy + n1 * s->dy_image + p1 * 16;
+                nni = s->n - n1 < per ? s->n - n1 : per;
+                nnp = s->p - p1 < run ? s->p - p1 : run;
+            }
             for (int ob = 0; ob < ob_n; ob++)
                 for (int ib = 0; ib < ib_n; ib++)
                     tile(xn + ib * plane_x, s->x_image, dn + ob * plane_d, s->dy_image, ni, np,
                          dw + (int64_t)ob * 16 * s->ic + ib * 16, s->ic, nx && ob == 0 ? nx + ib * plane_x : NULL,
-                         nd && ib == 0 ? nd + ob * plane_d : NULL);
+                         nd && ib == 0 ? nd + ob * plane_d : NULL, nni, nnp);
         }
 #endif
     return NASC_OK;

@@ -74,6 +74,7 @@ typedef struct tcase {
     double in_scale;     /* inputs are multiplied by this (default 1) */
     nasc_net_mode mode;  /* TRAIN: forward and backward; INFER: forward only */
     bool fuse;           /* INFER: ask the backend to fold batch norm and relu */
+    nasc_net_parallel parallel; /* the backend net's threads (default AUTO: lanes in training) */
 } tcase;
 
 static int ri(tcase *t, int lo, int hi) { return lo + (int)nasc_rng_below(&t->rng, (uint64_t)(hi - lo + 1)); }
@@ -441,6 +442,7 @@ static bool tc_check(tcase *t, const char *label, grad_src src) {
         o.mode = t->mode;
         o.input_grad = true;
         o.fuse = t->fuse;
+        o.parallel = t->parallel;
         if (nasc_net_compile(&t->ctx, m, t->ps, &o, &net)) {
             nasc_diag_print(&t->ctx.diag, stderr);
             ok = false;
@@ -1287,24 +1289,31 @@ static void build_factorized_reduce(tcase *t, int i) {
 }
 
 /* 1x1 convolutions on 16-channel blocks, whose weight gradient nasc's own
- * kernel computes on AVX-512 (conv1x1.h) in a training lane: several whole
- * images a chunk of pixels, the last chunk short (256 channels in, batch 14:
- * chunks of 5, 5 and 2 images a lane); runs of one image's pixels, the last
- * run short (19x19 at 48 + 32 channels); two convolutions of one input
- * concatenated, each result's gradient a channel slice of the concat's. */
+ * kernel computes on AVX-512 (conv1x1.h) in a training lane or a one-thread
+ * net (test_1x1_own_chosen checks that it runs): several whole images a
+ * chunk of pixels, the last chunk short (256 channels in, batch 14: chunks
+ * of 5 and 2 images in each of two lanes); runs of one image's pixels, the
+ * last run short (19x19 at 48 + 32 channels), in a lane of one image and in
+ * a one-thread net of two; two convolutions of one input concatenated; one
+ * weight used by two convolutions (the second one's gradient added into the
+ * first's). */
 static void build_conv_1x1_16c(tcase *t, int i) {
     static const struct {
-        int c, o, hw, batch, cat;
-    } k[4] = {{16, 16, 5, 2, 0}, {48, 32, 19, 2, 0}, {256, 16, 4, 14, 0}, {32, 16, 6, 3, 1}};
+        int c, o, hw, batch, convs, shared, one;
+    } k[6] = {{16, 16, 5, 2, 1, 0, 0},  {48, 32, 19, 2, 1, 0, 0}, {256, 16, 4, 14, 1, 0, 0},
+              {32, 16, 6, 3, 2, 0, 0},  {48, 32, 19, 2, 1, 0, 1}, {16, 16, 6, 2, 2, 1, 1}};
     t->batch = k[i].batch;
+    if (k[i].one) t->parallel = NASC_NET_PARALLEL_ONE;
     uint32_t x = tc_input(t, "x", 4, k[i].c, k[i].hw, k[i].hw);
     nasc_prim_attrs a = attrs_window(1, 1, 1, 1, 0, 0, 0, 0);
-    uint32_t y[2];
-    for (int j = 0; j <= k[i].cat; j++) {
-        uint32_t args[2] = {x, tc_param(t, j ? "w2" : "w1", 4, k[i].o, k[i].c, 1, 1, NULL)};
+    uint32_t y[2], w = tc_param(t, "w1", 4, k[i].o, k[i].c, 1, 1, NULL);
+    for (int j = 0; j < k[i].convs; j++) {
+        if (j == 1 && !k[i].shared) w = tc_param(t, "w2", 4, k[i].o, k[i].c, 1, 1, NULL);
+        uint32_t in = j == 1 && k[i].shared ? tc_op(t, NASC_PRIM_RELU, &x, 1, NULL, "r") : x;
+        uint32_t args[2] = {in, w};
         y[j] = tc_op(t, NASC_PRIM_CONV, args, 2, &a, j ? "y2" : "y1");
     }
-    if (!k[i].cat) {
+    if (k[i].convs == 1) {
         tc_output(t, y[0]);
         return;
     }
@@ -1643,7 +1652,7 @@ typedef struct op_case {
     X(add_wide, 2)                                                                                                     \
     X(concat_adds, 3)                                                                                                  \
     X(factorized_reduce, 8)                                                                                            \
-    X(conv_1x1_16c, 4)                                                                                                 \
+    X(conv_1x1_16c, 6)                                                                                                 \
     X(flatten_wide, 2)                                                                                                 \
     X(add_bcast, 6)                                                                                                    \
     X(mul_bcast, 6)                                                                                                    \
@@ -1790,6 +1799,53 @@ static void test_winograd_chosen(void **state) {
                t.batch, st[0].n_winograd, st[1].n_winograd, avx512 ? "yes" : "no: direct only");
         if (avx512) assert_int_equal(st[0].n_winograd, 1);
         assert_int_equal(st[1].n_winograd, 0);
+        tc_end(&t);
+    }
+}
+
+/* The 1x1 weight gradients of conv_1x1_16c run nasc's kernel (conv1x1.h)
+ * on AVX-512, in training lanes (when the process has two threads or more)
+ * and in one-thread nets, and oneDNN's elsewhere: the training step's
+ * profile names the kernel's steps. */
+static void test_1x1_own_chosen(void **state) {
+    (void)state;
+    bool avx512 = __builtin_cpu_supports("avx512f");
+    for (int i = 0; i < 6; i++) {
+        tcase t;
+        tc_begin(&t, nasc_hash_str("conv_1x1_16c") + (uint64_t)i);
+        build_conv_1x1_16c(&t, i);
+        assert_int_equal(nasc_prim_verify(t.m), NASC_OK);
+        assert_int_equal(nasc_params_init(t.ps, t.m, 5), NASC_OK);
+        nasc_net_options o = nasc_net_options_default();
+        o.batch = t.batch;
+        o.parallel = t.parallel;
+        o.profile = true;
+        nasc_net *net = NULL;
+        assert_int_equal(nasc_net_compile(&t.ctx, t.m, t.ps, &o, &net), NASC_OK);
+        nasc_net_stats st;
+        nasc_net_get_stats(net, &st);
+        int64_t n = 1;
+        for (int d = 1; d < 4; d++) n *= t.m->values[0].type.dims[d];
+        float *x = calloc((size_t)(n * t.batch), sizeof *x);
+        assert_non_null(x);
+        assert_int_equal(nasc_net_set_input(net, 0, x), NASC_OK);
+        assert_int_equal(nasc_net_forward(net), NASC_OK);
+        assert_int_equal(nasc_net_backward(net), NASC_OK);
+        char text[8192] = {0};
+        FILE *f = tmpfile();
+        assert_non_null(f);
+        nasc_net_profile_print(net, f);
+        rewind(f);
+        size_t got = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[got] = 0;
+        bool own = strstr(text, "conv bwd-weights (nasc)") != NULL;
+        bool one_thread = t.parallel == NASC_NET_PARALLEL_ONE || st.n_lanes > 1;
+        printf("[1x1 own] instance %d: %d lanes, nasc's kernel %s (AVX-512: %s)\n", i, st.n_lanes, own ? "yes" : "no",
+               avx512 ? "yes" : "no");
+        assert_true(own == (avx512 && one_thread));
+        free(x);
+        nasc_net_destroy(net);
         tc_end(&t);
     }
 }
@@ -2438,7 +2494,8 @@ int main(void) {
         cmocka_unit_test(test_ref_enas),
     };
     const struct CMUnitTest ops[] = {OP_CASES(NET_TEST) cmocka_unit_test(test_bn_running_stats),
-                                     cmocka_unit_test(test_computed_w_infer), cmocka_unit_test(test_winograd_chosen)};
+                                     cmocka_unit_test(test_computed_w_infer), cmocka_unit_test(test_winograd_chosen),
+                                     cmocka_unit_test(test_1x1_own_chosen)};
     const struct CMUnitTest cells[] = {
         cmocka_unit_test(test_cells_nasnet),
         cmocka_unit_test(test_cells_enas),
